@@ -1,0 +1,11 @@
+//! The actors of the pipeline, one per file.
+
+pub mod gpu_nvml;
+pub mod gpu_simulated;
+pub mod jsonl_sink;
+pub mod query;
+pub mod request_sampler;
+pub mod window_store;
+
+#[cfg(test)]
+pub mod testing;

@@ -1,0 +1,266 @@
+//! Query actor: serves the REST API's computed views. Looks each view up in the cache
+//! (per refresh period); on a miss asks the window store and the request sampler, builds
+//! the view, caches it serialised. Also runs GPU cleanup: publishes the command on the
+//! command stream, waits the settle period, and reports memory before and after as seen.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use axum::body::Bytes;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::actors::request_sampler::{GetRequestSummary, RequestSampler};
+use crate::actors::window_store::WindowStoreActor;
+use crate::cache::{CacheStats, View, ViewCache, ViewKey};
+use crate::cleanup::{pair_readings, CleanupReport, CleanupRequest};
+use crate::clock::Clock;
+use crate::messages::commands::Command;
+use crate::messages::queries::{SelectLatest, SelectStats};
+use crate::messages::stats::{ComponentStats, GetStats};
+use crate::model::catalog as m;
+use crate::model::selector::{MatchOp, Matcher, Selector};
+use crate::views::{gpu_entries, gpu_fleet_summary, DashboardSummary, GpuProfile, GpuSourceInfo};
+
+/// A component the view needed did not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{component} did not answer: {reason}")]
+pub struct QueryError {
+    pub component: &'static str,
+    pub reason: String,
+}
+
+fn unavailable(component: &'static str) -> impl FnOnce(MailboxError) -> QueryError {
+    move |e| QueryError {
+        component,
+        reason: e.to_string(),
+    }
+}
+
+/// Get a view, serialised as JSON.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Bytes, QueryError>")]
+pub struct GetView(pub View);
+
+/// Cache figures.
+#[derive(Debug, Message)]
+#[rtype(result = "CacheStats")]
+pub struct GetCacheStats;
+
+/// Empty the cache; answers how many entries were removed.
+#[derive(Debug, Message)]
+#[rtype(result = "u64")]
+pub struct ClearCache;
+
+/// Run a GPU cleanup.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CleanupReport, QueryError>")]
+pub struct RunCleanup(pub CleanupRequest);
+
+/// Timing settings of views.
+#[derive(Debug, Clone, Copy)]
+pub struct QuerySettings {
+    /// Views are recomputed at most this often.
+    pub refresh_ms: i64,
+    /// Samples older than this are left out of views.
+    pub stale_after_ms: i64,
+    /// Default settle time of a cleanup.
+    pub cleanup_settle_ms: u64,
+}
+
+/// The query actor.
+pub struct QueryActor {
+    window: Addr<WindowStoreActor>,
+    requests: Addr<RequestSampler>,
+    commands: broadcast::Sender<Command>,
+    cache: ViewCache,
+    clock: Clock,
+    settings: QuerySettings,
+    gpu_source: GpuSourceInfo,
+    views_computed: u64,
+    cleanups: u64,
+}
+
+impl QueryActor {
+    pub fn new(
+        window: Addr<WindowStoreActor>,
+        requests: Addr<RequestSampler>,
+        commands: broadcast::Sender<Command>,
+        cache: ViewCache,
+        clock: Clock,
+        settings: QuerySettings,
+        gpu_source: GpuSourceInfo,
+    ) -> Self {
+        QueryActor {
+            window,
+            requests,
+            commands,
+            cache,
+            clock,
+            settings,
+            gpu_source,
+            views_computed: 0,
+            cleanups: 0,
+        }
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).expect("views serialise"))
+}
+
+/// The latest framebuffer-used samples.
+fn fb_used() -> Selector {
+    Selector::metric(m::FB_USED)
+}
+
+impl Actor for QueryActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<GetView> for QueryActor {
+    type Result = ResponseFuture<Result<Bytes, QueryError>>;
+
+    fn handle(&mut self, GetView(view): GetView, _: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let key = ViewKey {
+            view: view.clone(),
+            epoch: now.div_euclid(self.settings.refresh_ms),
+        };
+        if let Some(bytes) = self.cache.get(&key) {
+            return Box::pin(async move { Ok(bytes) });
+        }
+        self.views_computed += 1;
+        let (window, requests, cache) = (self.window.clone(), self.requests.clone(), self.cache.clone());
+        let (settings, gpu_source) = (self.settings, self.gpu_source.clone());
+        let fresh_since = now - settings.stale_after_ms;
+        Box::pin(async move {
+            let bytes = match view {
+                View::Summary => {
+                    let selector = Selector::default().with(
+                        Matcher::new("__name__", MatchOp::Re, &format!("{}|{}|{}|{}", m::GPU_UTIL, m::FB_USED, m::FB_TOTAL, m::GPU_TEMP))
+                            .expect("static regex"),
+                    );
+                    let (latest, req) = futures_util::future::join(
+                        window.send(SelectLatest { selector, since_ms: fresh_since }),
+                        requests.send(GetRequestSummary),
+                    )
+                    .await;
+                    to_json(&DashboardSummary {
+                        generated_at_ms: now,
+                        refresh_ms: settings.refresh_ms as u64,
+                        gpu_source,
+                        gpus: gpu_fleet_summary(&latest.map_err(unavailable("window_store"))?),
+                        requests: req.map_err(unavailable("request_sampler"))?,
+                    })
+                }
+                View::Profile { window_s } => {
+                    let selector = Selector::default().with(
+                        Matcher::new("__name__", MatchOp::Re, &format!("DCGM_FI_.*|{}", m::PROCESS_FB_USED)).expect("static regex"),
+                    );
+                    let stats = window
+                        .send(SelectStats {
+                            selector,
+                            start_ms: now - window_s as i64 * 1000,
+                            end_ms: now,
+                        })
+                        .await
+                        .map_err(unavailable("window_store"))?;
+                    to_json(&GpuProfile {
+                        generated_at_ms: now,
+                        window_s,
+                        gpu_source,
+                        gpus: gpu_entries(stats, fresh_since),
+                    })
+                }
+            };
+            cache.insert(key, bytes.clone());
+            Ok(bytes)
+        })
+    }
+}
+
+impl Handler<GetCacheStats> for QueryActor {
+    type Result = MessageResult<GetCacheStats>;
+
+    fn handle(&mut self, _: GetCacheStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.cache.stats())
+    }
+}
+
+impl Handler<ClearCache> for QueryActor {
+    type Result = u64;
+
+    fn handle(&mut self, _: ClearCache, _: &mut Self::Context) -> u64 {
+        self.cache.clear()
+    }
+}
+
+impl Handler<RunCleanup> for QueryActor {
+    type Result = ResponseFuture<Result<CleanupReport, QueryError>>;
+
+    fn handle(&mut self, RunCleanup(req): RunCleanup, _: &mut Self::Context) -> Self::Result {
+        self.cleanups += 1;
+        let window = self.window.clone();
+        let commands = self.commands.clone();
+        let clock = self.clock.clone();
+        let settle_ms = req.settle_ms.unwrap_or(self.settings.cleanup_settle_ms);
+        let fresh_since = clock.now_ms() - self.settings.stale_after_ms;
+        let id = format!("cleanup-{}-{}", clock.now_ms(), self.cleanups);
+        Box::pin(async move {
+            let mut selector = fb_used();
+            if let Some(gpus) = &req.gpus {
+                let alternatives: Vec<String> = gpus.iter().map(|g| regex_escape(g)).collect();
+                selector = selector.with(Matcher::new("gpu", MatchOp::Re, &alternatives.join("|")).expect("escaped"));
+            }
+            let before = window
+                .send(SelectLatest { selector: selector.clone(), since_ms: fresh_since })
+                .await
+                .map_err(unavailable("window_store"))?;
+            let issued_at_ms = clock.now_ms();
+            let cmd = Command::Cleanup {
+                id: id.clone(),
+                gpus: req.gpus.clone(),
+                issued_at_ms,
+            };
+            // No subscriber is not an error: the report then shows what did (not) change.
+            let delivered_to = commands.send(cmd).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(settle_ms)).await;
+            let after = window
+                .send(SelectLatest { selector, since_ms: issued_at_ms + 1 })
+                .await
+                .map_err(unavailable("window_store"))?;
+            let gpus = pair_readings(&before, &after, issued_at_ms);
+            Ok(CleanupReport {
+                command_id: id,
+                issued_at_ms,
+                settle_ms,
+                delivered_to,
+                released_mib_total: gpus.iter().filter_map(|g| g.released_mib).sum(),
+                not_measured: gpus.iter().filter(|g| g.after_mib.is_none()).count(),
+                gpus,
+            })
+        })
+    }
+}
+
+/// Escapes regex metacharacters in a label value.
+fn regex_escape(s: &str) -> String {
+    regex::escape(s)
+}
+
+impl Handler<GetStats> for QueryActor {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut st = ComponentStats::new("query", "query");
+        let cache = self.cache.stats();
+        st.extra.insert("views_computed_total", self.views_computed as f64);
+        st.extra.insert("cleanups_total", self.cleanups as f64);
+        st.extra.insert("cache_hits_total", cache.hits as f64);
+        st.extra.insert("cache_misses_total", cache.misses as f64);
+        st.extra.insert("cache_entries", cache.entries as f64);
+        st.extra.insert("cache_evictions_total", cache.evictions as f64);
+        MessageResult(st)
+    }
+}

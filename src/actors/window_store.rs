@@ -1,0 +1,224 @@
+//! Window store actor: keeps every series' recent points (see `window.rs`) and answers
+//! queries from the query actor. Receives [`SampleBatch`] from the samplers; forwards each
+//! batch, after storing it, to its downstream (sinks, later processors) with awaited sends,
+//! in order, so a slow downstream slows the store's intake instead of losing data.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::clock::Clock;
+use crate::mailbox::{Mailbox, MailboxGauge};
+use crate::messages::queries::{SelectLatest, SelectPoints, SelectStats};
+use crate::messages::samples::SampleBatch;
+use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::model::series::Series;
+use crate::window::{Retention, SeriesPoints, SeriesStats, WindowStore};
+
+/// Batches that may wait in the store's mailbox before senders wait.
+pub const MAILBOX_CAPACITY: usize = 256;
+/// How often points past `max_age` are dropped.
+pub const EVICT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Owns the window store.
+pub struct WindowStoreActor {
+    store: WindowStore,
+    /// Where each stored batch goes next.
+    downstream: Vec<Mailbox<SampleBatch>>,
+    /// Time source for age eviction.
+    clock: Clock,
+    /// This actor's own backlog, shared with its senders.
+    gauge: MailboxGauge,
+    /// Samples received.
+    received: u64,
+    /// Samples stored.
+    stored: u64,
+    /// Samples refused (series limit, out of order): counted, reported as dropped.
+    refused: u64,
+    /// Batches a downstream actor could not take (it had stopped).
+    forward_failures: u64,
+}
+
+impl WindowStoreActor {
+    pub fn new(
+        retention: Retention,
+        downstream: Vec<Mailbox<SampleBatch>>,
+        clock: Clock,
+        gauge: MailboxGauge,
+    ) -> Self {
+        WindowStoreActor {
+            store: WindowStore::new(retention),
+            downstream,
+            clock,
+            gauge,
+            received: 0,
+            stored: 0,
+            refused: 0,
+            forward_failures: 0,
+        }
+    }
+}
+
+impl Actor for WindowStoreActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(EVICT_INTERVAL, |act, _| {
+            act.store.evict(act.clock.now_ms());
+        });
+    }
+}
+
+impl Handler<SampleBatch> for WindowStoreActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, batch: SampleBatch, _ctx: &mut Self::Context) -> Self::Result {
+        let outcome = self.store.ingest(&batch.samples);
+        self.received += batch.len() as u64;
+        self.stored += outcome.stored + outcome.replaced;
+        self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
+        if self.downstream.is_empty() {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let downstream = self.downstream.clone();
+        let forward = async move {
+            let mut failures = 0;
+            for d in &downstream {
+                if d.send(batch.clone()).await.is_err() {
+                    failures += 1;
+                }
+            }
+            failures
+        };
+        AtomicResponse::new(Box::pin(forward.into_actor(self).map(|failures, act, _| {
+            act.forward_failures += failures;
+        })))
+    }
+}
+
+impl Handler<SelectPoints> for WindowStoreActor {
+    type Result = MessageResult<SelectPoints>;
+
+    fn handle(&mut self, q: SelectPoints, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.store.select(&q.selector, q.start_ms, q.end_ms))
+    }
+}
+
+impl Handler<SelectStats> for WindowStoreActor {
+    type Result = MessageResult<SelectStats>;
+
+    fn handle(&mut self, q: SelectStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.store.stats(&q.selector, q.start_ms, q.end_ms))
+    }
+}
+
+impl Handler<SelectLatest> for WindowStoreActor {
+    type Result = MessageResult<SelectLatest>;
+
+    fn handle(&mut self, q: SelectLatest, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.store.latest(&q.selector, q.since_ms))
+    }
+}
+
+impl Handler<GetStats> for WindowStoreActor {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut st = ComponentStats::new("window_store", "store");
+        st.received_total = self.received;
+        st.emitted_total = self.stored;
+        st.dropped_total = self.refused;
+        st.mailbox_backlog = self.gauge.get();
+        st.extra.insert("series", self.store.series_count() as f64);
+        st.extra.insert("points", self.store.point_count() as f64);
+        st.extra.insert("forward_failures_total", self.forward_failures as f64);
+        if self.forward_failures > 0 {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "{} batches could not be forwarded downstream",
+                self.forward_failures
+            ));
+        }
+        MessageResult(st)
+    }
+}
+
+// Keep the result types nameable for callers.
+pub type PointsResult = Vec<SeriesPoints>;
+pub type StatsResult = Vec<SeriesStats>;
+pub type LatestResult = Vec<(Series, i64, f64)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::testing::Recorder;
+    use crate::model::selector::Selector;
+    use crate::model::series::{Sample, SeriesKey};
+
+    fn retention() -> Retention {
+        Retention {
+            max_points: 10,
+            max_age_ms: 5_000,
+            max_series: 100,
+        }
+    }
+
+    #[actix::test]
+    async fn stores_forwards_in_order_and_evicts_with_time() {
+        tokio::time::pause();
+        let clock = Clock::tokio_anchored(1_000_000);
+        let rec = Recorder::start();
+        let store = WindowStoreActor::new(
+            retention(),
+            vec![rec.mailbox()],
+            clock.clone(),
+            MailboxGauge::default(),
+        )
+        .start();
+        let series = SeriesKey::shared("m", [("gpu", "0")]);
+        for i in 0..3 {
+            let batch = SampleBatch::new(vec![Sample::new(series.clone(), 1_000_000 + i, i as f64)]);
+            store.send(batch).await.unwrap();
+        }
+        let seen = rec.values().await;
+        assert_eq!(seen, vec![0.0, 1.0, 2.0]);
+        let latest = store
+            .send(SelectLatest {
+                selector: Selector::metric("m"),
+                since_ms: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(latest[0].2, 2.0);
+
+        // Past max_age the eviction tick forgets the series.
+        tokio::time::advance(Duration::from_secs(7)).await;
+        tokio::task::yield_now().await;
+        let stats = store.send(GetStats).await.unwrap();
+        assert_eq!(stats.extra["series"], 0.0);
+        assert_eq!(stats.received_total, 3);
+        assert_eq!(stats.emitted_total, 3);
+    }
+
+    #[actix::test]
+    async fn refused_samples_are_counted_as_dropped() {
+        let store = WindowStoreActor::new(
+            Retention {
+                max_series: 1,
+                ..retention()
+            },
+            vec![],
+            Clock::system(),
+            MailboxGauge::default(),
+        )
+        .start();
+        let batch = SampleBatch::new(vec![
+            Sample::new(SeriesKey::shared("a", Vec::<(&str, &str)>::new()), 1, 1.0),
+            Sample::new(SeriesKey::shared("b", Vec::<(&str, &str)>::new()), 1, 1.0),
+        ]);
+        store.send(batch).await.unwrap();
+        let stats = store.send(GetStats).await.unwrap();
+        assert_eq!((stats.received_total, stats.emitted_total, stats.dropped_total), (2, 1, 1));
+    }
+}

@@ -1,0 +1,34 @@
+//! `GET /api/v1/commands`: server-sent events of the command stream, for workers that own
+//! GPU memory (event `cleanup`, data = the command as JSON).
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::Stream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::AppState;
+use crate::messages::commands::Command;
+
+pub async fn subscribe(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.handles.commands.subscribe();
+    let stream = BroadcastStream::new(rx).map(|item| {
+        Ok(match item {
+            Ok(cmd) => {
+                let Command::Cleanup { id, .. } = &cmd;
+                Event::default()
+                    .event("cleanup")
+                    .id(id.clone())
+                    .json_data(&cmd)
+                    .unwrap_or_else(|_| Event::default().comment("unserialisable command"))
+            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{n} commands were missed by this subscriber")),
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,60 @@
+//! The one API error type: user errors are shown, internal ones hidden (and logged).
+//! Every error body is `{"error": "...", "detail": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; `detail` names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 405
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 413
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503: a component is down or busy; retrying later can succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: logged, not shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported media type"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.parts();
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "see the server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "error": error, "detail": detail }))).into_response()
+    }
+}

@@ -1,0 +1,96 @@
+//! JSON body extraction with the API's errors: 415 for a wrong content type, 413 past the
+//! body limit, 400 naming the field (its JSON path) that did not parse.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// A JSON body that must be present.
+pub struct JsonBody<T>(pub T);
+
+/// A JSON body that may be empty (then `T::default()`).
+pub struct OptionalJsonBody<T>(pub T);
+
+fn check_content_type(req: &Request) -> Result<(), ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else if ct.is_empty() {
+        Err(ApiError::UnsupportedMediaType(
+            "missing Content-Type: expected application/json".to_string(),
+        ))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {ct:?}: expected application/json"
+        )))
+    }
+}
+
+async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: state.limits.max_body_bytes,
+            }
+        } else {
+            ApiError::BadRequest(format!("could not read the body: {}", rej.body_text()))
+        }
+    })
+}
+
+/// Parses JSON; the error names the path of the field that failed.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::BadRequest(format!("invalid JSON: {inner}"))
+        } else {
+            ApiError::BadRequest(format!("invalid JSON at `{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        check_content_type(&req)?;
+        let bytes = body_bytes(req, state).await?;
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        if has_type {
+            check_content_type(&req)?;
+        }
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        if !has_type {
+            return Err(ApiError::UnsupportedMediaType(
+                "missing Content-Type: expected application/json".to_string(),
+            ));
+        }
+        Ok(OptionalJsonBody(parse_json(&bytes)?))
+    }
+}

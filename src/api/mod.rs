@@ -1,0 +1,101 @@
+//! The REST API (axum): every route in [`router`]. Handlers reach actors through their
+//! addresses; computed views come from the query actor.
+
+mod commands;
+pub mod error;
+mod extract;
+mod ingest;
+mod metrics;
+mod phase4;
+mod status;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::clock::system_now_ms;
+use crate::pipeline::Handles;
+use crate::requests::{RequestRecord, PULSE_SERVICE};
+use error::ApiError;
+
+/// Limits the API enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Largest `settle_ms` a cleanup request may ask for.
+    pub max_settle_ms: u64,
+    /// Largest `window_s` of the GPU profile (the window store's age limit).
+    pub max_profile_window_s: u64,
+}
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub handles: Handles,
+    pub limits: ApiLimits,
+    /// When the server started, for uptime.
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(handles: Handles, limits: ApiLimits) -> Self {
+        AppState {
+            handles,
+            limits,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/phase4/gpu/profile", get(phase4::gpu_profile))
+        .route("/api/phase4/gpu/cleanup", post(phase4::gpu_cleanup))
+        .route("/api/phase4/dashboard/summary", get(phase4::dashboard_summary))
+        .route("/api/phase4/cache/stats", get(phase4::cache_stats))
+        .route("/api/phase4/cache/clear", post(phase4::cache_clear))
+        .route("/api/phase4/status", get(status::status))
+        .route("/api/v1/requests", post(ingest::ingest_requests))
+        .route("/api/v1/commands", get(commands::subscribe))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(from_fn_with_state(state.clone(), record_own_request))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .with_state(state)
+}
+
+/// Pulse's own handlers are measured like the services it watches (`service="pulse"`).
+async fn record_own_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(req).await;
+    state.handles.self_metrics.push(RequestRecord {
+        timestamp: Some(system_now_ms()),
+        route,
+        status: response.status().as_u16(),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        gpu: None,
+        trace_id: None,
+        service: Some(PULSE_SERVICE.to_string()),
+    });
+    response
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

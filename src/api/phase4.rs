@@ -1,0 +1,107 @@
+//! `/api/phase4/...`: dashboard summary, GPU profile and cleanup, cache stats and clear.
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::OptionalJsonBody;
+use super::AppState;
+use crate::actors::query::{ClearCache, GetCacheStats, GetView, RunCleanup};
+use crate::cache::{CacheStats, View};
+use crate::cleanup::{CleanupReport, CleanupRequest};
+
+/// Default range of the profile's min/avg/max.
+pub const DEFAULT_PROFILE_WINDOW_S: u64 = 300;
+
+fn json_bytes(bytes: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+fn mailbox_down(component: &str) -> impl FnOnce(actix::MailboxError) -> ApiError + '_ {
+    move |e| ApiError::Unavailable(format!("{component} is not running: {e}"))
+}
+
+async fn view(state: &AppState, view: View) -> Result<Response, ApiError> {
+    let bytes = state
+        .handles
+        .query
+        .send(GetView(view))
+        .await
+        .map_err(mailbox_down("query"))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(json_bytes(bytes))
+}
+
+/// `GET /api/phase4/dashboard/summary`
+pub async fn dashboard_summary(State(state): State<AppState>) -> Result<Response, ApiError> {
+    view(&state, View::Summary).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileParams {
+    /// Range of min/avg/max, seconds.
+    window_s: Option<u64>,
+}
+
+/// `GET /api/phase4/gpu/profile?window_s=300`
+pub async fn gpu_profile(
+    State(state): State<AppState>,
+    params: Result<Query<ProfileParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let max = state.limits.max_profile_window_s;
+    let window_s = params.window_s.unwrap_or(DEFAULT_PROFILE_WINDOW_S.min(max));
+    if window_s == 0 || window_s > max {
+        return Err(ApiError::BadRequest(format!(
+            "window_s: {window_s} is out of range (1-{max}, the window store's retention)"
+        )));
+    }
+    view(&state, View::Profile { window_s }).await
+}
+
+/// `POST /api/phase4/gpu/cleanup` with an optional body `{"gpus": ["0"], "settle_ms": 3000}`.
+pub async fn gpu_cleanup(
+    State(state): State<AppState>,
+    OptionalJsonBody(req): OptionalJsonBody<CleanupRequest>,
+) -> Result<Json<CleanupReport>, ApiError> {
+    if let Some(ms) = req.settle_ms {
+        if ms > state.limits.max_settle_ms {
+            return Err(ApiError::BadRequest(format!(
+                "settle_ms: {ms} is above the limit of {}",
+                state.limits.max_settle_ms
+            )));
+        }
+    }
+    if req.gpus.as_ref().is_some_and(|g| g.is_empty()) {
+        return Err(ApiError::BadRequest(
+            "gpus: an empty list cleans nothing; leave it out to clean every GPU".to_string(),
+        ));
+    }
+    let report = state
+        .handles
+        .query
+        .send(RunCleanup(req))
+        .await
+        .map_err(mailbox_down("query"))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(report))
+}
+
+/// `GET /api/phase4/cache/stats`
+pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStats>, ApiError> {
+    let stats = state.handles.query.send(GetCacheStats).await.map_err(mailbox_down("query"))?;
+    Ok(Json(stats))
+}
+
+/// `POST /api/phase4/cache/clear`
+pub async fn cache_clear(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let cleared = state.handles.query.send(ClearCache).await.map_err(mailbox_down("query"))?;
+    Ok(Json(json!({ "cleared": cleared })))
+}

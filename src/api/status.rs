@@ -1,0 +1,99 @@
+//! `GET /api/phase4/status`: every running component with its state and reason; 503 when
+//! a required component is down (it did not answer within `STATS_TIMEOUT`).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+
+use super::AppState;
+use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::pipeline::Component;
+use crate::views::GpuSourceInfo;
+
+/// How long a component has to answer before it counts as down.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One component in the status report.
+#[derive(Debug, Serialize)]
+pub struct ComponentReport {
+    pub required: bool,
+    #[serde(flatten)]
+    pub stats: ComponentStats,
+}
+
+/// The status report.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// The worst state among required components (a degraded optional one degrades).
+    pub status: ComponentState,
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub gpu_source: GpuSourceInfo,
+    pub components: Vec<ComponentReport>,
+}
+
+/// Asks one component for its stats; no answer in time means down.
+pub async fn component_stats(c: &Component) -> ComponentStats {
+    match tokio::time::timeout(STATS_TIMEOUT, c.stats.send(GetStats)).await {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(e)) => down(c, format!("actor stopped: {e}")),
+        Err(_) => down(c, format!("no answer within {} ms", STATS_TIMEOUT.as_millis())),
+    }
+}
+
+fn down(c: &Component, reason: String) -> ComponentStats {
+    let mut st = ComponentStats::new(c.name.clone(), c.kind);
+    st.state = ComponentState::Down;
+    st.reason = Some(reason);
+    st
+}
+
+/// Gathers every component's stats, in parallel.
+pub async fn gather(state: &AppState) -> Vec<ComponentReport> {
+    let components = &state.handles.components;
+    let stats = futures_util::future::join_all(components.iter().map(component_stats)).await;
+    components
+        .iter()
+        .zip(stats)
+        .map(|(c, stats)| ComponentReport {
+            required: c.required,
+            stats,
+        })
+        .collect()
+}
+
+/// Overall state: down if a required component is down, degraded if anything is not
+/// operational, operational otherwise.
+pub fn overall(components: &[ComponentReport]) -> ComponentState {
+    let required_down = components
+        .iter()
+        .any(|c| c.required && c.stats.state == ComponentState::Down);
+    if required_down {
+        ComponentState::Down
+    } else if components.iter().any(|c| c.stats.state != ComponentState::Operational) {
+        ComponentState::Degraded
+    } else {
+        ComponentState::Operational
+    }
+}
+
+pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusReport>) {
+    let components = gather(&state).await;
+    let status = overall(&components);
+    let code = if status == ComponentState::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let report = StatusReport {
+        status,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started.elapsed().as_secs(),
+        gpu_source: state.handles.gpu_source.clone(),
+        components,
+    };
+    (code, Json(report))
+}

@@ -1,0 +1,267 @@
+//! Service settings: `config/pulse.toml`, then `PULSE_*` environment overrides.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+
+use super::{parse_toml, ConfigError};
+
+/// The built-in `config/pulse.toml`.
+pub const EMBEDDED: &str = include_str!("../../config/pulse.toml");
+/// Name used in errors for the built-in file.
+pub const EMBEDDED_NAME: &str = "<built-in config/pulse.toml>";
+
+/// Environment variables that override a setting: (variable, section, key).
+/// `DASHBOARD_HISTORY_SIZE` is the original system's name, honoured as is.
+pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
+    ("PULSE_LISTEN", "server", "listen"),
+    ("PULSE_MAX_BODY_BYTES", "server", "max_body_bytes"),
+    ("PULSE_DASHBOARD_REFRESH_MS", "dashboard", "refresh_ms"),
+    ("PULSE_DASHBOARD_STALE_AFTER_MS", "dashboard", "stale_after_ms"),
+    ("PULSE_DASHBOARD_HISTORY_SIZE", "dashboard", "history_size"),
+    ("DASHBOARD_HISTORY_SIZE", "dashboard", "history_size"),
+    ("PULSE_CACHE_MAX_ENTRIES", "cache", "max_entries"),
+    ("PULSE_CACHE_TTL_MS", "cache", "ttl_ms"),
+    ("PULSE_CLEANUP_SETTLE_MS", "cleanup", "settle_ms"),
+    ("PULSE_LOG", "log", "level"),
+];
+
+/// Everything in `config/pulse.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    pub server: ServerConfig,
+    pub dashboard: DashboardConfig,
+    pub cache: CacheConfig,
+    pub cleanup: CleanupConfig,
+    pub log: LogConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind. Loopback by default; Pulse warns when it binds elsewhere.
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: NonZeroUsize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            max_body_bytes: NonZeroUsize::new(1024 * 1024).unwrap(),
+        }
+    }
+}
+
+/// Dashboard views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Views are recomputed at most this often; in between they come from the cache.
+    pub refresh_ms: NonZeroU64,
+    /// A GPU or process whose newest sample is older than this is left out of views.
+    pub stale_after_ms: NonZeroU64,
+    /// Points kept per series (overrides the pipeline's `window.max_points` when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_size: Option<NonZeroUsize>,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            refresh_ms: NonZeroU64::new(1000).unwrap(),
+            stale_after_ms: NonZeroU64::new(10_000).unwrap(),
+            history_size: None,
+        }
+    }
+}
+
+/// The query-result cache in front of computed views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Entries held at most; past this the least useful are evicted.
+    pub max_entries: NonZeroU64,
+    /// An entry is dropped this long after it was written.
+    pub ttl_ms: NonZeroU64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: NonZeroU64::new(1024).unwrap(),
+            ttl_ms: NonZeroU64::new(10_000).unwrap(),
+        }
+    }
+}
+
+/// `POST /api/phase4/gpu/cleanup`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanupConfig {
+    /// How long to wait after publishing the command before measuring memory again.
+    /// Longer than one GPU sampling interval, or nothing new can be seen.
+    pub settle_ms: u64,
+    /// Upper bound for a `settle_ms` given in a request body.
+    pub max_settle_ms: u64,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        CleanupConfig {
+            settle_ms: 2500,
+            max_settle_ms: 60_000,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A filter such as `info` or `warn,pulse=debug`.
+    pub level: LogLevel,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel("info".to_string()),
+        }
+    }
+}
+
+/// A validated log filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    pub fn targets(&self) -> Targets {
+        Targets::from_str(&self.0).expect("validated when parsed")
+    }
+}
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        // `Targets` would take a bare word as a target name; insist on levels.
+        for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level);
+            LevelFilter::from_str(level).map_err(|_| {
+                format!("invalid log filter {s:?}: {level:?} is not a level (trace, debug, info, warn, error, off)")
+            })?;
+        }
+        Targets::from_str(&s).map_err(|e| format!("invalid log filter {s:?}: {e}"))?;
+        Ok(LogLevel(s))
+    }
+}
+
+impl From<LogLevel> for String {
+    fn from(l: LogLevel) -> String {
+        l.0
+    }
+}
+
+impl ServiceConfig {
+    /// Parses a file's text, then applies environment overrides read through `env`.
+    pub fn load(
+        file: &str,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let config: ServiceConfig = parse_toml(file, text)?;
+        config.with_env(env)
+    }
+
+    /// Applies `ENV_OVERRIDES` found through `env`. A value is read as TOML (numbers,
+    /// booleans) and otherwise as a string.
+    pub fn with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let set: Vec<(&str, &str, &str, String)> = ENV_OVERRIDES
+            .iter()
+            .filter_map(|(var, section, key)| env(var).map(|v| (*var, *section, *key, v)))
+            .collect();
+        if set.is_empty() {
+            return Ok(self);
+        }
+        let mut table = toml::Table::try_from(&self).expect("config serialises to TOML");
+        for (var, section, key, raw) in &set {
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            let section_table = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = section_table {
+                t.insert(key.to_string(), value);
+            }
+            // Check each variable alone so the error names the right one.
+            let one: Result<ServiceConfig, _> = serde_path_to_error::deserialize(table.clone());
+            if let Err(e) = one {
+                return Err(ConfigError::Env {
+                    var: var.to_string(),
+                    message: format!("{}.{}: {}", section, key, e.into_inner().message()),
+                });
+            }
+        }
+        Ok(serde_path_to_error::deserialize(table).expect("checked above"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_built_in_file_is_the_default() {
+        let c = ServiceConfig::load(EMBEDDED_NAME, EMBEDDED, no_env).unwrap();
+        assert_eq!(c, ServiceConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = ServiceConfig::load("x.toml", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml:3:1: `server.lisen`: unknown field `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_file_line_and_key() {
+        let err = ServiceConfig::load("x.toml", "[cache]\nmax_entries = 0\n", no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml:2:15: `cache.max_entries`:"), "{err}");
+        let err = ServiceConfig::load("x.toml", "[log]\nlevel = \"verbose!!\"\n", no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x.toml:2:") && err.contains("log.level"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_win_and_bad_ones_name_the_variable() {
+        let env = |v: &str| match v {
+            "PULSE_LISTEN" => Some("0.0.0.0:9000".to_string()),
+            "DASHBOARD_HISTORY_SIZE" => Some("500".to_string()),
+            _ => None,
+        };
+        let c = ServiceConfig::load("x.toml", "", env).unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.dashboard.history_size.map(|n| n.get()), Some(500));
+
+        let bad = |v: &str| (v == "PULSE_CACHE_MAX_ENTRIES").then(|| "lots".to_string());
+        let err = ServiceConfig::load("x.toml", "", bad).unwrap_err().to_string();
+        assert!(err.starts_with("environment variable PULSE_CACHE_MAX_ENTRIES: cache.max_entries"), "{err}");
+    }
+}

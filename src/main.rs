@@ -1,0 +1,126 @@
+//! The `pulse` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pulse::config::pipeline::{self, PipelineConfig};
+use pulse::config::service::{self, ServiceConfig};
+use pulse::config::{load_file, ConfigError};
+
+/// Exit status for a configuration error.
+const EXIT_CONFIG: u8 = 2;
+
+/// Pulse: a streaming metrics pipeline for GPU inference fleets.
+#[derive(Parser)]
+#[command(name = "pulse", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline and the HTTP API (the default).
+    Serve(ConfigArgs),
+    /// Parse and validate the configuration and the pipeline, then exit.
+    CheckConfig(ConfigArgs),
+    /// Read hardware once and print what was read, as JSON.
+    Probe {
+        #[command(subcommand)]
+        what: ProbeWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProbeWhat {
+    /// Every GPU through NVML.
+    Gpu,
+}
+
+#[derive(Args, Default)]
+struct ConfigArgs {
+    /// Service settings (TOML); the built-in config/pulse.toml when absent.
+    #[arg(long, env = "PULSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Pipeline (TOML); the built-in pipelines/default.toml when absent.
+    #[arg(long, env = "PULSE_PIPELINE")]
+    pipeline: Option<PathBuf>,
+}
+
+fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigError> {
+    let env = |var: &str| std::env::var(var).ok();
+    let service = match &args.config {
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+            ServiceConfig::load(&file, &text, env)?
+        }
+        None => ServiceConfig::load(service::EMBEDDED_NAME, service::EMBEDDED, env)?,
+    };
+    let pipeline = match &args.pipeline {
+        Some(path) => load_file(path)?,
+        None => PipelineConfig::parse(pipeline::EMBEDDED_NAME, pipeline::EMBEDDED)?,
+    };
+    Ok((service, pipeline))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ConfigArgs::default())) {
+        Command::Serve(args) => {
+            let (service, pipeline) = match load(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("pulse: configuration error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+                .finish()
+                .with(service.log.level.targets())
+                .init();
+            match pulse::server::run(service, pipeline) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pulse: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig(args) => match load(&args) {
+            Ok((service, pipeline)) => {
+                println!(
+                    "configuration OK: listen {}, GPU source {:?}, {} sink(s)",
+                    service.server.listen,
+                    pipeline.sources.gpu.mode,
+                    pipeline.sinks.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pulse: configuration error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Probe { what: ProbeWhat::Gpu } => {
+            let probe = pulse::nvml::probe();
+            println!("{}", serde_json::to_string_pretty(&probe).expect("probe serialises"));
+            if probe.nvml.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;

@@ -1,0 +1,6 @@
+//! Messages that cross actors, one file per family.
+
+pub mod commands;
+pub mod queries;
+pub mod samples;
+pub mod stats;

@@ -1,0 +1,33 @@
+//! Queries the window store answers.
+
+use actix::Message;
+
+use crate::model::selector::Selector;
+use crate::model::series::Series;
+use crate::window::{SeriesPoints, SeriesStats};
+
+/// Raw points of matching series in `[start_ms, end_ms]`.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<SeriesPoints>")]
+pub struct SelectPoints {
+    pub selector: Selector,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Latest/min/max/avg of matching series in `[start_ms, end_ms]`.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<SeriesStats>")]
+pub struct SelectStats {
+    pub selector: Selector,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Newest point of matching series, if it is at or after `since_ms`.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(Series, i64, f64)>")]
+pub struct SelectLatest {
+    pub selector: Selector,
+    pub since_ms: i64,
+}

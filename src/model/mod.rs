@@ -1,0 +1,5 @@
+//! The sample model.
+
+pub mod catalog;
+pub mod selector;
+pub mod series;

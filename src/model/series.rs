@@ -1,0 +1,259 @@
+//! The one sample model: a series is a metric name plus sorted labels; a sample is a
+//! series, a timestamp in Unix milliseconds and an f64 value.
+//!
+//! Series keys are interned behind an `Arc` by whoever produces them (samplers build
+//! their keys once), and carry a precomputed hash so the window store's map lookups
+//! cost one integer hash and, usually, one pointer comparison.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+/// Metric name plus label pairs sorted by label name (no duplicates).
+#[derive(Debug, Clone)]
+pub struct SeriesKey {
+    name: String,
+    labels: Vec<(String, String)>,
+    /// Hash of name and labels, computed once at construction.
+    hash: u64,
+}
+
+/// A shared series key: cheap to clone into every sample.
+pub type Series = Arc<SeriesKey>;
+
+impl SeriesKey {
+    /// Builds a key; labels are sorted by name and a repeated name keeps its last value.
+    pub fn new<N, K, V, I>(name: N, labels: I) -> Self
+    where
+        N: Into<String>,
+        K: Into<String>,
+        V: Into<String>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let mut labels: Vec<(String, String)> = labels
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        // Keep the last value of a repeated label name.
+        let mut deduped: Vec<(String, String)> = Vec::with_capacity(labels.len());
+        for (k, v) in labels {
+            match deduped.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => deduped.push((k, v)),
+            }
+        }
+        let name = name.into();
+        let mut hasher = DefaultHasher::new();
+        name.hash(&mut hasher);
+        deduped.hash(&mut hasher);
+        SeriesKey {
+            name,
+            labels: deduped,
+            hash: hasher.finish(),
+        }
+    }
+
+    /// Same as [`SeriesKey::new`], already behind an `Arc`.
+    pub fn shared<N, K, V, I>(name: N, labels: I) -> Series
+    where
+        N: Into<String>,
+        K: Into<String>,
+        V: Into<String>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        Arc::new(Self::new(name, labels))
+    }
+
+    /// The metric name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Label pairs, sorted by name.
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
+    /// The value of one label, `__name__` included.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        if name == "__name__" {
+            return Some(&self.name);
+        }
+        self.labels
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| self.labels[i].1.as_str())
+    }
+}
+
+impl PartialEq for SeriesKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+            || (self.hash == other.hash && self.name == other.name && self.labels == other.labels)
+    }
+}
+
+impl Eq for SeriesKey {}
+
+impl Hash for SeriesKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for SeriesKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SeriesKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.name, &self.labels).cmp(&(&other.name, &other.labels))
+    }
+}
+
+/// Prometheus notation: `name{a="x",b="y"}` with label values escaped.
+impl fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if self.labels.is_empty() {
+            return Ok(());
+        }
+        f.write_str("{")?;
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}=\"{}\"", escape_label_value(v))?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Escapes a label value for the Prometheus text format.
+pub fn escape_label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Serialize for SeriesKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("metric", &self.name)?;
+        map.serialize_entry("labels", &LabelMap(&self.labels))?;
+        map.end()
+    }
+}
+
+struct LabelMap<'a>(&'a [(String, String)]);
+
+impl Serialize for LabelMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// One observation of one series.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Which series.
+    #[serde(flatten)]
+    pub series: Series,
+    /// Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// The value; NaN is kept (it means "no value" downstream).
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn new(series: Series, timestamp_ms: i64, value: f64) -> Self {
+        Sample {
+            series,
+            timestamp_ms,
+            value,
+        }
+    }
+}
+
+/// A hasher that passes the precomputed `SeriesKey` hash through.
+#[derive(Default)]
+pub struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys other than SeriesKey: fold the bytes in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// `BuildHasher` for maps keyed by [`Series`].
+pub type BuildPrehashed = BuildHasherDefault<PrehashedHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_and_deduplicated() {
+        let k = SeriesKey::new("m", [("b", "1"), ("a", "2"), ("b", "3")]);
+        assert_eq!(
+            k.labels(),
+            &[("a".to_string(), "2".to_string()), ("b".into(), "3".into())]
+        );
+        assert_eq!(k.label("b"), Some("3"));
+        assert_eq!(k.label("__name__"), Some("m"));
+        assert_eq!(k.label("zz"), None);
+    }
+
+    #[test]
+    fn equal_keys_built_apart_are_equal_and_hash_alike() {
+        let a = SeriesKey::new("m", [("x", "1"), ("y", "2")]);
+        let b = SeriesKey::new("m", [("y", "2"), ("x", "1")]);
+        assert_eq!(a, b);
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a, SeriesKey::new("m", [("x", "1")]));
+    }
+
+    #[test]
+    fn displays_in_prometheus_notation_with_escapes() {
+        let k = SeriesKey::new("m", [("r", "a\"b\\c")]);
+        assert_eq!(k.to_string(), r#"m{r="a\"b\\c"}"#);
+        assert_eq!(SeriesKey::new("up", Vec::<(&str, &str)>::new()).to_string(), "up");
+    }
+
+    #[test]
+    fn sample_serialises_with_metric_and_labels() {
+        let s = Sample::new(SeriesKey::shared("m", [("gpu", "0")]), 5, 1.5);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"metric":"m","labels":{"gpu":"0"},"timestamp_ms":5,"value":1.5})
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! The pipeline, wired in exactly one place from the configuration: everything is
+//! validated (sink files opened, GPU source chosen) before any actor starts, then actors
+//! start downstream first — sinks, window store, samplers, query — each handed its
+//! downstream mailbox.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::broadcast;
+
+use crate::actors::gpu_nvml::NvmlGpuSampler;
+use crate::actors::gpu_simulated::SimulatedGpuSampler;
+use crate::actors::jsonl_sink::JsonlSink;
+use crate::actors::query::{QueryActor, QuerySettings};
+use crate::actors::request_sampler::RequestSampler;
+use crate::actors::window_store::WindowStoreActor;
+use crate::cache::ViewCache;
+use crate::clock::Clock;
+use crate::config::pipeline::{GpuMode, PipelineConfig, SinkConfig};
+use crate::config::service::ServiceConfig;
+use crate::mailbox::{Mailbox, MailboxGauge};
+use crate::messages::commands::Command;
+use crate::messages::samples::SampleBatch;
+use crate::messages::stats::GetStats;
+use crate::requests::{AggregatorLimits, RequestAggregator, SelfMetricsBuffer};
+use crate::sim::fleet::SimFleet;
+use crate::views::GpuSourceInfo;
+
+/// Commands kept for slow subscribers before they miss some (and are told so).
+pub const COMMAND_BUFFER: usize = 64;
+/// Own handler records buffered between request-sampler ticks.
+pub const SELF_METRICS_BUFFER: usize = 100_000;
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("sink jsonl {path}: {source}")]
+    Sink {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("GPU source `nvml` was asked for, but {0}")]
+    Nvml(String),
+}
+
+/// A running component, for status and `/metrics`.
+#[derive(Clone)]
+pub struct Component {
+    pub name: String,
+    pub kind: &'static str,
+    /// Whether status is `down` (HTTP 503) when this component is down.
+    pub required: bool,
+    pub stats: Recipient<GetStats>,
+}
+
+/// Handles to the running pipeline.
+#[derive(Clone)]
+pub struct Handles {
+    pub window: Addr<WindowStoreActor>,
+    pub requests: Addr<RequestSampler>,
+    pub query: Addr<QueryActor>,
+    pub commands: broadcast::Sender<Command>,
+    pub components: Vec<Component>,
+    pub gpu_source: GpuSourceInfo,
+    pub self_metrics: SelfMetricsBuffer,
+    pub clock: Clock,
+    pub stale_after_ms: i64,
+}
+
+/// The GPU source, decided before anything starts.
+enum GpuChoice {
+    Nvml(&'static nvml_wrapper::Nvml),
+    Simulated,
+}
+
+fn choose_gpu_source(pipeline: &PipelineConfig) -> Result<(GpuChoice, GpuSourceInfo), StartError> {
+    let sim = &pipeline.sources.gpu.simulated;
+    let simulated = |why: String| {
+        (
+            GpuChoice::Simulated,
+            GpuSourceInfo {
+                kind: "simulated",
+                detail: format!(
+                    "simulated fleet of {} GPUs on host {:?} (seed {}): {why}",
+                    sim.gpus, sim.hostname, sim.seed
+                ),
+            },
+        )
+    };
+    let nvml_with_gpus = || -> Result<&'static nvml_wrapper::Nvml, String> {
+        let nvml = crate::nvml::nvml()?;
+        match nvml.device_count() {
+            Ok(0) => Err("NVML loaded but sees no GPU".to_string()),
+            Ok(_) => Ok(nvml),
+            Err(e) => Err(crate::nvml::describe(&e)),
+        }
+    };
+    Ok(match pipeline.sources.gpu.mode {
+        GpuMode::Simulated => simulated("the pipeline asks for the simulated fleet".to_string()),
+        GpuMode::Nvml => {
+            let nvml = nvml_with_gpus().map_err(StartError::Nvml)?;
+            (GpuChoice::Nvml(nvml), nvml_info(nvml))
+        }
+        GpuMode::Auto => match nvml_with_gpus() {
+            Ok(nvml) => (GpuChoice::Nvml(nvml), nvml_info(nvml)),
+            Err(why) => simulated(format!("NVML unavailable: {why}")),
+        },
+    })
+}
+
+fn nvml_info(nvml: &nvml_wrapper::Nvml) -> GpuSourceInfo {
+    GpuSourceInfo {
+        kind: "nvml",
+        detail: format!(
+            "NVML, {} GPUs, driver {}",
+            nvml.device_count().unwrap_or(0),
+            nvml.sys_driver_version().unwrap_or_else(|_| "unknown".to_string())
+        ),
+    }
+}
+
+/// This host's name, for the `Hostname` label.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Starts the pipeline inside the current actix system.
+pub fn start(service: &ServiceConfig, pipeline: &PipelineConfig, clock: Clock) -> Result<Handles, StartError> {
+    // 1. Validate and open everything first.
+    let mut sinks = Vec::new();
+    for sink in &pipeline.sinks {
+        match sink {
+            SinkConfig::Jsonl { path, flush_interval_ms } => {
+                let gauge = MailboxGauge::default();
+                let actor = JsonlSink::open(path.clone(), Duration::from_millis(flush_interval_ms.get()), gauge.clone())
+                    .map_err(|source| StartError::Sink {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                sinks.push((actor, gauge));
+            }
+        }
+    }
+    let (gpu_choice, gpu_source) = choose_gpu_source(pipeline)?;
+    tracing::info!(source = gpu_source.kind, "GPU source: {}", gpu_source.detail);
+
+    let mut components = Vec::new();
+    let mut component = |name: &str, kind: &'static str, required: bool, stats: Recipient<GetStats>| {
+        components.push(Component {
+            name: name.to_string(),
+            kind,
+            required,
+            stats,
+        })
+    };
+
+    // 2. Sinks.
+    let mut downstream = Vec::new();
+    for (actor, gauge) in sinks {
+        let name = format!("jsonl_sink:{}", actor.path().display());
+        let addr = actor.start();
+        component(&name, "sink", false, addr.clone().recipient());
+        downstream.push(Mailbox::new(addr.recipient(), gauge));
+    }
+
+    // 3. Window store, on its own thread.
+    let mut retention = pipeline.window.retention();
+    if let Some(n) = service.dashboard.history_size {
+        retention.max_points = n.get();
+    }
+    let window_gauge = MailboxGauge::default();
+    let store = WindowStoreActor::new(retention, downstream, clock.clone(), window_gauge.clone());
+    let window = WindowStoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
+    component("window_store", "store", true, window.clone().recipient());
+    let to_window = Mailbox::new(window.clone().recipient::<SampleBatch>(), window_gauge);
+
+    // 4. Samplers.
+    let (commands, _) = broadcast::channel(COMMAND_BUFFER);
+    let gpu_cfg = &pipeline.sources.gpu;
+    let interval = Duration::from_millis(gpu_cfg.interval_ms.get());
+    let gpu_stats: Recipient<GetStats> = match gpu_choice {
+        GpuChoice::Nvml(nvml) => {
+            match NvmlGpuSampler::new(nvml, hostname(), interval, to_window.clone(), clock.clone()) {
+                Ok(sampler) => sampler.start().recipient(),
+                Err(e) => return Err(StartError::Nvml(e)),
+            }
+        }
+        GpuChoice::Simulated => {
+            let sim = &gpu_cfg.simulated;
+            let fleet = SimFleet::new(sim.gpus.get(), &sim.hostname, &sim.scenarios, sim.seed);
+            SimulatedGpuSampler::new(
+                fleet,
+                interval,
+                to_window.clone(),
+                commands.subscribe(),
+                clock.clone(),
+                gpu_source.detail.clone(),
+            )
+            .start()
+            .recipient()
+        }
+    };
+    component("gpu_sampler", "source", true, gpu_stats);
+
+    let req_cfg = &pipeline.sources.requests;
+    let self_metrics = SelfMetricsBuffer::new(SELF_METRICS_BUFFER);
+    let limits = AggregatorLimits {
+        window_ms: req_cfg.window_s.get() as i64 * 1000,
+        max_recent: req_cfg.max_recent.get(),
+        max_series: req_cfg.max_series.get(),
+    };
+    let requests = RequestSampler::new(
+        RequestAggregator::new(limits, clock.now_ms()),
+        self_metrics.clone(),
+        Duration::from_millis(req_cfg.interval_ms.get()),
+        to_window,
+        clock.clone(),
+        MailboxGauge::default(),
+    )
+    .start();
+    component("request_sampler", "source", true, requests.clone().recipient());
+
+    // 5. Query.
+    let dash = &service.dashboard;
+    let cache = ViewCache::new(
+        service.cache.max_entries.get(),
+        Duration::from_millis(service.cache.ttl_ms.get()),
+    );
+    let settings = QuerySettings {
+        refresh_ms: dash.refresh_ms.get() as i64,
+        stale_after_ms: dash.stale_after_ms.get() as i64,
+        cleanup_settle_ms: service.cleanup.settle_ms,
+    };
+    let query = QueryActor::new(
+        window.clone(),
+        requests.clone(),
+        commands.clone(),
+        cache,
+        clock.clone(),
+        settings,
+        gpu_source.clone(),
+    )
+    .start();
+    component("query", "query", true, query.clone().recipient());
+
+    Ok(Handles {
+        window,
+        requests,
+        query,
+        commands,
+        components,
+        gpu_source,
+        self_metrics,
+        clock,
+        stale_after_ms: settings.stale_after_ms,
+    })
+}

@@ -1,0 +1,436 @@
+//! Request metrics: the records inference services post, validated, and the aggregator
+//! that turns them into Prometheus-style counters and histograms (by service, route and
+//! status) plus rate, latency percentiles and error rate over a trailing window.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::model::catalog as m;
+use crate::model::series::{Sample, Series, SeriesKey};
+
+/// Histogram bucket bounds, seconds (Prometheus client defaults).
+pub const BUCKETS_S: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// `service` label given to records that name none.
+pub const DEFAULT_SERVICE: &str = "unknown";
+/// `service` label of Pulse's own HTTP handlers; left out of the fleet summary.
+pub const PULSE_SERVICE: &str = "pulse";
+/// Service and route label for (service, route, status) combinations past the cardinality limit.
+pub const OTHER_ROUTE: &str = "__other__";
+/// Longest route label accepted.
+pub const MAX_ROUTE_LEN: usize = 256;
+
+/// One request, as an inference service reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRecord {
+    /// When the request finished, Unix ms; arrival time when absent.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    /// Route or endpoint, e.g. `/v1/generate`.
+    pub route: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// Latency in milliseconds.
+    pub latency_ms: f64,
+    /// GPU that served it (string or number), when known.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub gpu: Option<String>,
+    /// W3C trace id (32 hex digits), when traced.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// Service name; `unknown` when absent.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        S(String),
+        N(u64),
+    }
+    Ok(Option::<Either>::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a string or a non-negative integer"))?
+        .map(|e| match e {
+            Either::S(s) => s,
+            Either::N(n) => n.to_string(),
+        }))
+}
+
+impl RequestRecord {
+    /// Checks what serde cannot; the error names the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.route.is_empty() || self.route.len() > MAX_ROUTE_LEN {
+            return Err(("route", format!("must be 1 to {MAX_ROUTE_LEN} bytes long")));
+        }
+        if !(100..=599).contains(&self.status) {
+            return Err(("status", format!("{} is not an HTTP status (100-599)", self.status)));
+        }
+        if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {
+            return Err(("latency_ms", format!("{} is not a finite, non-negative number", self.latency_ms)));
+        }
+        if let Some(ts) = self.timestamp {
+            if ts <= 0 {
+                return Err(("timestamp", format!("{ts} is not a Unix time in milliseconds")));
+            }
+        }
+        if let Some(t) = &self.trace_id {
+            if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) || t.bytes().all(|b| b == b'0') {
+                return Err(("trace_id", "must be 32 hex digits, not all zero (W3C trace id)".to_string()));
+            }
+        }
+        if let Some(s) = &self.service {
+            if s.is_empty() || s.len() > MAX_ROUTE_LEN {
+                return Err(("service", format!("must be 1 to {MAX_ROUTE_LEN} bytes long")));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_error(&self) -> bool {
+        self.status >= 500
+    }
+}
+
+/// Fleet request figures over the trailing window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestSummary {
+    pub window_s: u64,
+    /// Requests in the window.
+    pub count: u64,
+    pub rate_per_s: f64,
+    /// Share of 5xx responses, 0..1; null when there were no requests.
+    pub error_rate: Option<f64>,
+    pub latency_ms: Percentiles,
+}
+
+/// Latency percentiles, null when there were no requests.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// Counters of one (service, route, status).
+#[derive(Debug)]
+struct RouteStats {
+    count: u64,
+    sum_s: f64,
+    /// Per-bucket (not cumulative) counts; the last is +Inf.
+    buckets: [u64; BUCKETS_S.len() + 1],
+    series_total: Series,
+    series_count: Series,
+    series_sum: Series,
+    series_buckets: Vec<Series>,
+}
+
+impl RouteStats {
+    fn new(service: &str, route: &str, status: u16) -> Self {
+        let status = status.to_string();
+        let labels = [("service", service), ("route", route), ("status", status.as_str())];
+        let hist = m::REQUEST_DURATION;
+        let series_buckets = BUCKETS_S
+            .iter()
+            .map(|b| b.to_string())
+            .chain(std::iter::once("+Inf".to_string()))
+            .map(|le| {
+                let mut l: Vec<(&str, &str)> = labels.to_vec();
+                l.push(("le", &le));
+                SeriesKey::shared(format!("{hist}_bucket"), l)
+            })
+            .collect();
+        RouteStats {
+            count: 0,
+            sum_s: 0.0,
+            buckets: [0; BUCKETS_S.len() + 1],
+            series_total: SeriesKey::shared(m::REQUESTS_TOTAL, labels),
+            series_count: SeriesKey::shared(format!("{hist}_count"), labels),
+            series_sum: SeriesKey::shared(format!("{hist}_sum"), labels),
+            series_buckets,
+        }
+    }
+
+    fn observe(&mut self, latency_s: f64) {
+        self.count += 1;
+        self.sum_s += latency_s;
+        let i = BUCKETS_S.partition_point(|b| *b < latency_s);
+        self.buckets[i] += 1;
+    }
+}
+
+/// A record kept for percentiles.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    arrived_ms: i64,
+    latency_ms: f64,
+    error: bool,
+}
+
+/// Limits of the aggregator.
+#[derive(Debug, Clone, Copy)]
+pub struct AggregatorLimits {
+    pub window_ms: i64,
+    pub max_recent: usize,
+    pub max_series: usize,
+}
+
+/// Counters, histograms and the trailing window.
+#[derive(Debug)]
+pub struct RequestAggregator {
+    limits: AggregatorLimits,
+    started_ms: i64,
+    routes: HashMap<(String, String, u16), RouteStats>,
+    recent: VecDeque<Recent>,
+    /// Records counted.
+    pub recorded_total: u64,
+    /// Records whose service and route were folded into `__other__` (cardinality limit).
+    pub folded_total: u64,
+    /// Records that left the percentile window early because `max_recent` was reached.
+    pub evicted_early_total: u64,
+}
+
+impl RequestAggregator {
+    pub fn new(limits: AggregatorLimits, now_ms: i64) -> Self {
+        RequestAggregator {
+            limits,
+            started_ms: now_ms,
+            routes: HashMap::new(),
+            recent: VecDeque::new(),
+            recorded_total: 0,
+            folded_total: 0,
+            evicted_early_total: 0,
+        }
+    }
+
+    /// Counts validated records that arrived at `now_ms`.
+    pub fn record(&mut self, now_ms: i64, records: &[RequestRecord]) {
+        for r in records {
+            let service = r.service.as_deref().unwrap_or(DEFAULT_SERVICE);
+            let mut key = (service.to_string(), r.route.clone(), r.status);
+            if !self.routes.contains_key(&key) && self.routes.len() >= self.limits.max_series {
+                // Past the limit, only the status keeps its value: at most 500 more series.
+                key.0 = OTHER_ROUTE.to_string();
+                key.1 = OTHER_ROUTE.to_string();
+                self.folded_total += 1;
+            }
+            self.routes
+                .entry(key)
+                .or_insert_with_key(|(s, route, status)| RouteStats::new(s, route, *status))
+                .observe(r.latency_ms / 1000.0);
+            self.recorded_total += 1;
+            if service != PULSE_SERVICE {
+                if self.recent.len() >= self.limits.max_recent {
+                    self.recent.pop_front();
+                    self.evicted_early_total += 1;
+                }
+                self.recent.push_back(Recent {
+                    arrived_ms: now_ms,
+                    latency_ms: r.latency_ms,
+                    error: r.is_error(),
+                });
+            }
+        }
+    }
+
+    /// Current counters and histograms as samples stamped `now_ms`.
+    pub fn samples(&self, now_ms: i64) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(self.routes.len() * (BUCKETS_S.len() + 4));
+        for st in self.routes.values() {
+            out.push(Sample::new(st.series_total.clone(), now_ms, st.count as f64));
+            out.push(Sample::new(st.series_count.clone(), now_ms, st.count as f64));
+            out.push(Sample::new(st.series_sum.clone(), now_ms, st.sum_s));
+            let mut cumulative = 0;
+            for (series, n) in st.series_buckets.iter().zip(st.buckets) {
+                cumulative += n;
+                out.push(Sample::new(series.clone(), now_ms, cumulative as f64));
+            }
+        }
+        out
+    }
+
+    /// Rate, error rate and percentiles over the window ending `now_ms`
+    /// (services other than Pulse itself).
+    pub fn summary(&mut self, now_ms: i64) -> RequestSummary {
+        let cutoff = now_ms - self.limits.window_ms;
+        while self.recent.front().is_some_and(|r| r.arrived_ms <= cutoff) {
+            self.recent.pop_front();
+        }
+        let count = self.recent.len() as u64;
+        // Before a full window has passed, divide by the time Pulse has been up.
+        let span_ms = self.limits.window_ms.min((now_ms - self.started_ms).max(1000));
+        let mut latencies: Vec<f64> = self.recent.iter().map(|r| r.latency_ms).collect();
+        latencies.sort_by(f64::total_cmp);
+        let errors = self.recent.iter().filter(|r| r.error).count() as f64;
+        RequestSummary {
+            window_s: (self.limits.window_ms / 1000) as u64,
+            count,
+            rate_per_s: count as f64 * 1000.0 / span_ms as f64,
+            error_rate: (count > 0).then(|| errors / count as f64),
+            latency_ms: Percentiles {
+                p50: percentile(&latencies, 0.50),
+                p95: percentile(&latencies, 0.95),
+                p99: percentile(&latencies, 0.99),
+            },
+        }
+    }
+
+    /// Distinct (service, route, status) tracked.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Records of Pulse's own HTTP handlers, buffered until the request sampler's next tick.
+#[derive(Debug, Clone)]
+pub struct SelfMetricsBuffer {
+    inner: Arc<Mutex<SelfBuffer>>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct SelfBuffer {
+    records: Vec<RequestRecord>,
+    dropped: u64,
+}
+
+impl SelfMetricsBuffer {
+    pub fn new(capacity: usize) -> Self {
+        SelfMetricsBuffer {
+            inner: Arc::default(),
+            capacity,
+        }
+    }
+
+    /// Adds one record; past capacity it is counted as dropped instead.
+    pub fn push(&self, record: RequestRecord) {
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if b.records.len() < self.capacity {
+            b.records.push(record);
+        } else {
+            b.dropped += 1;
+        }
+    }
+
+    /// Takes the buffered records; returns them and the total dropped so far.
+    pub fn drain(&self) -> (Vec<RequestRecord>, u64) {
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut b.records), b.dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(route: &str, status: u16, latency_ms: f64) -> RequestRecord {
+        RequestRecord {
+            timestamp: None,
+            route: route.into(),
+            status,
+            latency_ms,
+            gpu: None,
+            trace_id: None,
+            service: Some("llm".into()),
+        }
+    }
+
+    fn agg() -> RequestAggregator {
+        RequestAggregator::new(
+            AggregatorLimits {
+                window_ms: 60_000,
+                max_recent: 1000,
+                max_series: 3,
+            },
+            0,
+        )
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert_eq!(rec("/a", 700, 1.0).validate().unwrap_err().0, "status");
+        assert_eq!(rec("", 200, 1.0).validate().unwrap_err().0, "route");
+        assert_eq!(rec("/a", 200, -1.0).validate().unwrap_err().0, "latency_ms");
+        let mut r = rec("/a", 200, 1.0);
+        r.trace_id = Some("xyz".into());
+        assert_eq!(r.validate().unwrap_err().0, "trace_id");
+        r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        assert!(r.validate().is_ok());
+    }
+
+    #[test]
+    fn gpu_may_be_a_string_or_a_number() {
+        let r: RequestRecord =
+            serde_json::from_str(r#"{"route":"/a","status":200,"latency_ms":3,"gpu":2}"#).unwrap();
+        assert_eq!(r.gpu.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn percentiles_rate_and_error_rate_over_the_window() {
+        let mut a = agg();
+        let batch: Vec<RequestRecord> = (1..=100)
+            .map(|i| rec("/gen", if i % 10 == 0 { 503 } else { 200 }, i as f64))
+            .collect();
+        a.record(10_000, &batch);
+        let s = a.summary(10_000);
+        assert_eq!(s.count, 100);
+        assert_eq!(s.latency_ms.p50, Some(50.0));
+        assert_eq!(s.latency_ms.p95, Some(95.0));
+        assert_eq!(s.latency_ms.p99, Some(99.0));
+        assert_eq!(s.error_rate, Some(0.1));
+        assert_eq!(s.rate_per_s, 10.0); // 100 records in the 10 s Pulse has been up
+        // A window later they are gone.
+        let s = a.summary(70_001);
+        assert_eq!((s.count, s.error_rate, s.latency_ms.p50), (0, None, None));
+    }
+
+    #[test]
+    fn histogram_is_cumulative_and_cardinality_is_bounded() {
+        let mut a = agg();
+        a.record(0, &[rec("/a", 200, 3.0), rec("/a", 200, 70.0), rec("/a", 200, 20_000.0)]);
+        let samples = a.samples(1);
+        let bucket = |le: &str| {
+            samples
+                .iter()
+                .find(|s| s.series.name().ends_with("_bucket") && s.series.label("le") == Some(le))
+                .unwrap()
+                .value
+        };
+        assert_eq!((bucket("0.005"), bucket("0.1"), bucket("10"), bucket("+Inf")), (1.0, 2.0, 2.0, 3.0));
+        a.record(0, &[rec("/b", 200, 1.0), rec("/c", 200, 1.0), rec("/d", 200, 1.0), rec("/e", 404, 1.0)]);
+        // three real, then one per status for the rest
+        assert_eq!(a.route_count(), 5);
+        assert_eq!(a.folded_total, 2);
+    }
+
+    #[test]
+    fn pulse_own_requests_count_but_stay_out_of_the_summary() {
+        let mut a = agg();
+        let mut r = rec("/api/phase4/status", 200, 1.0);
+        r.service = Some(PULSE_SERVICE.into());
+        a.record(0, &[r]);
+        assert_eq!(a.summary(0).count, 0);
+        assert_eq!(a.recorded_total, 1);
+    }
+
+    #[test]
+    fn self_buffer_counts_what_it_cannot_hold() {
+        let b = SelfMetricsBuffer::new(1);
+        b.push(rec("/a", 200, 1.0));
+        b.push(rec("/a", 200, 1.0));
+        let (records, dropped) = b.drain();
+        assert_eq!((records.len(), dropped), (1, 1));
+    }
+}

@@ -1,0 +1,73 @@
+//! Runs Pulse: an actix system on a multi-thread tokio runtime (actors on the system
+//! thread and the window store's arbiter, axum on the pool), until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiLimits, AppState};
+use crate::clock::Clock;
+use crate::config::pipeline::PipelineConfig;
+use crate::config::service::ServiceConfig;
+use crate::pipeline;
+
+/// Starts the pipeline and serves the API until a shutdown signal.
+pub fn run(service: ServiceConfig, pipeline: PipelineConfig) -> anyhow::Result<()> {
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    });
+    system.block_on(serve(service, pipeline))
+}
+
+async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::Result<()> {
+    let addr = service.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local: SocketAddr = listener.local_addr()?;
+    let handles = pipeline::start(&service, &pipeline_cfg, Clock::system())?;
+    let limits = ApiLimits {
+        max_body_bytes: service.server.max_body_bytes.get(),
+        max_settle_ms: service.cleanup.max_settle_ms,
+        max_profile_window_s: pipeline_cfg.window.max_age_s.get(),
+    };
+    let app = api::router(AppState::new(handles, limits));
+    if !local.ip().is_loopback() {
+        tracing::warn!("listening on {local}, which is reachable from other hosts; the API has no authentication");
+    }
+    tracing::info!("Pulse {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+    server.await.context("HTTP server task")?.context("HTTP server")?;
+    tracing::info!("shut down");
+    actix::System::current().stop();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,298 @@
+//! The window store's logic: per-series ring buffers with retention by count and age,
+//! queried by label matchers and time range. Plain methods, time passed in; the actor in
+//! `actors/window_store.rs` owns one of these.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::model::selector::Selector;
+use crate::model::series::{BuildPrehashed, Sample, Series};
+
+/// Retention settings (the pipeline file's `[window]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Points kept per series; the oldest fall out first.
+    pub max_points: usize,
+    /// Points older than this (relative to "now") are dropped on eviction.
+    pub max_age_ms: i64,
+    /// Distinct series kept; samples of new series past this are refused and counted.
+    pub max_series: usize,
+}
+
+/// What one `ingest` call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Samples stored.
+    pub stored: u64,
+    /// Samples of a new series refused because `max_series` was reached.
+    pub refused_series_limit: u64,
+    /// Samples older than the series' newest point, refused (windows are append-only).
+    pub refused_out_of_order: u64,
+    /// Samples with the same timestamp as the newest point: the value was replaced.
+    pub replaced: u64,
+}
+
+/// Summary statistics of one series over a time range.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesStats {
+    pub series: Series,
+    /// Newest point in the range: (timestamp ms, value).
+    pub latest: (i64, f64),
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub count: usize,
+}
+
+/// Raw points of one series over a time range.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoints {
+    pub series: Series,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Per-series ring buffers.
+#[derive(Debug)]
+pub struct WindowStore {
+    retention: Retention,
+    series: HashMap<Series, VecDeque<(i64, f64)>, BuildPrehashed>,
+    /// Points currently held across all series.
+    points: usize,
+}
+
+impl WindowStore {
+    pub fn new(retention: Retention) -> Self {
+        WindowStore {
+            retention,
+            series: HashMap::default(),
+            points: 0,
+        }
+    }
+
+    /// Stores a batch, one sample at a time, in order.
+    pub fn ingest(&mut self, samples: &[Sample]) -> IngestOutcome {
+        let mut out = IngestOutcome::default();
+        for s in samples {
+            let ring = match self.series.get_mut(&s.series) {
+                Some(ring) => ring,
+                None => {
+                    if self.series.len() >= self.retention.max_series {
+                        out.refused_series_limit += 1;
+                        continue;
+                    }
+                    self.series
+                        .entry(s.series.clone())
+                        .or_insert_with(|| VecDeque::with_capacity(16))
+                }
+            };
+            match ring.back_mut() {
+                Some(last) if s.timestamp_ms < last.0 => {
+                    out.refused_out_of_order += 1;
+                    continue;
+                }
+                Some(last) if s.timestamp_ms == last.0 => {
+                    last.1 = s.value;
+                    out.replaced += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            if ring.len() >= self.retention.max_points {
+                ring.pop_front();
+                self.points -= 1;
+            }
+            ring.push_back((s.timestamp_ms, s.value));
+            self.points += 1;
+            out.stored += 1;
+        }
+        out
+    }
+
+    /// Drops points older than `now_ms - max_age_ms` and series left empty.
+    /// Returns the number of series removed.
+    pub fn evict(&mut self, now_ms: i64) -> usize {
+        let cutoff = now_ms - self.retention.max_age_ms;
+        let before = self.series.len();
+        let mut dropped_points = 0;
+        self.series.retain(|_, ring| {
+            while ring.front().is_some_and(|p| p.0 < cutoff) {
+                ring.pop_front();
+                dropped_points += 1;
+            }
+            !ring.is_empty()
+        });
+        self.points -= dropped_points;
+        before - self.series.len()
+    }
+
+    /// Number of series held.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Number of points held.
+    pub fn point_count(&self) -> usize {
+        self.points
+    }
+
+    /// Points of matching series with `start_ms <= t <= end_ms`, series in sorted order.
+    pub fn select(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
+        let mut out: Vec<SeriesPoints> = self
+            .matching(sel)
+            .filter_map(|(series, ring)| {
+                let points: Vec<(i64, f64)> = in_range(ring, start_ms, end_ms).copied().collect();
+                (!points.is_empty()).then(|| SeriesPoints {
+                    series: series.clone(),
+                    points,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.series.cmp(&b.series));
+        out
+    }
+
+    /// Latest, min, max, avg over `[start_ms, end_ms]` of matching series (NaN skipped
+    /// in min/max/avg), series in sorted order.
+    pub fn stats(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesStats> {
+        let mut out: Vec<SeriesStats> = self
+            .matching(sel)
+            .filter_map(|(series, ring)| {
+                let mut latest = None;
+                let (mut min, mut max, mut sum, mut count) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0);
+                for &(t, v) in in_range(ring, start_ms, end_ms) {
+                    latest = Some((t, v));
+                    if v.is_nan() {
+                        continue;
+                    }
+                    min = min.min(v);
+                    max = max.max(v);
+                    sum += v;
+                    count += 1;
+                }
+                let latest = latest?;
+                let avg = if count > 0 { sum / count as f64 } else { f64::NAN };
+                if count == 0 {
+                    (min, max) = (f64::NAN, f64::NAN);
+                }
+                Some(SeriesStats {
+                    series: series.clone(),
+                    latest,
+                    min,
+                    max,
+                    avg,
+                    count,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.series.cmp(&b.series));
+        out
+    }
+
+    /// Newest point of each matching series whose newest point is at or after `since_ms`.
+    pub fn latest(&self, sel: &Selector, since_ms: i64) -> Vec<(Series, i64, f64)> {
+        let mut out: Vec<(Series, i64, f64)> = self
+            .matching(sel)
+            .filter_map(|(series, ring)| {
+                let &(t, v) = ring.back()?;
+                (t >= since_ms).then(|| (series.clone(), t, v))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn matching<'a>(
+        &'a self,
+        sel: &'a Selector,
+    ) -> impl Iterator<Item = (&'a Series, &'a VecDeque<(i64, f64)>)> + 'a {
+        self.series.iter().filter(move |(s, _)| sel.matches(s))
+    }
+}
+
+fn in_range(
+    ring: &VecDeque<(i64, f64)>,
+    start_ms: i64,
+    end_ms: i64,
+) -> impl Iterator<Item = &(i64, f64)> {
+    // Rings are sorted by time: skip to the first point in range.
+    let first = ring.partition_point(|p| p.0 < start_ms);
+    ring.range(first..).take_while(move |p| p.0 <= end_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::series::SeriesKey;
+
+    fn store(max_points: usize, max_age_ms: i64, max_series: usize) -> WindowStore {
+        WindowStore::new(Retention {
+            max_points,
+            max_age_ms,
+            max_series,
+        })
+    }
+
+    fn s(name: &str, gpu: &str) -> Series {
+        SeriesKey::shared(name, [("gpu", gpu)])
+    }
+
+    #[test]
+    fn keeps_at_most_max_points_newest_first_out_last() {
+        let mut w = store(3, 1_000_000, 10);
+        let a = s("m", "0");
+        let batch: Vec<Sample> = (0..5).map(|i| Sample::new(a.clone(), i * 10, i as f64)).collect();
+        assert_eq!(w.ingest(&batch).stored, 5);
+        let got = w.select(&Selector::all(), 0, 100);
+        assert_eq!(got[0].points, vec![(20, 2.0), (30, 3.0), (40, 4.0)]);
+        assert_eq!(w.point_count(), 3);
+    }
+
+    #[test]
+    fn evicts_by_age_and_forgets_empty_series() {
+        let mut w = store(100, 50, 10);
+        w.ingest(&[Sample::new(s("m", "0"), 0, 1.0), Sample::new(s("m", "1"), 40, 2.0), Sample::new(s("m", "1"), 90, 3.0)]);
+        assert_eq!(w.evict(100), 1);
+        assert_eq!(w.series_count(), 1);
+        assert_eq!(w.point_count(), 1);
+        assert_eq!(w.latest(&Selector::all(), 0)[0].2, 3.0);
+    }
+
+    #[test]
+    fn refuses_new_series_past_the_limit_and_out_of_order_points_and_counts_them() {
+        let mut w = store(100, 1000, 1);
+        let out = w.ingest(&[
+            Sample::new(s("m", "0"), 10, 1.0),
+            Sample::new(s("m", "1"), 10, 1.0),
+            Sample::new(s("m", "0"), 5, 9.0),
+            Sample::new(s("m", "0"), 10, 2.0),
+        ]);
+        assert_eq!(
+            out,
+            IngestOutcome {
+                stored: 1,
+                refused_series_limit: 1,
+                refused_out_of_order: 1,
+                replaced: 1
+            }
+        );
+        assert_eq!(w.latest(&Selector::all(), 0)[0].2, 2.0);
+    }
+
+    #[test]
+    fn stats_cover_the_range_and_skip_nan() {
+        let mut w = store(100, 1000, 10);
+        let a = s("m", "0");
+        w.ingest(&[
+            Sample::new(a.clone(), 1, 4.0),
+            Sample::new(a.clone(), 2, f64::NAN),
+            Sample::new(a.clone(), 3, 2.0),
+            Sample::new(a.clone(), 4, 9.0),
+        ]);
+        let st = &w.stats(&Selector::metric("m"), 1, 3)[0];
+        assert_eq!((st.min, st.max, st.avg, st.count), (2.0, 4.0, 3.0, 2));
+        assert_eq!(st.latest, (3, 2.0));
+        assert!(w.stats(&Selector::metric("other"), 0, 10).is_empty());
+        assert!(w.latest(&Selector::all(), 5).is_empty());
+    }
+}
