@@ -1,0 +1,88 @@
+//! Every file in `config/` and `pipelines/` parses and validates, and the CLI reports a
+//! bad one with file, line and key, exiting 2.
+
+use std::path::Path;
+use std::process::Command;
+
+use pulse::config::pipeline::PipelineConfig;
+use pulse::config::service::ServiceConfig;
+
+fn toml_files(dir: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no TOML in {}", dir.display());
+    files
+}
+
+#[test]
+fn every_service_config_parses() {
+    for f in toml_files("config") {
+        let text = std::fs::read_to_string(&f).unwrap();
+        ServiceConfig::load(&f.display().to_string(), &text, |_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn every_pipeline_parses() {
+    for f in toml_files("pipelines") {
+        let text = std::fs::read_to_string(&f).unwrap();
+        PipelineConfig::parse(&f.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn pulse() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pulse"));
+    c.env_remove("PULSE_CONFIG").env_remove("PULSE_PIPELINE");
+    c
+}
+
+#[test]
+fn check_config_accepts_the_shipped_files() {
+    for p in toml_files("pipelines") {
+        let out = pulse()
+            .args(["check-config", "--config", "config/pulse.toml", "--pipeline"])
+            .arg(&p)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_bad_file_is_reported_with_file_line_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[window]\nmax_points = 10\nmax_age = 5\n").unwrap();
+    let out = pulse().arg("check-config").arg("--pipeline").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:1: `window.max_age`", bad.display())), "{err}");
+
+    std::fs::write(&bad, "[server]\nlisten = \"not an address\"\n").unwrap();
+    let out = pulse().arg("serve").arg("--config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2:10: `server.listen`"), "{err}");
+
+    let out = pulse().arg("check-config").env("PULSE_MAX_BODY_BYTES", "-1").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PULSE_MAX_BODY_BYTES"));
+}
+
+#[test]
+fn version_and_help() {
+    let out = pulse().arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("pulse {}", env!("CARGO_PKG_VERSION")));
+    let out = pulse().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["serve", "check-config", "probe"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
