@@ -1,1 +1,183 @@
-fn main(){}
+//! Pipeline throughput: samples/s into the window store, against a raw tokio channel
+//! pass-through of the same batches in the same run.
+//!
+//! `cargo bench --bench pipeline` prints a markdown table. Under `cargo test` (no
+//! `--bench` argument) it runs a tiny size once, to check that it still works.
+//!
+//! Rows:
+//! - raw channel: bounded tokio mpsc, the consumer reads every sample (sums the values).
+//! - window store: the window store actor on its own arbiter, as `pulse serve` runs it,
+//!   fed with awaited sends through its mailbox (backpressure), storing every sample.
+//! - sampler → window store: the simulated fleet generates the samples (16 per GPU per
+//!   step) and sends them to the window store actor: the whole sampler path.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use pulse::actors::window_store::WindowStoreActor;
+use pulse::clock::Clock;
+use pulse::mailbox::{Mailbox, MailboxGauge};
+use pulse::messages::samples::SampleBatch;
+use pulse::messages::stats::GetStats;
+use pulse::model::series::{Sample, Series, SeriesKey};
+use pulse::sim::fleet::{Scenario, SimFleet};
+use pulse::window::Retention;
+
+/// Samples per batch on the stream (a sampler's tick on a big host).
+const BATCH: usize = 1000;
+
+struct Size {
+    series: usize,
+    rounds: usize,
+    repeats: usize,
+}
+
+fn series(n: usize) -> Vec<Series> {
+    (0..n)
+        .map(|i| {
+            SeriesKey::shared(
+                "DCGM_FI_DEV_GPU_UTIL",
+                [
+                    ("gpu".to_string(), (i % 8).to_string()),
+                    ("UUID".to_string(), format!("GPU-{i:08x}")),
+                    ("Hostname".to_string(), format!("host-{}", i / 8)),
+                    ("modelName".to_string(), "NVIDIA H100 80GB HBM3".to_string()),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// `rounds` rounds of every series (timestamps rising per round), cut into batches.
+fn batches(series: &[Series], rounds: usize) -> Vec<SampleBatch> {
+    let mut out = Vec::new();
+    for r in 0..rounds {
+        for chunk in series.chunks(BATCH) {
+            let samples = chunk
+                .iter()
+                .map(|s| Sample::new(s.clone(), 1_000_000 + r as i64 * 1000, r as f64))
+                .collect();
+            out.push(SampleBatch::new(samples));
+        }
+    }
+    out
+}
+
+fn retention(rounds: usize) -> Retention {
+    Retention {
+        max_points: rounds + 1,
+        max_age_ms: i64::MAX / 4,
+        max_series: 1_000_000,
+    }
+}
+
+async fn raw_channel(batches: &[SampleBatch]) -> Duration {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SampleBatch>(256);
+    let consumer = tokio::spawn(async move {
+        let mut sum = 0.0;
+        let mut n = 0usize;
+        while let Some(b) = rx.recv().await {
+            for s in b.samples.iter() {
+                sum += s.value;
+                n += 1;
+            }
+        }
+        std::hint::black_box((sum, n))
+    });
+    let start = Instant::now();
+    for b in batches {
+        tx.send(b.clone()).await.unwrap();
+    }
+    drop(tx);
+    consumer.await.unwrap();
+    start.elapsed()
+}
+
+fn start_store(rounds: usize) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>) {
+    let gauge = MailboxGauge::default();
+    let store = WindowStoreActor::new(retention(rounds), vec![], Clock::system(), gauge.clone());
+    let addr = WindowStoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
+    let mailbox = Mailbox::new(addr.clone().recipient(), gauge);
+    (addr, mailbox)
+}
+
+async fn window_store(batches: &[SampleBatch], rounds: usize) -> (Duration, u64) {
+    let (addr, mailbox) = start_store(rounds);
+    let start = Instant::now();
+    // Keep several sends in flight, as several samplers would.
+    let mut pending = futures_util::stream::FuturesOrdered::new();
+    for b in batches {
+        pending.push_back(mailbox.send(b.clone()));
+        if pending.len() >= 64 {
+            futures_util::StreamExt::next(&mut pending).await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = futures_util::StreamExt::next(&mut pending).await {
+        r.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let stored = addr.send(GetStats).await.unwrap().emitted_total;
+    (elapsed, stored)
+}
+
+async fn sampler_to_store(gpus: usize, rounds: usize) -> (Duration, u64) {
+    let (addr, mailbox) = start_store(rounds);
+    let scenarios = [Scenario::Steady, Scenario::MemoryLeak, Scenario::ThermalThrottle, Scenario::LoadSpike];
+    let mut fleet = SimFleet::new(gpus, "bench-host", &scenarios, 1);
+    let start = Instant::now();
+    for r in 0..rounds {
+        let samples = fleet.sample(1_000_000 + r as i64 * 1000);
+        mailbox.send(SampleBatch { samples: Arc::new(samples) }).await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let stored = addr.send(GetStats).await.unwrap().emitted_total;
+    (elapsed, stored)
+}
+
+fn rate(samples: usize, d: Duration) -> f64 {
+    samples as f64 / d.as_secs_f64()
+}
+
+fn best(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let size = if bench {
+        Size { series: 10_000, rounds: 100, repeats: 5 }
+    } else {
+        Size { series: 2_000, rounds: 3, repeats: 1 }
+    };
+    let system = System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    });
+    system.block_on(async move {
+        let series = series(size.series);
+        let batches = batches(&series, size.rounds);
+        let total = size.series * size.rounds;
+        let gpus = size.series / 16;
+        let fleet_total = gpus * 16 * size.rounds;
+
+        let (mut raw, mut store, mut sampler) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..size.repeats {
+            raw.push(rate(total, raw_channel(&batches).await));
+            let (d, stored) = window_store(&batches, size.rounds).await;
+            assert_eq!(stored as usize, total, "every sample stored");
+            store.push(rate(total, d));
+            let (d, stored) = sampler_to_store(gpus, size.rounds).await;
+            assert_eq!(stored as usize, fleet_total, "every sample stored");
+            sampler.push(rate(fleet_total, d));
+        }
+        let (raw, store, sampler) = (best(raw), best(store), best(sampler));
+        println!("\nPipeline throughput, {} series x {} rounds, batches of {BATCH}, median of {} runs\n", size.series, size.rounds, size.repeats);
+        println!("| path | samples/s | ratio to raw channel |");
+        println!("|---|---:|---:|");
+        println!("| raw tokio channel pass-through (baseline) | {:.2} M | 1.00 |", raw / 1e6);
+        println!("| window store actor (mailbox, awaited sends) | {:.2} M | {:.2} |", store / 1e6, store / raw);
+        println!("| simulated sampler -> window store | {:.2} M | {:.2} |", sampler / 1e6, sampler / raw);
+        System::current().stop();
+    });
+}

@@ -97,3 +97,51 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusRe
     };
     (code, Json(report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+
+    /// Answers stats once, then stops.
+    struct Flaky;
+    impl Actor for Flaky {
+        type Context = Context<Self>;
+    }
+    impl Handler<GetStats> for Flaky {
+        type Result = MessageResult<GetStats>;
+        fn handle(&mut self, _: GetStats, ctx: &mut Self::Context) -> Self::Result {
+            ctx.stop();
+            MessageResult(ComponentStats::new("flaky", "sink"))
+        }
+    }
+
+    fn report(required: bool, state: ComponentState) -> ComponentReport {
+        let mut stats = ComponentStats::new("x", "source");
+        stats.state = state;
+        ComponentReport { required, stats }
+    }
+
+    #[test]
+    fn a_required_component_down_makes_the_whole_down() {
+        use ComponentState::*;
+        assert_eq!(overall(&[report(true, Operational), report(false, Down)]), Degraded);
+        assert_eq!(overall(&[report(true, Down), report(false, Operational)]), Down);
+        assert_eq!(overall(&[report(true, Operational)]), Operational);
+    }
+
+    #[actix::test]
+    async fn a_stopped_actor_is_reported_down_with_the_reason() {
+        let addr = Flaky.start();
+        let c = Component {
+            name: "flaky".into(),
+            kind: "sink",
+            required: true,
+            stats: addr.recipient(),
+        };
+        assert_eq!(component_stats(&c).await.state, ComponentState::Operational);
+        let st = component_stats(&c).await;
+        assert_eq!(st.state, ComponentState::Down);
+        assert!(st.reason.unwrap().contains("actor stopped"));
+    }
+}
