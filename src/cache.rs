@@ -81,6 +81,11 @@ impl ViewCache {
         got
     }
 
+    /// Looks a view up without counting (the query actor's re-check before computing).
+    pub fn peek(&self, key: &ViewKey) -> Option<Bytes> {
+        self.cache.get(key)
+    }
+
     pub fn insert(&self, key: ViewKey, value: Bytes) {
         self.cache.insert(key, value);
     }
@@ -94,8 +99,15 @@ impl ViewCache {
         n
     }
 
+    /// Exact figures: runs moka's pending maintenance first.
     pub fn stats(&self) -> CacheStats {
         self.cache.run_pending_tasks();
+        self.stats_approximate()
+    }
+
+    /// Figures without maintenance: `entries` may lag by a few writes. Cheap enough for
+    /// every status and `/metrics` call.
+    pub fn stats_approximate(&self) -> CacheStats {
         let hits = self.hits.load(Ordering::Relaxed);
         let misses = self.misses.load(Ordering::Relaxed);
         CacheStats {

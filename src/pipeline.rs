@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use crate::actors::gpu_nvml::NvmlGpuSampler;
 use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
-use crate::actors::query::{QueryActor, QuerySettings};
+use crate::actors::query::{QueryActor, QuerySettings, Views};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::window_store::WindowStoreActor;
 use crate::cache::ViewCache;
@@ -59,6 +59,8 @@ pub struct Handles {
     pub window: Addr<WindowStoreActor>,
     pub requests: Addr<RequestSampler>,
     pub query: Addr<QueryActor>,
+    /// Cached views, read by handlers without an actor round trip.
+    pub views: Views,
     pub commands: broadcast::Sender<Command>,
     pub components: Vec<Component>,
     pub gpu_source: GpuSourceInfo,
@@ -240,18 +242,20 @@ pub fn start(service: &ServiceConfig, pipeline: &PipelineConfig, clock: Clock) -
         window.clone(),
         requests.clone(),
         commands.clone(),
-        cache,
+        cache.clone(),
         clock.clone(),
         settings,
         gpu_source.clone(),
     )
     .start();
+    let views = QueryActor::views(query.clone(), cache, clock.clone(), settings.refresh_ms);
     component("query", "query", true, query.clone().recipient());
 
     Ok(Handles {
         window,
         requests,
         query,
+        views,
         commands,
         components,
         gpu_source,

@@ -183,7 +183,10 @@ pub struct AggregatorLimits {
 pub struct RequestAggregator {
     limits: AggregatorLimits,
     started_ms: i64,
-    routes: HashMap<(String, String, u16), RouteStats>,
+    /// service → route → status → counters; nested so lookups borrow and never allocate.
+    routes: HashMap<String, HashMap<String, HashMap<u16, RouteStats>>>,
+    /// Number of (service, route, status) tracked.
+    route_count: usize,
     recent: VecDeque<Recent>,
     /// Records counted.
     pub recorded_total: u64,
@@ -199,6 +202,7 @@ impl RequestAggregator {
             limits,
             started_ms: now_ms,
             routes: HashMap::new(),
+            route_count: 0,
             recent: VecDeque::new(),
             recorded_total: 0,
             folded_total: 0,
@@ -210,17 +214,7 @@ impl RequestAggregator {
     pub fn record(&mut self, now_ms: i64, records: &[RequestRecord]) {
         for r in records {
             let service = r.service.as_deref().unwrap_or(DEFAULT_SERVICE);
-            let mut key = (service.to_string(), r.route.clone(), r.status);
-            if !self.routes.contains_key(&key) && self.routes.len() >= self.limits.max_series {
-                // Past the limit, only the status keeps its value: at most 500 more series.
-                key.0 = OTHER_ROUTE.to_string();
-                key.1 = OTHER_ROUTE.to_string();
-                self.folded_total += 1;
-            }
-            self.routes
-                .entry(key)
-                .or_insert_with_key(|(s, route, status)| RouteStats::new(s, route, *status))
-                .observe(r.latency_ms / 1000.0);
+            self.observe(service, &r.route, r.status, r.latency_ms / 1000.0);
             self.recorded_total += 1;
             if service != PULSE_SERVICE {
                 if self.recent.len() >= self.limits.max_recent {
@@ -236,10 +230,41 @@ impl RequestAggregator {
         }
     }
 
+    fn observe(&mut self, service: &str, route: &str, status: u16, latency_s: f64) {
+        let known = self
+            .routes
+            .get_mut(service)
+            .and_then(|routes| routes.get_mut(route))
+            .and_then(|statuses| statuses.get_mut(&status));
+        if let Some(stats) = known {
+            stats.observe(latency_s);
+            return;
+        }
+        let (service, route) = if self.route_count >= self.limits.max_series {
+            // Past the limit only the status keeps its value: at most 500 more series.
+            self.folded_total += 1;
+            (OTHER_ROUTE, OTHER_ROUTE)
+        } else {
+            (service, route)
+        };
+        let statuses = self
+            .routes
+            .entry(service.to_string())
+            .or_default()
+            .entry(route.to_string())
+            .or_default();
+        let stats = statuses.entry(status).or_insert_with(|| {
+            self.route_count += 1;
+            RouteStats::new(service, route, status)
+        });
+        stats.observe(latency_s);
+    }
+
     /// Current counters and histograms as samples stamped `now_ms`.
     pub fn samples(&self, now_ms: i64) -> Vec<Sample> {
-        let mut out = Vec::with_capacity(self.routes.len() * (BUCKETS_S.len() + 4));
-        for st in self.routes.values() {
+        let mut out = Vec::with_capacity(self.route_count * (BUCKETS_S.len() + 4));
+        let all = self.routes.values().flat_map(|routes| routes.values().flat_map(|s| s.values()));
+        for st in all {
             out.push(Sample::new(st.series_total.clone(), now_ms, st.count as f64));
             out.push(Sample::new(st.series_count.clone(), now_ms, st.count as f64));
             out.push(Sample::new(st.series_sum.clone(), now_ms, st.sum_s));
@@ -280,7 +305,7 @@ impl RequestAggregator {
 
     /// Distinct (service, route, status) tracked.
     pub fn route_count(&self) -> usize {
-        self.routes.len()
+        self.route_count
     }
 }
 

@@ -23,7 +23,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         })
         .await
         .map_err(|e| ApiError::Unavailable(format!("window store is not running: {e}")))?;
-    let components: Vec<_> = gather(&state).await.into_iter().map(|c| c.stats).collect();
+    let (_, reports) = gather(&state).await;
+    let components: Vec<_> = reports.iter().map(|c| c.stats.clone()).collect();
     let mut body = String::with_capacity(latest.len() * 120 + 4096);
     render_series(&mut body, &latest);
     render_components(&mut body, &components);

@@ -9,6 +9,7 @@ mod metrics;
 mod phase4;
 mod status;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -40,6 +41,8 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// When the server started, for uptime.
     pub started: Instant,
+    /// Recent component reports, shared by status and `/metrics`.
+    pub status_cache: Arc<status::StatusCache>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             handles,
             limits,
             started: Instant::now(),
+            status_cache: Arc::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::OptionalJsonBody;
 use super::AppState;
-use crate::actors::query::{ClearCache, GetCacheStats, GetView, RunCleanup};
+use crate::actors::query::{ClearCache, GetCacheStats, RunCleanup};
 use crate::cache::{CacheStats, View};
 use crate::cleanup::{CleanupReport, CleanupRequest};
 
@@ -30,10 +30,9 @@ fn mailbox_down(component: &str) -> impl FnOnce(actix::MailboxError) -> ApiError
 async fn view(state: &AppState, view: View) -> Result<Response, ApiError> {
     let bytes = state
         .handles
-        .query
-        .send(GetView(view))
+        .views
+        .get(view)
         .await
-        .map_err(mailbox_down("query"))?
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(json_bytes(bytes))
 }

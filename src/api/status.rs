@@ -1,6 +1,7 @@
 //! `GET /api/phase4/status`: every running component with its state and reason; 503 when
 //! a required component is down (it did not answer within `STATS_TIMEOUT`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,9 +16,12 @@ use crate::views::GpuSourceInfo;
 
 /// How long a component has to answer before it counts as down.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+/// A gathered report is reused for this long: under load, status and `/metrics` ask the
+/// actors at most ten times a second, and concurrent callers share one gathering.
+pub const STATUS_MAX_AGE: Duration = Duration::from_millis(100);
 
 /// One component in the status report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ComponentReport {
     pub required: bool,
     #[serde(flatten)]
@@ -31,6 +35,8 @@ pub struct StatusReport {
     pub status: ComponentState,
     pub version: &'static str,
     pub uptime_s: u64,
+    /// When the components were asked (reports are reused for up to 100 ms).
+    pub generated_at_ms: i64,
     pub gpu_source: GpuSourceInfo,
     pub components: Vec<ComponentReport>,
 }
@@ -51,8 +57,29 @@ fn down(c: &Component, reason: String) -> ComponentStats {
     st
 }
 
-/// Gathers every component's stats, in parallel.
-pub async fn gather(state: &AppState) -> Vec<ComponentReport> {
+/// The last gathered reports, shared by concurrent callers.
+#[derive(Default)]
+pub struct StatusCache {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, i64, Arc<Vec<ComponentReport>>)>>,
+}
+
+/// Every component's stats, gathered at most `STATUS_MAX_AGE` ago; returns them and when
+/// they were gathered (Unix ms).
+pub async fn gather(state: &AppState) -> (i64, Arc<Vec<ComponentReport>>) {
+    let mut last = state.status_cache.last.lock().await;
+    if let Some((at, at_ms, reports)) = last.as_ref() {
+        if at.elapsed() < STATUS_MAX_AGE {
+            return (*at_ms, reports.clone());
+        }
+    }
+    let at_ms = state.handles.clock.now_ms();
+    let reports = Arc::new(gather_now(state).await);
+    *last = Some((std::time::Instant::now(), at_ms, reports.clone()));
+    (at_ms, reports)
+}
+
+/// Asks every component for its stats, in parallel.
+async fn gather_now(state: &AppState) -> Vec<ComponentReport> {
     let components = &state.handles.components;
     let stats = futures_util::future::join_all(components.iter().map(component_stats)).await;
     components
@@ -81,7 +108,7 @@ pub fn overall(components: &[ComponentReport]) -> ComponentState {
 }
 
 pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusReport>) {
-    let components = gather(&state).await;
+    let (generated_at_ms, components) = gather(&state).await;
     let status = overall(&components);
     let code = if status == ComponentState::Down {
         StatusCode::SERVICE_UNAVAILABLE
@@ -92,8 +119,9 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusRe
         status,
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
+        generated_at_ms,
         gpu_source: state.handles.gpu_source.clone(),
-        components,
+        components: components.to_vec(),
     };
     (code, Json(report))
 }
