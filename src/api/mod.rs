@@ -34,10 +34,11 @@ pub struct ApiLimits {
     pub max_profile_window_s: u64,
 }
 
-/// What handlers share.
+/// What handlers share. axum clones it for every request, so everything behind it is
+/// behind an `Arc` (cloning actor addresses allocates).
 #[derive(Clone)]
 pub struct AppState {
-    pub handles: Handles,
+    pub handles: Arc<Handles>,
     pub limits: ApiLimits,
     /// When the server started, for uptime.
     pub started: Instant,
@@ -48,7 +49,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(handles: Handles, limits: ApiLimits) -> Self {
         AppState {
-            handles,
+            handles: Arc::new(handles),
             limits,
             started: Instant::now(),
             status_cache: Arc::default(),
