@@ -110,7 +110,10 @@ async fn window_store(batches: &[SampleBatch], rounds: usize) -> (Duration, u64)
     for b in batches {
         pending.push_back(mailbox.send(b.clone()));
         if pending.len() >= 64 {
-            futures_util::StreamExt::next(&mut pending).await.unwrap().unwrap();
+            futures_util::StreamExt::next(&mut pending)
+                .await
+                .unwrap()
+                .unwrap();
         }
     }
     while let Some(r) = futures_util::StreamExt::next(&mut pending).await {
@@ -123,12 +126,22 @@ async fn window_store(batches: &[SampleBatch], rounds: usize) -> (Duration, u64)
 
 async fn sampler_to_store(gpus: usize, rounds: usize) -> (Duration, u64) {
     let (addr, mailbox) = start_store(rounds);
-    let scenarios = [Scenario::Steady, Scenario::MemoryLeak, Scenario::ThermalThrottle, Scenario::LoadSpike];
+    let scenarios = [
+        Scenario::Steady,
+        Scenario::MemoryLeak,
+        Scenario::ThermalThrottle,
+        Scenario::LoadSpike,
+    ];
     let mut fleet = SimFleet::new(gpus, "bench-host", &scenarios, 1);
     let start = Instant::now();
     for r in 0..rounds {
         let samples = fleet.sample(1_000_000 + r as i64 * 1000);
-        mailbox.send(SampleBatch { samples: Arc::new(samples) }).await.unwrap();
+        mailbox
+            .send(SampleBatch {
+                samples: Arc::new(samples),
+            })
+            .await
+            .unwrap();
     }
     let elapsed = start.elapsed();
     let stored = addr.send(GetStats).await.unwrap().emitted_total;
@@ -147,12 +160,23 @@ fn best(mut v: Vec<f64>) -> f64 {
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let size = if bench {
-        Size { series: 10_000, rounds: 100, repeats: 5 }
+        Size {
+            series: 10_000,
+            rounds: 100,
+            repeats: 5,
+        }
     } else {
-        Size { series: 2_000, rounds: 3, repeats: 1 }
+        Size {
+            series: 2_000,
+            rounds: 3,
+            repeats: 1,
+        }
     };
     let system = System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     });
     system.block_on(async move {
         let series = series(size.series);
@@ -172,12 +196,26 @@ fn main() {
             sampler.push(rate(fleet_total, d));
         }
         let (raw, store, sampler) = (best(raw), best(store), best(sampler));
-        println!("\nPipeline throughput, {} series x {} rounds, batches of {BATCH}, median of {} runs\n", size.series, size.rounds, size.repeats);
+        println!(
+            "\nPipeline throughput, {} series x {} rounds, batches of {BATCH}, median of {} runs\n",
+            size.series, size.rounds, size.repeats
+        );
         println!("| path | samples/s | ratio to raw channel |");
         println!("|---|---:|---:|");
-        println!("| raw tokio channel pass-through (baseline) | {:.2} M | 1.00 |", raw / 1e6);
-        println!("| window store actor (mailbox, awaited sends) | {:.2} M | {:.2} |", store / 1e6, store / raw);
-        println!("| simulated sampler -> window store | {:.2} M | {:.2} |", sampler / 1e6, sampler / raw);
+        println!(
+            "| raw tokio channel pass-through (baseline) | {:.2} M | 1.00 |",
+            raw / 1e6
+        );
+        println!(
+            "| window store actor (mailbox, awaited sends) | {:.2} M | {:.2} |",
+            store / 1e6,
+            store / raw
+        );
+        println!(
+            "| simulated sampler -> window store | {:.2} M | {:.2} |",
+            sampler / 1e6,
+            sampler / raw
+        );
         System::current().stop();
     });
 }

@@ -9,12 +9,19 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:5999".to_string());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:5999".to_string());
     let app = Router::new().route(
         "/bare",
-        get(|| async { Json(json!({"status": "operational", "gpus": 4, "utilization_pct": 61.5})) }),
+        get(|| async {
+            Json(json!({"status": "operational", "gpus": 4, "utilization_pct": 61.5}))
+        }),
     );
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
-    eprintln!("bare axum listening on http://{}", listener.local_addr().unwrap());
+    eprintln!(
+        "bare axum listening on http://{}",
+        listener.local_addr().unwrap()
+    );
     axum::serve(listener, app).await.unwrap();
 }

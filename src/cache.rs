@@ -76,7 +76,11 @@ impl ViewCache {
     /// Looks a view up, counting the hit or miss.
     pub fn get(&self, key: &ViewKey) -> Option<Bytes> {
         let got = self.cache.get(key);
-        let counter = if got.is_some() { &self.hits } else { &self.misses };
+        let counter = if got.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         got
     }

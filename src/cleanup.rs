@@ -99,6 +99,9 @@ mod tests {
         let after = vec![(s0, 1500, 3000.0), (s1, 1000, 6000.0)];
         let r = pair_readings(&before, &after, 1000);
         assert_eq!(r[0].released_mib, Some(2000.0));
-        assert_eq!(r[1].after_mib, None, "a sample at the command time is not after it");
+        assert_eq!(
+            r[1].after_mib, None,
+            "a sample at the command time is not after it"
+        );
     }
 }

@@ -27,7 +27,9 @@ pub fn render_series(out: &mut String, latest: &[(Series, i64, f64)]) {
     // Family name → its series, so each family's lines are contiguous.
     let mut families: BTreeMap<&str, Vec<&(Series, i64, f64)>> = BTreeMap::new();
     for entry in latest {
-        let family = family_of(entry.0.name()).map(|m| m.name).unwrap_or(entry.0.name());
+        let family = family_of(entry.0.name())
+            .map(|m| m.name)
+            .unwrap_or(entry.0.name());
         families.entry(family).or_default().push(entry);
     }
     for (family, mut entries) in families {
@@ -55,26 +57,101 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// Renders Pulse's own pipeline metrics.
 pub fn render_components(out: &mut String, components: &[ComponentStats]) {
     let line = |out: &mut String, name: &str, c: &ComponentStats, v: f64| {
-        let _ = writeln!(out, "{name}{{component=\"{}\"}} {}", escape_label_value(&c.name), fmt_value(v));
+        let _ = writeln!(
+            out,
+            "{name}{{component=\"{}\"}} {}",
+            escape_label_value(&c.name),
+            fmt_value(v)
+        );
     };
     let window = components.iter().find(|c| c.name == "window_store");
-    family(out, "pulse_samples_ingested_total", "counter", "Samples received by the window store.");
-    let _ = writeln!(out, "pulse_samples_ingested_total {}", window.map_or(0, |w| w.received_total));
-    family(out, "pulse_samples_dropped_total", "counter", "Samples or records that could not be processed, all components.");
-    let _ = writeln!(out, "pulse_samples_dropped_total {}", components.iter().map(|c| c.dropped_total).sum::<u64>());
+    family(
+        out,
+        "pulse_samples_ingested_total",
+        "counter",
+        "Samples received by the window store.",
+    );
+    let _ = writeln!(
+        out,
+        "pulse_samples_ingested_total {}",
+        window.map_or(0, |w| w.received_total)
+    );
+    family(
+        out,
+        "pulse_samples_dropped_total",
+        "counter",
+        "Samples or records that could not be processed, all components.",
+    );
+    let _ = writeln!(
+        out,
+        "pulse_samples_dropped_total {}",
+        components.iter().map(|c| c.dropped_total).sum::<u64>()
+    );
 
-    family(out, "pulse_component_received_total", "counter", "Items received, by component.");
-    components.iter().for_each(|c| line(out, "pulse_component_received_total", c, c.received_total as f64));
-    family(out, "pulse_component_emitted_total", "counter", "Items stored or passed downstream, by component.");
-    components.iter().for_each(|c| line(out, "pulse_component_emitted_total", c, c.emitted_total as f64));
-    family(out, "pulse_component_dropped_total", "counter", "Items that could not be processed, by component.");
-    components.iter().for_each(|c| line(out, "pulse_component_dropped_total", c, c.dropped_total as f64));
-    family(out, "pulse_mailbox_backlog", "gauge", "Messages sent to a component and not yet answered.");
-    components.iter().for_each(|c| line(out, "pulse_mailbox_backlog", c, c.mailbox_backlog as f64));
+    family(
+        out,
+        "pulse_component_received_total",
+        "counter",
+        "Items received, by component.",
+    );
+    components.iter().for_each(|c| {
+        line(
+            out,
+            "pulse_component_received_total",
+            c,
+            c.received_total as f64,
+        )
+    });
+    family(
+        out,
+        "pulse_component_emitted_total",
+        "counter",
+        "Items stored or passed downstream, by component.",
+    );
+    components.iter().for_each(|c| {
+        line(
+            out,
+            "pulse_component_emitted_total",
+            c,
+            c.emitted_total as f64,
+        )
+    });
+    family(
+        out,
+        "pulse_component_dropped_total",
+        "counter",
+        "Items that could not be processed, by component.",
+    );
+    components.iter().for_each(|c| {
+        line(
+            out,
+            "pulse_component_dropped_total",
+            c,
+            c.dropped_total as f64,
+        )
+    });
+    family(
+        out,
+        "pulse_mailbox_backlog",
+        "gauge",
+        "Messages sent to a component and not yet answered.",
+    );
+    components
+        .iter()
+        .for_each(|c| line(out, "pulse_mailbox_backlog", c, c.mailbox_backlog as f64));
 
-    family(out, "pulse_component_state", "gauge", "1 for the component's current state.");
+    family(
+        out,
+        "pulse_component_state",
+        "gauge",
+        "1 for the component's current state.",
+    );
     for c in components {
-        for s in [ComponentState::Operational, ComponentState::Degraded, ComponentState::Down] {
+        for s in [
+            ComponentState::Operational,
+            ComponentState::Degraded,
+            ComponentState::Down,
+        ] {
             let _ = writeln!(
                 out,
                 "pulse_component_state{{component=\"{}\",state=\"{}\"}} {}",
@@ -94,7 +171,11 @@ pub fn render_components(out: &mut String, components: &[ComponentStats]) {
     }
     for (key, values) in extra {
         let name = format!("pulse_{key}");
-        let kind = if key.ends_with("_total") { "counter" } else { "gauge" };
+        let kind = if key.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
         family(out, &name, kind, &format!("Component figure `{key}`."));
         for (c, v) in values {
             line(out, &name, c, v);
@@ -109,18 +190,37 @@ mod tests {
 
     #[test]
     fn families_are_contiguous_with_help_and_type() {
-        let h = |le: &str| SeriesKey::shared("http_request_duration_seconds_bucket", [("route", "/a"), ("le", le)]);
+        let h = |le: &str| {
+            SeriesKey::shared(
+                "http_request_duration_seconds_bucket",
+                [("route", "/a"), ("le", le)],
+            )
+        };
         let latest = vec![
             (h("+Inf"), 1, 3.0),
-            (SeriesKey::shared("DCGM_FI_DEV_GPU_UTIL", [("gpu", "0")]), 1, 50.0),
-            (SeriesKey::shared("http_request_duration_seconds_count", [("route", "/a")]), 1, 3.0),
+            (
+                SeriesKey::shared("DCGM_FI_DEV_GPU_UTIL", [("gpu", "0")]),
+                1,
+                50.0,
+            ),
+            (
+                SeriesKey::shared("http_request_duration_seconds_count", [("route", "/a")]),
+                1,
+                3.0,
+            ),
             (SeriesKey::shared("custom", [("x", "1")]), 1, f64::NAN),
         ];
         let mut out = String::new();
         render_series(&mut out, &latest);
-        assert!(out.contains("# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu=\"0\"} 50\n"), "{out}");
+        assert!(
+            out.contains("# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu=\"0\"} 50\n"),
+            "{out}"
+        );
         assert!(out.contains("# TYPE http_request_duration_seconds histogram\n"));
-        assert_eq!(out.matches("# TYPE http_request_duration_seconds").count(), 1);
+        assert_eq!(
+            out.matches("# TYPE http_request_duration_seconds").count(),
+            1
+        );
         assert!(out.contains("custom{x=\"1\"} NaN"));
     }
 }

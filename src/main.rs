@@ -110,9 +110,14 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Probe { what: ProbeWhat::Gpu } => {
+        Command::Probe {
+            what: ProbeWhat::Gpu,
+        } => {
             let probe = pulse::nvml::probe();
-            println!("{}", serde_json::to_string_pretty(&probe).expect("probe serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&probe).expect("probe serialises")
+            );
             if probe.nvml.is_ok() {
                 ExitCode::SUCCESS
             } else {

@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{
+    Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor,
+};
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
@@ -100,19 +102,40 @@ pub fn read_device(device: &Device<'_>) -> DeviceReading {
     }
     match device.memory_info() {
         Ok(mem) => {
-            r.metrics.push((m::FB_USED, (mem.used as f64 / MIB).round()));
-            r.metrics.push((m::FB_FREE, (mem.free as f64 / MIB).round()));
-            r.metrics.push((m::FB_TOTAL, (mem.total as f64 / MIB).round()));
+            r.metrics
+                .push((m::FB_USED, (mem.used as f64 / MIB).round()));
+            r.metrics
+                .push((m::FB_FREE, (mem.free as f64 / MIB).round()));
+            r.metrics
+                .push((m::FB_TOTAL, (mem.total as f64 / MIB).round()));
         }
         Err(e) => r.take(m::FB_USED, Err::<u64, _>(e), |v| v as f64),
     }
-    r.take(m::GPU_TEMP, device.temperature(TemperatureSensor::Gpu), f64::from);
-    r.take(m::POWER_USAGE, device.power_usage(), |mw| f64::from(mw) / 1000.0);
+    r.take(
+        m::GPU_TEMP,
+        device.temperature(TemperatureSensor::Gpu),
+        f64::from,
+    );
+    r.take(m::POWER_USAGE, device.power_usage(), |mw| {
+        f64::from(mw) / 1000.0
+    });
     r.take(m::SM_CLOCK, device.clock_info(Clock::SM), f64::from);
     r.take(m::MEM_CLOCK, device.clock_info(Clock::Memory), f64::from);
-    r.take(m::PCIE_TX, device.pcie_throughput(PcieUtilCounter::Send), f64::from);
-    r.take(m::PCIE_RX, device.pcie_throughput(PcieUtilCounter::Receive), f64::from);
-    r.take(m::THROTTLE_REASONS, device.current_throttle_reasons(), |t| t.bits() as f64);
+    r.take(
+        m::PCIE_TX,
+        device.pcie_throughput(PcieUtilCounter::Send),
+        f64::from,
+    );
+    r.take(
+        m::PCIE_RX,
+        device.pcie_throughput(PcieUtilCounter::Receive),
+        f64::from,
+    );
+    r.take(
+        m::THROTTLE_REASONS,
+        device.current_throttle_reasons(),
+        |t| t.bits() as f64,
+    );
     r.take(
         m::ECC_SBE_VOL,
         device.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile),
@@ -177,7 +200,11 @@ pub fn probe() -> Probe {
     };
     let count = match nvml.device_count() {
         Ok(c) => c,
-        Err(e) => return Probe { nvml: Err(describe(&e)) },
+        Err(e) => {
+            return Probe {
+                nvml: Err(describe(&e)),
+            }
+        }
     };
     let devices = (0..count)
         .map(|i| match nvml.device_by_index(i) {

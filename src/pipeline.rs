@@ -116,7 +116,8 @@ fn nvml_info(nvml: &nvml_wrapper::Nvml) -> GpuSourceInfo {
         detail: format!(
             "NVML, {} GPUs, driver {}",
             nvml.device_count().unwrap_or(0),
-            nvml.sys_driver_version().unwrap_or_else(|_| "unknown".to_string())
+            nvml.sys_driver_version()
+                .unwrap_or_else(|_| "unknown".to_string())
         ),
     }
 }
@@ -132,34 +133,50 @@ pub fn hostname() -> String {
 }
 
 /// Starts the pipeline inside the current actix system.
-pub fn start(service: &ServiceConfig, pipeline: &PipelineConfig, clock: Clock) -> Result<Handles, StartError> {
+pub fn start(
+    service: &ServiceConfig,
+    pipeline: &PipelineConfig,
+    clock: Clock,
+) -> Result<Handles, StartError> {
     // 1. Validate and open everything first.
     let mut sinks = Vec::new();
     for sink in &pipeline.sinks {
         match sink {
-            SinkConfig::Jsonl { path, flush_interval_ms } => {
+            SinkConfig::Jsonl {
+                path,
+                flush_interval_ms,
+            } => {
                 let gauge = MailboxGauge::default();
-                let actor = JsonlSink::open(path.clone(), Duration::from_millis(flush_interval_ms.get()), gauge.clone())
-                    .map_err(|source| StartError::Sink {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
+                let actor = JsonlSink::open(
+                    path.clone(),
+                    Duration::from_millis(flush_interval_ms.get()),
+                    gauge.clone(),
+                )
+                .map_err(|source| StartError::Sink {
+                    path: path.display().to_string(),
+                    source,
+                })?;
                 sinks.push((actor, gauge));
             }
         }
     }
     let (gpu_choice, gpu_source) = choose_gpu_source(pipeline)?;
-    tracing::info!(source = gpu_source.kind, "GPU source: {}", gpu_source.detail);
+    tracing::info!(
+        source = gpu_source.kind,
+        "GPU source: {}",
+        gpu_source.detail
+    );
 
     let mut components = Vec::new();
-    let mut component = |name: &str, kind: &'static str, required: bool, stats: Recipient<GetStats>| {
-        components.push(Component {
-            name: name.to_string(),
-            kind,
-            required,
-            stats,
-        })
-    };
+    let mut component =
+        |name: &str, kind: &'static str, required: bool, stats: Recipient<GetStats>| {
+            components.push(Component {
+                name: name.to_string(),
+                kind,
+                required,
+                stats,
+            })
+        };
 
     // 2. Sinks.
     let mut downstream = Vec::new();
@@ -187,7 +204,8 @@ pub fn start(service: &ServiceConfig, pipeline: &PipelineConfig, clock: Clock) -
     let interval = Duration::from_millis(gpu_cfg.interval_ms.get());
     let gpu_stats: Recipient<GetStats> = match gpu_choice {
         GpuChoice::Nvml(nvml) => {
-            match NvmlGpuSampler::new(nvml, hostname(), interval, to_window.clone(), clock.clone()) {
+            match NvmlGpuSampler::new(nvml, hostname(), interval, to_window.clone(), clock.clone())
+            {
                 Ok(sampler) => sampler.start().recipient(),
                 Err(e) => return Err(StartError::Nvml(e)),
             }
@@ -225,7 +243,12 @@ pub fn start(service: &ServiceConfig, pipeline: &PipelineConfig, clock: Clock) -
         MailboxGauge::default(),
     )
     .start();
-    component("request_sampler", "source", true, requests.clone().recipient());
+    component(
+        "request_sampler",
+        "source",
+        true,
+        requests.clone().recipient(),
+    );
 
     // 5. Query.
     let dash = &service.dashboard;

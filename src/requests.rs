@@ -11,7 +11,9 @@ use crate::model::catalog as m;
 use crate::model::series::{Sample, Series, SeriesKey};
 
 /// Histogram bucket bounds, seconds (Prometheus client defaults).
-pub const BUCKETS_S: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const BUCKETS_S: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// `service` label given to records that name none.
 pub const DEFAULT_SERVICE: &str = "unknown";
 /// `service` label of Pulse's own HTTP handlers; left out of the fleet summary.
@@ -67,24 +69,42 @@ impl RequestRecord {
             return Err(("route", format!("must be 1 to {MAX_ROUTE_LEN} bytes long")));
         }
         if !(100..=599).contains(&self.status) {
-            return Err(("status", format!("{} is not an HTTP status (100-599)", self.status)));
+            return Err((
+                "status",
+                format!("{} is not an HTTP status (100-599)", self.status),
+            ));
         }
         if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {
-            return Err(("latency_ms", format!("{} is not a finite, non-negative number", self.latency_ms)));
+            return Err((
+                "latency_ms",
+                format!("{} is not a finite, non-negative number", self.latency_ms),
+            ));
         }
         if let Some(ts) = self.timestamp {
             if ts <= 0 {
-                return Err(("timestamp", format!("{ts} is not a Unix time in milliseconds")));
+                return Err((
+                    "timestamp",
+                    format!("{ts} is not a Unix time in milliseconds"),
+                ));
             }
         }
         if let Some(t) = &self.trace_id {
-            if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) || t.bytes().all(|b| b == b'0') {
-                return Err(("trace_id", "must be 32 hex digits, not all zero (W3C trace id)".to_string()));
+            if t.len() != 32
+                || !t.bytes().all(|b| b.is_ascii_hexdigit())
+                || t.bytes().all(|b| b == b'0')
+            {
+                return Err((
+                    "trace_id",
+                    "must be 32 hex digits, not all zero (W3C trace id)".to_string(),
+                ));
             }
         }
         if let Some(s) = &self.service {
             if s.is_empty() || s.len() > MAX_ROUTE_LEN {
-                return Err(("service", format!("must be 1 to {MAX_ROUTE_LEN} bytes long")));
+                return Err((
+                    "service",
+                    format!("must be 1 to {MAX_ROUTE_LEN} bytes long"),
+                ));
             }
         }
         Ok(())
@@ -131,7 +151,11 @@ struct RouteStats {
 impl RouteStats {
     fn new(service: &str, route: &str, status: u16) -> Self {
         let status = status.to_string();
-        let labels = [("service", service), ("route", route), ("status", status.as_str())];
+        let labels = [
+            ("service", service),
+            ("route", route),
+            ("status", status.as_str()),
+        ];
         let hist = m::REQUEST_DURATION;
         let series_buckets = BUCKETS_S
             .iter()
@@ -263,10 +287,21 @@ impl RequestAggregator {
     /// Current counters and histograms as samples stamped `now_ms`.
     pub fn samples(&self, now_ms: i64) -> Vec<Sample> {
         let mut out = Vec::with_capacity(self.route_count * (BUCKETS_S.len() + 4));
-        let all = self.routes.values().flat_map(|routes| routes.values().flat_map(|s| s.values()));
+        let all = self
+            .routes
+            .values()
+            .flat_map(|routes| routes.values().flat_map(|s| s.values()));
         for st in all {
-            out.push(Sample::new(st.series_total.clone(), now_ms, st.count as f64));
-            out.push(Sample::new(st.series_count.clone(), now_ms, st.count as f64));
+            out.push(Sample::new(
+                st.series_total.clone(),
+                now_ms,
+                st.count as f64,
+            ));
+            out.push(Sample::new(
+                st.series_count.clone(),
+                now_ms,
+                st.count as f64,
+            ));
             out.push(Sample::new(st.series_sum.clone(), now_ms, st.sum_s));
             let mut cumulative = 0;
             for (series, n) in st.series_buckets.iter().zip(st.buckets) {
@@ -286,7 +321,10 @@ impl RequestAggregator {
         }
         let count = self.recent.len() as u64;
         // Before a full window has passed, divide by the time Pulse has been up.
-        let span_ms = self.limits.window_ms.min((now_ms - self.started_ms).max(1000));
+        let span_ms = self
+            .limits
+            .window_ms
+            .min((now_ms - self.started_ms).max(1000));
         let mut latencies: Vec<f64> = self.recent.iter().map(|r| r.latency_ms).collect();
         latencies.sort_by(f64::total_cmp);
         let errors = self.recent.iter().filter(|r| r.error).count() as f64;
@@ -416,7 +454,7 @@ mod tests {
         assert_eq!(s.latency_ms.p99, Some(99.0));
         assert_eq!(s.error_rate, Some(0.1));
         assert_eq!(s.rate_per_s, 10.0); // 100 records in the 10 s Pulse has been up
-        // A window later they are gone.
+                                        // A window later they are gone.
         let s = a.summary(70_001);
         assert_eq!((s.count, s.error_rate, s.latency_ms.p50), (0, None, None));
     }
@@ -424,7 +462,14 @@ mod tests {
     #[test]
     fn histogram_is_cumulative_and_cardinality_is_bounded() {
         let mut a = agg();
-        a.record(0, &[rec("/a", 200, 3.0), rec("/a", 200, 70.0), rec("/a", 200, 20_000.0)]);
+        a.record(
+            0,
+            &[
+                rec("/a", 200, 3.0),
+                rec("/a", 200, 70.0),
+                rec("/a", 200, 20_000.0),
+            ],
+        );
         let samples = a.samples(1);
         let bucket = |le: &str| {
             samples
@@ -433,8 +478,19 @@ mod tests {
                 .unwrap()
                 .value
         };
-        assert_eq!((bucket("0.005"), bucket("0.1"), bucket("10"), bucket("+Inf")), (1.0, 2.0, 2.0, 3.0));
-        a.record(0, &[rec("/b", 200, 1.0), rec("/c", 200, 1.0), rec("/d", 200, 1.0), rec("/e", 404, 1.0)]);
+        assert_eq!(
+            (bucket("0.005"), bucket("0.1"), bucket("10"), bucket("+Inf")),
+            (1.0, 2.0, 2.0, 3.0)
+        );
+        a.record(
+            0,
+            &[
+                rec("/b", 200, 1.0),
+                rec("/c", 200, 1.0),
+                rec("/d", 200, 1.0),
+                rec("/e", 404, 1.0),
+            ],
+        );
         // three real, then one per status for the rest
         assert_eq!(a.route_count(), 5);
         assert_eq!(a.folded_total, 2);

@@ -56,7 +56,10 @@ pub fn emit_and_reschedule<A: Sampler>(
     batch: SampleBatch,
     interval: Duration,
 ) {
-    let deadline = *act.counters().next_deadline.get_or_insert_with(Instant::now);
+    let deadline = *act
+        .counters()
+        .next_deadline
+        .get_or_insert_with(Instant::now);
     act.counters().ticks += 1;
     let n = batch.len() as u64;
     let downstream = downstream.clone();

@@ -39,13 +39,19 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
     if !local.ip().is_loopback() {
         tracing::warn!("listening on {local}, which is reachable from other hosts; the API has no authentication");
     }
-    tracing::info!("Pulse {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "Pulse {} listening on http://{local}",
+        env!("CARGO_PKG_VERSION")
+    );
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
     });
-    server.await.context("HTTP server task")?.context("HTTP server")?;
+    server
+        .await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
     tracing::info!("shut down");
     actix::System::current().stop();
     Ok(())

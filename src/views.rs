@@ -99,15 +99,13 @@ pub fn gpu_fleet_summary(latest: &[(Series, i64, f64)]) -> GpuFleetSummary {
             m::FB_TOTAL => {
                 total.insert(gpu_key(series), *value);
             }
-            m::GPU_TEMP => {
-                if hottest.as_ref().is_none_or(|h| *value > h.temperature_c) {
-                    let (hostname, gpu) = gpu_key(series);
-                    hottest = Some(HottestGpu {
-                        hostname,
-                        gpu,
-                        temperature_c: *value,
-                    });
-                }
+            m::GPU_TEMP if hottest.as_ref().is_none_or(|h| *value > h.temperature_c) => {
+                let (hostname, gpu) = gpu_key(series);
+                hottest = Some(HottestGpu {
+                    hostname,
+                    gpu,
+                    temperature_c: *value,
+                });
             }
             _ => {}
         }
@@ -191,7 +189,11 @@ pub fn gpu_entries(stats: Vec<SeriesStats>, fresh_since_ms: i64) -> Vec<GpuEntry
         if st.series.name() == m::PROCESS_FB_USED {
             if t >= fresh_since_ms {
                 entry.processes.push(ProcessEntry {
-                    pid: st.series.label("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
+                    pid: st
+                        .series
+                        .label("pid")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0),
                     name: st.series.label("process_name").unwrap_or("").to_string(),
                     memory_used_mib: latest,
                     memory_max_mib: st.max,
@@ -215,7 +217,8 @@ pub fn gpu_entries(stats: Vec<SeriesStats>, fresh_since_ms: i64) -> Vec<GpuEntry
     gpus.into_values()
         .filter(|g| g.last_seen_ms >= fresh_since_ms)
         .map(|mut g| {
-            g.processes.sort_by(|a, b| b.memory_used_mib.total_cmp(&a.memory_used_mib));
+            g.processes
+                .sort_by(|a, b| b.memory_used_mib.total_cmp(&a.memory_used_mib));
             g
         })
         .collect()
@@ -244,8 +247,20 @@ mod tests {
         ];
         let f = gpu_fleet_summary(&latest);
         assert_eq!(f.count, 2);
-        assert_eq!(f.utilization_pct, AvgMax { avg: Some(75.0), max: Some(100.0) });
-        assert_eq!(f.memory.used_pct, AvgMax { avg: Some(30.0), max: Some(50.0) });
+        assert_eq!(
+            f.utilization_pct,
+            AvgMax {
+                avg: Some(75.0),
+                max: Some(100.0)
+            }
+        );
+        assert_eq!(
+            f.memory.used_pct,
+            AvgMax {
+                avg: Some(30.0),
+                max: Some(50.0)
+            }
+        );
         assert_eq!((f.memory.used_mib, f.memory.total_mib), (60.0, 200.0));
         assert_eq!(f.hottest.unwrap().gpu, "1");
         assert_eq!(gpu_fleet_summary(&[]).utilization_pct, AvgMax::default());
@@ -263,7 +278,12 @@ mod tests {
         };
         let proc_series = SeriesKey::shared(
             m::PROCESS_FB_USED,
-            [("gpu", "0"), ("Hostname", "h"), ("pid", "42"), ("process_name", "python")],
+            [
+                ("gpu", "0"),
+                ("Hostname", "h"),
+                ("pid", "42"),
+                ("process_name", "python"),
+            ],
         );
         let entries = gpu_entries(
             vec![

@@ -159,7 +159,8 @@ impl WindowStore {
             .matching(sel)
             .filter_map(|(series, ring)| {
                 let mut latest = None;
-                let (mut min, mut max, mut sum, mut count) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0);
+                let (mut min, mut max, mut sum, mut count) =
+                    (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0);
                 for &(t, v) in in_range(ring, start_ms, end_ms) {
                     latest = Some((t, v));
                     if v.is_nan() {
@@ -171,7 +172,11 @@ impl WindowStore {
                     count += 1;
                 }
                 let latest = latest?;
-                let avg = if count > 0 { sum / count as f64 } else { f64::NAN };
+                let avg = if count > 0 {
+                    sum / count as f64
+                } else {
+                    f64::NAN
+                };
                 if count == 0 {
                     (min, max) = (f64::NAN, f64::NAN);
                 }
@@ -241,7 +246,9 @@ mod tests {
     fn keeps_at_most_max_points_newest_first_out_last() {
         let mut w = store(3, 1_000_000, 10);
         let a = s("m", "0");
-        let batch: Vec<Sample> = (0..5).map(|i| Sample::new(a.clone(), i * 10, i as f64)).collect();
+        let batch: Vec<Sample> = (0..5)
+            .map(|i| Sample::new(a.clone(), i * 10, i as f64))
+            .collect();
         assert_eq!(w.ingest(&batch).stored, 5);
         let got = w.select(&Selector::all(), 0, 100);
         assert_eq!(got[0].points, vec![(20, 2.0), (30, 3.0), (40, 4.0)]);
@@ -251,7 +258,11 @@ mod tests {
     #[test]
     fn evicts_by_age_and_forgets_empty_series() {
         let mut w = store(100, 50, 10);
-        w.ingest(&[Sample::new(s("m", "0"), 0, 1.0), Sample::new(s("m", "1"), 40, 2.0), Sample::new(s("m", "1"), 90, 3.0)]);
+        w.ingest(&[
+            Sample::new(s("m", "0"), 0, 1.0),
+            Sample::new(s("m", "1"), 40, 2.0),
+            Sample::new(s("m", "1"), 90, 3.0),
+        ]);
         assert_eq!(w.evict(100), 1);
         assert_eq!(w.series_count(), 1);
         assert_eq!(w.point_count(), 1);

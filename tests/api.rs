@@ -40,7 +40,8 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, value)
 }
 
@@ -70,18 +71,27 @@ async fn poll_until(app: &Router, uri: &str, ready: impl Fn(&Value) -> bool) -> 
 fn assert_error(v: &Value, error: &str, detail_has: &str) {
     assert_eq!(v["error"], error, "{v}");
     let detail = v["detail"].as_str().unwrap();
-    assert!(detail.contains(detail_has), "detail {detail:?} lacks {detail_has:?}");
+    assert!(
+        detail.contains(detail_has),
+        "detail {detail:?} lacks {detail_has:?}"
+    );
 }
 
 #[actix::test]
 async fn summary_and_profile_show_the_simulated_fleet() {
     let app = app();
-    let summary = poll_until(&app, "/api/phase4/dashboard/summary", |v| v["gpus"]["count"] == 3).await;
+    let summary = poll_until(&app, "/api/phase4/dashboard/summary", |v| {
+        v["gpus"]["count"] == 3
+    })
+    .await;
     assert_eq!(summary["gpu_source"]["kind"], "simulated");
     assert!(summary["gpus"]["utilization_pct"]["avg"].as_f64().unwrap() > 0.0);
     assert_eq!(summary["gpus"]["memory"]["total_mib"], 3.0 * 81559.0);
 
-    let profile = poll_until(&app, "/api/phase4/gpu/profile?window_s=60", |v| v["gpus"].as_array().map_or(0, |g| g.len()) == 3).await;
+    let profile = poll_until(&app, "/api/phase4/gpu/profile?window_s=60", |v| {
+        v["gpus"].as_array().map_or(0, |g| g.len()) == 3
+    })
+    .await;
     let gpu0 = &profile["gpus"][0];
     assert_eq!(gpu0["hostname"], "sim-host");
     let util = &gpu0["metrics"]["DCGM_FI_DEV_GPU_UTIL"];
@@ -114,7 +124,14 @@ async fn request_batches_are_counted_and_bad_ones_rejected_without_losing_accept
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "bad request", "[1].status: 700 is not an HTTP status");
     // Unknown field.
-    let (status, v) = call(&app, post_json("/api/v1/requests", r#"[{"route":"/a","status":200,"latency":1}]"#)).await;
+    let (status, v) = call(
+        &app,
+        post_json(
+            "/api/v1/requests",
+            r#"[{"route":"/a","status":200,"latency":1}]"#,
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "bad request", "unknown field `latency`");
     // Wrong content type.
@@ -126,13 +143,22 @@ async fn request_batches_are_counted_and_bad_ones_rejected_without_losing_accept
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error(&v, "unsupported media type", "text/plain");
     // Too large.
-    let big: Vec<Value> = (0..200).map(|_| json!({"route": "/v1/generate", "status": 200, "latency_ms": 1})).collect();
-    let (status, v) = call(&app, post_json("/api/v1/requests", Value::Array(big).to_string())).await;
+    let big: Vec<Value> = (0..200)
+        .map(|_| json!({"route": "/v1/generate", "status": 200, "latency_ms": 1}))
+        .collect();
+    let (status, v) = call(
+        &app,
+        post_json("/api/v1/requests", Value::Array(big).to_string()),
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_error(&v, "payload too large", &BODY_LIMIT.to_string());
 
     // Exactly the two accepted records are in the summary.
-    let summary = poll_until(&app, "/api/phase4/dashboard/summary", |v| v["requests"]["count"] == 2).await;
+    let summary = poll_until(&app, "/api/phase4/dashboard/summary", |v| {
+        v["requests"]["count"] == 2
+    })
+    .await;
     assert_eq!(summary["requests"]["error_rate"], 0.5);
     assert_eq!(summary["requests"]["latency_ms"]["p99"], 120.5);
 }
@@ -152,10 +178,18 @@ async fn unknown_routes_methods_and_parameters_get_json_errors() {
     let (status, v) = call(&app, get("/api/phase4/gpu/profile?windows=5")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "bad request", "windows");
-    let (status, v) = call(&app, post_json("/api/phase4/gpu/cleanup", r#"{"gpu": ["0"]}"#)).await;
+    let (status, v) = call(
+        &app,
+        post_json("/api/phase4/gpu/cleanup", r#"{"gpu": ["0"]}"#),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "bad request", "unknown field `gpu`");
-    let (status, v) = call(&app, post_json("/api/phase4/gpu/cleanup", r#"{"settle_ms": 999999}"#)).await;
+    let (status, v) = call(
+        &app,
+        post_json("/api/phase4/gpu/cleanup", r#"{"settle_ms": 999999}"#),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "bad request", "settle_ms");
 }
@@ -163,12 +197,27 @@ async fn unknown_routes_methods_and_parameters_get_json_errors() {
 #[actix::test]
 async fn cleanup_reports_memory_before_and_after_as_measured() {
     let app = app();
-    poll_until(&app, "/api/phase4/dashboard/summary", |v| v["gpus"]["count"] == 3).await;
-    let (status, report) = call(&app, post_json("/api/phase4/gpu/cleanup", r#"{"gpus": ["0", "2"], "settle_ms": 300}"#)).await;
+    poll_until(&app, "/api/phase4/dashboard/summary", |v| {
+        v["gpus"]["count"] == 3
+    })
+    .await;
+    let (status, report) = call(
+        &app,
+        post_json(
+            "/api/phase4/gpu/cleanup",
+            r#"{"gpus": ["0", "2"], "settle_ms": 300}"#,
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["delivered_to"], 1, "the simulator subscribes");
     let gpus = report["gpus"].as_array().unwrap();
-    assert_eq!(gpus.iter().map(|g| g["gpu"].as_str().unwrap()).collect::<Vec<_>>(), ["0", "2"]);
+    assert_eq!(
+        gpus.iter()
+            .map(|g| g["gpu"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["0", "2"]
+    );
     for g in gpus {
         assert!(g["after_at_ms"].as_i64().unwrap() > report["issued_at_ms"].as_i64().unwrap());
         assert!(g["released_mib"].as_f64().unwrap() > 5000.0, "{g}");
@@ -182,22 +231,53 @@ async fn status_metrics_and_cache_endpoints() {
     let (status, v) = call(&app, get("/api/phase4/status")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "operational");
-    let names: Vec<&str> = v["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["window_store", "gpu_sampler", "request_sampler", "query"]);
+    let names: Vec<&str> = v["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["window_store", "gpu_sampler", "request_sampler", "query"]
+    );
 
-    poll_until(&app, "/api/phase4/dashboard/summary", |v| v["gpus"]["count"] == 3).await;
+    poll_until(&app, "/api/phase4/dashboard/summary", |v| {
+        v["gpus"]["count"] == 3
+    })
+    .await;
     call(&app, get("/api/phase4/dashboard/summary")).await;
     let (_, stats) = call(&app, get("/api/phase4/cache/stats")).await;
-    assert!(stats["hits"].as_u64().unwrap() + stats["misses"].as_u64().unwrap() >= 2, "{stats}");
-    let (status, cleared) = call(&app, Request::post("/api/phase4/cache/clear").body(Body::empty()).unwrap()).await;
+    assert!(
+        stats["hits"].as_u64().unwrap() + stats["misses"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+    let (status, cleared) = call(
+        &app,
+        Request::post("/api/phase4/cache/clear")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(cleared["cleared"].as_u64().unwrap() >= 1);
     let (_, stats) = call(&app, get("/api/phase4/cache/stats")).await;
     assert_eq!(stats["entries"], 0);
 
     let resp = app.clone().oneshot(get("/metrics")).await.unwrap();
-    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
-    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     assert!(text.contains("# TYPE DCGM_FI_DEV_GPU_UTIL gauge"));
     assert!(text.contains("DCGM_FI_DEV_FB_USED{Hostname=\"sim-host\""));
     assert!(text.contains("pulse_mailbox_backlog{component=\"window_store\"}"));

@@ -46,12 +46,21 @@ fn pulse() -> Command {
 fn check_config_accepts_the_shipped_files() {
     for p in toml_files("pipelines") {
         let out = pulse()
-            .args(["check-config", "--config", "config/pulse.toml", "--pipeline"])
+            .args([
+                "check-config",
+                "--config",
+                "config/pulse.toml",
+                "--pipeline",
+            ])
             .arg(&p)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -60,18 +69,35 @@ fn a_bad_file_is_reported_with_file_line_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[window]\nmax_points = 10\nmax_age = 5\n").unwrap();
-    let out = pulse().arg("check-config").arg("--pipeline").arg(&bad).output().unwrap();
+    let out = pulse()
+        .arg("check-config")
+        .arg("--pipeline")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:3:1: `window.max_age`", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:1: `window.max_age`", bad.display())),
+        "{err}"
+    );
 
     std::fs::write(&bad, "[server]\nlisten = \"not an address\"\n").unwrap();
-    let out = pulse().arg("serve").arg("--config").arg(&bad).output().unwrap();
+    let out = pulse()
+        .arg("serve")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2:10: `server.listen`"), "{err}");
 
-    let out = pulse().arg("check-config").env("PULSE_MAX_BODY_BYTES", "-1").output().unwrap();
+    let out = pulse()
+        .arg("check-config")
+        .env("PULSE_MAX_BODY_BYTES", "-1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PULSE_MAX_BODY_BYTES"));
 }
@@ -79,7 +105,10 @@ fn a_bad_file_is_reported_with_file_line_and_key_and_exit_2() {
 #[test]
 fn version_and_help() {
     let out = pulse().arg("--version").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("pulse {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("pulse {}", env!("CARGO_PKG_VERSION"))
+    );
     let out = pulse().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for cmd in ["serve", "check-config", "probe"] {

@@ -37,18 +37,18 @@ impl Pulse {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let line = log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("pulse printed its listening line");
+        let base = loop {
+            let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pulse did not print its listening line");
+            };
             if let Some(addr) = line.split("listening on ").nth(1) {
-                return Pulse {
-                    child,
-                    base: addr.trim().to_string(),
-                    log,
-                };
+                break addr.trim().to_string();
             }
-        }
+        };
+        Pulse { child, base, log }
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
@@ -56,7 +56,11 @@ impl Pulse {
     }
 
     fn get_text(&self, path: &str) -> String {
-        ureq::get(&format!("{}{path}", self.base)).call().unwrap().into_string().unwrap()
+        ureq::get(&format!("{}{path}", self.base))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
     }
 
     fn post(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
@@ -75,14 +79,20 @@ impl Pulse {
             if status == 200 && ready(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{path} not ready within {within:?}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "{path} not ready within {within:?}: {v}"
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
 
     /// SIGTERM, then the log lines printed until exit.
     fn stop(mut self) -> Vec<String> {
-        Command::new("kill").arg(self.child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "pulse exited with {status}");
         self.log.try_iter().collect()
@@ -104,18 +114,26 @@ fn response(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     let status = resp.status();
     let mut body = String::new();
     resp.into_reader().read_to_string(&mut body).unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 #[test]
 fn the_default_pipeline_serves_live_figures_within_two_seconds() {
     let pulse = Pulse::start(&[]);
-    let summary = pulse.poll("/api/phase4/dashboard/summary", Duration::from_secs(2), |v| {
-        v["gpus"]["count"].as_u64() == Some(4)
-    });
+    let summary = pulse.poll(
+        "/api/phase4/dashboard/summary",
+        Duration::from_secs(2),
+        |v| v["gpus"]["count"].as_u64() == Some(4),
+    );
     // No NVML on this machine: the simulated fleet stands in and says why.
     assert_eq!(summary["gpu_source"]["kind"], "simulated");
-    assert!(summary["gpu_source"]["detail"].as_str().unwrap().contains("NVML unavailable"));
+    assert!(summary["gpu_source"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("NVML unavailable"));
     let lines = pulse.stop();
     assert!(lines.iter().any(|l| l.contains("shut down")), "{lines:?}");
 }
@@ -141,13 +159,21 @@ fn a_user_session_against_the_real_binary() {
         ("PULSE_CLEANUP_SETTLE_MS", "700"),
         ("PULSE_MAX_BODY_BYTES", "65536"),
     ]);
-    pulse.poll("/api/phase4/dashboard/summary", Duration::from_secs(5), |v| v["gpus"]["count"] == 4);
+    pulse.poll(
+        "/api/phase4/dashboard/summary",
+        Duration::from_secs(5),
+        |v| v["gpus"]["count"] == 4,
+    );
 
     // Inference services report requests.
     let batch: Vec<Value> = (0..100)
         .map(|i| json!({"route": "/v1/generate", "status": if i < 5 { 500 } else { 200 }, "latency_ms": i as f64 + 1.0, "service": "llm"}))
         .collect();
-    let (status, v) = pulse.post("/api/v1/requests", "application/json", &Value::Array(batch).to_string());
+    let (status, v) = pulse.post(
+        "/api/v1/requests",
+        "application/json",
+        &Value::Array(batch).to_string(),
+    );
     assert_eq!((status, &v["accepted"]), (202, &json!(100)));
 
     // Bad input is refused with a JSON error and the process keeps serving.
@@ -155,19 +181,28 @@ fn a_user_session_against_the_real_binary() {
     assert_eq!(status, 400, "{v}");
     let (status, _) = pulse.post("/api/v1/requests", "text/csv", "a,b");
     assert_eq!(status, 415);
-    let huge = format!("[{}]", vec![r#"{"route":"/x","status":200,"latency_ms":1}"#; 2000].join(","));
+    let huge = format!(
+        "[{}]",
+        vec![r#"{"route":"/x","status":200,"latency_ms":1}"#; 2000].join(",")
+    );
     let (status, v) = pulse.post("/api/v1/requests", "application/json", &huge);
     assert_eq!(status, 413, "{v}");
     let (status, v) = pulse.get("/api/phase4/predictions");
     assert_eq!((status, v["error"].as_str()), (404, Some("not found")));
 
     // The summary shows exactly the accepted requests.
-    let summary = pulse.poll("/api/phase4/dashboard/summary", Duration::from_secs(5), |v| v["requests"]["count"] == 100);
+    let summary = pulse.poll(
+        "/api/phase4/dashboard/summary",
+        Duration::from_secs(5),
+        |v| v["requests"]["count"] == 100,
+    );
     assert_eq!(summary["requests"]["error_rate"], 0.05);
     assert_eq!(summary["requests"]["latency_ms"]["p50"], 50.0);
     assert_eq!(summary["requests"]["latency_ms"]["p99"], 99.0);
 
-    let profile = pulse.poll("/api/phase4/gpu/profile", Duration::from_secs(5), |v| v["gpus"].as_array().map_or(0, Vec::len) == 4);
+    let profile = pulse.poll("/api/phase4/gpu/profile", Duration::from_secs(5), |v| {
+        v["gpus"].as_array().map_or(0, Vec::len) == 4
+    });
     for gpu in profile["gpus"].as_array().unwrap() {
         assert_eq!(gpu["metrics"]["DCGM_FI_DEV_FB_TOTAL"]["latest"], 81559.0);
         assert_eq!(gpu["processes"].as_array().unwrap().len(), 1);
@@ -179,20 +214,32 @@ fn a_user_session_against_the_real_binary() {
     std::thread::spawn(move || {
         let resp = ureq::get(&url).call().unwrap();
         tx.send("connected".to_string()).unwrap();
-        for line in BufReader::new(resp.into_reader()).lines().map_while(Result::ok) {
+        for line in BufReader::new(resp.into_reader())
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.starts_with("data:") {
                 let _ = tx.send(line);
                 return;
             }
         }
     });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "connected");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "connected"
+    );
     let (status, report) = pulse.post("/api/phase4/gpu/cleanup", "application/json", "");
     assert_eq!(status, 200, "{report}");
-    assert_eq!(report["delivered_to"], 2, "simulator and the SSE subscriber");
+    assert_eq!(
+        report["delivered_to"], 2,
+        "simulator and the SSE subscriber"
+    );
     assert_eq!(report["gpus"].as_array().unwrap().len(), 4);
     assert_eq!(report["not_measured"], 0);
-    assert!(report["gpus"][0]["released_mib"].as_f64().unwrap() > 5000.0, "{report}");
+    assert!(
+        report["gpus"][0]["released_mib"].as_f64().unwrap() > 5000.0,
+        "{report}"
+    );
     let event = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     let cmd: Value = serde_json::from_str(event.trim_start_matches("data:").trim()).unwrap();
     assert_eq!(cmd["command"], "cleanup");
@@ -207,20 +254,32 @@ fn a_user_session_against_the_real_binary() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(metrics.contains(r#"http_requests_total{route="/v1/generate",service="llm",status="500"} 5"#), "{metrics}");
+    assert!(
+        metrics
+            .contains(r#"http_requests_total{route="/v1/generate",service="llm",status="500"} 5"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("# TYPE DCGM_FI_DEV_GPU_TEMP gauge"));
     assert!(metrics.contains(r#"http_request_duration_seconds_bucket{le="+Inf",route="/v1/generate",service="llm",status="200"} 95"#));
-    assert!(metrics.contains(r#"http_requests_total{route="/api/v1/requests",service="pulse",status="413"}"#));
+    assert!(metrics
+        .contains(r#"http_requests_total{route="/api/v1/requests",service="pulse",status="413"}"#));
     assert!(metrics.contains("pulse_samples_ingested_total"));
 
     let (status, st) = pulse.get("/api/phase4/status");
     assert_eq!((status, st["status"].as_str()), (200, Some("operational")));
-    let sink = st["components"].as_array().unwrap().iter().find(|c| c["kind"] == "sink").unwrap();
+    let sink = st["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "sink")
+        .unwrap();
     assert!(sink["emitted_total"].as_u64().unwrap() > 0);
     pulse.stop();
 
     // The JSON-lines sink has every sample the window store stored, as JSON.
     let text = std::fs::read_to_string(&samples).unwrap();
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert!(first["metric"].is_string() && first["labels"].is_object() && first["value"].is_number());
+    assert!(
+        first["metric"].is_string() && first["labels"].is_object() && first["value"].is_number()
+    );
 }

@@ -37,7 +37,14 @@ impl Gpu {
         let key = if extra.is_empty() {
             name.to_string()
         } else {
-            format!("{name}|{}", extra.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("|"))
+            format!(
+                "{name}|{}",
+                extra
+                    .iter()
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            )
         };
         let labels = &self.labels;
         self.series
@@ -138,7 +145,11 @@ impl NvmlGpuSampler {
                         Some(XidError::Value(v)) => v as f64,
                         _ => -1.0,
                     };
-                    if let Some(gpu) = self.gpus.iter_mut().find(|g| Some(&g.identity.uuid) == uuid.as_ref()) {
+                    if let Some(gpu) = self
+                        .gpus
+                        .iter_mut()
+                        .find(|g| Some(&g.identity.uuid) == uuid.as_ref())
+                    {
                         tracing::warn!(gpu = gpu.identity.index, xid, "XID error");
                         gpu.pending_xid = xid;
                     }
@@ -177,15 +188,27 @@ impl NvmlGpuSampler {
             for (metric, value) in &reading.metrics {
                 out.push(Sample::new(gpu.series(metric, &[]), now_ms, *value));
             }
-            if !self.events.is_none() {
-                out.push(Sample::new(gpu.series(m::XID_ERRORS, &[]), now_ms, gpu.pending_xid));
+            if self.events.is_some() {
+                out.push(Sample::new(
+                    gpu.series(m::XID_ERRORS, &[]),
+                    now_ms,
+                    gpu.pending_xid,
+                ));
                 gpu.pending_xid = 0.0;
             }
             for p in &reading.processes {
                 let extra = [("pid", p.pid.to_string()), ("process_name", p.name.clone())];
-                out.push(Sample::new(gpu.series(m::PROCESS_FB_USED, &extra), now_ms, p.used_mib));
+                out.push(Sample::new(
+                    gpu.series(m::PROCESS_FB_USED, &extra),
+                    now_ms,
+                    p.used_mib,
+                ));
             }
-            out.push(Sample::new(gpu.series(m::GPU_LOST, &[]), now_ms, if gpu.lost { 1.0 } else { 0.0 }));
+            out.push(Sample::new(
+                gpu.series(m::GPU_LOST, &[]),
+                now_ms,
+                if gpu.lost { 1.0 } else { 0.0 },
+            ));
         }
         out
     }
@@ -230,7 +253,8 @@ impl Handler<GetStats> for NvmlGpuSampler {
         let mut st = ComponentStats::new("gpu_sampler", "source");
         self.counters.fill(&mut st);
         st.extra.insert("gpus", self.gpus.len() as f64);
-        st.extra.insert("read_errors_total", self.read_errors as f64);
+        st.extra
+            .insert("read_errors_total", self.read_errors as f64);
         let lost: Vec<String> = self
             .gpus
             .iter()
@@ -238,7 +262,11 @@ impl Handler<GetStats> for NvmlGpuSampler {
             .map(|g| g.identity.index.to_string())
             .collect();
         st.extra.insert("gpus_lost", lost.len() as f64);
-        st.reason = Some(format!("NVML, {} GPUs on {}", self.gpus.len(), self.hostname));
+        st.reason = Some(format!(
+            "NVML, {} GPUs on {}",
+            self.gpus.len(),
+            self.hostname
+        ));
         if !lost.is_empty() {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!("GPU {} lost", lost.join(", ")));

@@ -109,7 +109,8 @@ impl Handler<GetStats> for SimulatedGpuSampler {
         self.counters.fill(&mut st);
         st.extra.insert("gpus", self.fleet.gpu_count() as f64);
         st.extra.insert("cleanups_total", self.cleanups as f64);
-        st.extra.insert("commands_missed_total", self.commands_missed as f64);
+        st.extra
+            .insert("commands_missed_total", self.commands_missed as f64);
         MessageResult(st)
     }
 }

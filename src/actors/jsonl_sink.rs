@@ -30,7 +30,11 @@ pub struct JsonlSink {
 
 impl JsonlSink {
     /// Opens (creates) the file for appending.
-    pub fn open(path: PathBuf, flush_interval: Duration, gauge: MailboxGauge) -> std::io::Result<Self> {
+    pub fn open(
+        path: PathBuf,
+        flush_interval: Duration,
+        gauge: MailboxGauge,
+    ) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(JsonlSink {
             path,
@@ -116,19 +120,29 @@ mod tests {
         tokio::time::pause();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let sink = JsonlSink::open(path.clone(), Duration::from_secs(1), MailboxGauge::default())
-            .unwrap()
-            .start();
+        let sink = JsonlSink::open(
+            path.clone(),
+            Duration::from_secs(1),
+            MailboxGauge::default(),
+        )
+        .unwrap()
+        .start();
         let s = SeriesKey::shared("m", [("gpu", "0")]);
-        sink.send(SampleBatch::new(vec![Sample::new(s.clone(), 1, 1.5), Sample::new(s, 2, 2.5)]))
-            .await
-            .unwrap();
+        sink.send(SampleBatch::new(vec![
+            Sample::new(s.clone(), 1, 1.5),
+            Sample::new(s, 2, 2.5),
+        ]))
+        .await
+        .unwrap();
         let stats = sink.send(GetStats).await.unwrap();
         assert_eq!((stats.received_total, stats.emitted_total), (2, 2));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         sink.send(GetStats).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["value"], 2.5);
         assert_eq!(lines[0]["labels"]["gpu"], "0");

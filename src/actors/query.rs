@@ -62,7 +62,10 @@ impl Views {
         if let Some(bytes) = self.cache.get(&key) {
             return Ok(bytes);
         }
-        self.query.send(ComputeView(key)).await.map_err(unavailable("query"))?
+        self.query
+            .send(ComputeView(key))
+            .await
+            .map_err(unavailable("query"))?
     }
 }
 
@@ -163,21 +166,41 @@ impl Handler<ComputeView> for QueryActor {
             return Box::pin(async move { Ok(bytes) });
         }
         // Views describe the period they were asked in.
-        let now = self.clock.now_ms().max(key.epoch * self.settings.refresh_ms);
+        let now = self
+            .clock
+            .now_ms()
+            .max(key.epoch * self.settings.refresh_ms);
         let view = key.view.clone();
         self.views_computed += 1;
-        let (window, requests, cache) = (self.window.clone(), self.requests.clone(), self.cache.clone());
+        let (window, requests, cache) = (
+            self.window.clone(),
+            self.requests.clone(),
+            self.cache.clone(),
+        );
         let (settings, gpu_source) = (self.settings, self.gpu_source.clone());
         let fresh_since = now - settings.stale_after_ms;
         Box::pin(async move {
             let bytes = match view {
                 View::Summary => {
                     let selector = Selector::default().with(
-                        Matcher::new("__name__", MatchOp::Re, &format!("{}|{}|{}|{}", m::GPU_UTIL, m::FB_USED, m::FB_TOTAL, m::GPU_TEMP))
-                            .expect("static regex"),
+                        Matcher::new(
+                            "__name__",
+                            MatchOp::Re,
+                            &format!(
+                                "{}|{}|{}|{}",
+                                m::GPU_UTIL,
+                                m::FB_USED,
+                                m::FB_TOTAL,
+                                m::GPU_TEMP
+                            ),
+                        )
+                        .expect("static regex"),
                     );
                     let (latest, req) = futures_util::future::join(
-                        window.send(SelectLatest { selector, since_ms: fresh_since }),
+                        window.send(SelectLatest {
+                            selector,
+                            since_ms: fresh_since,
+                        }),
                         requests.send(GetRequestSummary),
                     )
                     .await;
@@ -191,7 +214,12 @@ impl Handler<ComputeView> for QueryActor {
                 }
                 View::Profile { window_s } => {
                     let selector = Selector::default().with(
-                        Matcher::new("__name__", MatchOp::Re, &format!("DCGM_FI_.*|{}", m::PROCESS_FB_USED)).expect("static regex"),
+                        Matcher::new(
+                            "__name__",
+                            MatchOp::Re,
+                            &format!("DCGM_FI_.*|{}", m::PROCESS_FB_USED),
+                        )
+                        .expect("static regex"),
                     );
                     let stats = window
                         .send(SelectStats {
@@ -246,10 +274,15 @@ impl Handler<RunCleanup> for QueryActor {
             let mut selector = fb_used();
             if let Some(gpus) = &req.gpus {
                 let alternatives: Vec<String> = gpus.iter().map(|g| regex_escape(g)).collect();
-                selector = selector.with(Matcher::new("gpu", MatchOp::Re, &alternatives.join("|")).expect("escaped"));
+                selector = selector.with(
+                    Matcher::new("gpu", MatchOp::Re, &alternatives.join("|")).expect("escaped"),
+                );
             }
             let before = window
-                .send(SelectLatest { selector: selector.clone(), since_ms: fresh_since })
+                .send(SelectLatest {
+                    selector: selector.clone(),
+                    since_ms: fresh_since,
+                })
                 .await
                 .map_err(unavailable("window_store"))?;
             let issued_at_ms = clock.now_ms();
@@ -262,7 +295,10 @@ impl Handler<RunCleanup> for QueryActor {
             let delivered_to = commands.send(cmd).unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(settle_ms)).await;
             let after = window
-                .send(SelectLatest { selector, since_ms: issued_at_ms + 1 })
+                .send(SelectLatest {
+                    selector,
+                    since_ms: issued_at_ms + 1,
+                })
                 .await
                 .map_err(unavailable("window_store"))?;
             let gpus = pair_readings(&before, &after, issued_at_ms);
@@ -290,12 +326,14 @@ impl Handler<GetStats> for QueryActor {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut st = ComponentStats::new("query", "query");
         let cache = self.cache.stats_approximate();
-        st.extra.insert("views_computed_total", self.views_computed as f64);
+        st.extra
+            .insert("views_computed_total", self.views_computed as f64);
         st.extra.insert("cleanups_total", self.cleanups as f64);
         st.extra.insert("cache_hits_total", cache.hits as f64);
         st.extra.insert("cache_misses_total", cache.misses as f64);
         st.extra.insert("cache_entries", cache.entries as f64);
-        st.extra.insert("cache_evictions_total", cache.evictions as f64);
+        st.extra
+            .insert("cache_evictions_total", cache.evictions as f64);
         MessageResult(st)
     }
 }
@@ -345,7 +383,16 @@ mod tests {
         };
         let (commands, _) = broadcast::channel(4);
         let cache = ViewCache::new(100, Duration::from_secs(10));
-        let addr = QueryActor::new(window, requests, commands, cache.clone(), clock.clone(), settings, source).start();
+        let addr = QueryActor::new(
+            window,
+            requests,
+            commands,
+            cache.clone(),
+            clock.clone(),
+            settings,
+            source,
+        )
+        .start();
         (addr.clone(), QueryActor::views(addr, cache, clock, 1000))
     }
 

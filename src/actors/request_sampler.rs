@@ -124,9 +124,14 @@ impl Handler<GetStats> for RequestSampler {
         st.dropped_total += self.own_dropped;
         st.mailbox_backlog = self.gauge.get();
         st.extra.insert("batches_total", self.batches as f64);
-        st.extra.insert("routes", self.aggregator.route_count() as f64);
-        st.extra.insert("folded_total", self.aggregator.folded_total as f64);
-        st.extra.insert("evicted_early_total", self.aggregator.evicted_early_total as f64);
+        st.extra
+            .insert("routes", self.aggregator.route_count() as f64);
+        st.extra
+            .insert("folded_total", self.aggregator.folded_total as f64);
+        st.extra.insert(
+            "evicted_early_total",
+            self.aggregator.evicted_early_total as f64,
+        );
         MessageResult(st)
     }
 }
@@ -162,8 +167,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sampler.send(IngestRequests { records }).await.unwrap(), 2);
-        own.push(serde_json::from_str(r#"{"route":"/metrics","status":200,"latency_ms":1,"service":"pulse"}"#).unwrap());
-        assert!(rec.samples().await.is_empty(), "nothing before the first tick");
+        own.push(
+            serde_json::from_str(
+                r#"{"route":"/metrics","status":200,"latency_ms":1,"service":"pulse"}"#,
+            )
+            .unwrap(),
+        );
+        assert!(
+            rec.samples().await.is_empty(),
+            "nothing before the first tick"
+        );
 
         tokio::time::sleep(Duration::from_millis(1001)).await;
         tokio::task::yield_now().await;

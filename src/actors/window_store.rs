@@ -91,9 +91,11 @@ impl Handler<SampleBatch> for WindowStoreActor {
             }
             failures
         };
-        AtomicResponse::new(Box::pin(forward.into_actor(self).map(|failures, act, _| {
-            act.forward_failures += failures;
-        })))
+        AtomicResponse::new(Box::pin(forward.into_actor(self).map(
+            |failures, act, _| {
+                act.forward_failures += failures;
+            },
+        )))
     }
 }
 
@@ -132,7 +134,8 @@ impl Handler<GetStats> for WindowStoreActor {
         st.mailbox_backlog = self.gauge.get();
         st.extra.insert("series", self.store.series_count() as f64);
         st.extra.insert("points", self.store.point_count() as f64);
-        st.extra.insert("forward_failures_total", self.forward_failures as f64);
+        st.extra
+            .insert("forward_failures_total", self.forward_failures as f64);
         if self.forward_failures > 0 {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!(
@@ -178,7 +181,8 @@ mod tests {
         .start();
         let series = SeriesKey::shared("m", [("gpu", "0")]);
         for i in 0..3 {
-            let batch = SampleBatch::new(vec![Sample::new(series.clone(), 1_000_000 + i, i as f64)]);
+            let batch =
+                SampleBatch::new(vec![Sample::new(series.clone(), 1_000_000 + i, i as f64)]);
             store.send(batch).await.unwrap();
         }
         let seen = rec.values().await;
@@ -219,6 +223,13 @@ mod tests {
         ]);
         store.send(batch).await.unwrap();
         let stats = store.send(GetStats).await.unwrap();
-        assert_eq!((stats.received_total, stats.emitted_total, stats.dropped_total), (2, 1, 1));
+        assert_eq!(
+            (
+                stats.received_total,
+                stats.emitted_total,
+                stats.dropped_total
+            ),
+            (2, 1, 1)
+        );
     }
 }

@@ -13,7 +13,9 @@ use tokio_stream::StreamExt;
 use super::AppState;
 use crate::messages::commands::Command;
 
-pub async fn subscribe(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn subscribe(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.handles.commands.subscribe();
     let stream = BroadcastStream::new(rx).map(|item| {
         Ok(match item {

@@ -33,7 +33,9 @@ pub async fn ingest_requests(
     let send = state.handles.requests.send(IngestRequests { records });
     match tokio::time::timeout(INGEST_TIMEOUT, send).await {
         Ok(Ok(accepted)) => Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted })))),
-        Ok(Err(e)) => Err(ApiError::Unavailable(format!("request sampler is not running: {e}"))),
+        Ok(Err(e)) => Err(ApiError::Unavailable(format!(
+            "request sampler is not running: {e}"
+        ))),
         Err(_) => Err(ApiError::Unavailable(format!(
             "request sampler is busy; the batch of {n} records was not accepted, retry later"
         ))),

@@ -29,7 +29,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     render_series(&mut body, &latest);
     render_components(&mut body, &components);
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     ))
 }

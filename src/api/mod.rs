@@ -62,7 +62,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/phase4/gpu/profile", get(phase4::gpu_profile))
         .route("/api/phase4/gpu/cleanup", post(phase4::gpu_cleanup))
-        .route("/api/phase4/dashboard/summary", get(phase4::dashboard_summary))
+        .route(
+            "/api/phase4/dashboard/summary",
+            get(phase4::dashboard_summary),
+        )
         .route("/api/phase4/cache/stats", get(phase4::cache_stats))
         .route("/api/phase4/cache/clear", post(phase4::cache_clear))
         .route("/api/phase4/status", get(status::status))
@@ -98,7 +101,11 @@ async fn record_own_request(State(state): State<AppState>, req: Request, next: N
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 async fn method_not_allowed() -> ApiError {

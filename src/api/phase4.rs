@@ -95,12 +95,24 @@ pub async fn gpu_cleanup(
 
 /// `GET /api/phase4/cache/stats`
 pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStats>, ApiError> {
-    let stats = state.handles.query.send(GetCacheStats).await.map_err(mailbox_down("query"))?;
+    let stats = state
+        .handles
+        .query
+        .send(GetCacheStats)
+        .await
+        .map_err(mailbox_down("query"))?;
     Ok(Json(stats))
 }
 
 /// `POST /api/phase4/cache/clear`
-pub async fn cache_clear(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let cleared = state.handles.query.send(ClearCache).await.map_err(mailbox_down("query"))?;
+pub async fn cache_clear(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let cleared = state
+        .handles
+        .query
+        .send(ClearCache)
+        .await
+        .map_err(mailbox_down("query"))?;
     Ok(Json(json!({ "cleared": cleared })))
 }

@@ -46,7 +46,10 @@ pub async fn component_stats(c: &Component) -> ComponentStats {
     match tokio::time::timeout(STATS_TIMEOUT, c.stats.send(GetStats)).await {
         Ok(Ok(stats)) => stats,
         Ok(Err(e)) => down(c, format!("actor stopped: {e}")),
-        Err(_) => down(c, format!("no answer within {} ms", STATS_TIMEOUT.as_millis())),
+        Err(_) => down(
+            c,
+            format!("no answer within {} ms", STATS_TIMEOUT.as_millis()),
+        ),
     }
 }
 
@@ -57,10 +60,13 @@ fn down(c: &Component, reason: String) -> ComponentStats {
     st
 }
 
+/// Reports gathered at one moment: (monotonic time, Unix ms, reports).
+type Gathered = (std::time::Instant, i64, Arc<Vec<ComponentReport>>);
+
 /// The last gathered reports, shared by concurrent callers.
 #[derive(Default)]
 pub struct StatusCache {
-    last: tokio::sync::Mutex<Option<(std::time::Instant, i64, Arc<Vec<ComponentReport>>)>>,
+    last: tokio::sync::Mutex<Option<Gathered>>,
 }
 
 /// Every component's stats, gathered at most `STATUS_MAX_AGE` ago; returns them and when
@@ -100,7 +106,10 @@ pub fn overall(components: &[ComponentReport]) -> ComponentState {
         .any(|c| c.required && c.stats.state == ComponentState::Down);
     if required_down {
         ComponentState::Down
-    } else if components.iter().any(|c| c.stats.state != ComponentState::Operational) {
+    } else if components
+        .iter()
+        .any(|c| c.stats.state != ComponentState::Operational)
+    {
         ComponentState::Degraded
     } else {
         ComponentState::Operational
@@ -153,8 +162,14 @@ mod tests {
     #[test]
     fn a_required_component_down_makes_the_whole_down() {
         use ComponentState::*;
-        assert_eq!(overall(&[report(true, Operational), report(false, Down)]), Degraded);
-        assert_eq!(overall(&[report(true, Down), report(false, Operational)]), Down);
+        assert_eq!(
+            overall(&[report(true, Operational), report(false, Down)]),
+            Degraded
+        );
+        assert_eq!(
+            overall(&[report(true, Down), report(false, Operational)]),
+            Down
+        );
         assert_eq!(overall(&[report(true, Operational)]), Operational);
     }
 

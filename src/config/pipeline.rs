@@ -195,20 +195,41 @@ mod tests {
         let err = PipelineConfig::parse("p.toml", "[sources.gpu]\nmode = \"cuda\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("p.toml:2:8: `sources.gpu.mode`: unknown variant `cuda`"), "{err}");
-        let err = PipelineConfig::parse("p.toml", "[sources.gpu.simulated]\nscenarios = [\"steady\", \"meltdown\"]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("p.toml:2:") && err.contains("sources.gpu.simulated.scenarios"), "{err}");
-        let err = PipelineConfig::parse("p.toml", "[[sinks]]\ntype = \"jsonl\"\npath = \"x\"\nflush = 1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown field `flush`") && err.starts_with("p.toml:"), "{err}");
+        assert!(
+            err.starts_with("p.toml:2:8: `sources.gpu.mode`: unknown variant `cuda`"),
+            "{err}"
+        );
+        let err = PipelineConfig::parse(
+            "p.toml",
+            "[sources.gpu.simulated]\nscenarios = [\"steady\", \"meltdown\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("p.toml:2:") && err.contains("sources.gpu.simulated.scenarios"),
+            "{err}"
+        );
+        let err = PipelineConfig::parse(
+            "p.toml",
+            "[[sinks]]\ntype = \"jsonl\"\npath = \"x\"\nflush = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown field `flush`") && err.starts_with("p.toml:"),
+            "{err}"
+        );
     }
 
     #[test]
     fn sinks_parse() {
-        let p = PipelineConfig::parse("p.toml", "[[sinks]]\ntype = \"jsonl\"\npath = \"/tmp/x.jsonl\"\n").unwrap();
-        assert!(matches!(&p.sinks[0], SinkConfig::Jsonl { flush_interval_ms, .. } if flush_interval_ms.get() == 1000));
+        let p = PipelineConfig::parse(
+            "p.toml",
+            "[[sinks]]\ntype = \"jsonl\"\npath = \"/tmp/x.jsonl\"\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(&p.sinks[0], SinkConfig::Jsonl { flush_interval_ms, .. } if flush_interval_ms.get() == 1000)
+        );
     }
 }

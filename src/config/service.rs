@@ -20,7 +20,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_LISTEN", "server", "listen"),
     ("PULSE_MAX_BODY_BYTES", "server", "max_body_bytes"),
     ("PULSE_DASHBOARD_REFRESH_MS", "dashboard", "refresh_ms"),
-    ("PULSE_DASHBOARD_STALE_AFTER_MS", "dashboard", "stale_after_ms"),
+    (
+        "PULSE_DASHBOARD_STALE_AFTER_MS",
+        "dashboard",
+        "stale_after_ms",
+    ),
     ("PULSE_DASHBOARD_HISTORY_SIZE", "dashboard", "history_size"),
     ("DASHBOARD_HISTORY_SIZE", "dashboard", "history_size"),
     ("PULSE_CACHE_MAX_ENTRIES", "cache", "max_entries"),
@@ -153,7 +157,9 @@ impl TryFrom<String> for LogLevel {
     fn try_from(s: String) -> Result<Self, String> {
         // `Targets` would take a bare word as a target name; insist on levels.
         for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-            let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level);
+            let level = directive
+                .rsplit_once('=')
+                .map_or(directive, |(_, level)| level);
             LevelFilter::from_str(level).map_err(|_| {
                 format!("invalid log filter {s:?}: {level:?} is not a level (trace, debug, info, warn, error, off)")
             })?;
@@ -231,10 +237,17 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = ServiceConfig::load("x.toml", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", no_env)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("x.toml:3:1: `server.lisen`: unknown field `lisen`"), "{err}");
+        let err = ServiceConfig::load(
+            "x.toml",
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+            no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("x.toml:3:1: `server.lisen`: unknown field `lisen`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -242,11 +255,17 @@ mod tests {
         let err = ServiceConfig::load("x.toml", "[cache]\nmax_entries = 0\n", no_env)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("x.toml:2:15: `cache.max_entries`:"), "{err}");
+        assert!(
+            err.starts_with("x.toml:2:15: `cache.max_entries`:"),
+            "{err}"
+        );
         let err = ServiceConfig::load("x.toml", "[log]\nlevel = \"verbose!!\"\n", no_env)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("x.toml:2:") && err.contains("log.level"), "{err}");
+        assert!(
+            err.contains("x.toml:2:") && err.contains("log.level"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -261,7 +280,12 @@ mod tests {
         assert_eq!(c.dashboard.history_size.map(|n| n.get()), Some(500));
 
         let bad = |v: &str| (v == "PULSE_CACHE_MAX_ENTRIES").then(|| "lots".to_string());
-        let err = ServiceConfig::load("x.toml", "", bad).unwrap_err().to_string();
-        assert!(err.starts_with("environment variable PULSE_CACHE_MAX_ENTRIES: cache.max_entries"), "{err}");
+        let err = ServiceConfig::load("x.toml", "", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("environment variable PULSE_CACHE_MAX_ENTRIES: cache.max_entries"),
+            "{err}"
+        );
     }
 }

@@ -23,7 +23,9 @@ impl Command {
     pub fn covers_gpu(&self, gpu: &str) -> bool {
         match self {
             Command::Cleanup { gpus: None, .. } => true,
-            Command::Cleanup { gpus: Some(list), .. } => list.iter().any(|g| g == gpu),
+            Command::Cleanup {
+                gpus: Some(list), ..
+            } => list.iter().any(|g| g == gpu),
         }
     }
 }

@@ -55,29 +55,134 @@ pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
 
 /// Every metric Pulse produces on its stream, in exposition order.
 pub const CATALOG: &[MetricInfo] = &[
-    info(GPU_UTIL, MetricType::Gauge, "percent", "GPU utilization (in %)."),
-    info(MEM_COPY_UTIL, MetricType::Gauge, "percent", "Memory utilization (in %)."),
-    info(FB_USED, MetricType::Gauge, "MiB", "Framebuffer memory used (in MiB)."),
-    info(FB_FREE, MetricType::Gauge, "MiB", "Framebuffer memory free (in MiB)."),
-    info(FB_TOTAL, MetricType::Gauge, "MiB", "Framebuffer memory total (in MiB)."),
-    info(GPU_TEMP, MetricType::Gauge, "celsius", "GPU temperature (in C)."),
-    info(POWER_USAGE, MetricType::Gauge, "watts", "Power draw (in W)."),
-    info(SM_CLOCK, MetricType::Gauge, "MHz", "SM clock frequency (in MHz)."),
-    info(MEM_CLOCK, MetricType::Gauge, "MHz", "Memory clock frequency (in MHz)."),
-    info(PCIE_TX, MetricType::Gauge, "KB/s", "PCIe TX throughput (in KB/s)."),
-    info(PCIE_RX, MetricType::Gauge, "KB/s", "PCIe RX throughput (in KB/s)."),
-    info(XID_ERRORS, MetricType::Gauge, "code", "Value of the last XID error encountered."),
-    info(THROTTLE_REASONS, MetricType::Gauge, "bitmask", "Current clock throttle reasons (NVML bitmask)."),
-    info(ECC_SBE_VOL, MetricType::Counter, "errors", "Total number of single-bit volatile ECC errors."),
-    info(ECC_DBE_VOL, MetricType::Counter, "errors", "Total number of double-bit volatile ECC errors."),
-    info(PROCESS_FB_USED, MetricType::Gauge, "MiB", "GPU memory used by one process (in MiB)."),
-    info(GPU_LOST, MetricType::Gauge, "bool", "1 when NVML reports the GPU as lost."),
-    info(REQUESTS_TOTAL, MetricType::Counter, "requests", "Requests seen, by service, route and status."),
-    info(REQUEST_DURATION, MetricType::Histogram, "seconds", "Request latency in seconds, by service, route and status."),
+    info(
+        GPU_UTIL,
+        MetricType::Gauge,
+        "percent",
+        "GPU utilization (in %).",
+    ),
+    info(
+        MEM_COPY_UTIL,
+        MetricType::Gauge,
+        "percent",
+        "Memory utilization (in %).",
+    ),
+    info(
+        FB_USED,
+        MetricType::Gauge,
+        "MiB",
+        "Framebuffer memory used (in MiB).",
+    ),
+    info(
+        FB_FREE,
+        MetricType::Gauge,
+        "MiB",
+        "Framebuffer memory free (in MiB).",
+    ),
+    info(
+        FB_TOTAL,
+        MetricType::Gauge,
+        "MiB",
+        "Framebuffer memory total (in MiB).",
+    ),
+    info(
+        GPU_TEMP,
+        MetricType::Gauge,
+        "celsius",
+        "GPU temperature (in C).",
+    ),
+    info(
+        POWER_USAGE,
+        MetricType::Gauge,
+        "watts",
+        "Power draw (in W).",
+    ),
+    info(
+        SM_CLOCK,
+        MetricType::Gauge,
+        "MHz",
+        "SM clock frequency (in MHz).",
+    ),
+    info(
+        MEM_CLOCK,
+        MetricType::Gauge,
+        "MHz",
+        "Memory clock frequency (in MHz).",
+    ),
+    info(
+        PCIE_TX,
+        MetricType::Gauge,
+        "KB/s",
+        "PCIe TX throughput (in KB/s).",
+    ),
+    info(
+        PCIE_RX,
+        MetricType::Gauge,
+        "KB/s",
+        "PCIe RX throughput (in KB/s).",
+    ),
+    info(
+        XID_ERRORS,
+        MetricType::Gauge,
+        "code",
+        "Value of the last XID error encountered.",
+    ),
+    info(
+        THROTTLE_REASONS,
+        MetricType::Gauge,
+        "bitmask",
+        "Current clock throttle reasons (NVML bitmask).",
+    ),
+    info(
+        ECC_SBE_VOL,
+        MetricType::Counter,
+        "errors",
+        "Total number of single-bit volatile ECC errors.",
+    ),
+    info(
+        ECC_DBE_VOL,
+        MetricType::Counter,
+        "errors",
+        "Total number of double-bit volatile ECC errors.",
+    ),
+    info(
+        PROCESS_FB_USED,
+        MetricType::Gauge,
+        "MiB",
+        "GPU memory used by one process (in MiB).",
+    ),
+    info(
+        GPU_LOST,
+        MetricType::Gauge,
+        "bool",
+        "1 when NVML reports the GPU as lost.",
+    ),
+    info(
+        REQUESTS_TOTAL,
+        MetricType::Counter,
+        "requests",
+        "Requests seen, by service, route and status.",
+    ),
+    info(
+        REQUEST_DURATION,
+        MetricType::Histogram,
+        "seconds",
+        "Request latency in seconds, by service, route and status.",
+    ),
 ];
 
-const fn info(name: &'static str, kind: MetricType, unit: &'static str, help: &'static str) -> MetricInfo {
-    MetricInfo { name, kind, unit, help }
+const fn info(
+    name: &'static str,
+    kind: MetricType,
+    unit: &'static str,
+    help: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind,
+        unit,
+        help,
+    }
 }
 
 /// The family a series name belongs to (`x_bucket`, `x_sum`, `x_count` → `x` for histograms).
@@ -107,7 +212,12 @@ mod tests {
 
     #[test]
     fn histogram_parts_belong_to_their_family() {
-        assert_eq!(family_of("http_request_duration_seconds_bucket").unwrap().name, REQUEST_DURATION);
+        assert_eq!(
+            family_of("http_request_duration_seconds_bucket")
+                .unwrap()
+                .name,
+            REQUEST_DURATION
+        );
         assert_eq!(family_of(GPU_UTIL).unwrap().kind, MetricType::Gauge);
         assert!(family_of("DCGM_FI_DEV_GPU_UTIL_sum").is_none());
         assert_eq!(unit_of(FB_USED), "MiB");

@@ -104,8 +104,12 @@ mod tests {
         let re = Matcher::new("__name__", MatchOp::Re, "DCGM_FI_.*").unwrap();
         assert!(re.matches(&s));
         // anchored: a partial match is no match
-        assert!(!Matcher::new("gpu", MatchOp::Re, "1|2x").unwrap().matches(&SeriesKey::new("m", [("gpu", "12")])));
-        assert!(Matcher::new("gpu", MatchOp::NotRe, "2|3").unwrap().matches(&s));
+        assert!(!Matcher::new("gpu", MatchOp::Re, "1|2x")
+            .unwrap()
+            .matches(&SeriesKey::new("m", [("gpu", "12")])));
+        assert!(Matcher::new("gpu", MatchOp::NotRe, "2|3")
+            .unwrap()
+            .matches(&s));
         assert!(Matcher::new("gpu", MatchOp::Ne, "2").unwrap().matches(&s));
         // a missing label matches the empty string
         assert!(Matcher::eq("pid", "").matches(&s));

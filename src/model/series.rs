@@ -244,7 +244,10 @@ mod tests {
     fn displays_in_prometheus_notation_with_escapes() {
         let k = SeriesKey::new("m", [("r", "a\"b\\c")]);
         assert_eq!(k.to_string(), r#"m{r="a\"b\\c"}"#);
-        assert_eq!(SeriesKey::new("up", Vec::<(&str, &str)>::new()).to_string(), "up");
+        assert_eq!(
+            SeriesKey::new("up", Vec::<(&str, &str)>::new()).to_string(),
+            "up"
+        );
     }
 
     #[test]

@@ -206,7 +206,11 @@ impl SimGpu {
         for (series, value) in self.device_series.iter().zip(values) {
             out.push(Sample::new(series.clone(), now_ms, value));
         }
-        out.push(Sample::new(self.process_series.clone(), now_ms, process_mib.round()));
+        out.push(Sample::new(
+            self.process_series.clone(),
+            now_ms,
+            process_mib.round(),
+        ));
     }
 }
 
@@ -323,7 +327,10 @@ mod tests {
 
     #[test]
     fn thermal_scenario_throttles_and_drops_clocks() {
-        let samples = run(&mut SimFleet::new(1, "h", &[Scenario::ThermalThrottle], 0), 300);
+        let samples = run(
+            &mut SimFleet::new(1, "h", &[Scenario::ThermalThrottle], 0),
+            300,
+        );
         let temp = values(&samples, m::GPU_TEMP, "0");
         let throttle = values(&samples, m::THROTTLE_REASONS, "0");
         let clocks = values(&samples, m::SM_CLOCK, "0");
