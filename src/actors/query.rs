@@ -97,14 +97,21 @@ pub struct QuerySettings {
 
 /// The query actor.
 pub struct QueryActor {
+    /// Where GPU series are read from.
     window: Addr<WindowStoreActor>,
+    /// Where request figures are read from.
     requests: Addr<RequestSampler>,
+    /// Where cleanup commands are published.
     commands: broadcast::Sender<Command>,
+    /// Computed views, shared with the handlers' [`Views`].
     cache: ViewCache,
     clock: Clock,
     settings: QuerySettings,
+    /// Shown in every view, so a simulated fleet is never mistaken for real GPUs.
     gpu_source: GpuSourceInfo,
+    /// Cache misses that led to a computation.
     views_computed: u64,
+    /// Cleanups run (also makes command ids unique).
     cleanups: u64,
 }
 
@@ -134,11 +141,6 @@ impl QueryActor {
 
 fn to_json<T: Serialize>(v: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(v).expect("views serialise"))
-}
-
-/// The latest framebuffer-used samples.
-fn fb_used() -> Selector {
-    Selector::metric(m::FB_USED)
 }
 
 impl QueryActor {
@@ -271,9 +273,9 @@ impl Handler<RunCleanup> for QueryActor {
         let fresh_since = clock.now_ms() - self.settings.stale_after_ms;
         let id = format!("cleanup-{}-{}", clock.now_ms(), self.cleanups);
         Box::pin(async move {
-            let mut selector = fb_used();
+            let mut selector = Selector::metric(m::FB_USED);
             if let Some(gpus) = &req.gpus {
-                let alternatives: Vec<String> = gpus.iter().map(|g| regex_escape(g)).collect();
+                let alternatives: Vec<String> = gpus.iter().map(|g| regex::escape(g)).collect();
                 selector = selector.with(
                     Matcher::new("gpu", MatchOp::Re, &alternatives.join("|")).expect("escaped"),
                 );
@@ -313,11 +315,6 @@ impl Handler<RunCleanup> for QueryActor {
             })
         })
     }
-}
-
-/// Escapes regex metacharacters in a label value.
-fn regex_escape(s: &str) -> String {
-    regex::escape(s)
 }
 
 impl Handler<GetStats> for QueryActor {

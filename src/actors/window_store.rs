@@ -12,8 +12,7 @@ use crate::mailbox::{Mailbox, MailboxGauge};
 use crate::messages::queries::{SelectLatest, SelectPoints, SelectStats};
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
-use crate::model::series::Series;
-use crate::window::{Retention, SeriesPoints, SeriesStats, WindowStore};
+use crate::window::{Retention, WindowStore};
 
 /// Batches that may wait in the store's mailbox before senders wait.
 pub const MAILBOX_CAPACITY: usize = 256;
@@ -146,11 +145,6 @@ impl Handler<GetStats> for WindowStoreActor {
         MessageResult(st)
     }
 }
-
-// Keep the result types nameable for callers.
-pub type PointsResult = Vec<SeriesPoints>;
-pub type StatsResult = Vec<SeriesStats>;
-pub type LatestResult = Vec<(Series, i64, f64)>;
 
 #[cfg(test)]
 mod tests {
