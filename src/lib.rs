@@ -29,6 +29,7 @@ pub mod messages;
 pub mod model;
 pub mod nvml;
 pub mod pipeline;
+pub mod promql;
 pub mod requests;
 pub mod sampling;
 pub mod server;

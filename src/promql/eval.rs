@@ -1,0 +1,530 @@
+//! Instant evaluation of a checked expression at one time.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{
+    AggregateExpr, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset, VectorMatchCardinality,
+    VectorSelector,
+};
+
+use super::{functions, is_stale, Labels, RangeSeries, Value, VecSample, LOOKBACK_MS, NAME};
+use crate::model::selector::{MatchOp, Matcher, Selector};
+use crate::window::{SeriesPoints, WindowStore};
+
+/// Where series come from.
+pub trait Storage {
+    /// Points of matching series with `start_ms <= t <= end_ms`.
+    fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints>;
+}
+
+impl Storage for WindowStore {
+    fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
+        WindowStore::select(self, selector, start_ms, end_ms)
+    }
+}
+
+/// An evaluation failed (the expression was valid, the data made it impossible).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, EvalError> {
+    Err(EvalError(msg.into()))
+}
+
+/// A range vector with the window it was selected over.
+pub(super) struct Matrix {
+    pub series: Vec<RangeSeries>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Evaluates expressions at `t_ms` over `storage`.
+pub struct Evaluator<'a, S: Storage + ?Sized> {
+    pub storage: &'a S,
+    pub t_ms: i64,
+}
+
+fn labels_of(points: &SeriesPoints) -> Labels {
+    let mut l: Labels = points
+        .series
+        .labels()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    l.insert(NAME.to_string(), points.series.name().to_string());
+    l
+}
+
+/// Converts a parsed selector into the window store's matchers.
+fn selector_of(vs: &VectorSelector) -> Result<Selector, EvalError> {
+    let mut sel = Selector::default();
+    if let Some(name) = &vs.name {
+        sel = sel.with(Matcher::eq(NAME, name));
+    }
+    for m in &vs.matchers.matchers {
+        let op = match &m.op {
+            PMatchOp::Equal => MatchOp::Eq,
+            PMatchOp::NotEqual => MatchOp::Ne,
+            PMatchOp::Re(_) => MatchOp::Re,
+            PMatchOp::NotRe(_) => MatchOp::NotRe,
+        };
+        // Compiled here, fully anchored as Prometheus does (`^(?:re)$`).
+        let matcher = Matcher::new(&m.name, op, &m.value)
+            .map_err(|e| EvalError(format!("bad regex {:?}: {e}", m.value)))?;
+        sel = sel.with(matcher);
+    }
+    Ok(sel)
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        None => 0,
+    }
+}
+
+pub(super) fn drop_name(mut l: Labels) -> Labels {
+    l.remove(NAME);
+    l
+}
+
+impl<S: Storage + ?Sized> Evaluator<'_, S> {
+    /// Evaluates an expression.
+    pub fn eval(&self, e: &Expr) -> Result<Value, EvalError> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter()
+                        .map(|s| VecSample {
+                            labels: drop_name(s.labels),
+                            value: -s.value,
+                        })
+                        .collect(),
+                )),
+                _ => err("unary minus needs a scalar or an instant vector"),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant(vs)?)),
+            Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range(ms)?.series)),
+            Expr::Call(c) => functions::call(self, c),
+            Expr::Aggregate(a) => self.aggregate(a),
+            Expr::Binary(b) => self.binary(b),
+            Expr::Subquery(_) | Expr::Extension(_) => err("not supported"),
+        }
+    }
+
+    pub(super) fn vector(&self, e: &Expr) -> Result<Vec<VecSample>, EvalError> {
+        match self.eval(e)? {
+            Value::Vector(v) => Ok(v),
+            _ => err(format!("expected an instant vector: {e}")),
+        }
+    }
+
+    pub(super) fn scalar(&self, e: &Expr) -> Result<f64, EvalError> {
+        match self.eval(e)? {
+            Value::Scalar(v) => Ok(v),
+            _ => err(format!("expected a scalar: {e}")),
+        }
+    }
+
+    pub(super) fn matrix(&self, e: &Expr) -> Result<Matrix, EvalError> {
+        match e {
+            Expr::MatrixSelector(ms) => self.range(ms),
+            Expr::Paren(p) => self.matrix(&p.expr),
+            _ => err(format!("expected a range vector selector: {e}")),
+        }
+    }
+
+    /// Newest sample within the lookback of each matching series; a staleness marker
+    /// hides the series.
+    fn instant(&self, vs: &VectorSelector) -> Result<Vec<VecSample>, EvalError> {
+        let t = self.t_ms - offset_ms(&vs.offset);
+        let found = self
+            .storage
+            .select(&selector_of(vs)?, t - LOOKBACK_MS + 1, t);
+        Ok(found
+            .iter()
+            .filter_map(|sp| {
+                let &(_, v) = sp.points.last()?;
+                (!is_stale(v)).then(|| VecSample {
+                    labels: labels_of(sp),
+                    value: v,
+                })
+            })
+            .collect())
+    }
+
+    /// Samples in `[t - range, t]` (Prometheus 2.x closed window), staleness markers removed.
+    fn range(&self, ms: &MatrixSelector) -> Result<Matrix, EvalError> {
+        let end_ms = self.t_ms - offset_ms(&ms.vs.offset);
+        let start_ms = end_ms - ms.range.as_millis() as i64;
+        let series = self
+            .storage
+            .select(&selector_of(&ms.vs)?, start_ms, end_ms)
+            .iter()
+            .filter_map(|sp| {
+                let points: Vec<(i64, f64)> = sp
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| !is_stale(p.1))
+                    .collect();
+                (!points.is_empty()).then(|| RangeSeries {
+                    labels: labels_of(sp),
+                    points,
+                })
+            })
+            .collect();
+        Ok(Matrix {
+            series,
+            start_ms,
+            end_ms,
+        })
+    }
+
+    fn aggregate(&self, a: &AggregateExpr) -> Result<Value, EvalError> {
+        let op = a.op.to_string();
+        let param = match &a.param {
+            Some(p) if op != "count_values" => Some(self.scalar(p)?),
+            _ => None,
+        };
+        let input = self.vector(&a.expr)?;
+        // Group key and output labels.
+        let key_of = |l: &Labels| -> Labels {
+            match &a.modifier {
+                Some(LabelModifier::Include(by)) => l
+                    .iter()
+                    .filter(|(k, _)| by.labels.iter().any(|b| b == *k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                Some(LabelModifier::Exclude(without)) => l
+                    .iter()
+                    .filter(|(k, _)| *k != NAME && !without.labels.iter().any(|w| w == *k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                None => Labels::new(),
+            }
+        };
+        let mut groups: BTreeMap<Labels, Vec<VecSample>> = BTreeMap::new();
+        for s in input {
+            groups.entry(key_of(&s.labels)).or_default().push(s);
+        }
+        let mut out = Vec::new();
+        for (key, members) in groups {
+            let values: Vec<f64> = members.iter().map(|s| s.value).collect();
+            let one = |value: f64| VecSample {
+                labels: key.clone(),
+                value,
+            };
+            match op.as_str() {
+                "sum" => out.push(one(values.iter().sum())),
+                "avg" => {
+                    // Incremental mean, as Prometheus computes it.
+                    let mut mean = 0.0;
+                    for (i, v) in values.iter().enumerate() {
+                        let n = (i + 1) as f64;
+                        mean += v / n - mean / n;
+                    }
+                    out.push(one(mean));
+                }
+                "count" => out.push(one(values.len() as f64)),
+                "group" => out.push(one(1.0)),
+                "min" => out.push(one(values.iter().skip(1).fold(values[0], |m, v| {
+                    if m > *v || m.is_nan() {
+                        *v
+                    } else {
+                        m
+                    }
+                }))),
+                "max" => out.push(one(values.iter().skip(1).fold(values[0], |m, v| {
+                    if m < *v || m.is_nan() {
+                        *v
+                    } else {
+                        m
+                    }
+                }))),
+                "stddev" => out.push(one(variance(&values).sqrt())),
+                "stdvar" => out.push(one(variance(&values))),
+                "quantile" => out.push(one(quantile(param.unwrap_or(f64::NAN), values))),
+                "topk" | "bottomk" => {
+                    let k = param.unwrap_or(0.0);
+                    if k < 1.0 {
+                        continue;
+                    }
+                    let mut members = members;
+                    let top = op == "topk";
+                    members.sort_by(|x, y| {
+                        let (x, y) = (x.value, y.value);
+                        // NaN sorts last either way.
+                        match (x.is_nan(), y.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ if top => y.total_cmp(&x),
+                            _ => x.total_cmp(&y),
+                        }
+                    });
+                    out.extend(members.into_iter().take(k as usize));
+                }
+                other => return err(format!("aggregation `{other}` is not supported")),
+            }
+        }
+        Ok(Value::Vector(out))
+    }
+
+    fn binary(&self, b: &BinaryExpr) -> Result<Value, EvalError> {
+        let op = b.op.to_string();
+        let return_bool = b.return_bool();
+        let lhs = self.eval(&b.lhs)?;
+        let rhs = self.eval(&b.rhs)?;
+        match (lhs, rhs) {
+            (Value::Scalar(l), Value::Scalar(r)) => {
+                if is_comparison(&op) {
+                    Ok(Value::Scalar(if compare(&op, l, r) { 1.0 } else { 0.0 }))
+                } else {
+                    Ok(Value::Scalar(arith(&op, l, r)))
+                }
+            }
+            (Value::Vector(v), Value::Scalar(s)) => {
+                Ok(Value::Vector(vector_scalar(&op, v, s, false, return_bool)))
+            }
+            (Value::Scalar(s), Value::Vector(v)) => {
+                Ok(Value::Vector(vector_scalar(&op, v, s, true, return_bool)))
+            }
+            (Value::Vector(l), Value::Vector(r)) => Ok(Value::Vector(vector_vector(b, &op, l, r)?)),
+            _ => err(format!("operator `{op}` needs scalars or instant vectors")),
+        }
+    }
+}
+
+fn variance(values: &[f64]) -> f64 {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n
+}
+
+/// Prometheus' quantile: linear interpolation between the closest ranks.
+pub(super) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn is_comparison(op: &str) -> bool {
+    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+fn is_set(op: &str) -> bool {
+    matches!(op, "and" | "or" | "unless")
+}
+
+fn compare(op: &str, l: f64, r: f64) -> bool {
+    match op {
+        "==" => l == r,
+        "!=" => l != r,
+        ">" => l > r,
+        "<" => l < r,
+        ">=" => l >= r,
+        "<=" => l <= r,
+        _ => false,
+    }
+}
+
+fn arith(op: &str, l: f64, r: f64) -> f64 {
+    match op {
+        "+" => l + r,
+        "-" => l - r,
+        "*" => l * r,
+        "/" => l / r,
+        "%" => l % r,
+        "^" => l.powf(r),
+        _ => f64::NAN,
+    }
+}
+
+fn vector_scalar(
+    op: &str,
+    v: Vec<VecSample>,
+    s: f64,
+    scalar_left: bool,
+    return_bool: bool,
+) -> Vec<VecSample> {
+    let mut out = Vec::with_capacity(v.len());
+    for sample in v {
+        let (l, r) = if scalar_left {
+            (s, sample.value)
+        } else {
+            (sample.value, s)
+        };
+        if is_comparison(op) {
+            let keep = compare(op, l, r);
+            if return_bool {
+                out.push(VecSample {
+                    labels: drop_name(sample.labels),
+                    value: if keep { 1.0 } else { 0.0 },
+                });
+            } else if keep {
+                out.push(sample);
+            }
+        } else {
+            out.push(VecSample {
+                labels: drop_name(sample.labels),
+                value: arith(op, l, r),
+            });
+        }
+    }
+    out
+}
+
+/// The labels two sides are matched on.
+fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Vec<(String, String)> {
+    match matching {
+        Some(LabelModifier::Include(on)) => l
+            .iter()
+            .filter(|(k, _)| on.labels.iter().any(|o| o == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        Some(LabelModifier::Exclude(ignoring)) => l
+            .iter()
+            .filter(|(k, _)| *k != NAME && !ignoring.labels.iter().any(|i| i == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        None => l
+            .iter()
+            .filter(|(k, _)| *k != NAME)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn vector_vector(
+    b: &BinaryExpr,
+    op: &str,
+    lhs: Vec<VecSample>,
+    rhs: Vec<VecSample>,
+) -> Result<Vec<VecSample>, EvalError> {
+    let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+    let card = b
+        .modifier
+        .as_ref()
+        .map(|m| m.card.clone())
+        .unwrap_or(VectorMatchCardinality::OneToOne);
+    let return_bool = b.return_bool();
+
+    if is_set(op) {
+        let rhs_sigs: HashSet<Vec<(String, String)>> =
+            rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+        return Ok(match op {
+            "and" => lhs
+                .into_iter()
+                .filter(|s| rhs_sigs.contains(&signature(&s.labels, matching)))
+                .collect(),
+            "unless" => lhs
+                .into_iter()
+                .filter(|s| !rhs_sigs.contains(&signature(&s.labels, matching)))
+                .collect(),
+            _ => {
+                let lhs_sigs: HashSet<Vec<(String, String)>> =
+                    lhs.iter().map(|s| signature(&s.labels, matching)).collect();
+                let mut out = lhs;
+                out.extend(
+                    rhs.into_iter()
+                        .filter(|s| !lhs_sigs.contains(&signature(&s.labels, matching))),
+                );
+                out
+            }
+        });
+    }
+
+    // The "one" side must be unique per signature; with group_right the sides swap.
+    let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
+    let mut one_by_sig: HashMap<Vec<(String, String)>, &VecSample> = HashMap::new();
+    for s in &one {
+        let sig = signature(&s.labels, matching);
+        if one_by_sig.insert(sig.clone(), s).is_some() {
+            return err(format!(
+                "found duplicate series for the match group {sig:?} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                if swapped { "left" } else { "right" }
+            ));
+        }
+    }
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let mut matched_sigs: HashSet<Vec<(String, String)>> = HashSet::new();
+    let mut seen_results: HashSet<Labels> = HashSet::new();
+    let mut out = Vec::new();
+    for m in &many {
+        let sig = signature(&m.labels, matching);
+        let Some(o) = one_by_sig.get(&sig) else {
+            continue;
+        };
+        let (vl, vr) = if swapped {
+            (o.value, m.value)
+        } else {
+            (m.value, o.value)
+        };
+        let (mut value, keep) = if is_comparison(op) {
+            (vl, compare(op, vl, vr))
+        } else {
+            (arith(op, vl, vr), true)
+        };
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        if one_to_one && !matched_sigs.insert(sig.clone()) {
+            return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+        }
+        let mut labels = m.labels.clone();
+        if !is_comparison(op) || return_bool {
+            labels.remove(NAME);
+        }
+        if one_to_one {
+            match matching {
+                Some(LabelModifier::Include(on)) => {
+                    labels.retain(|k, _| on.labels.iter().any(|o| o == k))
+                }
+                Some(LabelModifier::Exclude(ignoring)) => {
+                    labels.retain(|k, _| !ignoring.labels.iter().any(|i| i == k))
+                }
+                None => {}
+            }
+        }
+        for ln in &include {
+            match o.labels.get(ln) {
+                Some(v) if !v.is_empty() => {
+                    labels.insert(ln.clone(), v.clone());
+                }
+                _ => {
+                    labels.remove(ln);
+                }
+            }
+        }
+        if !one_to_one && !seen_results.insert(labels.clone()) {
+            return err("multiple matches for labels: grouping labels must ensure unique matches");
+        }
+        out.push(VecSample { labels, value });
+    }
+    Ok(out)
+}

@@ -1,0 +1,325 @@
+//! The supported PromQL functions, with Prometheus 2.x semantics.
+
+use promql_parser::parser::{Call, Expr};
+
+use super::eval::{drop_name, quantile, EvalError, Evaluator, Matrix, Storage};
+use super::{Labels, Value, VecSample, NAME};
+
+/// Evaluates a function call.
+pub(super) fn call<S: Storage + ?Sized>(
+    ev: &Evaluator<'_, S>,
+    c: &Call,
+) -> Result<Value, EvalError> {
+    let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+    let name = c.func.name;
+    let out = match name {
+        "time" => return Ok(Value::Scalar(ev.t_ms as f64 / 1000.0)),
+        "abs" => map_vector(ev.vector(args[0])?, f64::abs),
+        "clamp_min" => {
+            let min = ev.scalar(args[1])?;
+            map_vector(ev.vector(args[0])?, |v| v.max(min))
+        }
+        "clamp_max" => {
+            let max = ev.scalar(args[1])?;
+            map_vector(ev.vector(args[0])?, |v| v.min(max))
+        }
+        "absent" => absent(ev.vector(args[0])?, args[0]),
+        "histogram_quantile" => {
+            let q = ev.scalar(args[0])?;
+            histogram_quantile(q, ev.vector(args[1])?)
+        }
+        "rate" => over(ev.matrix(args[0])?, name, |pts, m| {
+            extrapolated_rate(pts, m, true, true)
+        }),
+        "increase" => over(ev.matrix(args[0])?, name, |pts, m| {
+            extrapolated_rate(pts, m, true, false)
+        }),
+        "delta" => over(ev.matrix(args[0])?, name, |pts, m| {
+            extrapolated_rate(pts, m, false, false)
+        }),
+        "irate" => over(ev.matrix(args[0])?, name, |pts, _| instant_delta(pts, true)),
+        "idelta" => over(ev.matrix(args[0])?, name, |pts, _| {
+            instant_delta(pts, false)
+        }),
+        "deriv" => over(ev.matrix(args[0])?, name, |pts, _| {
+            (pts.len() >= 2).then(|| linear_regression(pts, pts[0].0).0)
+        }),
+        "predict_linear" => {
+            let duration_s = ev.scalar(args[1])?;
+            let t = ev.t_ms;
+            over(ev.matrix(args[0])?, name, |pts, _| {
+                (pts.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(pts, t);
+                    slope * duration_s + intercept
+                })
+            })
+        }
+        "avg_over_time" => over(ev.matrix(args[0])?, name, |pts, _| {
+            let mut mean = 0.0;
+            for (i, (_, v)) in pts.iter().enumerate() {
+                let n = (i + 1) as f64;
+                mean += v / n - mean / n;
+            }
+            Some(mean)
+        }),
+        "min_over_time" => over(ev.matrix(args[0])?, name, |pts, _| {
+            Some(
+                pts.iter()
+                    .skip(1)
+                    .fold(pts[0].1, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
+            )
+        }),
+        "max_over_time" => over(ev.matrix(args[0])?, name, |pts, _| {
+            Some(
+                pts.iter()
+                    .skip(1)
+                    .fold(pts[0].1, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
+            )
+        }),
+        "sum_over_time" => over(ev.matrix(args[0])?, name, |pts, _| {
+            Some(pts.iter().map(|p| p.1).sum())
+        }),
+        "count_over_time" => over(ev.matrix(args[0])?, name, |pts, _| Some(pts.len() as f64)),
+        "last_over_time" => over(ev.matrix(args[0])?, name, |pts, _| pts.last().map(|p| p.1)),
+        "stddev_over_time" => over(ev.matrix(args[0])?, name, |pts, _| {
+            Some(variance(pts).sqrt())
+        }),
+        "stdvar_over_time" => over(ev.matrix(args[0])?, name, |pts, _| Some(variance(pts))),
+        "quantile_over_time" => {
+            let q = ev.scalar(args[0])?;
+            over(ev.matrix(args[1])?, name, |pts, _| {
+                Some(quantile(q, pts.iter().map(|p| p.1).collect()))
+            })
+        }
+        other => return Err(EvalError(format!("function `{other}` is not supported"))),
+    };
+    Ok(Value::Vector(out))
+}
+
+fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
+    v.into_iter()
+        .map(|s| VecSample {
+            labels: drop_name(s.labels),
+            value: f(s.value),
+        })
+        .collect()
+}
+
+/// Applies a range function to each series; `last_over_time` keeps the metric name.
+fn over(
+    m: Matrix,
+    name: &str,
+    f: impl Fn(&[(i64, f64)], &Matrix) -> Option<f64>,
+) -> Vec<VecSample> {
+    let mut out = Vec::new();
+    for s in &m.series {
+        if let Some(value) = f(&s.points, &m) {
+            let labels = if name == "last_over_time" {
+                s.labels.clone()
+            } else {
+                drop_name(s.labels.clone())
+            };
+            out.push(VecSample { labels, value });
+        }
+    }
+    out
+}
+
+fn variance(pts: &[(i64, f64)]) -> f64 {
+    let n = pts.len() as f64;
+    let mean = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    pts.iter().map(|p| (p.1 - mean) * (p.1 - mean)).sum::<f64>() / n
+}
+
+/// `rate`, `increase` and `delta`, extrapolated to the window edges as Prometheus does.
+fn extrapolated_rate(
+    pts: &[(i64, f64)],
+    m: &Matrix,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if pts.len() < 2 {
+        return None;
+    }
+    let (first, last) = (pts[0], pts[pts.len() - 1]);
+    let mut result = last.1 - first.1;
+    if is_counter {
+        let mut prev = first.1;
+        for p in &pts[1..] {
+            if p.1 < prev {
+                result += prev;
+            }
+            prev = p.1;
+        }
+    }
+    let range_s = (m.end_ms - m.start_ms) as f64 / 1000.0;
+    let mut to_start = (first.0 - m.start_ms) as f64 / 1000.0;
+    let to_end = (m.end_ms - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg_between = sampled / (pts.len() - 1) as f64;
+    if is_counter && result > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_between * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_between / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_between / 2.0
+    };
+    result *= interval / sampled;
+    if is_rate {
+        result /= range_s;
+    }
+    Some(result)
+}
+
+/// `irate` and `idelta`: the last two samples.
+fn instant_delta(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+    if pts.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (pts[pts.len() - 2], pts[pts.len() - 1]);
+    let mut result = if is_rate && last.1 < prev.1 {
+        last.1
+    } else {
+        last.1 - prev.1
+    };
+    let interval_s = (last.0 - prev.0) as f64 / 1000.0;
+    if interval_s == 0.0 {
+        return None;
+    }
+    if is_rate {
+        result /= interval_s;
+    }
+    Some(result)
+}
+
+/// Least-squares slope (per second) and intercept at `intercept_ms`.
+fn linear_regression(pts: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
+    let n = pts.len() as f64;
+    let (mut sx, mut sy, mut sxy, mut sx2) = (0.0, 0.0, 0.0, 0.0);
+    let const_y = pts.iter().all(|p| p.1 == pts[0].1);
+    for &(t, v) in pts {
+        let x = (t - intercept_ms) as f64 / 1000.0;
+        sx += x;
+        sy += v;
+        sxy += x * v;
+        sx2 += x * x;
+    }
+    if const_y && pts[0].1.is_finite() {
+        return (0.0, pts[0].1);
+    }
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+/// `absent(v)`: 1 with the selector's equality labels when `v` is empty.
+fn absent(v: Vec<VecSample>, arg: &Expr) -> Vec<VecSample> {
+    if !v.is_empty() {
+        return Vec::new();
+    }
+    let mut labels = Labels::new();
+    if let Expr::VectorSelector(vs) = arg {
+        let mut seen: Vec<&str> = Vec::new();
+        for m in &vs.matchers.matchers {
+            if m.name == NAME {
+                continue;
+            }
+            if seen.contains(&m.name.as_str()) {
+                labels.remove(&m.name);
+                continue;
+            }
+            seen.push(&m.name);
+            if matches!(m.op, promql_parser::label::MatchOp::Equal) {
+                labels.insert(m.name.clone(), m.value.clone());
+            }
+        }
+    }
+    vec![VecSample { labels, value: 1.0 }]
+}
+
+/// `histogram_quantile(q, buckets)` over classic `le` buckets.
+fn histogram_quantile(q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
+    let mut groups: std::collections::BTreeMap<Labels, Vec<(f64, f64)>> = Default::default();
+    for s in v {
+        let Some(le) = s.labels.get("le").and_then(|le| parse_le(le)) else {
+            continue;
+        };
+        let mut key = drop_name(s.labels);
+        key.remove("le");
+        groups.entry(key).or_default().push((le, s.value));
+    }
+    groups
+        .into_iter()
+        .map(|(labels, buckets)| VecSample {
+            labels,
+            value: bucket_quantile(q, buckets),
+        })
+        .collect()
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.len() < 2 || buckets.last().map(|b| b.0) != Some(f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Counts must not decrease.
+    for i in 1..buckets.len() {
+        if buckets[i].1 < buckets[i - 1].1 {
+            buckets[i].1 = buckets[i - 1].1;
+        }
+    }
+    let total = buckets[buckets.len() - 1].1;
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * total;
+    let b = buckets
+        .iter()
+        .position(|bk| bk.1 >= rank)
+        .unwrap_or(buckets.len() - 1);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let (start, mut count) = if b > 0 {
+        rank -= buckets[b - 1].1;
+        (buckets[b - 1].0, buckets[b].1 - buckets[b - 1].1)
+    } else {
+        (0.0, buckets[0].1)
+    };
+    if count == 0.0 {
+        count = 1.0;
+    }
+    start + (buckets[b].0 - start) * (rank / count)
+}

@@ -1,0 +1,162 @@
+//! PromQL over the window store: expressions are parsed with `promql-parser`, checked
+//! against the supported subset at load time (anything else is refused with a message that
+//! names it, never evaluated wrongly), and evaluated at an instant with Prometheus 2.x
+//! semantics (5-minute lookback, staleness markers, closed range windows).
+
+mod eval;
+mod functions;
+
+use std::collections::BTreeMap;
+
+use promql_parser::parser::{self, Expr};
+
+pub use eval::{EvalError, Evaluator, Storage};
+
+/// Label set of a result series, `__name__` included when kept.
+pub type Labels = BTreeMap<String, String>;
+
+/// Metric-name label.
+pub const NAME: &str = "__name__";
+/// How far back an instant selector looks for a sample (Prometheus' default).
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+/// Prometheus' staleness marker: a NaN with this bit pattern.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether a value is a staleness marker.
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// A staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// One sample of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VecSample {
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// One series of a range vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: Labels,
+    /// (timestamp ms, value), oldest first, staleness markers removed.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// The value of an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar(f64),
+    Vector(Vec<VecSample>),
+    Matrix(Vec<RangeSeries>),
+    String(String),
+}
+
+/// Functions Pulse evaluates.
+pub const SUPPORTED_FUNCTIONS: &[&str] = &[
+    "abs",
+    "absent",
+    "avg_over_time",
+    "clamp_max",
+    "clamp_min",
+    "count_over_time",
+    "delta",
+    "deriv",
+    "histogram_quantile",
+    "idelta",
+    "increase",
+    "irate",
+    "last_over_time",
+    "max_over_time",
+    "min_over_time",
+    "predict_linear",
+    "quantile_over_time",
+    "rate",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "time",
+];
+
+/// Aggregation operators Pulse evaluates.
+pub const SUPPORTED_AGGREGATIONS: &[&str] = &[
+    "sum", "avg", "min", "max", "count", "topk", "bottomk", "quantile", "stddev", "stdvar", "group",
+];
+
+/// A parsed expression Pulse can evaluate.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub expr: Expr,
+    pub text: String,
+}
+
+/// Parses an expression and checks that every part of it is supported.
+pub fn parse(text: &str) -> Result<Query, String> {
+    let expr = parser::parse(text)?;
+    check(&expr)?;
+    Ok(Query {
+        expr,
+        text: text.to_string(),
+    })
+}
+
+fn check(e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Aggregate(a) => {
+            let op = a.op.to_string();
+            if !SUPPORTED_AGGREGATIONS.contains(&op.as_str()) {
+                return Err(format!(
+                    "aggregation `{op}` is not supported (supported: {})",
+                    SUPPORTED_AGGREGATIONS.join(", ")
+                ));
+            }
+            check(&a.expr)?;
+            if let Some(p) = &a.param {
+                check(p)?;
+            }
+            Ok(())
+        }
+        Expr::Unary(u) => check(&u.expr),
+        Expr::Binary(b) => {
+            let op = b.op.to_string();
+            if op == "atan2" {
+                return Err("operator `atan2` is not supported".to_string());
+            }
+            check(&b.lhs)?;
+            check(&b.rhs)
+        }
+        Expr::Paren(p) => check(&p.expr),
+        Expr::Subquery(_) => Err("subqueries (`expr[range:step]`) are not supported".to_string()),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+        Expr::VectorSelector(vs) => {
+            if vs.at.is_some() {
+                return Err("the `@` modifier is not supported".to_string());
+            }
+            Ok(())
+        }
+        Expr::MatrixSelector(ms) => {
+            if ms.vs.at.is_some() {
+                return Err("the `@` modifier is not supported".to_string());
+            }
+            Ok(())
+        }
+        Expr::Call(c) => {
+            if !SUPPORTED_FUNCTIONS.contains(&c.func.name) {
+                return Err(format!(
+                    "function `{}` is not supported (supported: {})",
+                    c.func.name,
+                    SUPPORTED_FUNCTIONS.join(", ")
+                ));
+            }
+            c.args.args.iter().try_for_each(|a| check(a))
+        }
+        Expr::Extension(_) => Err("extension expressions are not supported".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

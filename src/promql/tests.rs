@@ -1,0 +1,133 @@
+//! Unit tests of evaluation; agreement with Prometheus itself is checked by the promtool
+//! test files in `tests/promtool/`.
+
+use super::*;
+use crate::model::series::{Sample, SeriesKey};
+use crate::window::{Retention, WindowStore};
+
+fn store(series: &[(&str, &[(&str, &str)], &[(i64, f64)])]) -> WindowStore {
+    let mut w = WindowStore::new(Retention {
+        max_points: 10_000,
+        max_age_ms: i64::MAX / 4,
+        max_series: 10_000,
+    });
+    for (name, labels, points) in series {
+        let key = SeriesKey::shared(*name, labels.iter().copied());
+        let samples: Vec<Sample> = points
+            .iter()
+            .map(|(t, v)| Sample::new(key.clone(), *t, *v))
+            .collect();
+        w.ingest(&samples);
+    }
+    w
+}
+
+fn eval(w: &WindowStore, q: &str, t_ms: i64) -> Value {
+    let query = parse(q).unwrap();
+    Evaluator { storage: w, t_ms }.eval(&query.expr).unwrap()
+}
+
+fn vector(v: Value) -> Vec<(Labels, f64)> {
+    match v {
+        Value::Vector(mut v) => {
+            v.sort_by(|a, b| a.labels.cmp(&b.labels));
+            v.into_iter().map(|s| (s.labels, s.value)).collect()
+        }
+        other => panic!("not a vector: {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_parts_are_refused_by_name() {
+    assert!(parse("count_values(\"x\", up)")
+        .unwrap_err()
+        .contains("count_values"));
+    assert!(parse("label_replace(up, \"a\", \"b\", \"c\", \"d\")")
+        .unwrap_err()
+        .contains("label_replace"));
+    assert!(parse("rate(up[5m:1m])").unwrap_err().contains("subqueries"));
+    assert!(parse("up @ 100").unwrap_err().contains("@"));
+    assert!(parse("sum(rate(http_requests_total[5m])) by (route) > 3").is_ok());
+}
+
+#[test]
+fn selectors_look_back_five_minutes_and_respect_staleness() {
+    let w = store(&[
+        ("up", &[("job", "a")], &[(0, 1.0), (60_000, 2.0)]),
+        ("up", &[("job", "b")], &[(0, 1.0), (60_000, stale_nan())]),
+    ]);
+    let v = vector(eval(&w, "up", 120_000));
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].1, 2.0);
+    assert!(vector(eval(&w, "up", 60_000 + LOOKBACK_MS)).is_empty());
+    assert_eq!(vector(eval(&w, "up offset 1m", 60_000))[0].1, 1.0);
+    assert_eq!(vector(eval(&w, r#"up{job=~"a|b"}"#, 120_000)).len(), 1);
+}
+
+#[test]
+fn rate_extrapolates_like_prometheus() {
+    // A counter growing 10 per minute, sampled every minute.
+    let pts: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64 * 10.0)).collect();
+    let w = store(&[("c", &[], &pts)]);
+    let r = vector(eval(&w, "rate(c[5m])", 600_000));
+    assert!((r[0].1 - 10.0 / 60.0).abs() < 1e-12, "{r:?}");
+    let inc = vector(eval(&w, "increase(c[5m])", 600_000));
+    assert!((inc[0].1 - 50.0).abs() < 1e-9, "{inc:?}");
+    assert!(!inc[0].0.contains_key(NAME));
+}
+
+#[test]
+fn aggregation_and_vector_matching() {
+    let w = store(&[
+        ("m", &[("gpu", "0"), ("host", "a")], &[(0, 1.0)]),
+        ("m", &[("gpu", "1"), ("host", "a")], &[(0, 3.0)]),
+        ("m", &[("gpu", "0"), ("host", "b")], &[(0, 5.0)]),
+        ("total", &[("host", "a")], &[(0, 10.0)]),
+        ("total", &[("host", "b")], &[(0, 20.0)]),
+    ]);
+    let v = vector(eval(&w, "sum by (host) (m)", 0));
+    assert_eq!(v.iter().map(|s| s.1).collect::<Vec<_>>(), vec![4.0, 5.0]);
+    let v = vector(eval(&w, "m / on(host) group_left total", 0));
+    assert_eq!(v.len(), 3);
+    assert!(v.iter().any(|(l, x)| l["gpu"] == "1" && *x == 0.3));
+    let v = vector(eval(&w, "topk(1, m)", 0));
+    assert_eq!(v[0].0[NAME], "m");
+    assert_eq!(v[0].1, 5.0);
+    let v = vector(eval(&w, "m > bool 2", 0));
+    assert_eq!(v.iter().map(|s| s.1).sum::<f64>(), 2.0);
+    assert!(Evaluator {
+        storage: &w,
+        t_ms: 0
+    }
+    .eval(&parse("m / total").unwrap().expr)
+    .is_ok());
+    let err = Evaluator {
+        storage: &w,
+        t_ms: 0,
+    }
+    .eval(&parse("m + on(host) total").unwrap().expr);
+    assert!(err.unwrap_err().0.contains("many-to-one"));
+}
+
+#[test]
+fn histogram_quantile_interpolates_within_the_bucket() {
+    let le = |le: &'static str, v: f64| ("h_bucket", vec![("le", le)], v);
+    let series = [
+        le("0.1", 10.0),
+        le("0.5", 60.0),
+        le("1", 90.0),
+        le("+Inf", 100.0),
+    ];
+    let mut w = WindowStore::new(Retention {
+        max_points: 10,
+        max_age_ms: i64::MAX / 4,
+        max_series: 10,
+    });
+    for (name, labels, v) in series {
+        w.ingest(&[Sample::new(SeriesKey::shared(name, labels), 0, v)]);
+    }
+    let v = vector(eval(&w, "histogram_quantile(0.5, h_bucket)", 0));
+    assert!((v[0].1 - 0.42).abs() < 1e-12, "{v:?}");
+    let v = vector(eval(&w, "histogram_quantile(0.99, h_bucket)", 0));
+    assert_eq!(v[0].1, 1.0);
+}
