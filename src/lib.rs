@@ -31,6 +31,7 @@ pub mod nvml;
 pub mod pipeline;
 pub mod promql;
 pub mod requests;
+pub mod rules;
 pub mod sampling;
 pub mod server;
 pub mod sim;

@@ -31,6 +31,21 @@ enum Command {
         #[command(subcommand)]
         what: ProbeWhat,
     },
+    /// Run tests.
+    Test {
+        #[command(subcommand)]
+        what: TestWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestWhat {
+    /// Run promtool unit-test files against Pulse's rule evaluation (like `promtool test rules`).
+    Rules {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]

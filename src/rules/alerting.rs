@@ -1,0 +1,280 @@
+//! One alerting rule's alerts and their states: inactive → pending → firing → resolved,
+//! with `for` and `keep_firing_for`, exactly as Prometheus 2.42 evaluates them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::AlertSpec;
+use crate::promql::{VecSample, NAME};
+
+/// How long a resolved alert stays listed (Prometheus' resolved retention).
+pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
+
+/// An alert's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Pending,
+    Firing,
+    /// Resolved (kept for `RESOLVED_RETENTION_MS`).
+    Inactive,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Inactive => "inactive",
+        }
+    }
+}
+
+/// One alert: a rule's result series with the rule's labels.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Alert {
+    /// Stable id: a hash of the labels (the same alert gets the same id after a restart).
+    pub id: String,
+    /// Labels, `alertname` included.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub state: AlertState,
+    pub value: f64,
+    pub active_at_ms: i64,
+    pub fired_at_ms: Option<i64>,
+    pub resolved_at_ms: Option<i64>,
+    #[serde(skip)]
+    keep_firing_since_ms: Option<i64>,
+}
+
+/// A state change, for events and history.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// A new alert is pending.
+    Pending(Alert),
+    /// An alert started firing.
+    Firing(Alert),
+    /// A firing alert resolved.
+    Resolved(Alert),
+    /// A pending alert went away before firing.
+    Cancelled(Alert),
+}
+
+/// FNV-1a over the sorted labels: the alert id.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// The alerts of one rule.
+#[derive(Debug, Clone)]
+pub struct AlertRuleState {
+    pub spec: AlertSpec,
+    /// By id.
+    pub alerts: BTreeMap<String, Alert>,
+}
+
+impl AlertRuleState {
+    pub fn new(spec: AlertSpec) -> Self {
+        AlertRuleState {
+            spec,
+            alerts: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one evaluation's result at `ts`; returns the state changes.
+    pub fn eval(&mut self, ts: i64, result: &[VecSample]) -> Result<Vec<Transition>, String> {
+        let mut transitions = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for s in result {
+            let template_labels = &s.labels;
+            let mut labels = s.labels.clone();
+            labels.remove(NAME);
+            for (k, t) in &self.spec.labels {
+                labels.insert(k.clone(), t.expand(template_labels, s.value));
+            }
+            labels.insert("alertname".to_string(), self.spec.name.clone());
+            let annotations: BTreeMap<String, String> = self
+                .spec
+                .annotations
+                .iter()
+                .map(|(k, t)| (k.clone(), t.expand(template_labels, s.value)))
+                .collect();
+            let id = fingerprint(&labels);
+            if !seen.insert(id.clone()) {
+                return Err(
+                    "vector contains metrics with the same labelset after applying alert labels"
+                        .to_string(),
+                );
+            }
+            match self.alerts.get_mut(&id) {
+                Some(a) if a.state != AlertState::Inactive => {
+                    a.value = s.value;
+                    a.annotations = annotations;
+                }
+                _ => {
+                    self.alerts.insert(
+                        id.clone(),
+                        Alert {
+                            id: id.clone(),
+                            labels,
+                            annotations,
+                            state: AlertState::Pending,
+                            value: s.value,
+                            active_at_ms: ts,
+                            fired_at_ms: None,
+                            resolved_at_ms: None,
+                            keep_firing_since_ms: None,
+                        },
+                    );
+                    transitions.push(Transition::Pending(self.alerts[&id].clone()));
+                }
+            }
+        }
+        let keep_for = self.spec.keep_firing_for_ms;
+        let hold = self.spec.for_ms;
+        let mut remove = Vec::new();
+        for (id, a) in self.alerts.iter_mut() {
+            if !seen.contains(id) {
+                let mut keep_firing = false;
+                if a.state == AlertState::Firing && keep_for > 0 {
+                    let since = *a.keep_firing_since_ms.get_or_insert(ts);
+                    keep_firing = ts - since < keep_for;
+                }
+                if a.state == AlertState::Pending
+                    || a.resolved_at_ms
+                        .is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
+                {
+                    remove.push(id.clone());
+                }
+                if a.state != AlertState::Inactive && !keep_firing {
+                    let was = a.state;
+                    a.state = AlertState::Inactive;
+                    a.resolved_at_ms = Some(ts);
+                    transitions.push(if was == AlertState::Firing {
+                        Transition::Resolved(a.clone())
+                    } else {
+                        Transition::Cancelled(a.clone())
+                    });
+                }
+                if !keep_firing {
+                    continue;
+                }
+            } else {
+                a.keep_firing_since_ms = None;
+            }
+            if a.state == AlertState::Pending && ts - a.active_at_ms >= hold {
+                a.state = AlertState::Firing;
+                a.fired_at_ms = Some(ts);
+                transitions.push(Transition::Firing(a.clone()));
+            }
+        }
+        for id in remove {
+            self.alerts.remove(&id);
+        }
+        Ok(transitions)
+    }
+
+    /// Pending and firing alerts.
+    pub fn active(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts
+            .values()
+            .filter(|a| a.state != AlertState::Inactive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::template::Template;
+
+    fn rule(for_ms: i64, keep_firing_for_ms: i64) -> AlertRuleState {
+        AlertRuleState::new(AlertSpec {
+            name: "Hot".into(),
+            for_ms,
+            keep_firing_for_ms,
+            labels: vec![("severity".into(), Template::parse("page").unwrap())],
+            annotations: vec![(
+                "summary".into(),
+                Template::parse("gpu {{ $labels.gpu }} at {{ $value }}").unwrap(),
+            )],
+        })
+    }
+
+    fn hot(v: f64) -> Vec<VecSample> {
+        vec![VecSample {
+            labels: [
+                ("__name__".to_string(), "t".to_string()),
+                ("gpu".to_string(), "1".to_string()),
+            ]
+            .into(),
+            value: v,
+        }]
+    }
+
+    fn state(r: &AlertRuleState) -> Option<AlertState> {
+        r.alerts.values().next().map(|a| a.state)
+    }
+
+    #[test]
+    fn pending_then_firing_after_for_then_resolved() {
+        let mut r = rule(60_000, 0);
+        assert!(matches!(
+            r.eval(0, &hot(90.0)).unwrap()[0],
+            Transition::Pending(_)
+        ));
+        r.eval(30_000, &hot(91.0)).unwrap();
+        assert_eq!(state(&r), Some(AlertState::Pending));
+        let t = r.eval(60_000, &hot(92.0)).unwrap();
+        assert!(
+            matches!(&t[0], Transition::Firing(a) if a.annotations["summary"] == "gpu 1 at 92")
+        );
+        let a = r.alerts.values().next().unwrap();
+        assert_eq!(a.labels["severity"], "page");
+        assert!(!a.labels.contains_key("__name__"));
+        assert!(matches!(
+            r.eval(90_000, &[]).unwrap()[0],
+            Transition::Resolved(_)
+        ));
+        assert_eq!(state(&r), Some(AlertState::Inactive));
+        // Gone after the resolved retention.
+        r.eval(90_000 + RESOLVED_RETENTION_MS + 1, &[]).unwrap();
+        assert!(r.alerts.is_empty());
+    }
+
+    #[test]
+    fn a_pending_alert_that_goes_away_is_cancelled_and_restarts_its_clock() {
+        let mut r = rule(60_000, 0);
+        r.eval(0, &hot(1.0)).unwrap();
+        assert!(matches!(
+            r.eval(10_000, &[]).unwrap()[0],
+            Transition::Cancelled(_)
+        ));
+        assert!(r.alerts.is_empty());
+        r.eval(20_000, &hot(1.0)).unwrap();
+        assert_eq!(r.alerts.values().next().unwrap().active_at_ms, 20_000);
+    }
+
+    #[test]
+    fn keep_firing_for_holds_a_firing_alert() {
+        let mut r = rule(0, 30_000);
+        assert_eq!(
+            r.eval(0, &hot(1.0)).unwrap().len(),
+            2,
+            "pending and firing at once with for: 0"
+        );
+        r.eval(10_000, &[]).unwrap();
+        assert_eq!(state(&r), Some(AlertState::Firing));
+        r.eval(39_000, &[]).unwrap();
+        assert_eq!(state(&r), Some(AlertState::Firing));
+        r.eval(40_000, &[]).unwrap();
+        assert_eq!(state(&r), Some(AlertState::Inactive));
+    }
+}

@@ -1,0 +1,147 @@
+//! Evaluating a rule group at one time over a window store: rules run in order, recorded
+//! series are stored at once (later rules of the group see them), series a recording rule
+//! stops producing get a staleness marker, and `ALERTS` / `ALERTS_FOR_STATE` are written
+//! for pending and firing alerts, as Prometheus does.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::alerting::{AlertRuleState, AlertState, Transition};
+use super::{RuleGroup, RuleKind};
+use crate::model::series::{Sample, Series, SeriesKey};
+use crate::promql::{stale_nan, Evaluator, Value, VecSample, NAME};
+use crate::window::WindowStore;
+
+/// A group with its alerts' state.
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    pub group: RuleGroup,
+    /// Per rule: the alert state of alerting rules (None for recording rules).
+    pub alerts: Vec<Option<AlertRuleState>>,
+    /// Per rule: series written at the previous evaluation (for staleness markers).
+    previous: Vec<HashSet<Series>>,
+    /// When the group last ran, and its last error per rule.
+    pub last_eval_ms: Option<i64>,
+    pub last_errors: BTreeMap<String, String>,
+}
+
+/// What one evaluation did.
+#[derive(Debug, Default)]
+pub struct GroupOutcome {
+    pub transitions: Vec<Transition>,
+    /// Samples written (recording rules, ALERTS, staleness markers), for downstream.
+    pub written: Vec<Sample>,
+    /// (rule, error) for rules whose evaluation failed.
+    pub errors: Vec<(String, String)>,
+}
+
+fn key_of(name: &str, labels: &BTreeMap<String, String>) -> Series {
+    SeriesKey::shared(
+        name,
+        labels
+            .iter()
+            .filter(|(k, _)| *k != NAME)
+            .map(|(k, v)| (k.clone(), v.clone())),
+    )
+}
+
+impl GroupState {
+    pub fn new(group: RuleGroup) -> Self {
+        let alerts = group
+            .rules
+            .iter()
+            .map(|r| match &r.kind {
+                RuleKind::Alert(spec) => Some(AlertRuleState::new(spec.clone())),
+                RuleKind::Record { .. } => None,
+            })
+            .collect();
+        let previous = vec![HashSet::new(); group.rules.len()];
+        GroupState {
+            group,
+            alerts,
+            previous,
+            last_eval_ms: None,
+            last_errors: BTreeMap::new(),
+        }
+    }
+
+    /// Evaluates every rule at `ts`, writing into `store`.
+    pub fn eval(&mut self, store: &mut WindowStore, ts: i64) -> GroupOutcome {
+        let mut out = GroupOutcome::default();
+        self.last_errors.clear();
+        for i in 0..self.group.rules.len() {
+            let rule = &self.group.rules[i];
+            let result = Evaluator {
+                storage: &*store,
+                t_ms: ts,
+            }
+            .eval(&rule.query.expr);
+            let vector = match result {
+                Ok(Value::Vector(v)) => v,
+                Ok(Value::Scalar(v)) => vec![VecSample {
+                    labels: BTreeMap::new(),
+                    value: v,
+                }],
+                Ok(_) => {
+                    out.errors.push((
+                        rule.describe(),
+                        "the expression is not an instant vector or scalar".to_string(),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    out.errors.push((rule.describe(), e.0));
+                    continue;
+                }
+            };
+            let mut written: Vec<Sample> = Vec::new();
+            match &rule.kind {
+                RuleKind::Record { name, labels } => {
+                    for s in vector {
+                        let mut l = s.labels;
+                        l.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        written.push(Sample::new(key_of(name, &l), ts, s.value));
+                    }
+                    let mut seen = HashSet::new();
+                    if written.iter().any(|s| !seen.insert(s.series.clone())) {
+                        out.errors.push((rule.describe(), "vector contains metrics with the same labelset after applying rule labels".to_string()));
+                        continue;
+                    }
+                }
+                RuleKind::Alert(_) => {
+                    let state = self.alerts[i].as_mut().expect("alerting rule has state");
+                    match state.eval(ts, &vector) {
+                        Ok(t) => out.transitions.extend(t),
+                        Err(e) => {
+                            out.errors.push((rule.describe(), e));
+                            continue;
+                        }
+                    }
+                    for a in state.active() {
+                        let mut l = a.labels.clone();
+                        l.insert("alertstate".to_string(), a.state.as_str().to_string());
+                        written.push(Sample::new(key_of("ALERTS", &l), ts, 1.0));
+                        if a.state != AlertState::Inactive {
+                            written.push(Sample::new(
+                                key_of("ALERTS_FOR_STATE", &a.labels),
+                                ts,
+                                a.active_at_ms as f64 / 1000.0,
+                            ));
+                        }
+                    }
+                }
+            }
+            let now: HashSet<Series> = written.iter().map(|s| s.series.clone()).collect();
+            for gone in self.previous[i].difference(&now) {
+                written.push(Sample::new(gone.clone(), ts, stale_nan()));
+            }
+            self.previous[i] = now;
+            store.ingest(&written);
+            out.written.extend(written);
+        }
+        for (rule, e) in &out.errors {
+            self.last_errors.insert(rule.clone(), e.clone());
+        }
+        self.last_eval_ms = Some(ts);
+        out
+    }
+}

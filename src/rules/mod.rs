@@ -1,0 +1,349 @@
+//! Prometheus rule files: groups of alerting and recording rules, loaded as they are.
+//! A bad file is an error naming the file, group, rule and the problem.
+
+pub mod alerting;
+pub mod group;
+pub mod promtool;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::promql::{self, Query};
+use template::Template;
+
+/// Evaluation interval of a group that sets none (Pulse samples every second).
+pub const DEFAULT_INTERVAL_MS: i64 = 1000;
+
+/// A rule-file error, naming where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}{}{}: {message}", group.as_ref().map(|g| format!(": group {g:?}")).unwrap_or_default(), rule.as_ref().map(|r| format!(", {r}")).unwrap_or_default())]
+pub struct RuleError {
+    pub file: String,
+    pub group: Option<String>,
+    /// `alert "Name"`, `record "name"` or `rule 3`.
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+/// A loaded group.
+#[derive(Debug, Clone)]
+pub struct RuleGroup {
+    pub file: String,
+    pub name: String,
+    pub interval_ms: i64,
+    pub rules: Vec<Rule>,
+}
+
+/// A loaded rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub query: Query,
+    pub kind: RuleKind,
+}
+
+/// What a rule does with its result.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    Alert(AlertSpec),
+    Record {
+        name: String,
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// An alerting rule's settings.
+#[derive(Debug, Clone)]
+pub struct AlertSpec {
+    pub name: String,
+    pub for_ms: i64,
+    pub keep_firing_for_ms: i64,
+    pub labels: Vec<(String, Template)>,
+    pub annotations: Vec<(String, Template)>,
+}
+
+impl Rule {
+    /// `alert "X"` or `record "x"`, for messages.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            RuleKind::Alert(a) => format!("alert {:?}", a.name),
+            RuleKind::Record { name, .. } => format!("record {name:?}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    groups: Vec<GroupDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupDoc {
+    name: String,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    rules: Vec<RuleDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDoc {
+    #[serde(default)]
+    alert: Option<String>,
+    #[serde(default)]
+    record: Option<String>,
+    expr: serde_yaml::Value,
+    #[serde(default, rename = "for")]
+    for_: Option<String>,
+    #[serde(default)]
+    keep_firing_for: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    annotations: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// A YAML scalar as text (Prometheus reads `expr: 1` and `severity: 2` as strings).
+fn scalar_text(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a Prometheus duration (`30s`, `1m`, `1h30m`, `500ms`) into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    promql_parser::util::parse_duration(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+fn valid_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses the text of a rule file.
+pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
+    let file_err = |message: String| RuleError {
+        file: file.to_string(),
+        group: None,
+        rule: None,
+        message,
+    };
+    let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+            .unwrap_or_default();
+        file_err(format!("{at}{e}"))
+    })?;
+    let mut groups = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for g in doc.groups {
+        let group_err = |rule: Option<String>, message: String| RuleError {
+            file: file.to_string(),
+            group: Some(g.name.clone()),
+            rule,
+            message,
+        };
+        if g.name.is_empty() {
+            return Err(file_err("a group has an empty name".to_string()));
+        }
+        if !names.insert(g.name.clone()) {
+            return Err(group_err(
+                None,
+                "group name repeated in this file".to_string(),
+            ));
+        }
+        if g.limit.is_some_and(|l| l > 0) {
+            return Err(group_err(None, "`limit` is not supported".to_string()));
+        }
+        let interval_ms = match &g.interval {
+            Some(s) => {
+                parse_duration_ms(s).map_err(|e| group_err(None, format!("interval: {e}")))?
+            }
+            None => DEFAULT_INTERVAL_MS,
+        };
+        if interval_ms <= 0 {
+            return Err(group_err(None, "interval must be positive".to_string()));
+        }
+        let mut rules = Vec::new();
+        for (i, r) in g.rules.iter().enumerate() {
+            let label = match (&r.alert, &r.record) {
+                (Some(a), None) => format!("alert {a:?}"),
+                (None, Some(n)) => format!("record {n:?}"),
+                _ => format!("rule {}", i + 1),
+            };
+            let rule_err = |message: String| group_err(Some(label.clone()), message);
+            let expr = scalar_text(&r.expr)
+                .ok_or_else(|| rule_err("expr must be a string".to_string()))?;
+            let query =
+                promql::parse(&expr).map_err(|e| rule_err(format!("expr {expr:?}: {e}")))?;
+            let text_map = |m: &BTreeMap<String, serde_yaml::Value>,
+                            what: &str|
+             -> Result<BTreeMap<String, String>, RuleError> {
+                m.iter()
+                    .map(|(k, v)| {
+                        if !valid_label_name(k) {
+                            return Err(rule_err(format!("{what}: invalid label name {k:?}")));
+                        }
+                        let v = scalar_text(v)
+                            .ok_or_else(|| rule_err(format!("{what}.{k}: must be a string")))?;
+                        Ok((k.clone(), v))
+                    })
+                    .collect()
+            };
+            let labels = text_map(&r.labels, "labels")?;
+            let kind = match (&r.alert, &r.record) {
+                (Some(name), None) => {
+                    if !valid_label_name(name) && !valid_metric_name(name) {
+                        return Err(rule_err(format!("invalid alert name {name:?}")));
+                    }
+                    let annotations = text_map(&r.annotations, "annotations")?;
+                    let dur = |v: &Option<String>, what: &str| -> Result<i64, RuleError> {
+                        v.as_deref()
+                            .map(parse_duration_ms)
+                            .transpose()
+                            .map(|d| d.unwrap_or(0))
+                            .map_err(|e| rule_err(format!("{what}: {e}")))
+                    };
+                    let templates =
+                        |m: BTreeMap<String, String>,
+                         what: &str|
+                         -> Result<Vec<(String, Template)>, RuleError> {
+                            m.into_iter()
+                                .map(|(k, v)| {
+                                    Template::parse(&v)
+                                        .map(|t| (k.clone(), t))
+                                        .map_err(|e| rule_err(format!("{what}.{k}: {e}")))
+                                })
+                                .collect()
+                        };
+                    RuleKind::Alert(AlertSpec {
+                        name: name.clone(),
+                        for_ms: dur(&r.for_, "for")?,
+                        keep_firing_for_ms: dur(&r.keep_firing_for, "keep_firing_for")?,
+                        labels: templates(labels, "labels")?,
+                        annotations: templates(annotations, "annotations")?,
+                    })
+                }
+                (None, Some(name)) => {
+                    if !valid_metric_name(name) {
+                        return Err(rule_err(format!("invalid recording rule name {name:?}")));
+                    }
+                    if r.for_.is_some() || r.keep_firing_for.is_some() || !r.annotations.is_empty()
+                    {
+                        return Err(rule_err(
+                            "a recording rule takes no `for`, `keep_firing_for` or `annotations`"
+                                .to_string(),
+                        ));
+                    }
+                    RuleKind::Record {
+                        name: name.clone(),
+                        labels,
+                    }
+                }
+                _ => {
+                    return Err(rule_err(
+                        "a rule needs exactly one of `alert` and `record`".to_string(),
+                    ))
+                }
+            };
+            rules.push(Rule { query, kind });
+        }
+        groups.push(RuleGroup {
+            file: file.to_string(),
+            name: g.name,
+            interval_ms,
+            rules,
+        });
+    }
+    Ok(groups)
+}
+
+/// Reads and parses a rule file.
+pub fn load_file(path: &Path) -> Result<Vec<RuleGroup>, RuleError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| RuleError {
+        file: file.clone(),
+        group: None,
+        rule: None,
+        message: e.to_string(),
+    })?;
+    parse_file(&file, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_both_kinds_of_rules() {
+        let groups = parse_file(
+            "r.yml",
+            r#"
+groups:
+  - name: gpu
+    interval: 5s
+    rules:
+      - record: gpu:util:avg
+        expr: avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)
+      - alert: GpuHot
+        expr: DCGM_FI_DEV_GPU_TEMP > 85
+        for: 1m
+        keep_firing_for: 30s
+        labels: {severity: critical}
+        annotations: {summary: "GPU {{ $labels.gpu }} at {{ $value }} C"}
+"#,
+        )
+        .unwrap();
+        assert_eq!(groups[0].interval_ms, 5000);
+        assert_eq!(groups[0].rules.len(), 2);
+        let RuleKind::Alert(a) = &groups[0].rules[1].kind else {
+            panic!()
+        };
+        assert_eq!((a.for_ms, a.keep_firing_for_ms), (60_000, 30_000));
+    }
+
+    #[test]
+    fn errors_name_file_group_rule_and_problem() {
+        let bad = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: rate(up[5m]\n";
+        let e = parse_file("r.yml", bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("r.yml: group \"g\", alert \"A\": expr"),
+            "{e}"
+        );
+        let e = parse_file("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: label_replace(up, \"a\", \"b\", \"c\", \"d\")\n").unwrap_err().to_string();
+        assert!(
+            e.contains("label_replace") && e.contains("not supported"),
+            "{e}"
+        );
+        let e = parse_file("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: soon\n").unwrap_err().to_string();
+        assert!(e.contains("alert \"A\": for: invalid duration"), "{e}");
+        let e = parse_file("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        labels: {a: b}\n        severity: x\n").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `severity`") && e.contains("line"),
+            "{e}"
+        );
+        let e = parse_file("r.yml", "groups:\n  - name: g\n    rules:\n      - record: a\n        alert: b\n        expr: up\n").unwrap_err().to_string();
+        assert!(e.contains("rule 1: a rule needs exactly one"), "{e}");
+    }
+}

@@ -1,0 +1,522 @@
+//! `pulse test rules`: runs promtool unit-test files (`rule_files`, `evaluation_interval`,
+//! `input_series` in the expanding notation, `alert_rule_test`, `promql_expr_test`) through
+//! Pulse's own rule evaluation, and reports like `promtool test rules`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use promql_parser::parser::{self, Expr};
+use serde::{Deserialize, Deserializer};
+
+use super::group::GroupState;
+use super::parse_duration_ms;
+use crate::model::series::{Sample, SeriesKey};
+use crate::promql::{self, stale_nan, Evaluator, Labels, Value, NAME};
+use crate::window::{Retention, WindowStore};
+
+/// Default `evaluation_interval` and series `interval`.
+const DEFAULT_INTERVAL_MS: i64 = 60_000;
+
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = serde_yaml::Value::deserialize(d)?;
+    match v {
+        serde_yaml::Value::String(s) => Ok(s),
+        serde_yaml::Value::Number(n) => Ok(n.to_string()),
+        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a scalar, found {other:?}"
+        ))),
+    }
+}
+
+fn text_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let m = BTreeMap::<String, serde_yaml::Value>::deserialize(d)?;
+    m.into_iter()
+        .map(|(k, v)| match v {
+            serde_yaml::Value::String(s) => Ok((k, s)),
+            serde_yaml::Value::Number(n) => Ok((k, n.to_string())),
+            serde_yaml::Value::Bool(b) => Ok((k, b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "{k}: expected a scalar, found {other:?}"
+            ))),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    #[serde(default)]
+    rule_files: Vec<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    evaluation_interval: Option<String>,
+    #[serde(default)]
+    group_eval_order: Vec<String>,
+    #[serde(default)]
+    tests: Vec<TestGroup>,
+}
+
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    text(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestGroup {
+    #[serde(default, deserialize_with = "opt_text")]
+    interval: Option<String>,
+    #[serde(default)]
+    input_series: Vec<InputSeries>,
+    #[serde(default)]
+    alert_rule_test: Vec<AlertTest>,
+    #[serde(default)]
+    promql_expr_test: Vec<ExprTest>,
+    #[serde(default, deserialize_with = "text_map")]
+    external_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    external_url: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputSeries {
+    series: String,
+    #[serde(deserialize_with = "text")]
+    values: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertTest {
+    #[serde(deserialize_with = "text")]
+    eval_time: String,
+    alertname: String,
+    #[serde(default)]
+    exp_alerts: Vec<ExpAlert>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpAlert {
+    #[serde(default, deserialize_with = "text_map")]
+    exp_labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "text_map")]
+    exp_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExprTest {
+    expr: String,
+    #[serde(deserialize_with = "text")]
+    eval_time: String,
+    #[serde(default)]
+    exp_samples: Vec<ExpSample>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpSample {
+    #[serde(default)]
+    labels: String,
+    #[serde(deserialize_with = "text")]
+    value: String,
+}
+
+/// The result of one test file.
+#[derive(Debug)]
+pub struct FileReport {
+    pub file: String,
+    /// Failed expectations, as promtool words them.
+    pub failures: Vec<String>,
+    /// The file could not be run at all.
+    pub error: Option<String>,
+}
+
+impl FileReport {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.failures.is_empty()
+    }
+
+    /// promtool's report text.
+    pub fn render(&self) -> String {
+        let mut s = format!("Unit Testing:  {}\n", self.file);
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  FAILED:\n    {e}\n"));
+        } else if self.failures.is_empty() {
+            s.push_str("  SUCCESS\n");
+        } else {
+            s.push_str("  FAILED:\n");
+            for f in &self.failures {
+                s.push_str(f);
+                s.push('\n');
+            }
+        }
+        s
+    }
+}
+
+fn duration_ms(s: &str) -> Result<i64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_duration_ms(s.trim())
+}
+
+/// Labels of a series written as `name{a="b"}` or `{a="b"}`.
+pub fn parse_series_labels(s: &str) -> Result<Labels, String> {
+    let expr = parser::parse(s).map_err(|e| format!("series {s:?}: {e}"))?;
+    let Expr::VectorSelector(vs) = expr else {
+        return Err(format!("series {s:?}: not a series"));
+    };
+    let mut labels = Labels::new();
+    if let Some(n) = vs.name {
+        labels.insert(NAME.to_string(), n);
+    }
+    for m in vs.matchers.matchers {
+        if !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+            return Err(format!("series {s:?}: only `=` matchers describe a series"));
+        }
+        labels.insert(m.name, m.value);
+    }
+    Ok(labels)
+}
+
+fn parse_number(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .map_err(|_| format!("{s:?} is not a number"))
+}
+
+/// Expands promtool's series notation: `1 2 _ stale 0+10x5 3-1x2 7x3 _x2`.
+pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
+    let mut out = Vec::new();
+    for token in values.split_whitespace() {
+        match token {
+            "_" => out.push(None),
+            "stale" => out.push(Some(stale_nan())),
+            _ => {
+                let Some((head, times)) = token
+                    .rsplit_once('x')
+                    .filter(|(_, n)| n.parse::<usize>().is_ok())
+                else {
+                    out.push(Some(parse_number(token)?));
+                    continue;
+                };
+                let n: usize = times.parse().expect("checked");
+                if head == "_" {
+                    out.extend(std::iter::repeat_n(None, n));
+                    continue;
+                }
+                // Split `a+b` / `a-b` at the operator that is not a sign or an exponent's.
+                let bytes = head.as_bytes();
+                let op_at = (1..bytes.len()).rev().find(|&i| {
+                    (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
+                });
+                let (start, step) = match op_at {
+                    Some(i) => {
+                        let step = parse_number(&head[i + 1..])?;
+                        (
+                            parse_number(&head[..i])?,
+                            if bytes[i] == b'-' { -step } else { step },
+                        )
+                    }
+                    None => (parse_number(head)?, 0.0),
+                };
+                for k in 0..=n {
+                    out.push(Some(start + step * k as f64));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn format_labels(l: &BTreeMap<String, String>) -> String {
+    let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// Runs one promtool test file.
+pub fn run_file(path: &Path) -> FileReport {
+    let file = path.display().to_string();
+    let mut report = FileReport {
+        file: file.clone(),
+        failures: Vec::new(),
+        error: None,
+    };
+    let result = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_yaml::from_str::<TestFile>(&text).map_err(|e| e.to_string()))
+        .and_then(|doc| run_doc(path, doc, &mut report.failures));
+    if let Err(e) = result {
+        report.error = Some(e);
+    }
+    report
+}
+
+fn run_doc(path: &Path, doc: TestFile, failures: &mut Vec<String>) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut groups = Vec::new();
+    for f in &doc.rule_files {
+        let p = dir.join(f);
+        groups.extend(super::load_file(&p).map_err(|e| e.to_string())?);
+    }
+    if !doc.group_eval_order.is_empty() {
+        let order = |name: &str| {
+            doc.group_eval_order
+                .iter()
+                .position(|g| g == name)
+                .unwrap_or(usize::MAX)
+        };
+        groups.sort_by_key(|g| order(&g.name));
+    }
+    let eval_interval = doc
+        .evaluation_interval
+        .as_deref()
+        .map(duration_ms)
+        .transpose()?
+        .unwrap_or(DEFAULT_INTERVAL_MS);
+    if eval_interval <= 0 {
+        return Err("evaluation_interval must be positive".to_string());
+    }
+    for tg in doc.tests {
+        run_group(&tg, &groups, eval_interval, failures)?;
+    }
+    Ok(())
+}
+
+fn run_group(
+    tg: &TestGroup,
+    groups: &[super::RuleGroup],
+    eval_interval: i64,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    let _ = (&tg.external_labels, &tg.external_url, &tg.name);
+    let interval = tg
+        .interval
+        .as_deref()
+        .map(duration_ms)
+        .transpose()?
+        .unwrap_or(eval_interval);
+    let mut store = WindowStore::new(Retention {
+        max_points: usize::MAX / 2,
+        max_age_ms: i64::MAX / 4,
+        max_series: usize::MAX / 2,
+    });
+    for s in &tg.input_series {
+        let labels = parse_series_labels(&s.series)?;
+        let name = labels.get(NAME).cloned().unwrap_or_default();
+        let key = SeriesKey::shared(
+            name,
+            labels
+                .iter()
+                .filter(|(k, _)| *k != NAME)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let samples: Vec<Sample> = expand_values(&s.values)
+            .map_err(|e| format!("series {:?}: {e}", s.series))?
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| Sample::new(key.clone(), i as i64 * interval, v)))
+            .collect();
+        store.ingest(&samples);
+    }
+    let mut states: Vec<GroupState> = groups.iter().cloned().map(GroupState::new).collect();
+
+    let mut alert_tests: Vec<(i64, &AlertTest)> = tg
+        .alert_rule_test
+        .iter()
+        .map(|t| duration_ms(&t.eval_time).map(|ms| (ms, t)))
+        .collect::<Result<_, _>>()?;
+    alert_tests.sort_by_key(|(t, _)| *t);
+    let expr_times: Vec<i64> = tg
+        .promql_expr_test
+        .iter()
+        .map(|t| duration_ms(&t.eval_time))
+        .collect::<Result<_, _>>()?;
+    let maxt = alert_tests
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(expr_times.iter().copied())
+        .max()
+        .unwrap_or(0);
+
+    let mut next_alert_test = 0;
+    let mut ts = 0;
+    while ts <= maxt {
+        for g in &mut states {
+            g.eval(&mut store, ts);
+        }
+        while next_alert_test < alert_tests.len()
+            && alert_tests[next_alert_test].0 < ts + eval_interval
+        {
+            let (t, test) = alert_tests[next_alert_test];
+            next_alert_test += 1;
+            if t < ts {
+                continue;
+            }
+            check_alerts(test, &states, failures);
+        }
+        ts += eval_interval;
+    }
+
+    for (test, t) in tg.promql_expr_test.iter().zip(expr_times) {
+        check_expr(test, t, &store, failures)?;
+    }
+    Ok(())
+}
+
+type LabelsAndAnnotations = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn check_alerts(test: &AlertTest, states: &[GroupState], failures: &mut Vec<String>) {
+    let mut got: Vec<LabelsAndAnnotations> = Vec::new();
+    for g in states {
+        for rule_state in g.alerts.iter().flatten() {
+            if rule_state.spec.name != test.alertname {
+                continue;
+            }
+            for a in rule_state
+                .alerts
+                .values()
+                .filter(|a| a.state == super::alerting::AlertState::Firing)
+            {
+                let mut labels = a.labels.clone();
+                labels.remove("alertname");
+                got.push((labels, a.annotations.clone()));
+            }
+        }
+    }
+    let mut exp: Vec<LabelsAndAnnotations> = test
+        .exp_alerts
+        .iter()
+        .map(|e| (e.exp_labels.clone(), e.exp_annotations.clone()))
+        .collect();
+    got.sort();
+    exp.sort();
+    if got != exp {
+        let show = |v: &[LabelsAndAnnotations]| {
+            let items: Vec<String> = v
+                .iter()
+                .map(|(l, a)| {
+                    format!(
+                        "\n        0:\n          Labels:{}\n          Annotations:{}",
+                        format_labels(l),
+                        format_labels(a)
+                    )
+                })
+                .collect();
+            if items.is_empty() {
+                "[]".to_string()
+            } else {
+                items.concat()
+            }
+        };
+        failures.push(format!(
+            "    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
+            test.alertname,
+            test.eval_time,
+            show(&exp),
+            show(&got)
+        ));
+    }
+}
+
+fn check_expr(
+    test: &ExprTest,
+    t: i64,
+    store: &WindowStore,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    let query = promql::parse(&test.expr).map_err(|e| format!("expr {:?}: {e}", test.expr))?;
+    let got: Vec<(Labels, f64)> = match (Evaluator {
+        storage: store,
+        t_ms: t,
+    })
+    .eval(&query.expr)
+    {
+        Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.value)).collect(),
+        Ok(Value::Scalar(v)) => vec![(Labels::new(), v)],
+        Ok(other) => {
+            failures.push(format!(
+                "    expr: {:?}, time: {}, err: unsupported result {other:?}",
+                test.expr, test.eval_time
+            ));
+            return Ok(());
+        }
+        Err(e) => {
+            failures.push(format!(
+                "    expr: {:?}, time: {}, err: {}",
+                test.expr, test.eval_time, e.0
+            ));
+            return Ok(());
+        }
+    };
+    let mut exp: Vec<(Labels, f64)> = Vec::new();
+    for s in &test.exp_samples {
+        let labels = if s.labels.trim().is_empty() {
+            Labels::new()
+        } else {
+            parse_series_labels(&s.labels)?
+        };
+        exp.push((labels, parse_number(s.value.trim())?));
+    }
+    let mut got = got;
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    exp.sort_by(|a, b| a.0.cmp(&b.0));
+    let same = got.len() == exp.len()
+        && got
+            .iter()
+            .zip(&exp)
+            .all(|(g, e)| g.0 == e.0 && close(g.1, e.1));
+    if !same {
+        let show = |v: &[(Labels, f64)]| -> String {
+            let items: Vec<String> = v
+                .iter()
+                .map(|(l, x)| format!("{} {}", format_labels(l), x))
+                .collect();
+            format!("[{}]", items.join(", "))
+        };
+        failures.push(format!(
+            "    expr: {:?}, time: {},\n        exp: {}\n        got: {}",
+            test.expr,
+            test.eval_time,
+            show(&exp),
+            show(&got)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_the_series_notation() {
+        let v = expand_values("1 _ stale 0+10x2 5-1x2 7x1 _x2 -2 1e3").unwrap();
+        let shown: Vec<String> = v
+            .iter()
+            .map(|x| match x {
+                None => "_".to_string(),
+                Some(f) if crate::promql::is_stale(*f) => "stale".to_string(),
+                Some(f) => f.to_string(),
+            })
+            .collect();
+        assert_eq!(shown.join(" "), "1 _ stale 0 10 20 5 4 3 7 7 _ _ -2 1000");
+        assert!(expand_values("1 x").is_err());
+    }
+
+    #[test]
+    fn parses_series_labels() {
+        let l = parse_series_labels(r#"up{job="a", instance="x"}"#).unwrap();
+        assert_eq!(l["__name__"], "up");
+        assert_eq!(l["job"], "a");
+        assert_eq!(parse_series_labels(r#"{job="a"}"#).unwrap().len(), 1);
+    }
+}
