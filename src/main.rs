@@ -125,6 +125,21 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Test {
+            what: TestWhat::Rules { files },
+        } => {
+            let mut failed = false;
+            for f in &files {
+                let report = pulse::rules::promtool::run_file(f);
+                println!("{}", report.render());
+                failed |= !report.passed();
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Probe {
             what: ProbeWhat::Gpu,
         } => {

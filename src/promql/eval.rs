@@ -141,13 +141,11 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
         }
     }
 
-    /// Newest sample within the lookback of each matching series; a staleness marker
+    /// Newest sample in `[t - 5m, t]` (inclusive, as Prometheus 2.x) of each matching series; a staleness marker
     /// hides the series.
     fn instant(&self, vs: &VectorSelector) -> Result<Vec<VecSample>, EvalError> {
         let t = self.t_ms - offset_ms(&vs.offset);
-        let found = self
-            .storage
-            .select(&selector_of(vs)?, t - LOOKBACK_MS + 1, t);
+        let found = self.storage.select(&selector_of(vs)?, t - LOOKBACK_MS, t);
         Ok(found
             .iter()
             .filter_map(|sp| {

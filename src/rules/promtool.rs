@@ -159,14 +159,19 @@ impl FileReport {
 }
 
 fn duration_ms(s: &str) -> Result<i64, String> {
-    if s.trim() == "0" {
+    let s = s.trim();
+    // `0`, `0s`, `0m`: zero, which the duration parser refuses.
+    if s.starts_with('0') && s.chars().all(|c| c == '0' || c.is_ascii_alphabetic()) {
         return Ok(0);
     }
-    parse_duration_ms(s.trim())
+    parse_duration_ms(s)
 }
 
 /// Labels of a series written as `name{a="b"}` or `{a="b"}`.
 pub fn parse_series_labels(s: &str) -> Result<Labels, String> {
+    if s.trim() == "{}" {
+        return Ok(Labels::new());
+    }
     let expr = parser::parse(s).map_err(|e| format!("series {s:?}: {e}"))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("series {s:?}: not a series"));
