@@ -8,7 +8,7 @@
 //! - raw channel: bounded tokio mpsc, the consumer reads every sample (sums the values).
 //! - window store: the window store actor on its own arbiter, as `pulse serve` runs it,
 //!   fed with awaited sends through its mailbox (backpressure), storing every sample.
-//! - sampler → window store: the simulated fleet generates the samples (16 per GPU per
+//! - sampler → window store: the simulated fleet generates the samples (17 per GPU per
 //!   step) and sends them to the window store actor: the whole sampler path.
 
 use std::sync::Arc;
@@ -182,8 +182,8 @@ fn main() {
         let series = series(size.series);
         let batches = batches(&series, size.rounds);
         let total = size.series * size.rounds;
-        let gpus = size.series / 16;
-        let fleet_total = gpus * 16 * size.rounds;
+        let gpus = size.series / 17;
+        let fleet_total = gpus * 17 * size.rounds;
 
         let (mut raw, mut store, mut sampler) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..size.repeats {

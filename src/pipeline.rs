@@ -1,5 +1,5 @@
 //! The pipeline, wired in exactly one place from the configuration: everything is
-//! validated (sink files opened, GPU source chosen) before any actor starts, then actors
+//! validated (sink files opened, rule files loaded, GPU source chosen) before any actor starts, then actors
 //! start downstream first — sinks, window store, samplers, query — each handed its
 //! downstream mailbox.
 
@@ -13,6 +13,7 @@ use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
 use crate::actors::query::{QueryActor, QuerySettings, Views};
 use crate::actors::request_sampler::RequestSampler;
+use crate::actors::rule_engine::{RuleEngine, RuleSources};
 use crate::actors::window_store::WindowStoreActor;
 use crate::cache::ViewCache;
 use crate::clock::Clock;
@@ -41,6 +42,8 @@ pub enum StartError {
     },
     #[error("GPU source `nvml` was asked for, but {0}")]
     Nvml(String),
+    #[error("rules: {0}")]
+    Rules(#[from] crate::rules::RuleError),
 }
 
 /// A running component, for status and `/metrics`.
@@ -59,6 +62,7 @@ pub struct Handles {
     pub window: Addr<WindowStoreActor>,
     pub requests: Addr<RequestSampler>,
     pub query: Addr<QueryActor>,
+    pub rules: Addr<RuleEngine>,
     /// Cached views, read by handlers without an actor round trip.
     pub views: Views,
     pub commands: broadcast::Sender<Command>,
@@ -160,6 +164,11 @@ pub fn start(
             }
         }
     }
+    let rule_sources = RuleSources {
+        builtin_pack: service.rules.builtin_pack,
+        paths: service.rules.paths.clone(),
+    };
+    let rule_groups = crate::rules::load_sources(rule_sources.builtin_pack, &rule_sources.paths)?;
     let (gpu_choice, gpu_source) = choose_gpu_source(pipeline)?;
     tracing::info!(
         source = gpu_source.kind,
@@ -198,7 +207,19 @@ pub fn start(
     component("window_store", "store", true, window.clone().recipient());
     let to_window = Mailbox::new(window.clone().recipient::<SampleBatch>(), window_gauge);
 
-    // 4. Samplers.
+    // 4. Rule engine (its groups run on the window store's thread).
+    let rules = RuleEngine::new(
+        rule_groups,
+        rule_sources,
+        window.clone(),
+        clock.clone(),
+        service.rules.history_max.get(),
+        Vec::new(),
+    )
+    .start();
+    component("rule_engine", "processor", false, rules.clone().recipient());
+
+    // 5. Samplers.
     let (commands, _) = broadcast::channel(COMMAND_BUFFER);
     let gpu_cfg = &pipeline.sources.gpu;
     let interval = Duration::from_millis(gpu_cfg.interval_ms.get());
@@ -250,7 +271,7 @@ pub fn start(
         requests.clone().recipient(),
     );
 
-    // 5. Query.
+    // 6. Query.
     let dash = &service.dashboard;
     let cache = ViewCache::new(
         service.cache.max_entries.get(),
@@ -264,6 +285,7 @@ pub fn start(
     let query = QueryActor::new(
         window.clone(),
         requests.clone(),
+        rules.clone(),
         commands.clone(),
         cache.clone(),
         clock.clone(),
@@ -278,6 +300,7 @@ pub fn start(
         window,
         requests,
         query,
+        rules,
         views,
         commands,
         components,

@@ -35,6 +35,7 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
         max_settle_ms: service.cleanup.max_settle_ms,
         max_profile_window_s: pipeline_cfg.window.max_age_s.get(),
     };
+    spawn_reload_on_sighup(handles.rules.clone());
     let app = api::router(AppState::new(handles, limits));
     if !local.ip().is_loopback() {
         tracing::warn!("listening on {local}, which is reachable from other hosts; the API has no authentication");
@@ -55,6 +56,21 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
     tracing::info!("shut down");
     actix::System::current().stop();
     Ok(())
+}
+
+/// SIGHUP reloads the rule files (a bad file keeps the old rules, and the log says why).
+fn spawn_reload_on_sighup(rules: actix::Addr<crate::actors::rule_engine::RuleEngine>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading rules");
+            let _ = rules.send(crate::actors::rule_engine::ReloadRules).await;
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::actors::rule_engine::AlertCounts;
 use crate::model::catalog::{self as m, unit_of};
 use crate::model::series::Series;
 use crate::requests::RequestSummary;
@@ -27,6 +28,8 @@ pub struct DashboardSummary {
     pub gpu_source: GpuSourceInfo,
     pub gpus: GpuFleetSummary,
     pub requests: RequestSummary,
+    /// Active alerts: firing, pending, acknowledged.
+    pub alerts: AlertCounts,
 }
 
 /// Fleet-wide GPU figures from each GPU's newest samples.

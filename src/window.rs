@@ -194,13 +194,14 @@ impl WindowStore {
         out
     }
 
-    /// Newest point of each matching series whose newest point is at or after `since_ms`.
+    /// Newest point of each matching series whose newest point is at or after `since_ms`;
+    /// a series whose newest point is a staleness marker has ended and is left out.
     pub fn latest(&self, sel: &Selector, since_ms: i64) -> Vec<(Series, i64, f64)> {
         let mut out: Vec<(Series, i64, f64)> = self
             .matching(sel)
             .filter_map(|(series, ring)| {
                 let &(t, v) = ring.back()?;
-                (t >= since_ms).then(|| (series.clone(), t, v))
+                (t >= since_ms && !crate::promql::is_stale(v)).then(|| (series.clone(), t, v))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

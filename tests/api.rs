@@ -239,7 +239,13 @@ async fn status_metrics_and_cache_endpoints() {
         .collect();
     assert_eq!(
         names,
-        ["window_store", "gpu_sampler", "request_sampler", "query"]
+        [
+            "window_store",
+            "rule_engine",
+            "gpu_sampler",
+            "request_sampler",
+            "query"
+        ]
     );
 
     poll_until(&app, "/api/phase4/dashboard/summary", |v| {

@@ -168,6 +168,6 @@ mod tests {
         assert!(after[3].1 < before[2].1 - 10_000.0, "{after:?}");
         let stats = sampler.send(GetStats).await.unwrap();
         assert_eq!(stats.extra["cleanups_total"], 1.0);
-        assert_eq!(stats.emitted_total, 4 * 2 * 16);
+        assert_eq!(stats.emitted_total, 4 * 2 * 17);
     }
 }

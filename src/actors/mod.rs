@@ -5,6 +5,7 @@ pub mod gpu_simulated;
 pub mod jsonl_sink;
 pub mod query;
 pub mod request_sampler;
+pub mod rule_engine;
 pub mod window_store;
 
 #[cfg(test)]

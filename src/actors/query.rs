@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::actors::request_sampler::{GetRequestSummary, RequestSampler};
+use crate::actors::rule_engine::{GetAlertCounts, RuleEngine};
 use crate::actors::window_store::WindowStoreActor;
 use crate::cache::{CacheStats, View, ViewCache, ViewKey};
 use crate::cleanup::{pair_readings, CleanupReport, CleanupRequest};
@@ -101,6 +102,8 @@ pub struct QueryActor {
     window: Addr<WindowStoreActor>,
     /// Where request figures are read from.
     requests: Addr<RequestSampler>,
+    /// Where alert figures are read from.
+    rules: Addr<RuleEngine>,
     /// Where cleanup commands are published.
     commands: broadcast::Sender<Command>,
     /// Computed views, shared with the handlers' [`Views`].
@@ -119,6 +122,7 @@ impl QueryActor {
     pub fn new(
         window: Addr<WindowStoreActor>,
         requests: Addr<RequestSampler>,
+        rules: Addr<RuleEngine>,
         commands: broadcast::Sender<Command>,
         cache: ViewCache,
         clock: Clock,
@@ -128,6 +132,7 @@ impl QueryActor {
         QueryActor {
             window,
             requests,
+            rules,
             commands,
             cache,
             clock,
@@ -174,9 +179,10 @@ impl Handler<ComputeView> for QueryActor {
             .max(key.epoch * self.settings.refresh_ms);
         let view = key.view.clone();
         self.views_computed += 1;
-        let (window, requests, cache) = (
+        let (window, requests, rules, cache) = (
             self.window.clone(),
             self.requests.clone(),
+            self.rules.clone(),
             self.cache.clone(),
         );
         let (settings, gpu_source) = (self.settings, self.gpu_source.clone());
@@ -198,12 +204,13 @@ impl Handler<ComputeView> for QueryActor {
                         )
                         .expect("static regex"),
                     );
-                    let (latest, req) = futures_util::future::join(
+                    let (latest, req, alerts) = futures_util::future::join3(
                         window.send(SelectLatest {
                             selector,
                             since_ms: fresh_since,
                         }),
                         requests.send(GetRequestSummary),
+                        rules.send(GetAlertCounts),
                     )
                     .await;
                     to_json(&DashboardSummary {
@@ -212,6 +219,7 @@ impl Handler<ComputeView> for QueryActor {
                         gpu_source,
                         gpus: gpu_fleet_summary(&latest.map_err(unavailable("window_store"))?),
                         requests: req.map_err(unavailable("request_sampler"))?,
+                        alerts: alerts.map_err(unavailable("rule_engine"))?,
                     })
                 }
                 View::Profile { window_s } => {
@@ -338,6 +346,7 @@ impl Handler<GetStats> for QueryActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::rule_engine::RuleSources;
     use crate::actors::testing::Recorder;
     use crate::mailbox::MailboxGauge;
     use crate::requests::{AggregatorLimits, RequestAggregator, SelfMetricsBuffer};
@@ -380,9 +389,16 @@ mod tests {
         };
         let (commands, _) = broadcast::channel(4);
         let cache = ViewCache::new(100, Duration::from_secs(10));
+        let sources = RuleSources {
+            builtin_pack: false,
+            paths: vec![],
+        };
+        let rules =
+            RuleEngine::new(vec![], sources, window.clone(), clock.clone(), 10, vec![]).start();
         let addr = QueryActor::new(
             window,
             requests,
+            rules,
             commands,
             cache.clone(),
             clock.clone(),

@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use crate::clock::Clock;
 use crate::mailbox::{Mailbox, MailboxGauge};
+use crate::messages::alerts::EvalGroups;
 use crate::messages::queries::{SelectLatest, SelectPoints, SelectStats};
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
@@ -95,6 +96,69 @@ impl Handler<SampleBatch> for WindowStoreActor {
                 act.forward_failures += failures;
             },
         )))
+    }
+}
+
+impl WindowStoreActor {
+    /// Sends a batch to every downstream actor, in order, waiting for each.
+    fn forward(&mut self, batch: SampleBatch) -> AtomicResponse<Self, ()> {
+        if self.downstream.is_empty() || batch.is_empty() {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let downstream = self.downstream.clone();
+        let forward = async move {
+            let mut failures = 0;
+            for d in &downstream {
+                if d.send(batch.clone()).await.is_err() {
+                    failures += 1;
+                }
+            }
+            failures
+        };
+        AtomicResponse::new(Box::pin(forward.into_actor(self).map(
+            |failures, act, _| {
+                act.forward_failures += failures;
+            },
+        )))
+    }
+}
+
+/// Rule groups run here, on the store's thread: recording rules write into the store and
+/// later rules of the group see their output; what the rules wrote goes downstream.
+impl Handler<EvalGroups> for WindowStoreActor {
+    type Result = MessageResult<EvalGroups>;
+
+    fn handle(&mut self, msg: EvalGroups, ctx: &mut Self::Context) -> Self::Result {
+        let mut written = Vec::new();
+        let results: Vec<_> = msg
+            .groups
+            .into_iter()
+            .map(|mut g| {
+                let outcome = g.eval(&mut self.store, msg.t_ms);
+                written.extend(outcome.written.iter().cloned());
+                (g, outcome)
+            })
+            .collect();
+        self.received += written.len() as u64;
+        self.stored += written.len() as u64;
+        if !self.downstream.is_empty() && !written.is_empty() {
+            // Forwarded after this answer, through the mailbox like any batch.
+            ctx.notify(SampleBatchFromRules(SampleBatch::new(written)));
+        }
+        MessageResult(results)
+    }
+}
+
+/// Samples written by rules, already stored, to pass downstream.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SampleBatchFromRules(SampleBatch);
+
+impl Handler<SampleBatchFromRules> for WindowStoreActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: SampleBatchFromRules, _: &mut Self::Context) -> Self::Result {
+        self.forward(msg.0)
     }
 }
 

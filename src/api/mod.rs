@@ -1,6 +1,7 @@
 //! The REST API (axum): every route in [`router`]. Handlers reach actors through their
 //! addresses; computed views come from the query actor.
 
+mod alerts;
 mod commands;
 pub mod error;
 mod extract;
@@ -69,6 +70,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/cache/stats", get(phase4::cache_stats))
         .route("/api/phase4/cache/clear", post(phase4::cache_clear))
         .route("/api/phase4/status", get(status::status))
+        .route("/api/phase4/alerts/active", get(alerts::active))
+        .route("/api/phase4/alerts/history", get(alerts::history))
+        .route(
+            "/api/phase4/alerts/{id}/acknowledge",
+            post(alerts::acknowledge),
+        )
+        .route("/api/v1/rules/reload", post(alerts::reload))
         .route("/api/v1/requests", post(ingest::ingest_requests))
         .route("/api/v1/commands", get(commands::subscribe))
         .route("/metrics", get(metrics::metrics))

@@ -31,6 +31,8 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_CACHE_TTL_MS", "cache", "ttl_ms"),
     ("PULSE_CLEANUP_SETTLE_MS", "cleanup", "settle_ms"),
     ("PULSE_LOG", "log", "level"),
+    ("PULSE_RULES_BUILTIN_PACK", "rules", "builtin_pack"),
+    ("PULSE_RULE_PATHS", "rules", "paths"),
 ];
 
 /// Everything in `config/pulse.toml`.
@@ -41,7 +43,30 @@ pub struct ServiceConfig {
     pub dashboard: DashboardConfig,
     pub cache: CacheConfig,
     pub cleanup: CleanupConfig,
+    pub rules: RulesConfig,
     pub log: LogConfig,
+}
+
+/// Alert and recording rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Load the built-in rule pack (`config/rules/gpu.yml`, built into the binary).
+    pub builtin_pack: bool,
+    /// More Prometheus rule files: files, or directories whose `*.yml` / `*.yaml` are read.
+    pub paths: Vec<std::path::PathBuf>,
+    /// Resolved alerts kept in the history; the oldest fall out first.
+    pub history_max: NonZeroUsize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            builtin_pack: true,
+            paths: Vec::new(),
+            history_max: NonZeroUsize::new(10_000).unwrap(),
+        }
+    }
 }
 
 /// The HTTP server.

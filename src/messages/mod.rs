@@ -1,5 +1,6 @@
 //! Messages that cross actors, one file per family.
 
+pub mod alerts;
 pub mod commands;
 pub mod queries;
 pub mod samples;

@@ -38,6 +38,7 @@ pub const FB_FREE: &str = "DCGM_FI_DEV_FB_FREE";
 pub const FB_TOTAL: &str = "DCGM_FI_DEV_FB_TOTAL";
 pub const GPU_TEMP: &str = "DCGM_FI_DEV_GPU_TEMP";
 pub const POWER_USAGE: &str = "DCGM_FI_DEV_POWER_USAGE";
+pub const POWER_LIMIT: &str = "DCGM_FI_DEV_ENFORCED_POWER_LIMIT";
 pub const SM_CLOCK: &str = "DCGM_FI_DEV_SM_CLOCK";
 pub const MEM_CLOCK: &str = "DCGM_FI_DEV_MEM_CLOCK";
 pub const PCIE_TX: &str = "DCGM_FI_DEV_PCIE_TX_THROUGHPUT";

@@ -58,7 +58,7 @@ fn labels_of(points: &SeriesPoints) -> Labels {
 }
 
 /// Converts a parsed selector into the window store's matchers.
-fn selector_of(vs: &VectorSelector) -> Result<Selector, EvalError> {
+pub(crate) fn selector_of(vs: &VectorSelector) -> Result<Selector, EvalError> {
     let mut sel = Selector::default();
     if let Some(name) = &vs.name {
         sel = sel.with(Matcher::eq(NAME, name));

@@ -94,6 +94,18 @@ pub struct Query {
     pub text: String,
 }
 
+/// Parses label matchers written as a selector, `{severity="critical", gpu=~"0|1"}`.
+pub fn parse_matchers(text: &str) -> Result<crate::model::selector::Selector, String> {
+    match parser::parse(text)? {
+        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
+            eval::selector_of(&vs).map_err(|e| e.0)
+        }
+        _ => Err(format!(
+            "{text:?} is not a set of label matchers like {{severity=\"critical\"}}"
+        )),
+    }
+}
+
 /// Parses an expression and checks that every part of it is supported.
 pub fn parse(text: &str) -> Result<Query, String> {
     let expr = parser::parse(text)?;

@@ -59,7 +59,9 @@ fn selectors_look_back_five_minutes_and_respect_staleness() {
     let v = vector(eval(&w, "up", 120_000));
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].1, 2.0);
-    assert!(vector(eval(&w, "up", 60_000 + LOOKBACK_MS)).is_empty());
+    // The lookback is inclusive at both ends (Prometheus 2.x).
+    assert_eq!(vector(eval(&w, "up", 60_000 + LOOKBACK_MS)).len(), 1);
+    assert!(vector(eval(&w, "up", 60_001 + LOOKBACK_MS)).is_empty());
     assert_eq!(vector(eval(&w, "up offset 1m", 60_000))[0].1, 1.0);
     assert_eq!(vector(eval(&w, r#"up{job=~"a|b"}"#, 120_000)).len(), 1);
 }

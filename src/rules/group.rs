@@ -64,6 +64,26 @@ impl GroupState {
         }
     }
 
+    /// Takes over the alerts of `prev` for rules that did not change (same position, same
+    /// alert name, same expression), so a reload does not reset pending timers or firing alerts.
+    pub fn adopt_alerts(&mut self, prev: GroupState) {
+        for (i, rule) in self.group.rules.iter().enumerate() {
+            let (Some(old_rule), Some(Some(old_state))) =
+                (prev.group.rules.get(i), prev.alerts.get(i))
+            else {
+                continue;
+            };
+            let same =
+                old_rule.query.text == rule.query.text && old_rule.describe() == rule.describe();
+            if same {
+                if let Some(slot) = self.alerts[i].as_mut() {
+                    slot.alerts = old_state.alerts.clone();
+                }
+                self.previous[i] = prev.previous[i].clone();
+            }
+        }
+    }
+
     /// Evaluates every rule at `ts`, writing into `store`.
     pub fn eval(&mut self, store: &mut WindowStore, ts: i64) -> GroupOutcome {
         let mut out = GroupOutcome::default();

@@ -279,6 +279,45 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
     Ok(groups)
 }
 
+/// The built-in rule pack (`config/rules/gpu.yml`).
+pub const BUILTIN_PACK: &str = include_str!("../../config/rules/gpu.yml");
+/// Name of the built-in pack in errors and listings.
+pub const BUILTIN_PACK_NAME: &str = "<built-in config/rules/gpu.yml>";
+
+/// Loads the built-in pack (when asked) and every rule file under `paths` (files, or
+/// directories whose `*.yml` / `*.yaml` files are read in name order). All or nothing:
+/// the first error is returned.
+pub fn load_sources(
+    builtin_pack: bool,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<RuleGroup>, RuleError> {
+    let mut groups = Vec::new();
+    if builtin_pack {
+        groups.extend(parse_file(BUILTIN_PACK_NAME, BUILTIN_PACK)?);
+    }
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| RuleError {
+                    file: p.display().to_string(),
+                    group: None,
+                    rule: None,
+                    message: e.to_string(),
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+                .collect();
+            files.sort();
+            for f in files {
+                groups.extend(load_file(&f)?);
+            }
+        } else {
+            groups.extend(load_file(p)?);
+        }
+    }
+    Ok(groups)
+}
+
 /// Reads and parses a rule file.
 pub fn load_file(path: &Path) -> Result<Vec<RuleGroup>, RuleError> {
     let file = path.display().to_string();

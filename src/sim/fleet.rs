@@ -24,6 +24,8 @@ const LEAK_MIB_PER_STEP: f64 = 35.0;
 const LEAK_RESTART_FRACTION: f64 = 0.97;
 /// NVML throttle reason bits: SW thermal slowdown | HW thermal slowdown.
 const THERMAL_THROTTLE_BITS: f64 = (0x20 | 0x40) as f64;
+/// Enforced power limit of the simulated card, W.
+pub const SIM_POWER_LIMIT_W: f64 = 700.0;
 /// The simulated card's model name (the label says it is simulated).
 pub const SIM_MODEL_NAME: &str = "Simulated NVIDIA H100 80GB HBM3";
 
@@ -66,7 +68,7 @@ struct SimGpu {
 }
 
 /// Device metrics every step emits, in order.
-const DEVICE_METRICS: [&str; 15] = [
+const DEVICE_METRICS: [&str; 16] = [
     m::GPU_UTIL,
     m::MEM_COPY_UTIL,
     m::FB_USED,
@@ -74,6 +76,7 @@ const DEVICE_METRICS: [&str; 15] = [
     m::FB_TOTAL,
     m::GPU_TEMP,
     m::POWER_USAGE,
+    m::POWER_LIMIT,
     m::SM_CLOCK,
     m::MEM_CLOCK,
     m::PCIE_TX,
@@ -194,6 +197,7 @@ impl SimGpu {
             SIM_FB_TOTAL_MIB,
             self.temp_c.round(),
             (power * 1000.0).round() / 1000.0,
+            SIM_POWER_LIMIT_W,
             sm_clock,
             2619.0,
             (180_000.0 + util * 2_000.0 + r.jitter(20_000.0)).round(),
@@ -299,7 +303,7 @@ mod tests {
     #[test]
     fn samples_carry_dcgm_names_and_labels() {
         let s = SimFleet::new(1, "host-a", &[], 0).sample(5);
-        assert_eq!(s.len(), 16);
+        assert_eq!(s.len(), 17);
         let util = s.iter().find(|x| x.series.name() == m::GPU_UTIL).unwrap();
         for label in ["gpu", "UUID", "device", "modelName", "Hostname"] {
             assert!(util.series.label(label).is_some(), "{label}");

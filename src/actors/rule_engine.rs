@@ -1,0 +1,553 @@
+//! Rule engine actor: evaluates the rule groups on their intervals (each evaluation runs on
+//! the window store's thread, see `EvalGroups`), keeps the alerts' states, their
+//! acknowledgements and a bounded history of resolved alerts, and reloads the rule files on
+//! request (SIGHUP, `POST /api/v1/rules/reload`): a bad file keeps the old rules running.
+//! Each state change goes to its downstream as an [`AlertEvent`].
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use crate::actors::window_store::WindowStoreActor;
+use crate::clock::Clock;
+use crate::messages::alerts::{AlertEvent, AlertEventKind, EvalGroups};
+use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::model::selector::Selector;
+use crate::rules::alerting::{Alert, AlertState, Transition};
+use crate::rules::group::GroupState;
+use crate::rules::{load_sources, RuleGroup};
+
+/// How often the engine checks which groups are due.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Where rules come from.
+#[derive(Debug, Clone)]
+pub struct RuleSources {
+    pub builtin_pack: bool,
+    pub paths: Vec<PathBuf>,
+}
+
+/// An acknowledgement: someone has seen the alert. Not a silence: the alert keeps firing.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub comment: String,
+    pub at_ms: i64,
+}
+
+/// An alert as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    #[serde(flatten)]
+    pub alert: Alert,
+    pub name: String,
+    pub group: String,
+    pub file: String,
+    pub acknowledgement: Option<Acknowledgement>,
+}
+
+/// A resolved alert in the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    #[serde(flatten)]
+    pub alert: AlertView,
+}
+
+/// Result of loading the rule files.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadStatus {
+    pub loaded_at_ms: i64,
+    pub groups: usize,
+    pub rules: usize,
+    /// The last reload's error; the rules loaded before it keep running.
+    pub last_error: Option<String>,
+}
+
+/// Filters of the active-alerts list.
+#[derive(Debug, Default, Clone)]
+pub struct AlertFilter {
+    pub state: Option<AlertState>,
+    pub severity: Option<String>,
+    pub name: Option<String>,
+    pub matchers: Selector,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+impl AlertFilter {
+    fn accepts(&self, a: &AlertView, at_ms: i64) -> bool {
+        let series = crate::model::series::SeriesKey::new(a.name.clone(), a.alert.labels.clone());
+        self.state.is_none_or(|s| a.alert.state == s)
+            && self
+                .severity
+                .as_ref()
+                .is_none_or(|s| a.alert.labels.get("severity") == Some(s))
+            && self.name.as_ref().is_none_or(|n| &a.name == n)
+            && self.matchers.matches(&series)
+            && self.since_ms.is_none_or(|t| at_ms >= t)
+            && self.until_ms.is_none_or(|t| at_ms <= t)
+    }
+}
+
+/// Active (pending and firing) alerts.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<AlertView>")]
+pub struct GetActiveAlerts(pub AlertFilter);
+
+/// Resolved alerts, newest first: (total matching, page).
+#[derive(Debug, Message)]
+#[rtype(result = "(usize, Vec<HistoryEntry>)")]
+pub struct GetAlertHistory {
+    pub filter: AlertFilter,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AckError {
+    #[error("no alert with id {0}")]
+    NotFound(String),
+    #[error("alert {0} is resolved; only active alerts can be acknowledged")]
+    Resolved(String),
+}
+
+/// Acknowledge an active alert.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AlertView, AckError>")]
+pub struct Acknowledge {
+    pub id: String,
+    pub by: String,
+    pub comment: String,
+}
+
+/// Reload the rule files.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LoadStatus, String>")]
+pub struct ReloadRules;
+
+/// Counts for the dashboard summary.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AlertCounts {
+    pub firing: usize,
+    pub pending: usize,
+    pub acknowledged: usize,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "AlertCounts")]
+pub struct GetAlertCounts;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+/// One group and when it is next due.
+struct Slot {
+    /// `None` while the group is out being evaluated.
+    state: Option<GroupState>,
+    next_due_ms: i64,
+}
+
+/// The rule engine.
+pub struct RuleEngine {
+    slots: Vec<Slot>,
+    store: Addr<WindowStoreActor>,
+    sources: RuleSources,
+    clock: Clock,
+    /// Where alert events go (sinks, later issues).
+    downstream: Vec<Recipient<AlertEvent>>,
+    /// By alert id.
+    acks: HashMap<String, Acknowledgement>,
+    /// Resolved alerts, newest at the back.
+    history: VecDeque<HistoryEntry>,
+    history_max: usize,
+    load: LoadStatus,
+    evaluations: u64,
+    eval_errors: u64,
+    last_eval_error: Option<String>,
+    last_eval_ms: f64,
+    events_dropped: u64,
+}
+
+impl RuleEngine {
+    /// Starts from `groups` (loaded from `sources`, which reloads read again).
+    pub fn new(
+        groups: Vec<RuleGroup>,
+        sources: RuleSources,
+        store: Addr<WindowStoreActor>,
+        clock: Clock,
+        history_max: usize,
+        downstream: Vec<Recipient<AlertEvent>>,
+    ) -> Self {
+        let now = clock.now_ms();
+        let load = load_status(&groups, now, None);
+        RuleEngine {
+            slots: groups
+                .into_iter()
+                .map(|g| slot(GroupState::new(g), now))
+                .collect(),
+            store,
+            sources,
+            clock,
+            downstream,
+            acks: HashMap::new(),
+            history: VecDeque::new(),
+            history_max,
+            load,
+            evaluations: 0,
+            eval_errors: 0,
+            last_eval_error: None,
+            last_eval_ms: 0.0,
+            events_dropped: 0,
+        }
+    }
+
+    fn view(&self, g: &GroupState, a: &Alert) -> AlertView {
+        AlertView {
+            name: a.labels.get("alertname").cloned().unwrap_or_default(),
+            group: g.group.name.clone(),
+            file: g.group.file.clone(),
+            acknowledgement: self.acks.get(&a.id).cloned(),
+            alert: a.clone(),
+        }
+    }
+
+    fn active_views(&self) -> Vec<AlertView> {
+        let mut out = Vec::new();
+        for g in self.slots.iter().filter_map(|s| s.state.as_ref()) {
+            for rule in g.alerts.iter().flatten() {
+                out.extend(rule.active().map(|a| self.view(g, a)));
+            }
+        }
+        out.sort_by(|a, b| {
+            b.alert
+                .active_at_ms
+                .cmp(&a.alert.active_at_ms)
+                .then(a.alert.id.cmp(&b.alert.id))
+        });
+        out
+    }
+
+    fn emit(&mut self, kind: AlertEventKind, at_ms: i64, alert: &Alert) {
+        for d in &self.downstream {
+            let event = AlertEvent {
+                kind,
+                at_ms,
+                alert: alert.clone(),
+            };
+            if d.try_send(event).is_err() {
+                self.events_dropped += 1;
+            }
+        }
+    }
+
+    fn apply(&mut self, g: &GroupState, transitions: Vec<Transition>, at_ms: i64) {
+        for t in transitions {
+            match t {
+                Transition::Pending(a) => {
+                    tracing::debug!(alert = %a.labels["alertname"], id = %a.id, "pending");
+                    self.emit(AlertEventKind::Pending, at_ms, &a);
+                }
+                Transition::Firing(a) => {
+                    tracing::info!(alert = %a.labels["alertname"], id = %a.id, value = a.value, "firing");
+                    self.emit(AlertEventKind::Firing, at_ms, &a);
+                }
+                Transition::Cancelled(a) => {
+                    self.acks.remove(&a.id);
+                    self.emit(AlertEventKind::Cancelled, at_ms, &a);
+                }
+                Transition::Resolved(a) => {
+                    tracing::info!(alert = %a.labels["alertname"], id = %a.id, "resolved");
+                    self.emit(AlertEventKind::Resolved, at_ms, &a);
+                    let view = self.view(g, &a);
+                    self.acks.remove(&a.id);
+                    self.history.push_back(HistoryEntry { alert: view });
+                    while self.history.len() > self.history_max {
+                        self.history.pop_front();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the due groups to the window store for evaluation.
+    fn eval_due(&mut self, ctx: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let mut due = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if s.state.is_some() && s.next_due_ms <= now {
+                due.push((i, s.state.take().expect("checked")));
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let (indices, groups): (Vec<usize>, Vec<GroupState>) = due.into_iter().unzip();
+        let started = std::time::Instant::now();
+        let store = self.store.clone();
+        let fut = async move { store.send(EvalGroups { groups, t_ms: now }).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+            act.last_eval_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match res {
+                Ok(results) => {
+                    for (i, (g, outcome)) in indices.into_iter().zip(results) {
+                        act.evaluations += 1;
+                        for (rule, e) in &outcome.errors {
+                            act.eval_errors += 1;
+                            act.last_eval_error =
+                                Some(format!("group {:?}, {rule}: {e}", g.group.name));
+                        }
+                        act.apply(&g, outcome.transitions, now);
+                        let interval = g.group.interval_ms;
+                        act.slots[i] = Slot {
+                            next_due_ms: next_due(act.slots[i].next_due_ms, interval, now),
+                            state: Some(g),
+                        };
+                    }
+                }
+                Err(e) => {
+                    // The store is gone; the groups' state is lost with the message.
+                    act.last_eval_error = Some(format!("window store did not answer: {e}"));
+                    act.eval_errors += 1;
+                }
+            }
+        }));
+    }
+}
+
+fn slot(state: GroupState, now: i64) -> Slot {
+    Slot {
+        state: Some(state),
+        next_due_ms: now,
+    }
+}
+
+/// The next due time on the group's cadence, skipping missed ones.
+fn next_due(prev_due: i64, interval: i64, now: i64) -> i64 {
+    let mut next = prev_due + interval;
+    if next <= now {
+        next = now + interval - (now - prev_due) % interval;
+    }
+    next
+}
+
+fn load_status(groups: &[RuleGroup], now: i64, last_error: Option<String>) -> LoadStatus {
+    LoadStatus {
+        loaded_at_ms: now,
+        groups: groups.len(),
+        rules: groups.iter().map(|g| g.rules.len()).sum(),
+        last_error,
+    }
+}
+
+impl Actor for RuleEngine {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |act, ctx| act.eval_due(ctx));
+        ctx.notify(Tick);
+    }
+}
+
+impl Handler<Tick> for RuleEngine {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
+        self.eval_due(ctx);
+    }
+}
+
+impl Handler<GetActiveAlerts> for RuleEngine {
+    type Result = MessageResult<GetActiveAlerts>;
+
+    fn handle(
+        &mut self,
+        GetActiveAlerts(filter): GetActiveAlerts,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        let views = self.active_views();
+        MessageResult(
+            views
+                .into_iter()
+                .filter(|a| filter.accepts(a, a.alert.active_at_ms))
+                .collect(),
+        )
+    }
+}
+
+impl Handler<GetAlertHistory> for RuleEngine {
+    type Result = MessageResult<GetAlertHistory>;
+
+    fn handle(&mut self, q: GetAlertHistory, _: &mut Self::Context) -> Self::Result {
+        let matching: Vec<&HistoryEntry> = self
+            .history
+            .iter()
+            .rev()
+            .filter(|h| {
+                q.filter
+                    .accepts(&h.alert, h.alert.alert.resolved_at_ms.unwrap_or(0))
+            })
+            .collect();
+        let total = matching.len();
+        let page = matching
+            .into_iter()
+            .skip(q.offset)
+            .take(q.limit)
+            .cloned()
+            .collect();
+        MessageResult((total, page))
+    }
+}
+
+impl Handler<Acknowledge> for RuleEngine {
+    type Result = Result<AlertView, AckError>;
+
+    fn handle(&mut self, msg: Acknowledge, _: &mut Self::Context) -> Self::Result {
+        let mut found: Option<(AlertState, AlertView)> = None;
+        for g in self.slots.iter().filter_map(|s| s.state.as_ref()) {
+            for rule in g.alerts.iter().flatten() {
+                if let Some(a) = rule.alerts.get(&msg.id) {
+                    found = Some((a.state, self.view(g, a)));
+                }
+            }
+        }
+        match found {
+            Some((AlertState::Inactive, _)) => Err(AckError::Resolved(msg.id)),
+            Some((_, mut view)) => {
+                let now = self.clock.now_ms();
+                let ack = self
+                    .acks
+                    .entry(msg.id.clone())
+                    .or_insert_with(|| Acknowledgement {
+                        by: msg.by,
+                        comment: msg.comment,
+                        at_ms: now,
+                    })
+                    .clone();
+                if view.acknowledgement.is_none() {
+                    self.emit(AlertEventKind::Acknowledged, now, &view.alert.clone());
+                }
+                view.acknowledgement = Some(ack);
+                Ok(view)
+            }
+            None if self.history.iter().any(|h| h.alert.alert.id == msg.id) => {
+                Err(AckError::Resolved(msg.id))
+            }
+            None => Err(AckError::NotFound(msg.id)),
+        }
+    }
+}
+
+impl Handler<ReloadRules> for RuleEngine {
+    type Result = Result<LoadStatus, String>;
+
+    fn handle(&mut self, _: ReloadRules, _: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let groups = match load_sources(self.sources.builtin_pack, &self.sources.paths) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!("rule reload failed, the previous rules keep running: {e}");
+                self.load.last_error = Some(e.to_string());
+                return Err(e.to_string());
+            }
+        };
+        // Keep the alerts of rules that did not change (same file, group, position, kind, expr).
+        let mut old: HashMap<(String, String), GroupState> = self
+            .slots
+            .drain(..)
+            .filter_map(|s| s.state)
+            .map(|g| ((g.group.file.clone(), g.group.name.clone()), g))
+            .collect();
+        self.slots = groups
+            .into_iter()
+            .map(|g| {
+                let mut state = GroupState::new(g);
+                if let Some(prev) =
+                    old.remove(&(state.group.file.clone(), state.group.name.clone()))
+                {
+                    state.adopt_alerts(prev);
+                }
+                slot(state, now)
+            })
+            .collect();
+        self.load = load_status(
+            &self
+                .slots
+                .iter()
+                .filter_map(|s| s.state.as_ref().map(|g| g.group.clone()))
+                .collect::<Vec<_>>(),
+            now,
+            None,
+        );
+        tracing::info!(
+            groups = self.load.groups,
+            rules = self.load.rules,
+            "rules reloaded"
+        );
+        Ok(self.load.clone())
+    }
+}
+
+impl RuleEngine {
+    fn counts(&self) -> AlertCounts {
+        let mut c = AlertCounts::default();
+        for a in self.active_views() {
+            match a.alert.state {
+                AlertState::Firing => c.firing += 1,
+                AlertState::Pending => c.pending += 1,
+                AlertState::Inactive => {}
+            }
+            if a.acknowledgement.is_some() {
+                c.acknowledged += 1;
+            }
+        }
+        c
+    }
+}
+
+impl Handler<GetAlertCounts> for RuleEngine {
+    type Result = MessageResult<GetAlertCounts>;
+
+    fn handle(&mut self, _: GetAlertCounts, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.counts())
+    }
+}
+
+impl Handler<GetStats> for RuleEngine {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut st = ComponentStats::new("rule_engine", "processor");
+        st.dropped_total = self.events_dropped;
+        st.extra.insert("rule_groups", self.load.groups as f64);
+        st.extra.insert("rules", self.load.rules as f64);
+        st.extra
+            .insert("rule_evaluations_total", self.evaluations as f64);
+        st.extra
+            .insert("rule_evaluation_errors_total", self.eval_errors as f64);
+        st.extra
+            .insert("rule_evaluation_last_ms", self.last_eval_ms);
+        st.extra
+            .insert("alert_history_entries", self.history.len() as f64);
+        let counts = self.counts();
+        st.extra.insert("alerts_firing", counts.firing as f64);
+        st.extra.insert("alerts_pending", counts.pending as f64);
+        st.reason = Some(format!(
+            "{} groups, {} rules",
+            self.load.groups, self.load.rules
+        ));
+        if let Some(e) = &self.load.last_error {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "last rule reload failed, previous rules still running: {e}"
+            ));
+        } else if let Some(e) = &self.last_eval_error {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!("rule evaluation error: {e}"));
+        }
+        MessageResult(st)
+    }
+}

@@ -1,0 +1,166 @@
+//! Alerts: active, history, acknowledge; rule reload.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::JsonBody;
+use super::AppState;
+use crate::actors::rule_engine::{
+    AckError, Acknowledge, AlertFilter, AlertView, GetActiveAlerts, GetAlertHistory, LoadStatus,
+    ReloadRules,
+};
+use crate::rules::alerting::AlertState;
+
+/// Default and largest page of the history.
+pub const HISTORY_PAGE: usize = 100;
+pub const HISTORY_PAGE_MAX: usize = 1000;
+
+fn down(e: actix::MailboxError) -> ApiError {
+    ApiError::Unavailable(format!("rule engine is not running: {e}"))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FilterParams {
+    /// `pending` or `firing` (active list only).
+    state: Option<String>,
+    severity: Option<String>,
+    /// Alert name.
+    name: Option<String>,
+    /// Label matchers, e.g. `{gpu="0", Hostname=~"node-.*"}`.
+    #[serde(rename = "match")]
+    matchers: Option<String>,
+    /// History only: resolved at or after / before, Unix ms.
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    /// History only: paging.
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+fn filter(p: &FilterParams) -> Result<AlertFilter, ApiError> {
+    let state = match p.state.as_deref() {
+        None => None,
+        Some("pending") => Some(AlertState::Pending),
+        Some("firing") => Some(AlertState::Firing),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "state: {other:?} is not `pending` or `firing`"
+            )))
+        }
+    };
+    let matchers = match &p.matchers {
+        Some(m) => crate::promql::parse_matchers(m)
+            .map_err(|e| ApiError::BadRequest(format!("match: {e}")))?,
+        None => Default::default(),
+    };
+    Ok(AlertFilter {
+        state,
+        severity: p.severity.clone(),
+        name: p.name.clone(),
+        matchers,
+        since_ms: p.since_ms,
+        until_ms: p.until_ms,
+    })
+}
+
+fn params(q: Result<Query<FilterParams>, QueryRejection>) -> Result<FilterParams, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+/// `GET /api/phase4/alerts/active?state=firing&severity=critical&match={gpu="0"}`
+pub async fn active(
+    State(state): State<AppState>,
+    q: Result<Query<FilterParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = params(q)?;
+    if p.since_ms.is_some() || p.until_ms.is_some() || p.limit.is_some() || p.offset.is_some() {
+        return Err(ApiError::BadRequest(
+            "since_ms, until_ms, limit and offset apply to the history".to_string(),
+        ));
+    }
+    let alerts = state
+        .handles
+        .rules
+        .send(GetActiveAlerts(filter(&p)?))
+        .await
+        .map_err(down)?;
+    Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))
+}
+
+/// `GET /api/phase4/alerts/history?name=GpuHot&since_ms=...&limit=50&offset=0`
+pub async fn history(
+    State(state): State<AppState>,
+    q: Result<Query<FilterParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = params(q)?;
+    if p.state.is_some() {
+        return Err(ApiError::BadRequest(
+            "state: the history holds resolved alerts only".to_string(),
+        ));
+    }
+    let limit = p.limit.unwrap_or(HISTORY_PAGE);
+    if limit == 0 || limit > HISTORY_PAGE_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "limit: {limit} is out of range (1-{HISTORY_PAGE_MAX})"
+        )));
+    }
+    let offset = p.offset.unwrap_or(0);
+    let (total, alerts) = state
+        .handles
+        .rules
+        .send(GetAlertHistory {
+            filter: filter(&p)?,
+            offset,
+            limit,
+        })
+        .await
+        .map_err(down)?;
+    Ok(Json(
+        json!({ "total": total, "offset": offset, "limit": limit, "alerts": alerts }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /api/phase4/alerts/{id}/acknowledge` with `{"by": "...", "comment": "..."}`
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AckBody>,
+) -> Result<Json<AlertView>, ApiError> {
+    if body.by.trim().is_empty() {
+        return Err(ApiError::BadRequest("by: say who acknowledges".to_string()));
+    }
+    let msg = Acknowledge {
+        id,
+        by: body.by,
+        comment: body.comment,
+    };
+    match state.handles.rules.send(msg).await.map_err(down)? {
+        Ok(view) => Ok(Json(view)),
+        Err(e @ AckError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ AckError::Resolved(_)) => Err(ApiError::Conflict(e.to_string())),
+    }
+}
+
+/// `POST /api/v1/rules/reload`
+pub async fn reload(State(state): State<AppState>) -> Result<Json<LoadStatus>, ApiError> {
+    match state.handles.rules.send(ReloadRules).await.map_err(down)? {
+        Ok(status) => Ok(Json(status)),
+        Err(e) => Err(ApiError::Unprocessable(format!(
+            "rules not reloaded, the previous rules keep running: {e}"
+        ))),
+    }
+}
