@@ -63,7 +63,10 @@ fn a_memory_leak_fires_gpu_memory_high() {
 
 #[test]
 fn thermal_throttling_fires_temperature_and_throttling_alerts() {
-    assert_eq!(run(Scenario::ThermalThrottle).0, names(&["GpuTemperatureHigh", "GpuThermalThrottling"]));
+    assert_eq!(
+        run(Scenario::ThermalThrottle).0,
+        names(&["GpuTemperatureHigh", "GpuThermalThrottling"])
+    );
 }
 
 #[test]
@@ -73,5 +76,8 @@ fn load_spikes_fire_power_near_limit() {
 
 #[test]
 fn xid_bursts_fire_xid_and_ecc_alerts() {
-    assert_eq!(run(Scenario::XidBurst).0, names(&["GpuEccDoubleBitErrors", "GpuXidError"]));
+    assert_eq!(
+        run(Scenario::XidBurst).0,
+        names(&["GpuEccDoubleBitErrors", "GpuXidError"])
+    );
 }

@@ -64,23 +64,25 @@ impl GroupState {
         }
     }
 
-    /// Takes over the alerts of `prev` for rules that did not change (same position, same
-    /// alert name, same expression), so a reload does not reset pending timers or firing alerts.
+    /// Takes over the state of `prev`'s rules with the same kind, name and labels (as
+    /// Prometheus does on reload), so a reload neither resets pending timers nor drops firing
+    /// alerts; a changed expression then resolves them normally at the next evaluation.
     pub fn adopt_alerts(&mut self, prev: GroupState) {
+        let labels_of = |r: &super::Rule| match &r.kind {
+            RuleKind::Alert(a) => format!("{:?}", a.labels),
+            RuleKind::Record { labels, .. } => format!("{labels:?}"),
+        };
         for (i, rule) in self.group.rules.iter().enumerate() {
-            let (Some(old_rule), Some(Some(old_state))) =
-                (prev.group.rules.get(i), prev.alerts.get(i))
-            else {
+            let same = |old: &super::Rule| {
+                old.describe() == rule.describe() && labels_of(old) == labels_of(rule)
+            };
+            let Some(j) = prev.group.rules.iter().position(same) else {
                 continue;
             };
-            let same =
-                old_rule.query.text == rule.query.text && old_rule.describe() == rule.describe();
-            if same {
-                if let Some(slot) = self.alerts[i].as_mut() {
-                    slot.alerts = old_state.alerts.clone();
-                }
-                self.previous[i] = prev.previous[i].clone();
+            if let (Some(new), Some(old)) = (self.alerts[i].as_mut(), prev.alerts[j].as_ref()) {
+                new.alerts = old.alerts.clone();
             }
+            self.previous[i] = prev.previous[j].clone();
         }
     }
 

@@ -1,0 +1,205 @@
+//! Alerts through the API: a rule file in a temporary directory, the simulated fleet, the
+//! real rule engine. Active list and filters, acknowledgement (kept while firing, found in
+//! the history), reload with a bad file (old rules keep running), 404 and 409.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::Path;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use pulse::api::{router, ApiLimits, AppState};
+use pulse::clock::Clock;
+use pulse::config::pipeline::{GpuMode, PipelineConfig};
+use pulse::config::service::ServiceConfig;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const HOT: &str = r#"
+groups:
+  - name: test
+    interval: 100ms
+    rules:
+      - alert: Hot
+        expr: DCGM_FI_DEV_GPU_TEMP > 0
+        labels: {severity: critical}
+        annotations: {summary: 'GPU {{ $labels.gpu }} at {{ $value }}'}
+"#;
+
+const CALM: &str = r#"
+groups:
+  - name: test
+    interval: 100ms
+    rules:
+      - alert: Hot
+        expr: DCGM_FI_DEV_GPU_TEMP > 1000
+        labels: {severity: critical}
+"#;
+
+fn app(rules_dir: &Path) -> Router {
+    let mut pipeline = PipelineConfig::default();
+    pipeline.sources.gpu.mode = GpuMode::Simulated;
+    pipeline.sources.gpu.interval_ms = NonZeroU64::new(50).unwrap();
+    pipeline.sources.gpu.simulated.gpus = NonZeroUsize::new(3).unwrap();
+    let mut service = ServiceConfig::default();
+    service.dashboard.refresh_ms = NonZeroU64::new(20).unwrap();
+    service.rules.builtin_pack = false;
+    service.rules.paths = vec![rules_dir.to_path_buf()];
+    let handles = pulse::pipeline::start(&service, &pipeline, Clock::system()).unwrap();
+    router(AppState::new(
+        handles,
+        ApiLimits {
+            max_body_bytes: 4096,
+            max_settle_ms: 1000,
+            max_profile_window_s: 1800,
+        },
+    ))
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn poll(app: &Router, uri: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..250 {
+        let (status, v) = call(app, get(uri)).await;
+        if status == StatusCode::OK && ready(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{uri} never became ready");
+}
+
+#[actix::test]
+async fn alerts_fire_are_acknowledged_resolve_and_land_in_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hot.yml");
+    std::fs::write(&file, HOT).unwrap();
+    let app = app(dir.path());
+
+    let active = poll(&app, "/api/phase4/alerts/active?state=firing", |v| {
+        v["count"] == 3
+    })
+    .await;
+    let first = &active["alerts"][0];
+    assert_eq!(first["name"], "Hot");
+    assert_eq!(first["labels"]["severity"], "critical");
+    assert!(first["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("GPU "));
+    assert!(first["acknowledgement"].is_null());
+
+    let (status, one) = call(
+        &app,
+        get("/api/phase4/alerts/active?match=%7Bgpu%3D%221%22%7D"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["count"], 1);
+    assert_eq!(one["alerts"][0]["labels"]["gpu"], "1");
+    let id = one["alerts"][0]["id"].as_str().unwrap().to_string();
+
+    // Acknowledge, twice: the same acknowledgement comes back.
+    let uri = format!("/api/phase4/alerts/{id}/acknowledge");
+    let (status, acked) = call(&app, post(&uri, r#"{"by": "ana", "comment": "looking"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    assert_eq!(acked["acknowledgement"]["by"], "ana");
+    let (_, again) = call(&app, post(&uri, r#"{"by": "bob"}"#)).await;
+    assert_eq!(again["acknowledgement"], acked["acknowledgement"]);
+    let summary = poll(&app, "/api/phase4/dashboard/summary", |v| {
+        v["alerts"]["acknowledged"] == 1
+    })
+    .await;
+    assert_eq!(summary["alerts"]["firing"], 3);
+
+    // Bad input and unknown ids.
+    let (status, _) = call(
+        &app,
+        post("/api/phase4/alerts/0000/acknowledge", r#"{"by": "ana"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, v) = call(&app, post(&uri, r#"{"who": "ana"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = call(&app, get("/api/phase4/alerts/active?state=burning")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["detail"].as_str().unwrap().contains("state"));
+
+    // A bad rule file: refused, named, and the old rules keep running.
+    std::fs::write(
+        &file,
+        "groups:\n  - name: test\n    rules:\n      - alert: Hot\n        expr: rate(\n",
+    )
+    .unwrap();
+    let (status, v) = call(&app, post("/api/v1/rules/reload", "")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("hot.yml")
+            && detail.contains("group \"test\"")
+            && detail.contains("alert \"Hot\""),
+        "{detail}"
+    );
+    let (_, still) = call(&app, get("/api/phase4/alerts/active")).await;
+    assert_eq!(still["count"], 3);
+    let (_, status_report) = call(&app, get("/api/phase4/status")).await;
+    let engine = status_report["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rule_engine")
+        .unwrap()
+        .clone();
+    assert_eq!(engine["state"], "degraded");
+
+    // The condition clears: the alerts resolve and the acknowledged one is in the history.
+    std::fs::write(&file, CALM).unwrap();
+    let (status, v) = call(&app, post("/api/v1/rules/reload", "")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["rules"], 1);
+    let history = poll(&app, "/api/phase4/alerts/history?name=Hot", |v| {
+        v["total"] == 3
+    })
+    .await;
+    let entry = history["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(entry["acknowledgement"]["by"], "ana");
+    assert!(entry["resolved_at_ms"].as_i64().unwrap() >= entry["active_at_ms"].as_i64().unwrap());
+    let (_, active) = call(&app, get("/api/phase4/alerts/active")).await;
+    assert_eq!(active["count"], 0);
+    let (status, v) = call(&app, post(&uri, r#"{"by": "ana"}"#)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (_, page) = call(&app, get("/api/phase4/alerts/history?limit=2&offset=2")).await;
+    assert_eq!(
+        (
+            page["total"].as_u64(),
+            page["alerts"].as_array().unwrap().len()
+        ),
+        (Some(3), 1)
+    );
+}
