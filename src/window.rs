@@ -57,6 +57,8 @@ pub struct SeriesPoints {
 pub struct WindowStore {
     retention: Retention,
     series: HashMap<Series, VecDeque<(i64, f64)>, BuildPrehashed>,
+    /// Series by metric name: selectors that name their metric scan only these.
+    by_name: HashMap<String, Vec<Series>>,
     /// Points currently held across all series.
     points: usize,
 }
@@ -66,6 +68,7 @@ impl WindowStore {
         WindowStore {
             retention,
             series: HashMap::default(),
+            by_name: HashMap::new(),
             points: 0,
         }
     }
@@ -81,6 +84,10 @@ impl WindowStore {
                         out.refused_series_limit += 1;
                         continue;
                     }
+                    self.by_name
+                        .entry(s.series.name().to_string())
+                        .or_default()
+                        .push(s.series.clone());
                     self.series
                         .entry(s.series.clone())
                         .or_insert_with(|| VecDeque::with_capacity(16))
@@ -123,7 +130,15 @@ impl WindowStore {
             !ring.is_empty()
         });
         self.points -= dropped_points;
-        before - self.series.len()
+        let removed = before - self.series.len();
+        if removed > 0 {
+            let series = &self.series;
+            self.by_name.retain(|_, list| {
+                list.retain(|s| series.contains_key(s));
+                !list.is_empty()
+            });
+        }
+        removed
     }
 
     /// Number of series held.
@@ -136,9 +151,9 @@ impl WindowStore {
         self.points
     }
 
-    /// Points of matching series with `start_ms <= t <= end_ms`, series in sorted order.
+    /// Points of matching series with `start_ms <= t <= end_ms`, in no particular order.
     pub fn select(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
-        let mut out: Vec<SeriesPoints> = self
+        self
             .matching(sel)
             .filter_map(|(series, ring)| {
                 let points: Vec<(i64, f64)> = in_range(ring, start_ms, end_ms).copied().collect();
@@ -147,9 +162,25 @@ impl WindowStore {
                     points,
                 })
             })
-            .collect();
-        out.sort_by(|a, b| a.series.cmp(&b.series));
-        out
+            .collect()
+    }
+
+    /// The newest point with `start_ms <= t <= end_ms` of each matching series, in no
+    /// particular order (what an instant selector needs, without copying the window).
+    pub fn select_last(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<(Series, i64, f64)> {
+        self.matching(sel)
+            .filter_map(|(series, ring)| {
+                // Usually the newest point is the one: no search through the (cold) ring.
+                let &(t, v) = match ring.back() {
+                    Some(last) if last.0 <= end_ms => last,
+                    _ => {
+                        let end = ring.partition_point(|p| p.0 <= end_ms);
+                        ring.get(end.checked_sub(1)?)?
+                    }
+                };
+                (t >= start_ms).then(|| (series.clone(), t, v))
+            })
+            .collect()
     }
 
     /// Latest, min, max, avg over `[start_ms, end_ms]` of matching series (NaN skipped
@@ -211,8 +242,18 @@ impl WindowStore {
     fn matching<'a>(
         &'a self,
         sel: &'a Selector,
-    ) -> impl Iterator<Item = (&'a Series, &'a VecDeque<(i64, f64)>)> + 'a {
-        self.series.iter().filter(move |(s, _)| sel.matches(s))
+    ) -> Box<dyn Iterator<Item = (&'a Series, &'a VecDeque<(i64, f64)>)> + 'a> {
+        match sel.metric_name() {
+            Some(name) => Box::new(
+                self.by_name
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter(move |s| sel.matches(s))
+                    .filter_map(move |s| self.series.get_key_value(s)),
+            ),
+            None => Box::new(self.series.iter().filter(move |(s, _)| sel.matches(s))),
+        }
     }
 }
 
@@ -253,6 +294,8 @@ mod tests {
         assert_eq!(w.ingest(&batch).stored, 5);
         let got = w.select(&Selector::all(), 0, 100);
         assert_eq!(got[0].points, vec![(20, 2.0), (30, 3.0), (40, 4.0)]);
+        assert_eq!(w.select_last(&Selector::metric("m"), 0, 35), vec![(a.clone(), 30, 3.0)]);
+        assert!(w.select_last(&Selector::metric("m"), 41, 100).is_empty());
         assert_eq!(w.point_count(), 3);
     }
 

@@ -166,7 +166,9 @@ impl Handler<SelectPoints> for WindowStoreActor {
     type Result = MessageResult<SelectPoints>;
 
     fn handle(&mut self, q: SelectPoints, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.store.select(&q.selector, q.start_ms, q.end_ms))
+        let mut points = self.store.select(&q.selector, q.start_ms, q.end_ms);
+        points.sort_by(|a, b| a.series.cmp(&b.series));
+        MessageResult(points)
     }
 }
 

@@ -86,6 +86,14 @@ impl Selector {
         self
     }
 
+    /// The metric name an `__name__ = "x"` matcher pins, if any.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.matchers
+            .iter()
+            .find(|m| m.label == "__name__" && m.op == MatchOp::Eq)
+            .map(|m| m.value.as_str())
+    }
+
     /// Whether every matcher passes.
     pub fn matches(&self, series: &SeriesKey) -> bool {
         self.matchers.iter().all(|m| m.matches(series))

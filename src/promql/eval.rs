@@ -10,17 +10,23 @@ use promql_parser::parser::{
 
 use super::{functions, is_stale, Labels, RangeSeries, Value, VecSample, LOOKBACK_MS, NAME};
 use crate::model::selector::{MatchOp, Matcher, Selector};
+use crate::model::series::Series;
 use crate::window::{SeriesPoints, WindowStore};
 
 /// Where series come from.
 pub trait Storage {
     /// Points of matching series with `start_ms <= t <= end_ms`.
     fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints>;
+    /// The newest such point of each matching series.
+    fn select_last(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<(Series, i64, f64)>;
 }
 
 impl Storage for WindowStore {
     fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
         WindowStore::select(self, selector, start_ms, end_ms)
+    }
+    fn select_last(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<(Series, i64, f64)> {
+        WindowStore::select_last(self, selector, start_ms, end_ms)
     }
 }
 
@@ -46,14 +52,9 @@ pub struct Evaluator<'a, S: Storage + ?Sized> {
     pub t_ms: i64,
 }
 
-fn labels_of(points: &SeriesPoints) -> Labels {
-    let mut l: Labels = points
-        .series
-        .labels()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    l.insert(NAME.to_string(), points.series.name().to_string());
+fn labels_of(series: &Series) -> Labels {
+    let mut l: Labels = series.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    l.insert(NAME.to_string(), series.name().to_string());
     l
 }
 
@@ -145,15 +146,13 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
     /// hides the series.
     fn instant(&self, vs: &VectorSelector) -> Result<Vec<VecSample>, EvalError> {
         let t = self.t_ms - offset_ms(&vs.offset);
-        let found = self.storage.select(&selector_of(vs)?, t - LOOKBACK_MS, t);
+        let found = self.storage.select_last(&selector_of(vs)?, t - LOOKBACK_MS, t);
         Ok(found
             .iter()
-            .filter_map(|sp| {
-                let &(_, v) = sp.points.last()?;
-                (!is_stale(v)).then(|| VecSample {
-                    labels: labels_of(sp),
-                    value: v,
-                })
+            .filter(|(_, _, v)| !is_stale(*v))
+            .map(|(series, _, v)| VecSample {
+                labels: labels_of(series),
+                value: *v,
             })
             .collect())
     }
@@ -174,7 +173,7 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
                     .filter(|p| !is_stale(p.1))
                     .collect();
                 (!points.is_empty()).then(|| RangeSeries {
-                    labels: labels_of(sp),
+                    labels: labels_of(&sp.series),
                     points,
                 })
             })
@@ -393,25 +392,23 @@ fn vector_scalar(
     out
 }
 
-/// The labels two sides are matched on.
-fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Vec<(String, String)> {
-    match matching {
-        Some(LabelModifier::Include(on)) => l
-            .iter()
-            .filter(|(k, _)| on.labels.iter().any(|o| o == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        Some(LabelModifier::Exclude(ignoring)) => l
-            .iter()
-            .filter(|(k, _)| *k != NAME && !ignoring.labels.iter().any(|i| i == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        None => l
-            .iter()
-            .filter(|(k, _)| *k != NAME)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+/// The labels two sides are matched on, as a 64-bit hash (Prometheus matches on label
+/// hashes too): no allocation per sample.
+type Signature = u64;
+
+fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Signature {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let keep = |k: &str| match matching {
+        Some(LabelModifier::Include(on)) => on.labels.iter().any(|o| o == k),
+        Some(LabelModifier::Exclude(ignoring)) => k != NAME && !ignoring.labels.iter().any(|i| i == k),
+        None => k != NAME,
+    };
+    for (k, v) in l.iter().filter(|(k, _)| keep(k)) {
+        k.hash(&mut h);
+        v.hash(&mut h);
     }
+    h.finish()
 }
 
 fn vector_vector(
@@ -429,7 +426,7 @@ fn vector_vector(
     let return_bool = b.return_bool();
 
     if is_set(op) {
-        let rhs_sigs: HashSet<Vec<(String, String)>> =
+        let rhs_sigs: HashSet<Signature> =
             rhs.iter().map(|s| signature(&s.labels, matching)).collect();
         return Ok(match op {
             "and" => lhs
@@ -441,7 +438,7 @@ fn vector_vector(
                 .filter(|s| !rhs_sigs.contains(&signature(&s.labels, matching)))
                 .collect(),
             _ => {
-                let lhs_sigs: HashSet<Vec<(String, String)>> =
+                let lhs_sigs: HashSet<Signature> =
                     lhs.iter().map(|s| signature(&s.labels, matching)).collect();
                 let mut out = lhs;
                 out.extend(
@@ -457,18 +454,19 @@ fn vector_vector(
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
     let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
-    let mut one_by_sig: HashMap<Vec<(String, String)>, &VecSample> = HashMap::new();
+    let mut one_by_sig: HashMap<Signature, &VecSample> = HashMap::new();
     for s in &one {
         let sig = signature(&s.labels, matching);
-        if one_by_sig.insert(sig.clone(), s).is_some() {
+        if one_by_sig.insert(sig, s).is_some() {
             return err(format!(
-                "found duplicate series for the match group {sig:?} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                "found duplicate series for the match group {:?} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                s.labels,
                 if swapped { "left" } else { "right" }
             ));
         }
     }
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    let mut matched_sigs: HashSet<Vec<(String, String)>> = HashSet::new();
+    let mut matched_sigs: HashSet<Signature> = HashSet::new();
     let mut seen_results: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
     for m in &many {
@@ -491,7 +489,7 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        if one_to_one && !matched_sigs.insert(sig.clone()) {
+        if one_to_one && !matched_sigs.insert(sig) {
             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
         let mut labels = m.labels.clone();
