@@ -20,34 +20,61 @@ const CONDITIONS: &[(&str, f64)] = &[
     ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS % 128 >= {}", 32.0),
     ("DCGM_FI_DEV_XID_ERRORS > {}", 0.0),
     ("increase(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[5m]) > {}", 0.0),
-    ("DCGM_FI_DEV_POWER_USAGE / DCGM_FI_DEV_ENFORCED_POWER_LIMIT > {}", 0.85),
+    (
+        "DCGM_FI_DEV_POWER_USAGE / DCGM_FI_DEV_ENFORCED_POWER_LIMIT > {}",
+        0.85,
+    ),
     ("avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL) > {}", 95.0),
     ("max_over_time(DCGM_FI_DEV_GPU_TEMP[1m]) > {}", 90.0),
 ];
 
 fn rule_file(rules: usize) -> String {
     let mut s = String::from("groups:\n  - name: bench\n    rules:\n");
-    let only: Option<usize> = std::env::var("BENCH_ONLY").ok().and_then(|v| v.parse().ok());
+    let only: Option<usize> = std::env::var("BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for i in 0..rules {
         let (expr, base) = CONDITIONS[only.unwrap_or(i % CONDITIONS.len())];
-        let expr = expr.replace("{}", &(base + (i / CONDITIONS.len()) as f64 * 0.001).to_string());
-        s.push_str(&format!("      - alert: Bench{i}\n        expr: {expr}\n        for: 1m\n"));
+        let expr = expr.replace(
+            "{}",
+            &(base + (i / CONDITIONS.len()) as f64 * 0.001).to_string(),
+        );
+        s.push_str(&format!(
+            "      - alert: Bench{i}\n        expr: {expr}\n        for: 1m\n"
+        ));
     }
     s
 }
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let (gpus, rules, points, repeats): (usize, usize, usize, usize) = if bench { (588, 100, 300, 10) } else { (20, 10, 30, 1) };
+    let (gpus, rules, points, repeats): (usize, usize, usize, usize) = if bench {
+        (588, 100, 300, 10)
+    } else {
+        (20, 10, 30, 1)
+    };
     let mut store = WindowStore::new(Retention {
         max_points: points,
         max_age_ms: i64::MAX / 4,
         max_series: 1_000_000,
     });
-    let scenarios = [Scenario::Steady, Scenario::MemoryLeak, Scenario::ThermalThrottle, Scenario::LoadSpike, Scenario::XidBurst];
+    let scenarios = [
+        Scenario::Steady,
+        Scenario::MemoryLeak,
+        Scenario::ThermalThrottle,
+        Scenario::LoadSpike,
+        Scenario::XidBurst,
+    ];
     // Hosts of 8 GPUs.
     let mut fleets: Vec<SimFleet> = (0..gpus.div_ceil(8))
-        .map(|h| SimFleet::new(8.min(gpus - h * 8), &format!("host-{h}"), &scenarios, h as u64))
+        .map(|h| {
+            SimFleet::new(
+                8.min(gpus - h * 8),
+                &format!("host-{h}"),
+                &scenarios,
+                h as u64,
+            )
+        })
         .collect();
     let t0 = 1_800_000_000_000i64;
     for step in 0..points as i64 {
@@ -58,11 +85,25 @@ fn main() {
     let now = t0 + (points as i64 - 1) * 1000;
     if std::env::var("PROBE").is_ok() {
         let start = Instant::now();
-        let n = store.select_last(&Selector::metric("DCGM_FI_DEV_GPU_TEMP"), now - 300_000, now).len();
-        eprintln!("probe: {n} series in {:?}; points {}", start.elapsed(), store.point_count());
+        let n = store
+            .select_last(
+                &Selector::metric("DCGM_FI_DEV_GPU_TEMP"),
+                now - 300_000,
+                now,
+            )
+            .len();
+        eprintln!(
+            "probe: {n} series in {:?}; points {}",
+            start.elapsed(),
+            store.point_count()
+        );
     }
     let series = store.series_count();
-    let mut group = GroupState::new(parse_file("bench.yml", &rule_file(rules)).unwrap().remove(0));
+    let mut group = GroupState::new(
+        parse_file("bench.yml", &rule_file(rules))
+            .unwrap()
+            .remove(0),
+    );
 
     let mut eval_times = Vec::new();
     let mut scan_times = Vec::new();
@@ -77,7 +118,10 @@ fn main() {
         let mut hits = 0usize;
         for i in 0..rules {
             let (expr, threshold) = CONDITIONS[i % CONDITIONS.len()];
-            let metric = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).find(|w| w.starts_with("DCGM_")).unwrap();
+            let metric = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .find(|w| w.starts_with("DCGM_"))
+                .unwrap();
             for (_, _, v) in store.select_last(&Selector::metric(metric), t - 300_000, t) {
                 hits += usize::from(v > threshold);
             }

@@ -153,8 +153,7 @@ impl WindowStore {
 
     /// Points of matching series with `start_ms <= t <= end_ms`, in no particular order.
     pub fn select(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
-        self
-            .matching(sel)
+        self.matching(sel)
             .filter_map(|(series, ring)| {
                 let points: Vec<(i64, f64)> = in_range(ring, start_ms, end_ms).copied().collect();
                 (!points.is_empty()).then(|| SeriesPoints {
@@ -167,7 +166,12 @@ impl WindowStore {
 
     /// The newest point with `start_ms <= t <= end_ms` of each matching series, in no
     /// particular order (what an instant selector needs, without copying the window).
-    pub fn select_last(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<(Series, i64, f64)> {
+    pub fn select_last(
+        &self,
+        sel: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(Series, i64, f64)> {
         self.matching(sel)
             .filter_map(|(series, ring)| {
                 // Usually the newest point is the one: no search through the (cold) ring.
@@ -294,7 +298,10 @@ mod tests {
         assert_eq!(w.ingest(&batch).stored, 5);
         let got = w.select(&Selector::all(), 0, 100);
         assert_eq!(got[0].points, vec![(20, 2.0), (30, 3.0), (40, 4.0)]);
-        assert_eq!(w.select_last(&Selector::metric("m"), 0, 35), vec![(a.clone(), 30, 3.0)]);
+        assert_eq!(
+            w.select_last(&Selector::metric("m"), 0, 35),
+            vec![(a.clone(), 30, 3.0)]
+        );
         assert!(w.select_last(&Selector::metric("m"), 41, 100).is_empty());
         assert_eq!(w.point_count(), 3);
     }

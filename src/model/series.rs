@@ -13,11 +13,14 @@ use std::sync::Arc;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+/// A label name or value: shared, so copying labels into query results allocates nothing.
+pub type LabelStr = Arc<str>;
+
 /// Metric name plus label pairs sorted by label name (no duplicates).
 #[derive(Debug, Clone)]
 pub struct SeriesKey {
-    name: String,
-    labels: Vec<(String, String)>,
+    name: LabelStr,
+    labels: Vec<(LabelStr, LabelStr)>,
     /// Hash of name and labels, computed once at construction.
     hash: u64,
 }
@@ -29,25 +32,25 @@ impl SeriesKey {
     /// Builds a key; labels are sorted by name and a repeated name keeps its last value.
     pub fn new<N, K, V, I>(name: N, labels: I) -> Self
     where
-        N: Into<String>,
-        K: Into<String>,
-        V: Into<String>,
+        N: Into<LabelStr>,
+        K: Into<LabelStr>,
+        V: Into<LabelStr>,
         I: IntoIterator<Item = (K, V)>,
     {
-        let mut labels: Vec<(String, String)> = labels
+        let mut labels: Vec<(LabelStr, LabelStr)> = labels
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
+        // Stable: of a repeated label name, the last value wins.
         labels.sort_by(|a, b| a.0.cmp(&b.0));
-        // Keep the last value of a repeated label name.
-        let mut deduped: Vec<(String, String)> = Vec::with_capacity(labels.len());
+        let mut deduped: Vec<(LabelStr, LabelStr)> = Vec::with_capacity(labels.len());
         for (k, v) in labels {
             match deduped.last_mut() {
                 Some(last) if last.0 == k => last.1 = v,
                 _ => deduped.push((k, v)),
             }
         }
-        let name = name.into();
+        let name: LabelStr = name.into();
         let mut hasher = DefaultHasher::new();
         name.hash(&mut hasher);
         deduped.hash(&mut hasher);
@@ -61,9 +64,9 @@ impl SeriesKey {
     /// Same as [`SeriesKey::new`], already behind an `Arc`.
     pub fn shared<N, K, V, I>(name: N, labels: I) -> Series
     where
-        N: Into<String>,
-        K: Into<String>,
-        V: Into<String>,
+        N: Into<LabelStr>,
+        K: Into<LabelStr>,
+        V: Into<LabelStr>,
         I: IntoIterator<Item = (K, V)>,
     {
         Arc::new(Self::new(name, labels))
@@ -75,8 +78,13 @@ impl SeriesKey {
     }
 
     /// Label pairs, sorted by name.
-    pub fn labels(&self) -> &[(String, String)] {
+    pub fn labels(&self) -> &[(LabelStr, LabelStr)] {
         &self.labels
+    }
+
+    /// The metric name, shared.
+    pub fn name_shared(&self) -> &LabelStr {
+        &self.name
     }
 
     /// The value of one label, `__name__` included.
@@ -85,9 +93,9 @@ impl SeriesKey {
             return Some(&self.name);
         }
         self.labels
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .binary_search_by(|(k, _)| (**k).cmp(name))
             .ok()
-            .map(|i| self.labels[i].1.as_str())
+            .map(|i| &*self.labels[i].1)
     }
 }
 
@@ -159,7 +167,7 @@ impl Serialize for SeriesKey {
     }
 }
 
-struct LabelMap<'a>(&'a [(String, String)]);
+struct LabelMap<'a>(&'a [(LabelStr, LabelStr)]);
 
 impl Serialize for LabelMap<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -222,10 +230,8 @@ mod tests {
     #[test]
     fn labels_are_sorted_and_deduplicated() {
         let k = SeriesKey::new("m", [("b", "1"), ("a", "2"), ("b", "3")]);
-        assert_eq!(
-            k.labels(),
-            &[("a".to_string(), "2".to_string()), ("b".into(), "3".into())]
-        );
+        let pairs: Vec<(&str, &str)> = k.labels().iter().map(|(a, b)| (&**a, &**b)).collect();
+        assert_eq!(pairs, [("a", "2"), ("b", "3")]);
         assert_eq!(k.label("b"), Some("3"));
         assert_eq!(k.label("__name__"), Some("m"));
         assert_eq!(k.label("zz"), None);

@@ -18,14 +18,24 @@ pub trait Storage {
     /// Points of matching series with `start_ms <= t <= end_ms`.
     fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints>;
     /// The newest such point of each matching series.
-    fn select_last(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<(Series, i64, f64)>;
+    fn select_last(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(Series, i64, f64)>;
 }
 
 impl Storage for WindowStore {
     fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
         WindowStore::select(self, selector, start_ms, end_ms)
     }
-    fn select_last(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<(Series, i64, f64)> {
+    fn select_last(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(Series, i64, f64)> {
         WindowStore::select_last(self, selector, start_ms, end_ms)
     }
 }
@@ -53,8 +63,12 @@ pub struct Evaluator<'a, S: Storage + ?Sized> {
 }
 
 fn labels_of(series: &Series) -> Labels {
-    let mut l: Labels = series.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    l.insert(NAME.to_string(), series.name().to_string());
+    let mut l: Labels = series
+        .labels()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    l.insert(NAME.into(), series.name_shared().clone());
     l
 }
 
@@ -146,7 +160,9 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
     /// hides the series.
     fn instant(&self, vs: &VectorSelector) -> Result<Vec<VecSample>, EvalError> {
         let t = self.t_ms - offset_ms(&vs.offset);
-        let found = self.storage.select_last(&selector_of(vs)?, t - LOOKBACK_MS, t);
+        let found = self
+            .storage
+            .select_last(&selector_of(vs)?, t - LOOKBACK_MS, t);
         Ok(found
             .iter()
             .filter(|(_, _, v)| !is_stale(*v))
@@ -197,12 +213,14 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
             match &a.modifier {
                 Some(LabelModifier::Include(by)) => l
                     .iter()
-                    .filter(|(k, _)| by.labels.iter().any(|b| b == *k))
+                    .filter(|(k, _)| by.labels.iter().any(|b| b.as_str() == &***k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 Some(LabelModifier::Exclude(without)) => l
                     .iter()
-                    .filter(|(k, _)| *k != NAME && !without.labels.iter().any(|w| w == *k))
+                    .filter(|(k, _)| {
+                        &***k != NAME && !without.labels.iter().any(|w| w.as_str() == &***k)
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 None => Labels::new(),
@@ -401,7 +419,9 @@ fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Signature {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let keep = |k: &str| match matching {
         Some(LabelModifier::Include(on)) => on.labels.iter().any(|o| o == k),
-        Some(LabelModifier::Exclude(ignoring)) => k != NAME && !ignoring.labels.iter().any(|i| i == k),
+        Some(LabelModifier::Exclude(ignoring)) => {
+            k != NAME && !ignoring.labels.iter().any(|i| i == k)
+        }
         None => k != NAME,
     };
     for (k, v) in l.iter().filter(|(k, _)| keep(k)) {
@@ -499,21 +519,21 @@ fn vector_vector(
         if one_to_one {
             match matching {
                 Some(LabelModifier::Include(on)) => {
-                    labels.retain(|k, _| on.labels.iter().any(|o| o == k))
+                    labels.retain(|k, _| on.labels.iter().any(|o| o.as_str() == &**k))
                 }
                 Some(LabelModifier::Exclude(ignoring)) => {
-                    labels.retain(|k, _| !ignoring.labels.iter().any(|i| i == k))
+                    labels.retain(|k, _| !ignoring.labels.iter().any(|i| i.as_str() == &**k))
                 }
                 None => {}
             }
         }
         for ln in &include {
-            match o.labels.get(ln) {
+            match o.labels.get(ln.as_str()) {
                 Some(v) if !v.is_empty() => {
-                    labels.insert(ln.clone(), v.clone());
+                    labels.insert(ln.as_str().into(), v.clone());
                 }
                 _ => {
-                    labels.remove(ln);
+                    labels.remove(ln.as_str());
                 }
             }
         }

@@ -238,12 +238,12 @@ fn absent(v: Vec<VecSample>, arg: &Expr) -> Vec<VecSample> {
                 continue;
             }
             if seen.contains(&m.name.as_str()) {
-                labels.remove(&m.name);
+                labels.remove(m.name.as_str());
                 continue;
             }
             seen.push(&m.name);
             if matches!(m.op, promql_parser::label::MatchOp::Equal) {
-                labels.insert(m.name.clone(), m.value.clone());
+                labels.insert(m.name.as_str().into(), m.value.as_str().into());
             }
         }
     }

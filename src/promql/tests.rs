@@ -91,9 +91,9 @@ fn aggregation_and_vector_matching() {
     assert_eq!(v.iter().map(|s| s.1).collect::<Vec<_>>(), vec![4.0, 5.0]);
     let v = vector(eval(&w, "m / on(host) group_left total", 0));
     assert_eq!(v.len(), 3);
-    assert!(v.iter().any(|(l, x)| l["gpu"] == "1" && *x == 0.3));
+    assert!(v.iter().any(|(l, x)| &*l["gpu"] == "1" && *x == 0.3));
     let v = vector(eval(&w, "topk(1, m)", 0));
-    assert_eq!(v[0].0[NAME], "m");
+    assert_eq!(&*v[0].0[NAME], "m");
     assert_eq!(v[0].1, 5.0);
     let v = vector(eval(&w, "m > bool 2", 0));
     assert_eq!(v.iter().map(|s| s.1).sum::<f64>(), 2.0);

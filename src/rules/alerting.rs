@@ -95,8 +95,12 @@ impl AlertRuleState {
         let mut seen = std::collections::HashSet::new();
         for s in result {
             let template_labels = &s.labels;
-            let mut labels = s.labels.clone();
-            labels.remove(NAME);
+            let mut labels: BTreeMap<String, String> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| &***k != NAME)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             for (k, t) in &self.spec.labels {
                 labels.insert(k.clone(), t.expand(template_labels, s.value));
             }
@@ -210,11 +214,7 @@ mod tests {
 
     fn hot(v: f64) -> Vec<VecSample> {
         vec![VecSample {
-            labels: [
-                ("__name__".to_string(), "t".to_string()),
-                ("gpu".to_string(), "1".to_string()),
-            ]
-            .into(),
+            labels: [("__name__".into(), "t".into()), ("gpu".into(), "1".into())].into(),
             value: v,
         }]
     }

@@ -34,13 +34,17 @@ pub struct GroupOutcome {
     pub errors: Vec<(String, String)>,
 }
 
-fn key_of(name: &str, labels: &BTreeMap<String, String>) -> Series {
+fn key_of<K, V>(name: &str, labels: &BTreeMap<K, V>) -> Series
+where
+    K: AsRef<str> + Ord,
+    V: AsRef<str>,
+{
     SeriesKey::shared(
         name,
         labels
             .iter()
-            .filter(|(k, _)| *k != NAME)
-            .map(|(k, v)| (k.clone(), v.clone())),
+            .filter(|(k, _)| k.as_ref() != NAME)
+            .map(|(k, v)| (k.as_ref(), v.as_ref())),
     )
 }
 
@@ -120,7 +124,11 @@ impl GroupState {
                 RuleKind::Record { name, labels } => {
                     for s in vector {
                         let mut l = s.labels;
-                        l.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        l.extend(
+                            labels
+                                .iter()
+                                .map(|(k, v)| (k.as_str().into(), v.as_str().into())),
+                        );
                         written.push(Sample::new(key_of(name, &l), ts, s.value));
                     }
                     let mut seen = HashSet::new();

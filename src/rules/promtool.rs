@@ -178,13 +178,13 @@ pub fn parse_series_labels(s: &str) -> Result<Labels, String> {
     };
     let mut labels = Labels::new();
     if let Some(n) = vs.name {
-        labels.insert(NAME.to_string(), n);
+        labels.insert(NAME.into(), n.into());
     }
     for m in vs.matchers.matchers {
         if !matches!(m.op, promql_parser::label::MatchOp::Equal) {
             return Err(format!("series {s:?}: only `=` matchers describe a series"));
         }
-        labels.insert(m.name, m.value);
+        labels.insert(m.name.into(), m.value.into());
     }
     Ok(labels)
 }
@@ -238,7 +238,7 @@ pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
     Ok(out)
 }
 
-fn format_labels(l: &BTreeMap<String, String>) -> String {
+fn format_labels<K: std::fmt::Display, V: std::fmt::Debug>(l: &BTreeMap<K, V>) -> String {
     let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
@@ -321,7 +321,7 @@ fn run_group(
             name,
             labels
                 .iter()
-                .filter(|(k, _)| *k != NAME)
+                .filter(|(k, _)| &***k != NAME)
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         let samples: Vec<Sample> = expand_values(&s.values)
@@ -520,8 +520,8 @@ mod tests {
     #[test]
     fn parses_series_labels() {
         let l = parse_series_labels(r#"up{job="a", instance="x"}"#).unwrap();
-        assert_eq!(l["__name__"], "up");
-        assert_eq!(l["job"], "a");
+        assert_eq!(&*l["__name__"], "up");
+        assert_eq!(&*l["job"], "a");
         assert_eq!(parse_series_labels(r#"{job="a"}"#).unwrap().len(), 1);
     }
 }

@@ -57,7 +57,11 @@ impl Template {
     }
 
     /// Expands with the alert's labels and value.
-    pub fn expand(&self, labels: &BTreeMap<String, String>, value: f64) -> String {
+    pub fn expand<K, V>(&self, labels: &BTreeMap<K, V>, value: f64) -> String
+    where
+        K: Ord + std::borrow::Borrow<str>,
+        V: AsRef<str>,
+    {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -65,7 +69,12 @@ impl Template {
                 Part::Action { term, funcs } => {
                     let mut v = match term {
                         Term::Value => Val::Num(value),
-                        Term::Label(l) => Val::Str(labels.get(l).cloned().unwrap_or_default()),
+                        Term::Label(l) => Val::Str(
+                            labels
+                                .get(l.as_str())
+                                .map(|v| v.as_ref().to_string())
+                                .unwrap_or_default(),
+                        ),
                         Term::Str(s) => Val::Str(s.clone()),
                     };
                     for f in funcs {
