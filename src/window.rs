@@ -1,8 +1,13 @@
 //! The window store's logic: per-series ring buffers with retention by count and age,
 //! queried by label matchers and time range. Plain methods, time passed in; the actor in
 //! `actors/window_store.rs` owns one of these.
+//!
+//! A series' points live in one `Vec` whose live part starts at `head`: dropping the oldest
+//! point moves `head`, and the dead prefix is cut off once it reaches a quarter of the
+//! window. The live points are therefore always one contiguous slice, so queries (range
+//! functions of the rule engine above all) read them in place instead of copying.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -52,11 +57,69 @@ pub struct SeriesPoints {
     pub points: Vec<(i64, f64)>,
 }
 
+/// One series' points, oldest first.
+#[derive(Debug, Default)]
+struct Ring {
+    points: Vec<(i64, f64)>,
+    /// Index of the oldest live point.
+    head: usize,
+}
+
+impl Ring {
+    fn live(&self) -> &[(i64, f64)] {
+        &self.points[self.head..]
+    }
+
+    fn len(&self) -> usize {
+        self.points.len() - self.head
+    }
+
+    fn drop_oldest(&mut self) {
+        self.head += 1;
+    }
+
+    /// Cuts the dead prefix off once it is a quarter of `max_points` (amortised O(1)).
+    fn compact(&mut self, max_points: usize) {
+        if self.head > 0 && (self.head >= max_points / 4 || self.head == self.points.len()) {
+            self.points.drain(..self.head);
+            self.head = 0;
+        }
+    }
+
+    /// Live points with `start_ms <= t <= end_ms`.
+    fn range(&self, start_ms: i64, end_ms: i64) -> &[(i64, f64)] {
+        let live = self.live();
+        // Usually the window ends at the newest point: no search through cold memory.
+        let end = match live.last() {
+            Some(last) if last.0 <= end_ms => live.len(),
+            _ => live.partition_point(|p| p.0 <= end_ms),
+        };
+        // And often starts before the oldest point (a range as long as the window).
+        let first = match live.first() {
+            Some(oldest) if oldest.0 >= start_ms => 0,
+            _ => live[..end].partition_point(|p| p.0 < start_ms),
+        };
+        &live[first..end]
+    }
+
+    /// The newest live point with `start_ms <= t <= end_ms`.
+    fn last_in(&self, start_ms: i64, end_ms: i64) -> Option<(i64, f64)> {
+        let live = self.live();
+        let &last = live.last()?;
+        let p = if last.0 <= end_ms {
+            last
+        } else {
+            *live.get(live.partition_point(|p| p.0 <= end_ms).checked_sub(1)?)?
+        };
+        (p.0 >= start_ms).then_some(p)
+    }
+}
+
 /// Per-series ring buffers.
 #[derive(Debug)]
 pub struct WindowStore {
     retention: Retention,
-    series: HashMap<Series, VecDeque<(i64, f64)>, BuildPrehashed>,
+    series: HashMap<Series, Ring, BuildPrehashed>,
     /// Series by metric name: selectors that name their metric scan only these.
     by_name: HashMap<String, Vec<Series>>,
     /// Points currently held across all series.
@@ -76,6 +139,7 @@ impl WindowStore {
     /// Stores a batch, one sample at a time, in order.
     pub fn ingest(&mut self, samples: &[Sample]) -> IngestOutcome {
         let mut out = IngestOutcome::default();
+        let max_points = self.retention.max_points;
         for s in samples {
             let ring = match self.series.get_mut(&s.series) {
                 Some(ring) => ring,
@@ -88,28 +152,26 @@ impl WindowStore {
                         .entry(s.series.name().to_string())
                         .or_default()
                         .push(s.series.clone());
-                    self.series
-                        .entry(s.series.clone())
-                        .or_insert_with(|| VecDeque::with_capacity(16))
+                    self.series.entry(s.series.clone()).or_default()
                 }
             };
-            match ring.back_mut() {
-                Some(last) if s.timestamp_ms < last.0 => {
+            if let Some(last) = ring.live().last() {
+                if s.timestamp_ms < last.0 {
                     out.refused_out_of_order += 1;
                     continue;
                 }
-                Some(last) if s.timestamp_ms == last.0 => {
-                    last.1 = s.value;
+                if s.timestamp_ms == last.0 {
+                    ring.points.last_mut().expect("live point").1 = s.value;
                     out.replaced += 1;
                     continue;
                 }
-                _ => {}
             }
-            if ring.len() >= self.retention.max_points {
-                ring.pop_front();
+            if ring.len() >= max_points {
+                ring.drop_oldest();
                 self.points -= 1;
             }
-            ring.push_back((s.timestamp_ms, s.value));
+            ring.points.push((s.timestamp_ms, s.value));
+            ring.compact(max_points);
             self.points += 1;
             out.stored += 1;
         }
@@ -120,14 +182,15 @@ impl WindowStore {
     /// Returns the number of series removed.
     pub fn evict(&mut self, now_ms: i64) -> usize {
         let cutoff = now_ms - self.retention.max_age_ms;
+        let max_points = self.retention.max_points;
         let before = self.series.len();
         let mut dropped_points = 0;
         self.series.retain(|_, ring| {
-            while ring.front().is_some_and(|p| p.0 < cutoff) {
-                ring.pop_front();
-                dropped_points += 1;
-            }
-            !ring.is_empty()
+            let old = ring.live().partition_point(|p| p.0 < cutoff);
+            ring.head += old;
+            dropped_points += old;
+            ring.compact(max_points);
+            ring.len() > 0
         });
         self.points -= dropped_points;
         let removed = before - self.series.len();
@@ -151,21 +214,33 @@ impl WindowStore {
         self.points
     }
 
-    /// Points of matching series with `start_ms <= t <= end_ms`, in no particular order.
-    pub fn select(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
+    /// Points of matching series with `start_ms <= t <= end_ms`, borrowed, in no
+    /// particular order; series with no point in the range are left out.
+    pub fn select_slices<'a>(
+        &'a self,
+        sel: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(&'a Series, &'a [(i64, f64)])> {
         self.matching(sel)
-            .filter_map(|(series, ring)| {
-                let points: Vec<(i64, f64)> = in_range(ring, start_ms, end_ms).copied().collect();
-                (!points.is_empty()).then(|| SeriesPoints {
-                    series: series.clone(),
-                    points,
-                })
+            .map(|(series, ring)| (series, ring.range(start_ms, end_ms)))
+            .filter(|(_, points)| !points.is_empty())
+            .collect()
+    }
+
+    /// Points of matching series with `start_ms <= t <= end_ms`, copied, in no particular order.
+    pub fn select(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
+        self.select_slices(sel, start_ms, end_ms)
+            .into_iter()
+            .map(|(series, points)| SeriesPoints {
+                series: series.clone(),
+                points: points.to_vec(),
             })
             .collect()
     }
 
     /// The newest point with `start_ms <= t <= end_ms` of each matching series, in no
-    /// particular order (what an instant selector needs, without copying the window).
+    /// particular order (what an instant selector needs).
     pub fn select_last(
         &self,
         sel: &Selector,
@@ -174,15 +249,8 @@ impl WindowStore {
     ) -> Vec<(Series, i64, f64)> {
         self.matching(sel)
             .filter_map(|(series, ring)| {
-                // Usually the newest point is the one: no search through the (cold) ring.
-                let &(t, v) = match ring.back() {
-                    Some(last) if last.0 <= end_ms => last,
-                    _ => {
-                        let end = ring.partition_point(|p| p.0 <= end_ms);
-                        ring.get(end.checked_sub(1)?)?
-                    }
-                };
-                (t >= start_ms).then(|| (series.clone(), t, v))
+                let (t, v) = ring.last_in(start_ms, end_ms)?;
+                Some((series.clone(), t, v))
             })
             .collect()
     }
@@ -191,22 +259,18 @@ impl WindowStore {
     /// in min/max/avg), series in sorted order.
     pub fn stats(&self, sel: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesStats> {
         let mut out: Vec<SeriesStats> = self
-            .matching(sel)
-            .filter_map(|(series, ring)| {
-                let mut latest = None;
+            .select_slices(sel, start_ms, end_ms)
+            .into_iter()
+            .filter_map(|(series, points)| {
+                let latest = *points.last()?;
                 let (mut min, mut max, mut sum, mut count) =
                     (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0);
-                for &(t, v) in in_range(ring, start_ms, end_ms) {
-                    latest = Some((t, v));
-                    if v.is_nan() {
-                        continue;
-                    }
+                for &(_, v) in points.iter().filter(|p| !p.1.is_nan()) {
                     min = min.min(v);
                     max = max.max(v);
                     sum += v;
                     count += 1;
                 }
-                let latest = latest?;
                 let avg = if count > 0 {
                     sum / count as f64
                 } else {
@@ -235,7 +299,7 @@ impl WindowStore {
         let mut out: Vec<(Series, i64, f64)> = self
             .matching(sel)
             .filter_map(|(series, ring)| {
-                let &(t, v) = ring.back()?;
+                let &(t, v) = ring.live().last()?;
                 (t >= since_ms && !crate::promql::is_stale(v)).then(|| (series.clone(), t, v))
             })
             .collect();
@@ -243,10 +307,13 @@ impl WindowStore {
         out
     }
 
-    fn matching<'a>(
-        &'a self,
-        sel: &'a Selector,
-    ) -> Box<dyn Iterator<Item = (&'a Series, &'a VecDeque<(i64, f64)>)> + 'a> {
+    fn matching<'s, 'q>(
+        &'s self,
+        sel: &'q Selector,
+    ) -> Box<dyn Iterator<Item = (&'s Series, &'s Ring)> + 'q>
+    where
+        's: 'q,
+    {
         match sel.metric_name() {
             Some(name) => Box::new(
                 self.by_name
@@ -259,16 +326,6 @@ impl WindowStore {
             None => Box::new(self.series.iter().filter(move |(s, _)| sel.matches(s))),
         }
     }
-}
-
-fn in_range(
-    ring: &VecDeque<(i64, f64)>,
-    start_ms: i64,
-    end_ms: i64,
-) -> impl Iterator<Item = &(i64, f64)> {
-    // Rings are sorted by time: skip to the first point in range.
-    let first = ring.partition_point(|p| p.0 < start_ms);
-    ring.range(first..).take_while(move |p| p.0 <= end_ms)
 }
 
 #[cfg(test)]
@@ -304,6 +361,30 @@ mod tests {
         );
         assert!(w.select_last(&Selector::metric("m"), 41, 100).is_empty());
         assert_eq!(w.point_count(), 3);
+    }
+
+    #[test]
+    fn a_long_run_keeps_the_newest_points_contiguous_and_bounded() {
+        let mut w = store(100, 1_000_000_000, 10);
+        let a = s("m", "0");
+        for i in 0..10_000 {
+            w.ingest(&[Sample::new(a.clone(), i, i as f64)]);
+        }
+        let slices = w.select_slices(&Selector::all(), 0, i64::MAX);
+        let points = slices[0].1;
+        assert_eq!(points.len(), 100);
+        assert_eq!((points[0].0, points[99].0), (9_900, 9_999));
+        assert_eq!(w.point_count(), 100);
+        let ring = w.series.values().next().unwrap();
+        assert!(
+            ring.points.capacity() <= 256,
+            "dead prefix is cut off: {}",
+            ring.points.capacity()
+        );
+        assert_eq!(
+            w.select_slices(&Selector::all(), 9_950, 9_960)[0].1.len(),
+            11
+        );
     }
 
     #[test]

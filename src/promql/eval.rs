@@ -11,12 +11,17 @@ use promql_parser::parser::{
 use super::{functions, is_stale, Labels, RangeSeries, Value, VecSample, LOOKBACK_MS, NAME};
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::model::series::Series;
-use crate::window::{SeriesPoints, WindowStore};
+use crate::window::WindowStore;
 
 /// Where series come from.
 pub trait Storage {
-    /// Points of matching series with `start_ms <= t <= end_ms`.
-    fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints>;
+    /// Points of matching series with `start_ms <= t <= end_ms`, borrowed.
+    fn select_slices<'a>(
+        &'a self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(&'a Series, &'a [(i64, f64)])>;
     /// The newest such point of each matching series.
     fn select_last(
         &self,
@@ -27,8 +32,13 @@ pub trait Storage {
 }
 
 impl Storage for WindowStore {
-    fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Vec<SeriesPoints> {
-        WindowStore::select(self, selector, start_ms, end_ms)
+    fn select_slices<'a>(
+        &'a self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(&'a Series, &'a [(i64, f64)])> {
+        WindowStore::select_slices(self, selector, start_ms, end_ms)
     }
     fn select_last(
         &self,
@@ -49,9 +59,15 @@ fn err<T>(msg: impl Into<String>) -> Result<T, EvalError> {
     Err(EvalError(msg.into()))
 }
 
+/// One series of a range vector, its points read in place when it holds no staleness marker.
+pub(super) struct RangeRef<'a> {
+    pub labels: Labels,
+    pub points: std::borrow::Cow<'a, [(i64, f64)]>,
+}
+
 /// A range vector with the window it was selected over.
-pub(super) struct Matrix {
-    pub series: Vec<RangeSeries>,
+pub(super) struct Matrix<'a> {
+    pub series: Vec<RangeRef<'a>>,
     pub start_ms: i64,
     pub end_ms: i64,
 }
@@ -106,7 +122,7 @@ pub(super) fn drop_name(mut l: Labels) -> Labels {
     l
 }
 
-impl<S: Storage + ?Sized> Evaluator<'_, S> {
+impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
     /// Evaluates an expression.
     pub fn eval(&self, e: &Expr) -> Result<Value, EvalError> {
         match e {
@@ -126,7 +142,16 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
                 _ => err("unary minus needs a scalar or an instant vector"),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant(vs)?)),
-            Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range(ms)?.series)),
+            Expr::MatrixSelector(ms) => Ok(Value::Matrix(
+                self.range(ms)?
+                    .series
+                    .into_iter()
+                    .map(|r| RangeSeries {
+                        labels: r.labels,
+                        points: r.points.into_owned(),
+                    })
+                    .collect(),
+            )),
             Expr::Call(c) => functions::call(self, c),
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::Binary(b) => self.binary(b),
@@ -148,7 +173,7 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
         }
     }
 
-    pub(super) fn matrix(&self, e: &Expr) -> Result<Matrix, EvalError> {
+    pub(super) fn matrix(&self, e: &Expr) -> Result<Matrix<'a>, EvalError> {
         match e {
             Expr::MatrixSelector(ms) => self.range(ms),
             Expr::Paren(p) => self.matrix(&p.expr),
@@ -174,22 +199,28 @@ impl<S: Storage + ?Sized> Evaluator<'_, S> {
     }
 
     /// Samples in `[t - range, t]` (Prometheus 2.x closed window), staleness markers removed.
-    fn range(&self, ms: &MatrixSelector) -> Result<Matrix, EvalError> {
+    fn range(&self, ms: &MatrixSelector) -> Result<Matrix<'a>, EvalError> {
         let end_ms = self.t_ms - offset_ms(&ms.vs.offset);
         let start_ms = end_ms - ms.range.as_millis() as i64;
-        let series = self
-            .storage
-            .select(&selector_of(&ms.vs)?, start_ms, end_ms)
-            .iter()
-            .filter_map(|sp| {
-                let points: Vec<(i64, f64)> = sp
-                    .points
-                    .iter()
-                    .copied()
-                    .filter(|p| !is_stale(p.1))
-                    .collect();
-                (!points.is_empty()).then(|| RangeSeries {
-                    labels: labels_of(&sp.series),
+        let storage: &'a S = self.storage;
+        let series = storage
+            .select_slices(&selector_of(&ms.vs)?, start_ms, end_ms)
+            .into_iter()
+            .filter_map(|(series, points)| {
+                // Read in place unless a staleness marker has to be taken out.
+                let points: std::borrow::Cow<'a, [(i64, f64)]> =
+                    if points.iter().any(|p| is_stale(p.1)) {
+                        points
+                            .iter()
+                            .copied()
+                            .filter(|p| !is_stale(p.1))
+                            .collect::<Vec<_>>()
+                            .into()
+                    } else {
+                        points.into()
+                    };
+                (!points.is_empty()).then(|| RangeRef {
+                    labels: labels_of(series),
                     points,
                 })
             })

@@ -61,11 +61,19 @@ pub enum Transition {
     Cancelled(Alert),
 }
 
-/// FNV-1a over the sorted labels: the alert id.
-pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+/// FNV-1a over the labels, sorted by name: the alert id.
+pub fn fingerprint<K: AsRef<str>, V: AsRef<str>>(
+    labels: impl IntoIterator<Item = (K, V)>,
+) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (k, v) in labels {
-        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
+        for b in k
+            .as_ref()
+            .bytes()
+            .chain([0xff])
+            .chain(v.as_ref().bytes())
+            .chain([0xff])
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -95,23 +103,25 @@ impl AlertRuleState {
         let mut seen = std::collections::HashSet::new();
         for s in result {
             let template_labels = &s.labels;
-            let mut labels: BTreeMap<String, String> = s
+            // The alert's labels, borrowed where they come from the sample: no copy unless
+            // the alert is new.
+            let mut labels: BTreeMap<&str, std::borrow::Cow<'_, str>> = s
                 .labels
                 .iter()
                 .filter(|(k, _)| &***k != NAME)
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (&**k, std::borrow::Cow::Borrowed(&**v)))
                 .collect();
             for (k, t) in &self.spec.labels {
-                labels.insert(k.clone(), t.expand(template_labels, s.value));
+                labels.insert(k, t.expand(template_labels, s.value).into());
             }
-            labels.insert("alertname".to_string(), self.spec.name.clone());
+            labels.insert("alertname", self.spec.name.as_str().into());
+            let id = fingerprint(labels.iter());
             let annotations: BTreeMap<String, String> = self
                 .spec
                 .annotations
                 .iter()
                 .map(|(k, t)| (k.clone(), t.expand(template_labels, s.value)))
                 .collect();
-            let id = fingerprint(&labels);
             if !seen.insert(id.clone()) {
                 return Err(
                     "vector contains metrics with the same labelset after applying alert labels"
@@ -128,7 +138,10 @@ impl AlertRuleState {
                         id.clone(),
                         Alert {
                             id: id.clone(),
-                            labels,
+                            labels: labels
+                                .into_iter()
+                                .map(|(k, v)| (k.to_string(), v.into_owned()))
+                                .collect(),
                             annotations,
                             state: AlertState::Pending,
                             value: s.value,

@@ -3,7 +3,7 @@
 //! stops producing get a staleness marker, and `ALERTS` / `ALERTS_FOR_STATE` are written
 //! for pending and firing alerts, as Prometheus does.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::alerting::{AlertRuleState, AlertState, Transition};
 use super::{RuleGroup, RuleKind};
@@ -19,6 +19,9 @@ pub struct GroupState {
     pub alerts: Vec<Option<AlertRuleState>>,
     /// Per rule: series written at the previous evaluation (for staleness markers).
     previous: Vec<HashSet<Series>>,
+    /// Per rule: the `ALERTS` and `ALERTS_FOR_STATE` series of each active alert, built once
+    /// per state instead of at every evaluation.
+    alert_series: Vec<HashMap<String, (AlertState, Series, Series)>>,
     /// When the group last ran, and its last error per rule.
     pub last_eval_ms: Option<i64>,
     pub last_errors: BTreeMap<String, String>,
@@ -48,6 +51,17 @@ where
     )
 }
 
+/// The `ALERTS` (with `alertstate`) and `ALERTS_FOR_STATE` series of an alert.
+fn alert_series(a: &super::alerting::Alert) -> (AlertState, Series, Series) {
+    let mut l = a.labels.clone();
+    l.insert("alertstate".to_string(), a.state.as_str().to_string());
+    (
+        a.state,
+        key_of("ALERTS", &l),
+        key_of("ALERTS_FOR_STATE", &a.labels),
+    )
+}
+
 impl GroupState {
     pub fn new(group: RuleGroup) -> Self {
         let alerts = group
@@ -59,10 +73,12 @@ impl GroupState {
             })
             .collect();
         let previous = vec![HashSet::new(); group.rules.len()];
+        let alert_series = vec![HashMap::new(); group.rules.len()];
         GroupState {
             group,
             alerts,
             previous,
+            alert_series,
             last_eval_ms: None,
             last_errors: BTreeMap::new(),
         }
@@ -146,18 +162,29 @@ impl GroupState {
                             continue;
                         }
                     }
+                    let cache = &mut self.alert_series[i];
                     for a in state.active() {
-                        let mut l = a.labels.clone();
-                        l.insert("alertstate".to_string(), a.state.as_str().to_string());
-                        written.push(Sample::new(key_of("ALERTS", &l), ts, 1.0));
-                        if a.state != AlertState::Inactive {
-                            written.push(Sample::new(
-                                key_of("ALERTS_FOR_STATE", &a.labels),
-                                ts,
-                                a.active_at_ms as f64 / 1000.0,
-                            ));
-                        }
+                        let (_, alerts, for_state) = cache
+                            .entry(a.id.clone())
+                            .and_modify(|c| {
+                                if c.0 != a.state {
+                                    *c = alert_series(a);
+                                }
+                            })
+                            .or_insert_with(|| alert_series(a));
+                        written.push(Sample::new(alerts.clone(), ts, 1.0));
+                        written.push(Sample::new(
+                            for_state.clone(),
+                            ts,
+                            a.active_at_ms as f64 / 1000.0,
+                        ));
                     }
+                    cache.retain(|id, _| {
+                        state
+                            .alerts
+                            .get(id)
+                            .is_some_and(|a| a.state != AlertState::Inactive)
+                    });
                 }
             }
             let now: HashSet<Series> = written.iter().map(|s| s.series.clone()).collect();
