@@ -23,6 +23,8 @@ pub struct SeriesKey {
     labels: Vec<(LabelStr, LabelStr)>,
     /// Hash of name and labels, computed once at construction.
     hash: u64,
+    /// The label set of query results (name included), built on first use.
+    label_set: std::sync::OnceLock<super::labels::Labels>,
 }
 
 /// A shared series key: cheap to clone into every sample.
@@ -58,6 +60,7 @@ impl SeriesKey {
             name,
             labels: deduped,
             hash: hasher.finish(),
+            label_set: std::sync::OnceLock::new(),
         }
     }
 
@@ -80,6 +83,20 @@ impl SeriesKey {
     /// Label pairs, sorted by name.
     pub fn labels(&self) -> &[(LabelStr, LabelStr)] {
         &self.labels
+    }
+
+    /// Name and labels as a query-result label set (shared, built once per series).
+    pub fn label_set(&self) -> super::labels::Labels {
+        self.label_set
+            .get_or_init(|| {
+                super::labels::Labels::from_pairs(
+                    self.labels
+                        .iter()
+                        .cloned()
+                        .chain([(LabelStr::from(super::labels::NAME), self.name.clone())]),
+                )
+            })
+            .clone()
     }
 
     /// The metric name, shared.

@@ -79,13 +79,7 @@ pub struct Evaluator<'a, S: Storage + ?Sized> {
 }
 
 fn labels_of(series: &Series) -> Labels {
-    let mut l: Labels = series
-        .labels()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    l.insert(NAME.into(), series.name_shared().clone());
-    l
+    series.label_set()
 }
 
 /// Converts a parsed selector into the window store's matchers.
@@ -117,9 +111,8 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
-pub(super) fn drop_name(mut l: Labels) -> Labels {
-    l.remove(NAME);
-    l
+pub(super) fn drop_name(l: Labels) -> Labels {
+    l.without_name()
 }
 
 impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
@@ -543,30 +536,27 @@ fn vector_vector(
         if one_to_one && !matched_sigs.insert(sig) {
             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
-        let mut labels = m.labels.clone();
-        if !is_comparison(op) || return_bool {
-            labels.remove(NAME);
-        }
+        let mut labels = if !is_comparison(op) || return_bool {
+            m.labels.without_name()
+        } else {
+            m.labels.clone()
+        };
         if one_to_one {
             match matching {
                 Some(LabelModifier::Include(on)) => {
-                    labels.retain(|k, _| on.labels.iter().any(|o| o.as_str() == &**k))
+                    labels = labels.filter(|k, _| on.labels.iter().any(|o| o == k))
                 }
                 Some(LabelModifier::Exclude(ignoring)) => {
-                    labels.retain(|k, _| !ignoring.labels.iter().any(|i| i.as_str() == &**k))
+                    labels = labels.filter(|k, _| !ignoring.labels.iter().any(|i| i == k))
                 }
                 None => {}
             }
         }
         for ln in &include {
-            match o.labels.get(ln.as_str()) {
-                Some(v) if !v.is_empty() => {
-                    labels.insert(ln.as_str().into(), v.clone());
-                }
-                _ => {
-                    labels.remove(ln.as_str());
-                }
-            }
+            labels = match o.labels.get(ln.as_str()) {
+                Some(v) if !v.is_empty() => labels.with(ln, v.clone()),
+                _ => labels.without(ln),
+            };
         }
         if !one_to_one && !seen_results.insert(labels.clone()) {
             return err("multiple matches for labels: grouping labels must ensure unique matches");

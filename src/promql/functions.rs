@@ -230,7 +230,7 @@ fn absent(v: Vec<VecSample>, arg: &Expr) -> Vec<VecSample> {
     if !v.is_empty() {
         return Vec::new();
     }
-    let mut labels = Labels::new();
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
     if let Expr::VectorSelector(vs) = arg {
         let mut seen: Vec<&str> = Vec::new();
         for m in &vs.matchers.matchers {
@@ -238,16 +238,19 @@ fn absent(v: Vec<VecSample>, arg: &Expr) -> Vec<VecSample> {
                 continue;
             }
             if seen.contains(&m.name.as_str()) {
-                labels.remove(m.name.as_str());
+                pairs.retain(|(k, _)| *k != m.name);
                 continue;
             }
             seen.push(&m.name);
             if matches!(m.op, promql_parser::label::MatchOp::Equal) {
-                labels.insert(m.name.as_str().into(), m.value.as_str().into());
+                pairs.push((&m.name, &m.value));
             }
         }
     }
-    vec![VecSample { labels, value: 1.0 }]
+    vec![VecSample {
+        labels: Labels::from_pairs(pairs),
+        value: 1.0,
+    }]
 }
 
 /// `histogram_quantile(q, buckets)` over classic `le` buckets.
@@ -257,8 +260,7 @@ fn histogram_quantile(q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
         let Some(le) = s.labels.get("le").and_then(|le| parse_le(le)) else {
             continue;
         };
-        let mut key = drop_name(s.labels);
-        key.remove("le");
+        let key = drop_name(s.labels).without("le");
         groups.entry(key).or_default().push((le, s.value));
     }
     groups

@@ -6,17 +6,12 @@
 mod eval;
 mod functions;
 
-use std::collections::BTreeMap;
-
 use promql_parser::parser::{self, Expr};
-
-use crate::model::series::LabelStr;
 
 pub use eval::{EvalError, Evaluator, Storage};
 
-/// Label set of a result series, `__name__` included when kept. Names and values are
-/// shared strings: copying a label set allocates only the map.
-pub type Labels = BTreeMap<LabelStr, LabelStr>;
+/// Label set of a result series, `__name__` included when kept (shared, immutable).
+pub use crate::model::labels::Labels;
 
 /// Metric-name label.
 pub const NAME: &str = "__name__";

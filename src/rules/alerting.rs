@@ -227,7 +227,7 @@ mod tests {
 
     fn hot(v: f64) -> Vec<VecSample> {
         vec![VecSample {
-            labels: [("__name__".into(), "t".into()), ("gpu".into(), "1".into())].into(),
+            labels: crate::promql::Labels::from_pairs([("__name__", "t"), ("gpu", "1")]),
             value: v,
         }]
     }

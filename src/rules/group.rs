@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::alerting::{AlertRuleState, AlertState, Transition};
 use super::{RuleGroup, RuleKind};
 use crate::model::series::{Sample, Series, SeriesKey};
-use crate::promql::{stale_nan, Evaluator, Value, VecSample, NAME};
+use crate::promql::{stale_nan, Evaluator, Labels, Value, VecSample, NAME};
 use crate::window::WindowStore;
 
 /// A group with its alerts' state.
@@ -37,18 +37,15 @@ pub struct GroupOutcome {
     pub errors: Vec<(String, String)>,
 }
 
-fn key_of<K, V>(name: &str, labels: &BTreeMap<K, V>) -> Series
-where
-    K: AsRef<str> + Ord,
-    V: AsRef<str>,
-{
-    SeriesKey::shared(
-        name,
-        labels
-            .iter()
-            .filter(|(k, _)| k.as_ref() != NAME)
-            .map(|(k, v)| (k.as_ref(), v.as_ref())),
-    )
+fn key_of<K: AsRef<str>, V: AsRef<str>>(
+    name: &str,
+    labels: impl IntoIterator<Item = (K, V)>,
+) -> Series {
+    let pairs: Vec<(K, V)> = labels
+        .into_iter()
+        .filter(|(k, _)| k.as_ref() != NAME)
+        .collect();
+    SeriesKey::shared(name, pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
 }
 
 /// The `ALERTS` (with `alertstate`) and `ALERTS_FOR_STATE` series of an alert.
@@ -57,8 +54,8 @@ fn alert_series(a: &super::alerting::Alert) -> (AlertState, Series, Series) {
     l.insert("alertstate".to_string(), a.state.as_str().to_string());
     (
         a.state,
-        key_of("ALERTS", &l),
-        key_of("ALERTS_FOR_STATE", &a.labels),
+        key_of("ALERTS", l.iter()),
+        key_of("ALERTS_FOR_STATE", a.labels.iter()),
     )
 }
 
@@ -120,7 +117,7 @@ impl GroupState {
             let vector = match result {
                 Ok(Value::Vector(v)) => v,
                 Ok(Value::Scalar(v)) => vec![VecSample {
-                    labels: BTreeMap::new(),
+                    labels: Labels::new(),
                     value: v,
                 }],
                 Ok(_) => {
@@ -139,13 +136,12 @@ impl GroupState {
             match &rule.kind {
                 RuleKind::Record { name, labels } => {
                     for s in vector {
-                        let mut l = s.labels;
-                        l.extend(
-                            labels
-                                .iter()
-                                .map(|(k, v)| (k.as_str().into(), v.as_str().into())),
+                        // The rule's labels win over the sample's.
+                        let pairs = s.labels.iter().map(|(k, v)| (&**k, &**v));
+                        let l = Labels::from_pairs(
+                            pairs.chain(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
                         );
-                        written.push(Sample::new(key_of(name, &l), ts, s.value));
+                        written.push(Sample::new(key_of(name, l.iter()), ts, s.value));
                     }
                     let mut seen = HashSet::new();
                     if written.iter().any(|s| !seen.insert(s.series.clone())) {

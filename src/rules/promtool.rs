@@ -176,16 +176,17 @@ pub fn parse_series_labels(s: &str) -> Result<Labels, String> {
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("series {s:?}: not a series"));
     };
-    let mut labels = Labels::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
     if let Some(n) = vs.name {
-        labels.insert(NAME.into(), n.into());
+        pairs.push((NAME.to_string(), n));
     }
     for m in vs.matchers.matchers {
         if !matches!(m.op, promql_parser::label::MatchOp::Equal) {
             return Err(format!("series {s:?}: only `=` matchers describe a series"));
         }
-        labels.insert(m.name.into(), m.value.into());
+        pairs.push((m.name, m.value));
     }
+    let labels = Labels::from_pairs(pairs);
     Ok(labels)
 }
 
@@ -238,8 +239,10 @@ pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
     Ok(out)
 }
 
-fn format_labels<K: std::fmt::Display, V: std::fmt::Debug>(l: &BTreeMap<K, V>) -> String {
-    let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+fn format_labels<K: std::fmt::Display, V: std::fmt::Debug>(
+    l: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    let inner: Vec<String> = l.into_iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
 
@@ -411,8 +414,8 @@ fn check_alerts(test: &AlertTest, states: &[GroupState], failures: &mut Vec<Stri
                 .map(|(l, a)| {
                     format!(
                         "\n        0:\n          Labels:{}\n          Annotations:{}",
-                        format_labels(l),
-                        format_labels(a)
+                        format_labels(l.iter()),
+                        format_labels(a.iter())
                     )
                 })
                 .collect();
@@ -483,7 +486,7 @@ fn check_expr(
         let show = |v: &[(Labels, f64)]| -> String {
             let items: Vec<String> = v
                 .iter()
-                .map(|(l, x)| format!("{} {}", format_labels(l), x))
+                .map(|(l, x)| format!("{} {}", format_labels(l.iter()), x))
                 .collect();
             format!("[{}]", items.join(", "))
         };

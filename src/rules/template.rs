@@ -57,11 +57,7 @@ impl Template {
     }
 
     /// Expands with the alert's labels and value.
-    pub fn expand<K, V>(&self, labels: &BTreeMap<K, V>, value: f64) -> String
-    where
-        K: Ord + std::borrow::Borrow<str>,
-        V: AsRef<str>,
-    {
+    pub fn expand(&self, labels: &impl LabelLookup, value: f64) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -69,12 +65,7 @@ impl Template {
                 Part::Action { term, funcs } => {
                     let mut v = match term {
                         Term::Value => Val::Num(value),
-                        Term::Label(l) => Val::Str(
-                            labels
-                                .get(l.as_str())
-                                .map(|v| v.as_ref().to_string())
-                                .unwrap_or_default(),
-                        ),
+                        Term::Label(l) => Val::Str(labels.label(l).unwrap_or_default().to_string()),
                         Term::Str(s) => Val::Str(s.clone()),
                     };
                     for f in funcs {
@@ -85,6 +76,23 @@ impl Template {
             }
         }
         out
+    }
+}
+
+/// Where `$labels.x` is looked up.
+pub trait LabelLookup {
+    fn label(&self, name: &str) -> Option<&str>;
+}
+
+impl LabelLookup for BTreeMap<String, String> {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+impl LabelLookup for crate::model::labels::Labels {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name).map(|v| &**v)
     }
 }
 
