@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::model::selector::Selector;
 use crate::model::series::{BuildPrehashed, Sample, Series};
+use crate::promql::is_stale;
 
 /// Retention settings (the pipeline file's `[window]`).
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,8 @@ struct Ring {
     points: Vec<(i64, f64)>,
     /// Index of the oldest live point.
     head: usize,
+    /// Live staleness markers: queries skip the scan for them when there are none.
+    stale: usize,
 }
 
 impl Ring {
@@ -75,6 +78,9 @@ impl Ring {
     }
 
     fn drop_oldest(&mut self) {
+        if is_stale(self.points[self.head].1) {
+            self.stale -= 1;
+        }
         self.head += 1;
     }
 
@@ -161,7 +167,10 @@ impl WindowStore {
                     continue;
                 }
                 if s.timestamp_ms == last.0 {
-                    ring.points.last_mut().expect("live point").1 = s.value;
+                    let last = ring.points.last_mut().expect("live point");
+                    ring.stale =
+                        ring.stale + usize::from(is_stale(s.value)) - usize::from(is_stale(last.1));
+                    last.1 = s.value;
                     out.replaced += 1;
                     continue;
                 }
@@ -170,6 +179,7 @@ impl WindowStore {
                 ring.drop_oldest();
                 self.points -= 1;
             }
+            ring.stale += usize::from(is_stale(s.value));
             ring.points.push((s.timestamp_ms, s.value));
             ring.compact(max_points);
             self.points += 1;
@@ -187,6 +197,9 @@ impl WindowStore {
         let mut dropped_points = 0;
         self.series.retain(|_, ring| {
             let old = ring.live().partition_point(|p| p.0 < cutoff);
+            if ring.stale > 0 {
+                ring.stale -= ring.live()[..old].iter().filter(|p| is_stale(p.1)).count();
+            }
             ring.head += old;
             dropped_points += old;
             ring.compact(max_points);
@@ -222,9 +235,23 @@ impl WindowStore {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<(&'a Series, &'a [(i64, f64)])> {
+        self.select_marked(sel, start_ms, end_ms)
+            .into_iter()
+            .map(|(series, points, _)| (series, points))
+            .collect()
+    }
+
+    /// As [`select_slices`](Self::select_slices), with whether the series holds any
+    /// staleness marker (so callers scan for them only when it does).
+    pub fn select_marked<'a>(
+        &'a self,
+        sel: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(&'a Series, &'a [(i64, f64)], bool)> {
         self.matching(sel)
-            .map(|(series, ring)| (series, ring.range(start_ms, end_ms)))
-            .filter(|(_, points)| !points.is_empty())
+            .map(|(series, ring)| (series, ring.range(start_ms, end_ms), ring.stale > 0))
+            .filter(|(_, points, _)| !points.is_empty())
             .collect()
     }
 
@@ -300,7 +327,7 @@ impl WindowStore {
             .matching(sel)
             .filter_map(|(series, ring)| {
                 let &(t, v) = ring.live().last()?;
-                (t >= since_ms && !crate::promql::is_stale(v)).then(|| (series.clone(), t, v))
+                (t >= since_ms && !is_stale(v)).then(|| (series.clone(), t, v))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -315,12 +342,13 @@ impl WindowStore {
         's: 'q,
     {
         match sel.metric_name() {
+            // The index already matched the name: check only the other matchers.
             Some(name) => Box::new(
                 self.by_name
                     .get(name)
                     .into_iter()
                     .flatten()
-                    .filter(move |s| sel.matches(s))
+                    .filter(move |s| sel.matches_besides_name(s))
                     .filter_map(move |s| self.series.get_key_value(s)),
             ),
             None => Box::new(self.series.iter().filter(move |(s, _)| sel.matches(s))),
@@ -385,6 +413,22 @@ mod tests {
             w.select_slices(&Selector::all(), 9_950, 9_960)[0].1.len(),
             11
         );
+    }
+
+    #[test]
+    fn staleness_markers_are_counted_until_they_fall_out() {
+        let mut w = store(2, 1_000_000, 10);
+        let a = s("m", "0");
+        let marked = |w: &WindowStore| w.select_marked(&Selector::all(), 0, i64::MAX)[0].2;
+        w.ingest(&[
+            Sample::new(a.clone(), 1, 1.0),
+            Sample::new(a.clone(), 2, crate::promql::stale_nan()),
+        ]);
+        assert!(marked(&w));
+        w.ingest(&[Sample::new(a.clone(), 3, 3.0)]);
+        assert!(marked(&w), "still in the window");
+        w.ingest(&[Sample::new(a.clone(), 4, 4.0)]);
+        assert!(!marked(&w), "fell out");
     }
 
     #[test]

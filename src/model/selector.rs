@@ -94,6 +94,14 @@ impl Selector {
             .map(|m| m.value.as_str())
     }
 
+    /// Whether every matcher other than the `__name__ = "x"` one passes.
+    pub fn matches_besides_name(&self, series: &SeriesKey) -> bool {
+        self.matchers
+            .iter()
+            .filter(|m| !(m.label == "__name__" && m.op == MatchOp::Eq))
+            .all(|m| m.matches(series))
+    }
+
     /// Whether every matcher passes.
     pub fn matches(&self, series: &SeriesKey) -> bool {
         self.matchers.iter().all(|m| m.matches(series))

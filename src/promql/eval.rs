@@ -15,13 +15,14 @@ use crate::window::WindowStore;
 
 /// Where series come from.
 pub trait Storage {
-    /// Points of matching series with `start_ms <= t <= end_ms`, borrowed.
+    /// Points of matching series with `start_ms <= t <= end_ms`, borrowed, with whether
+    /// the series holds staleness markers.
     fn select_slices<'a>(
         &'a self,
         selector: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Vec<(&'a Series, &'a [(i64, f64)])>;
+    ) -> Vec<(&'a Series, &'a [(i64, f64)], bool)>;
     /// The newest such point of each matching series.
     fn select_last(
         &self,
@@ -37,8 +38,8 @@ impl Storage for WindowStore {
         selector: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Vec<(&'a Series, &'a [(i64, f64)])> {
-        WindowStore::select_slices(self, selector, start_ms, end_ms)
+    ) -> Vec<(&'a Series, &'a [(i64, f64)], bool)> {
+        WindowStore::select_marked(self, selector, start_ms, end_ms)
     }
     fn select_last(
         &self,
@@ -199,10 +200,10 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
         let series = storage
             .select_slices(&selector_of(&ms.vs)?, start_ms, end_ms)
             .into_iter()
-            .filter_map(|(series, points)| {
+            .filter_map(|(series, points, may_be_stale)| {
                 // Read in place unless a staleness marker has to be taken out.
                 let points: std::borrow::Cow<'a, [(i64, f64)]> =
-                    if points.iter().any(|p| is_stale(p.1)) {
+                    if may_be_stale && points.iter().any(|p| is_stale(p.1)) {
                         points
                             .iter()
                             .copied()
