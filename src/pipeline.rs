@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use crate::actors::gpu_nvml::NvmlGpuSampler;
 use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
-use crate::actors::query::{QueryActor, QuerySettings, Views};
+use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
 use crate::actors::window_store::WindowStoreActor;
@@ -282,11 +282,14 @@ pub fn start(
         stale_after_ms: dash.stale_after_ms.get() as i64,
         cleanup_settle_ms: service.cleanup.settle_ms,
     };
+    let upstream = QueryUpstream {
+        window: window.clone(),
+        requests: requests.clone(),
+        rules: rules.clone(),
+        commands: commands.clone(),
+    };
     let query = QueryActor::new(
-        window.clone(),
-        requests.clone(),
-        rules.clone(),
-        commands.clone(),
+        upstream,
         cache.clone(),
         clock.clone(),
         settings,

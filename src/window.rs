@@ -248,7 +248,7 @@ impl WindowStore {
         sel: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Vec<(&'a Series, &'a [(i64, f64)], bool)> {
+    ) -> Vec<crate::promql::SelectedRange<'a>> {
         self.matching(sel)
             .map(|(series, ring)| (series, ring.range(start_ms, end_ms), ring.stale > 0))
             .filter(|(_, points, _)| !points.is_empty())

@@ -118,17 +118,28 @@ pub struct QueryActor {
     cleanups: u64,
 }
 
+/// The actors and channels a query actor reads from and publishes to.
+pub struct QueryUpstream {
+    pub window: Addr<WindowStoreActor>,
+    pub requests: Addr<RequestSampler>,
+    pub rules: Addr<RuleEngine>,
+    pub commands: broadcast::Sender<Command>,
+}
+
 impl QueryActor {
     pub fn new(
-        window: Addr<WindowStoreActor>,
-        requests: Addr<RequestSampler>,
-        rules: Addr<RuleEngine>,
-        commands: broadcast::Sender<Command>,
+        upstream: QueryUpstream,
         cache: ViewCache,
         clock: Clock,
         settings: QuerySettings,
         gpu_source: GpuSourceInfo,
     ) -> Self {
+        let QueryUpstream {
+            window,
+            requests,
+            rules,
+            commands,
+        } = upstream;
         QueryActor {
             window,
             requests,
@@ -395,17 +406,14 @@ mod tests {
         };
         let rules =
             RuleEngine::new(vec![], sources, window.clone(), clock.clone(), 10, vec![]).start();
-        let addr = QueryActor::new(
+        let upstream = QueryUpstream {
             window,
             requests,
             rules,
             commands,
-            cache.clone(),
-            clock.clone(),
-            settings,
-            source,
-        )
-        .start();
+        };
+        let addr =
+            QueryActor::new(upstream, cache.clone(), clock.clone(), settings, source).start();
         (addr.clone(), QueryActor::views(addr, cache, clock, 1000))
     }
 

@@ -13,6 +13,9 @@ use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::model::series::Series;
 use crate::window::WindowStore;
 
+/// A selected series: its key, its points in the range, whether they may hold staleness markers.
+pub type SelectedRange<'a> = (&'a Series, &'a [(i64, f64)], bool);
+
 /// Where series come from.
 pub trait Storage {
     /// Points of matching series with `start_ms <= t <= end_ms`, borrowed, with whether
@@ -22,7 +25,7 @@ pub trait Storage {
         selector: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Vec<(&'a Series, &'a [(i64, f64)], bool)>;
+    ) -> Vec<SelectedRange<'a>>;
     /// The newest such point of each matching series.
     fn select_last(
         &self,
@@ -38,7 +41,7 @@ impl Storage for WindowStore {
         selector: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Vec<(&'a Series, &'a [(i64, f64)], bool)> {
+    ) -> Vec<SelectedRange<'a>> {
         WindowStore::select_marked(self, selector, start_ms, end_ms)
     }
     fn select_last(
@@ -73,10 +76,31 @@ pub(super) struct Matrix<'a> {
     pub end_ms: i64,
 }
 
+/// Results of selectors and range functions within one evaluation tick, shared by the rules
+/// of a group: rules that repeat a subexpression (one condition at several thresholds, a
+/// warning and a critical rule) compute it once. Entries that could see a series written
+/// during the tick are dropped when it is written.
+#[derive(Default)]
+pub struct TickCache {
+    /// Expression text → (metric name it reads, when known; its value).
+    entries: std::cell::RefCell<HashMap<String, (Option<String>, Value)>>,
+}
+
+impl TickCache {
+    /// Forgets the entries that read a metric in `written` (or an unknown metric).
+    pub fn invalidate(&self, written: &HashSet<&str>) {
+        self.entries
+            .borrow_mut()
+            .retain(|_, (metric, _)| metric.as_deref().is_some_and(|m| !written.contains(m)));
+    }
+}
+
 /// Evaluates expressions at `t_ms` over `storage`.
 pub struct Evaluator<'a, S: Storage + ?Sized> {
     pub storage: &'a S,
     pub t_ms: i64,
+    /// Shared results of this tick, when evaluating several rules at one time.
+    pub cache: Option<&'a TickCache>,
 }
 
 fn labels_of(series: &Series) -> Labels {
@@ -135,7 +159,9 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                 )),
                 _ => err("unary minus needs a scalar or an instant vector"),
             },
-            Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant(vs)?)),
+            Expr::VectorSelector(vs) => self.cached(e, vs.name.as_deref(), || {
+                Ok(Value::Vector(self.instant(vs)?))
+            }),
             Expr::MatrixSelector(ms) => Ok(Value::Matrix(
                 self.range(ms)?
                     .series
@@ -146,11 +172,40 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                     })
                     .collect(),
             )),
-            Expr::Call(c) => functions::call(self, c),
+            Expr::Call(c) => match c.args.args.iter().find_map(|a| match a.as_ref() {
+                Expr::MatrixSelector(ms) => Some(ms),
+                _ => None,
+            }) {
+                // Range functions are the costly leaves: cache them.
+                Some(ms) => self.cached(e, ms.vs.name.as_deref(), || functions::call(self, c)),
+                None => functions::call(self, c),
+            },
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::Binary(b) => self.binary(b),
             Expr::Subquery(_) | Expr::Extension(_) => err("not supported"),
         }
+    }
+
+    /// `compute`, or its result from earlier in this tick.
+    fn cached(
+        &self,
+        e: &Expr,
+        metric: Option<&str>,
+        compute: impl FnOnce() -> Result<Value, EvalError>,
+    ) -> Result<Value, EvalError> {
+        let Some(cache) = self.cache else {
+            return compute();
+        };
+        let key = e.to_string();
+        if let Some((_, v)) = cache.entries.borrow().get(&key) {
+            return Ok(v.clone());
+        }
+        let v = compute()?;
+        cache
+            .entries
+            .borrow_mut()
+            .insert(key, (metric.map(str::to_string), v.clone()));
+        Ok(v)
     }
 
     pub(super) fn vector(&self, e: &Expr) -> Result<Vec<VecSample>, EvalError> {

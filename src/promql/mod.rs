@@ -8,7 +8,7 @@ mod functions;
 
 use promql_parser::parser::{self, Expr};
 
-pub use eval::{EvalError, Evaluator, Storage};
+pub use eval::{EvalError, Evaluator, SelectedRange, Storage, TickCache};
 
 /// Label set of a result series, `__name__` included when kept (shared, immutable).
 pub use crate::model::labels::Labels;

@@ -5,7 +5,10 @@ use super::*;
 use crate::model::series::{Sample, SeriesKey};
 use crate::window::{Retention, WindowStore};
 
-fn store(series: &[(&str, &[(&str, &str)], &[(i64, f64)])]) -> WindowStore {
+/// (metric name, labels, points) of one test series.
+type TestSeries<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+fn store(series: &[TestSeries<'_>]) -> WindowStore {
     let mut w = WindowStore::new(Retention {
         max_points: 10_000,
         max_age_ms: i64::MAX / 4,
@@ -24,7 +27,13 @@ fn store(series: &[(&str, &[(&str, &str)], &[(i64, f64)])]) -> WindowStore {
 
 fn eval(w: &WindowStore, q: &str, t_ms: i64) -> Value {
     let query = parse(q).unwrap();
-    Evaluator { storage: w, t_ms }.eval(&query.expr).unwrap()
+    Evaluator {
+        storage: w,
+        t_ms,
+        cache: None,
+    }
+    .eval(&query.expr)
+    .unwrap()
 }
 
 fn vector(v: Value) -> Vec<(Labels, f64)> {
@@ -99,13 +108,15 @@ fn aggregation_and_vector_matching() {
     assert_eq!(v.iter().map(|s| s.1).sum::<f64>(), 2.0);
     assert!(Evaluator {
         storage: &w,
-        t_ms: 0
+        t_ms: 0,
+        cache: None
     }
     .eval(&parse("m / total").unwrap().expr)
     .is_ok());
     let err = Evaluator {
         storage: &w,
         t_ms: 0,
+        cache: None,
     }
     .eval(&parse("m + on(host) total").unwrap().expr);
     assert!(err.unwrap_err().0.contains("many-to-one"));

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::alerting::{AlertRuleState, AlertState, Transition};
 use super::{RuleGroup, RuleKind};
 use crate::model::series::{Sample, Series, SeriesKey};
-use crate::promql::{stale_nan, Evaluator, Labels, Value, VecSample, NAME};
+use crate::promql::{stale_nan, Evaluator, Labels, TickCache, Value, VecSample, NAME};
 use crate::window::WindowStore;
 
 /// A group with its alerts' state.
@@ -22,6 +22,9 @@ pub struct GroupState {
     /// Per rule: the `ALERTS` and `ALERTS_FOR_STATE` series of each active alert, built once
     /// per state instead of at every evaluation.
     alert_series: Vec<HashMap<String, (AlertState, Series, Series)>>,
+    /// Share selector and range-function results between the rules of one tick (on by
+    /// default; the rules bench turns it off to show the cost without it).
+    pub share_subexpressions: bool,
     /// When the group last ran, and its last error per rule.
     pub last_eval_ms: Option<i64>,
     pub last_errors: BTreeMap<String, String>,
@@ -76,6 +79,7 @@ impl GroupState {
             alerts,
             previous,
             alert_series,
+            share_subexpressions: true,
             last_eval_ms: None,
             last_errors: BTreeMap::new(),
         }
@@ -106,12 +110,14 @@ impl GroupState {
     /// Evaluates every rule at `ts`, writing into `store`.
     pub fn eval(&mut self, store: &mut WindowStore, ts: i64) -> GroupOutcome {
         let mut out = GroupOutcome::default();
+        let cache = TickCache::default();
         self.last_errors.clear();
         for i in 0..self.group.rules.len() {
             let rule = &self.group.rules[i];
             let result = Evaluator {
                 storage: &*store,
                 t_ms: ts,
+                cache: self.share_subexpressions.then_some(&cache),
             }
             .eval(&rule.query.expr);
             let vector = match result {
@@ -188,6 +194,11 @@ impl GroupState {
                 written.push(Sample::new(gone.clone(), ts, stale_nan()));
             }
             self.previous[i] = now;
+            if !written.is_empty() {
+                // Later rules see what this one wrote: forget results that could include it.
+                let names: HashSet<&str> = written.iter().map(|s| s.series.name()).collect();
+                cache.invalidate(&names);
+            }
             store.ingest(&written);
             out.written.extend(written);
         }
@@ -196,5 +207,45 @@ impl GroupState {
         }
         self.last_eval_ms = Some(ts);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::series::SeriesKey;
+    use crate::rules::parse_file;
+    use crate::window::Retention;
+
+    /// A repeated expression is computed once per tick, but never served stale: a rule that
+    /// runs after a recording rule wrote its metric sees the new series.
+    #[test]
+    fn a_later_rule_sees_what_an_earlier_rule_wrote_in_the_same_tick() {
+        let groups = parse_file(
+            "r.yml",
+            "groups:\n  - name: g\n    rules:\n      - alert: Before\n        expr: r > 0\n      - record: r\n        expr: up * 2\n      - alert: After\n        expr: r > 0\n",
+        )
+        .unwrap();
+        let mut g = GroupState::new(groups.into_iter().next().unwrap());
+        let mut store = WindowStore::new(Retention {
+            max_points: 10,
+            max_age_ms: 1_000_000,
+            max_series: 100,
+        });
+        store.ingest(&[Sample::new(
+            SeriesKey::shared("up", [("job", "a")]),
+            1000,
+            1.0,
+        )]);
+        let out = g.eval(&mut store, 1000);
+        let fired: Vec<String> = out
+            .transitions
+            .iter()
+            .filter_map(|t| match t {
+                Transition::Firing(a) => Some(a.labels["alertname"].clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fired, ["After"]);
     }
 }

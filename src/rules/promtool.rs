@@ -445,6 +445,7 @@ fn check_expr(
     let got: Vec<(Labels, f64)> = match (Evaluator {
         storage: store,
         t_ms: t,
+        cache: None,
     })
     .eval(&query.expr)
     {
