@@ -81,6 +81,8 @@ fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigErro
         Some(path) => load_file(path)?,
         None => PipelineConfig::parse(pipeline::EMBEDDED_NAME, pipeline::EMBEDDED)?,
     };
+    // Rule files are configuration too: a bad one stops the start, naming file, group, rule.
+    pulse::rules::load_sources(service.rules.builtin_pack, &service.rules.paths)?;
     Ok((service, pipeline))
 }
 
@@ -112,11 +114,16 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig(args) => match load(&args) {
             Ok((service, pipeline)) => {
+                let rules =
+                    pulse::rules::load_sources(service.rules.builtin_pack, &service.rules.paths)
+                        .map(|g| g.iter().map(|g| g.rules.len()).sum::<usize>())
+                        .unwrap_or(0);
                 println!(
-                    "configuration OK: listen {}, GPU source {:?}, {} sink(s)",
+                    "configuration OK: listen {}, GPU source {:?}, {} sink(s), {} rule(s)",
                     service.server.listen,
                     pipeline.sources.gpu.mode,
-                    pipeline.sinks.len()
+                    pipeline.sinks.len(),
+                    rules
                 );
                 ExitCode::SUCCESS
             }

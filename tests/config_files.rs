@@ -93,6 +93,28 @@ fn a_bad_file_is_reported_with_file_line_and_key_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2:10: `server.listen`"), "{err}");
 
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("bad.yml"),
+        "groups:\n  - name: gpu\n    rules:\n      - alert: Hot\n        expr: temp >\n",
+    )
+    .unwrap();
+    let out = pulse()
+        .arg("check-config")
+        .env(
+            "PULSE_RULE_PATHS",
+            format!("[{:?}]", rules.display().to_string()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yml: group \"gpu\", alert \"Hot\": expr"),
+        "{err}"
+    );
+
     let out = pulse()
         .arg("check-config")
         .env("PULSE_MAX_BODY_BYTES", "-1")

@@ -22,6 +22,9 @@ pub enum ConfigError {
     Unreadable { file: String, message: String },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    /// A rule file named by `rules.paths` (or the built-in pack) does not load.
+    #[error("{0}")]
+    Rules(#[from] crate::rules::RuleError),
 }
 
 /// Parses TOML into `T`; errors carry file, line, column and the dotted key.
