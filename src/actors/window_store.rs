@@ -134,8 +134,9 @@ impl Handler<EvalGroups> for WindowStoreActor {
             .groups
             .into_iter()
             .map(|mut g| {
-                let outcome = g.eval(&mut self.store, msg.t_ms);
-                written.extend(outcome.written.iter().cloned());
+                let mut outcome = g.eval(&mut self.store, msg.t_ms);
+                // The samples go downstream from here; the engine needs only the rest.
+                written.append(&mut outcome.written);
                 (g, outcome)
             })
             .collect();

@@ -34,7 +34,8 @@ pub struct GroupState {
 #[derive(Debug, Default)]
 pub struct GroupOutcome {
     pub transitions: Vec<Transition>,
-    /// Samples written (recording rules, ALERTS, staleness markers), for downstream.
+    /// Samples written (recording rules, ALERTS, staleness markers), for downstream (the
+    /// window store takes them out before the outcome goes back to the rule engine).
     pub written: Vec<Sample>,
     /// (rule, error) for rules whose evaluation failed.
     pub errors: Vec<(String, String)>,
