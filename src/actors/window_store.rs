@@ -78,24 +78,7 @@ impl Handler<SampleBatch> for WindowStoreActor {
         self.received += batch.len() as u64;
         self.stored += outcome.stored + outcome.replaced;
         self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
-        if self.downstream.is_empty() {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
-        }
-        let downstream = self.downstream.clone();
-        let forward = async move {
-            let mut failures = 0;
-            for d in &downstream {
-                if d.send(batch.clone()).await.is_err() {
-                    failures += 1;
-                }
-            }
-            failures
-        };
-        AtomicResponse::new(Box::pin(forward.into_actor(self).map(
-            |failures, act, _| {
-                act.forward_failures += failures;
-            },
-        )))
+        self.forward(batch)
     }
 }
 
