@@ -2,20 +2,13 @@
 //! real rule engine. Active list and filters, acknowledgement (kept while firing, found in
 //! the history), reload with a bad file (old rules keep running), 404 and 409.
 
-use std::num::{NonZeroU64, NonZeroUsize};
-use std::path::Path;
-use std::time::Duration;
+mod common;
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use std::path::Path;
+
+use axum::http::StatusCode;
 use axum::Router;
-use http_body_util::BodyExt;
-use pulse::api::{router, ApiLimits, AppState};
-use pulse::clock::Clock;
-use pulse::config::pipeline::{GpuMode, PipelineConfig};
-use pulse::config::service::ServiceConfig;
-use serde_json::Value;
-use tower::ServiceExt;
+use common::{call, get, poll_until as poll, post_json as post};
 
 const HOT: &str = r#"
 groups:
@@ -39,55 +32,10 @@ groups:
 "#;
 
 fn app(rules_dir: &Path) -> Router {
-    let mut pipeline = PipelineConfig::default();
-    pipeline.sources.gpu.mode = GpuMode::Simulated;
-    pipeline.sources.gpu.interval_ms = NonZeroU64::new(50).unwrap();
-    pipeline.sources.gpu.simulated.gpus = NonZeroUsize::new(3).unwrap();
-    let mut service = ServiceConfig::default();
-    service.dashboard.refresh_ms = NonZeroU64::new(20).unwrap();
+    let (mut service, pipeline) = common::fast_simulated();
     service.rules.builtin_pack = false;
     service.rules.paths = vec![rules_dir.to_path_buf()];
-    let handles = pulse::pipeline::start(&service, &pipeline, Clock::system()).unwrap();
-    router(AppState::new(
-        handles,
-        ApiLimits {
-            max_body_bytes: 4096,
-            max_settle_ms: 1000,
-            max_profile_window_s: 1800,
-        },
-    ))
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
-}
-
-fn post(uri: &str, body: &str) -> Request<Body> {
-    Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-async fn poll(app: &Router, uri: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..250 {
-        let (status, v) = call(app, get(uri)).await;
-        if status == StatusCode::OK && ready(&v) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{uri} never became ready");
+    common::app(&service, &pipeline)
 }
 
 #[actix::test]

@@ -1,71 +1,19 @@
 //! API tests through the router, no port: a real pipeline (simulated fleet, fast
 //! intervals) behind `api::router`, called with `oneshot`.
 
-use std::num::{NonZeroU64, NonZeroUsize};
-use std::time::Duration;
+mod common;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use common::{call, get, poll_until, post_json, BODY_LIMIT};
 use http_body_util::BodyExt;
-use pulse::api::{router, ApiLimits, AppState};
-use pulse::clock::Clock;
-use pulse::config::pipeline::{GpuMode, PipelineConfig};
-use pulse::config::service::ServiceConfig;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const BODY_LIMIT: usize = 4096;
-
 fn app() -> Router {
-    let mut pipeline = PipelineConfig::default();
-    pipeline.sources.gpu.mode = GpuMode::Simulated;
-    pipeline.sources.gpu.interval_ms = NonZeroU64::new(50).unwrap();
-    pipeline.sources.requests.interval_ms = NonZeroU64::new(50).unwrap();
-    pipeline.sources.gpu.simulated.gpus = NonZeroUsize::new(3).unwrap();
-    let mut service = ServiceConfig::default();
-    service.dashboard.refresh_ms = NonZeroU64::new(50).unwrap();
-    let handles = pulse::pipeline::start(&service, &pipeline, Clock::system()).unwrap();
-    router(AppState::new(
-        handles,
-        ApiLimits {
-            max_body_bytes: BODY_LIMIT,
-            max_settle_ms: 5000,
-            max_profile_window_s: 1800,
-        },
-    ))
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, value)
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
-}
-
-fn post_json(uri: &str, body: impl Into<Body>) -> Request<Body> {
-    Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body.into())
-        .unwrap()
-}
-
-/// Polls `uri` until `ready` accepts the body (at most 5 s).
-async fn poll_until(app: &Router, uri: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..250 {
-        let (status, v) = call(app, get(uri)).await;
-        if status == StatusCode::OK && ready(&v) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{uri} never became ready");
+    let (service, pipeline) = common::fast_simulated();
+    common::app(&service, &pipeline)
 }
 
 fn assert_error(v: &Value, error: &str, detail_has: &str) {
