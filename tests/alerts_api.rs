@@ -58,6 +58,16 @@ async fn alerts_fire_are_acknowledged_resolve_and_land_in_the_history() {
         .starts_with("GPU "));
     assert!(first["acknowledgement"].is_null());
 
+    // ALERTS and ALERTS_FOR_STATE in the exposition, as Prometheus writes them.
+    let (_, metrics) = call(&app, get("/metrics")).await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains(r#"ALERTS{Hostname="sim-host",UUID="#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"alertname="Hot",alertstate="firing""#));
+    assert!(metrics.contains("ALERTS_FOR_STATE{"));
+
     let (status, one) = call(
         &app,
         get("/api/phase4/alerts/active?match=%7Bgpu%3D%221%22%7D"),
