@@ -3,7 +3,7 @@
 //! and comparing it with a threshold, once per rule: the least work any evaluator must do).
 //!
 //! `cargo bench --bench rules` prints a markdown table; under `cargo test` it runs a tiny
-//! size once.
+//! size once. `BENCH_ONLY=k` makes every rule use condition k only (for profiling one kind).
 
 use std::time::{Duration, Instant};
 
@@ -83,21 +83,6 @@ fn main() {
         }
     }
     let now = t0 + (points as i64 - 1) * 1000;
-    if std::env::var("PROBE").is_ok() {
-        let start = Instant::now();
-        let n = store
-            .select_last(
-                &Selector::metric("DCGM_FI_DEV_GPU_TEMP"),
-                now - 300_000,
-                now,
-            )
-            .len();
-        eprintln!(
-            "probe: {n} series in {:?}; points {}",
-            start.elapsed(),
-            store.point_count()
-        );
-    }
     let series = store.series_count();
     let mut group = GroupState::new(
         parse_file("bench.yml", &rule_file(rules))
