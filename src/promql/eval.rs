@@ -233,6 +233,18 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
     /// Newest sample in `[t - 5m, t]` (inclusive, as Prometheus 2.x) of each matching series; a staleness marker
     /// hides the series.
     fn instant(&self, vs: &VectorSelector) -> Result<Vec<VecSample>, EvalError> {
+        Ok(self
+            .instant_points(vs)?
+            .into_iter()
+            .map(|(labels, _, value)| VecSample { labels, value })
+            .collect())
+    }
+
+    /// The selected samples with their own timestamps (what `timestamp()` reports).
+    pub(super) fn instant_points(
+        &self,
+        vs: &VectorSelector,
+    ) -> Result<Vec<(Labels, i64, f64)>, EvalError> {
         let t = self.t_ms - offset_ms(&vs.offset);
         let found = self
             .storage
@@ -240,10 +252,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
         Ok(found
             .iter()
             .filter(|(_, _, v)| !is_stale(*v))
-            .map(|(series, _, v)| VecSample {
-                labels: labels_of(series),
-                value: *v,
-            })
+            .map(|(series, t, v)| (labels_of(series), *t, *v))
             .collect())
     }
 

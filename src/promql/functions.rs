@@ -14,6 +14,18 @@ pub(super) fn call<S: Storage + ?Sized>(
     let name = c.func.name;
     let out = match name {
         "time" => return Ok(Value::Scalar(ev.t_ms as f64 / 1000.0)),
+        "timestamp" => match strip_parens(args[0]) {
+            // A selector's samples keep their own timestamps; anything computed is "now".
+            Expr::VectorSelector(vs) => ev
+                .instant_points(vs)?
+                .into_iter()
+                .map(|(labels, t, _)| VecSample {
+                    labels: drop_name(labels),
+                    value: t as f64 / 1000.0,
+                })
+                .collect(),
+            other => map_vector(ev.vector(other)?, |_| ev.t_ms as f64 / 1000.0),
+        },
         "abs" => map_vector(ev.vector(args[0])?, f64::abs),
         "clamp_min" => {
             let min = ev.scalar(args[1])?;
@@ -94,6 +106,13 @@ pub(super) fn call<S: Storage + ?Sized>(
         other => return Err(EvalError(format!("function `{other}` is not supported"))),
     };
     Ok(Value::Vector(out))
+}
+
+fn strip_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip_parens(&p.expr),
+        other => other,
+    }
 }
 
 fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {

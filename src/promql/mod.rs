@@ -78,6 +78,7 @@ pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "stdvar_over_time",
     "sum_over_time",
     "time",
+    "timestamp",
 ];
 
 /// Aggregation operators Pulse evaluates.
