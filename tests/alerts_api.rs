@@ -59,6 +59,18 @@ async fn alerts_fire_are_acknowledged_resolve_and_land_in_the_history() {
         .starts_with("GPU "));
     assert!(first["acknowledgement"].is_null());
 
+    // The rules as loaded, with their active alerts.
+    let (status, rules) = call(&app, get("/api/v1/rules")).await;
+    assert_eq!(status, StatusCode::OK);
+    let rule = &rules["groups"][0]["rules"][0];
+    assert_eq!(
+        (rule["kind"].as_str(), rule["name"].as_str()),
+        (Some("alert"), Some("Hot"))
+    );
+    assert_eq!(rule["expr"], "DCGM_FI_DEV_GPU_TEMP > 0");
+    assert_eq!(rule["active_alerts"], 3);
+    assert!(rule["last_error"].is_null());
+
     // ALERTS and ALERTS_FOR_STATE in the exposition, as Prometheus writes them.
     let (_, metrics) = call(&app, get("/metrics")).await;
     let metrics = metrics.as_str().unwrap().to_string();

@@ -141,6 +141,35 @@ pub struct AlertCounts {
 #[rtype(result = "AlertCounts")]
 pub struct GetAlertCounts;
 
+/// The loaded groups and rules, with their health.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<GroupInfo>")]
+pub struct GetRules;
+
+/// One group in `GET /api/v1/rules`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupInfo {
+    pub file: String,
+    pub name: String,
+    pub interval_ms: i64,
+    /// When the group last ran (null before its first evaluation, or while it runs).
+    pub last_eval_ms: Option<i64>,
+    pub rules: Vec<RuleInfo>,
+}
+
+/// One rule in `GET /api/v1/rules`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleInfo {
+    /// `alert` or `record`.
+    pub kind: &'static str,
+    pub name: String,
+    pub expr: String,
+    /// The last evaluation's error, if it failed.
+    pub last_error: Option<String>,
+    /// Pending and firing alerts of an alerting rule.
+    pub active_alerts: usize,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Tick;
@@ -505,6 +534,44 @@ impl RuleEngine {
             }
         }
         c
+    }
+}
+
+impl Handler<GetRules> for RuleEngine {
+    type Result = MessageResult<GetRules>;
+
+    fn handle(&mut self, _: GetRules, _: &mut Self::Context) -> Self::Result {
+        let groups = self
+            .slots
+            .iter()
+            .filter_map(|s| s.state.as_ref())
+            .map(|g| GroupInfo {
+                file: g.group.file.clone(),
+                name: g.group.name.clone(),
+                interval_ms: g.group.interval_ms,
+                last_eval_ms: g.last_eval_ms,
+                rules: g
+                    .group
+                    .rules
+                    .iter()
+                    .zip(&g.alerts)
+                    .map(|(r, state)| {
+                        let (kind, name) = match &r.kind {
+                            crate::rules::RuleKind::Alert(a) => ("alert", a.name.clone()),
+                            crate::rules::RuleKind::Record { name, .. } => ("record", name.clone()),
+                        };
+                        RuleInfo {
+                            kind,
+                            name,
+                            expr: r.query.text.clone(),
+                            last_error: g.last_errors.get(&r.describe()).cloned(),
+                            active_alerts: state.as_ref().map_or(0, |s| s.active().count()),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        MessageResult(groups)
     }
 }
 

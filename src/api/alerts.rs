@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::AppState;
+use crate::actors::rule_engine::GetRules;
 use crate::actors::rule_engine::{
     AckError, Acknowledge, AlertFilter, AlertView, GetActiveAlerts, GetAlertHistory, LoadStatus,
     ReloadRules,
@@ -153,6 +154,12 @@ pub async fn acknowledge(
         Err(e @ AckError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
         Err(e @ AckError::Resolved(_)) => Err(ApiError::Conflict(e.to_string())),
     }
+}
+
+/// `GET /api/v1/rules`: the loaded groups and rules, with their last error and active alerts.
+pub async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let groups = state.handles.rules.send(GetRules).await.map_err(down)?;
+    Ok(Json(json!({ "groups": groups })))
 }
 
 /// `POST /api/v1/rules/reload`

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
             "/api/phase4/alerts/{id}/acknowledge",
             post(alerts::acknowledge),
         )
+        .route("/api/v1/rules", get(alerts::rules))
         .route("/api/v1/rules/reload", post(alerts::reload))
         .route("/api/v1/requests", post(ingest::ingest_requests))
         .route("/api/v1/commands", get(commands::subscribe))
