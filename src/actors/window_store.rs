@@ -113,18 +113,21 @@ impl Handler<EvalGroups> for WindowStoreActor {
 
     fn handle(&mut self, msg: EvalGroups, ctx: &mut Self::Context) -> Self::Result {
         let mut written = Vec::new();
+        let mut refused = 0;
         let results: Vec<_> = msg
             .groups
             .into_iter()
             .map(|mut g| {
                 let mut outcome = g.eval(&mut self.store, msg.t_ms);
+                refused += outcome.refused;
                 // The samples go downstream from here; the engine needs only the rest.
                 written.append(&mut outcome.written);
                 (g, outcome)
             })
             .collect();
         self.received += written.len() as u64;
-        self.stored += written.len() as u64;
+        self.stored += written.len() as u64 - refused;
+        self.refused += refused;
         if !self.downstream.is_empty() && !written.is_empty() {
             // Forwarded after this answer, through the mailbox like any batch.
             ctx.notify(SampleBatchFromRules(SampleBatch::new(written)));

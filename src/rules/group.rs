@@ -39,6 +39,8 @@ pub struct GroupOutcome {
     pub written: Vec<Sample>,
     /// (rule, error) for rules whose evaluation failed.
     pub errors: Vec<(String, String)>,
+    /// Written samples the window store refused (series limit, out of order): counted.
+    pub refused: u64,
 }
 
 fn key_of<K: AsRef<str>, V: AsRef<str>>(
@@ -143,17 +145,11 @@ impl GroupState {
             match &rule.kind {
                 RuleKind::Record { name, labels } => {
                     for s in vector {
-                        // The rule's labels win over the sample's.
+                        // The rule's labels win over the sample's (the last of a name wins).
                         let pairs = s.labels.iter().map(|(k, v)| (&**k, &**v));
-                        let l = Labels::from_pairs(
-                            pairs.chain(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                        );
-                        written.push(Sample::new(key_of(name, l.iter()), ts, s.value));
-                    }
-                    let mut seen = HashSet::new();
-                    if written.iter().any(|s| !seen.insert(s.series.clone())) {
-                        out.errors.push((rule.describe(), "vector contains metrics with the same labelset after applying rule labels".to_string()));
-                        continue;
+                        let pairs =
+                            pairs.chain(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                        written.push(Sample::new(key_of(name, pairs), ts, s.value));
                     }
                 }
                 RuleKind::Alert(_) => {
@@ -191,6 +187,14 @@ impl GroupState {
                 }
             }
             let now: HashSet<Series> = written.iter().map(|s| s.series.clone()).collect();
+            if now.len() < written.len() {
+                out.errors.push((
+                    rule.describe(),
+                    "vector contains metrics with the same labelset after applying rule labels"
+                        .to_string(),
+                ));
+                continue;
+            }
             for gone in self.previous[i].difference(&now) {
                 written.push(Sample::new(gone.clone(), ts, stale_nan()));
             }
@@ -200,7 +204,8 @@ impl GroupState {
                 let names: HashSet<&str> = written.iter().map(|s| s.series.name()).collect();
                 cache.invalidate(&names);
             }
-            store.ingest(&written);
+            let stored = store.ingest(&written);
+            out.refused += stored.refused_series_limit + stored.refused_out_of_order;
             out.written.extend(written);
         }
         for (rule, e) in &out.errors {
