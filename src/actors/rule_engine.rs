@@ -49,13 +49,6 @@ pub struct AlertView {
     pub acknowledgement: Option<Acknowledgement>,
 }
 
-/// A resolved alert in the history.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryEntry {
-    #[serde(flatten)]
-    pub alert: AlertView,
-}
-
 /// Result of loading the rule files.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadStatus {
@@ -99,7 +92,7 @@ pub struct GetActiveAlerts(pub AlertFilter);
 
 /// Resolved alerts, newest first: (total matching, page).
 #[derive(Debug, Message)]
-#[rtype(result = "(usize, Vec<HistoryEntry>)")]
+#[rtype(result = "(usize, Vec<AlertView>)")]
 pub struct GetAlertHistory {
     pub filter: AlertFilter,
     pub offset: usize,
@@ -192,12 +185,13 @@ pub struct RuleEngine {
     /// By alert id.
     acks: HashMap<String, Acknowledgement>,
     /// Resolved alerts, newest at the back.
-    history: VecDeque<HistoryEntry>,
+    history: VecDeque<AlertView>,
     history_max: usize,
     load: LoadStatus,
     evaluations: u64,
     eval_errors: u64,
-    last_eval_error: Option<String>,
+    /// The window store stopped answering: the groups sent to it are lost.
+    store_error: Option<String>,
     last_eval_ms: f64,
     events_dropped: u64,
 }
@@ -229,7 +223,7 @@ impl RuleEngine {
             load,
             evaluations: 0,
             eval_errors: 0,
-            last_eval_error: None,
+            store_error: None,
             last_eval_ms: 0.0,
             events_dropped: 0,
         }
@@ -294,7 +288,7 @@ impl RuleEngine {
                     self.emit(AlertEventKind::Resolved, at_ms, &a);
                     let view = self.view(g, &a);
                     self.acks.remove(&a.id);
-                    self.history.push_back(HistoryEntry { alert: view });
+                    self.history.push_back(view);
                     while self.history.len() > self.history_max {
                         self.history.pop_front();
                     }
@@ -325,11 +319,7 @@ impl RuleEngine {
                 Ok(results) => {
                     for (i, (g, outcome)) in indices.into_iter().zip(results) {
                         act.evaluations += 1;
-                        for (rule, e) in &outcome.errors {
-                            act.eval_errors += 1;
-                            act.last_eval_error =
-                                Some(format!("group {:?}, {rule}: {e}", g.group.name));
-                        }
+                        act.eval_errors += outcome.errors.len() as u64;
                         act.apply(&g, outcome.transitions, now);
                         let interval = g.group.interval_ms;
                         act.slots[i] = Slot {
@@ -340,7 +330,7 @@ impl RuleEngine {
                 }
                 Err(e) => {
                     // The store is gone; the groups' state is lost with the message.
-                    act.last_eval_error = Some(format!("window store did not answer: {e}"));
+                    act.store_error = Some(format!("window store did not answer: {e}"));
                     act.eval_errors += 1;
                 }
             }
@@ -411,14 +401,11 @@ impl Handler<GetAlertHistory> for RuleEngine {
     type Result = MessageResult<GetAlertHistory>;
 
     fn handle(&mut self, q: GetAlertHistory, _: &mut Self::Context) -> Self::Result {
-        let matching: Vec<&HistoryEntry> = self
+        let matching: Vec<&AlertView> = self
             .history
             .iter()
             .rev()
-            .filter(|h| {
-                q.filter
-                    .accepts(&h.alert, h.alert.alert.resolved_at_ms.unwrap_or(0))
-            })
+            .filter(|h| q.filter.accepts(h, h.alert.resolved_at_ms.unwrap_or(0)))
             .collect();
         let total = matching.len();
         let page = matching
@@ -462,7 +449,7 @@ impl Handler<Acknowledge> for RuleEngine {
                 view.acknowledgement = Some(ack);
                 Ok(view)
             }
-            None if self.history.iter().any(|h| h.alert.alert.id == msg.id) => {
+            None if self.history.iter().any(|h| h.alert.id == msg.id) => {
                 Err(AckError::Resolved(msg.id))
             }
             None => Err(AckError::NotFound(msg.id)),
@@ -611,9 +598,25 @@ impl Handler<GetStats> for RuleEngine {
             st.reason = Some(format!(
                 "last rule reload failed, previous rules still running: {e}"
             ));
-        } else if let Some(e) = &self.last_eval_error {
+        } else if let Some(e) = &self.store_error {
             st.state = ComponentState::Degraded;
-            st.reason = Some(format!("rule evaluation error: {e}"));
+            st.reason = Some(e.clone());
+        } else if let Some((group, rule, e)) = self
+            .slots
+            .iter()
+            .filter_map(|s| s.state.as_ref())
+            .find_map(|g| {
+                g.last_errors
+                    .iter()
+                    .next()
+                    .map(|(r, e)| (&g.group.name, r, e))
+            })
+        {
+            // Degraded while a rule's latest evaluation fails; operational again once it passes.
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "rule evaluation error: group {group:?}, {rule}: {e}"
+            ));
         }
         MessageResult(st)
     }
@@ -732,7 +735,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(total, 1);
-        assert_eq!(history[0].alert.acknowledgement.as_ref().unwrap().by, "ana");
+        assert_eq!(history[0].acknowledgement.as_ref().unwrap().by, "ana");
         let again = Acknowledge {
             id,
             by: "ana".into(),
