@@ -103,10 +103,6 @@ pub struct Evaluator<'a, S: Storage + ?Sized> {
     pub cache: Option<&'a TickCache>,
 }
 
-fn labels_of(series: &Series) -> Labels {
-    series.label_set()
-}
-
 /// Converts a parsed selector into the window store's matchers.
 pub(crate) fn selector_of(vs: &VectorSelector) -> Result<Selector, EvalError> {
     let mut sel = Selector::default();
@@ -136,10 +132,6 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
-pub(super) fn drop_name(l: Labels) -> Labels {
-    l.without_name()
-}
-
 impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
     /// Evaluates an expression.
     pub fn eval(&self, e: &Expr) -> Result<Value, EvalError> {
@@ -152,7 +144,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                 Value::Vector(v) => Ok(Value::Vector(
                     v.into_iter()
                         .map(|s| VecSample {
-                            labels: drop_name(s.labels),
+                            labels: s.labels.without_name(),
                             value: -s.value,
                         })
                         .collect(),
@@ -252,7 +244,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
         Ok(found
             .iter()
             .filter(|(_, _, v)| !is_stale(*v))
-            .map(|(series, t, v)| (labels_of(series), *t, *v))
+            .map(|(series, t, v)| (series.label_set(), *t, *v))
             .collect())
     }
 
@@ -278,7 +270,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                         points.into()
                     };
                 (!points.is_empty()).then(|| RangeRef {
-                    labels: labels_of(series),
+                    labels: series.label_set(),
                     points,
                 })
             })
@@ -483,7 +475,7 @@ fn vector_scalar(
             let keep = compare(op, l, r);
             if return_bool {
                 out.push(VecSample {
-                    labels: drop_name(sample.labels),
+                    labels: sample.labels.without_name(),
                     value: if keep { 1.0 } else { 0.0 },
                 });
             } else if keep {
@@ -491,7 +483,7 @@ fn vector_scalar(
             }
         } else {
             out.push(VecSample {
-                labels: drop_name(sample.labels),
+                labels: sample.labels.without_name(),
                 value: arith(op, l, r),
             });
         }

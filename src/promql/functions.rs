@@ -2,7 +2,7 @@
 
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{drop_name, quantile, EvalError, Evaluator, Matrix, Storage};
+use super::eval::{quantile, EvalError, Evaluator, Matrix, Storage};
 use super::{Labels, Value, VecSample, NAME};
 
 /// Evaluates a function call.
@@ -20,7 +20,7 @@ pub(super) fn call<S: Storage + ?Sized>(
                 .instant_points(vs)?
                 .into_iter()
                 .map(|(labels, t, _)| VecSample {
-                    labels: drop_name(labels),
+                    labels: labels.without_name(),
                     value: t as f64 / 1000.0,
                 })
                 .collect(),
@@ -118,7 +118,7 @@ fn strip_parens(e: &Expr) -> &Expr {
 fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
     v.into_iter()
         .map(|s| VecSample {
-            labels: drop_name(s.labels),
+            labels: s.labels.without_name(),
             value: f(s.value),
         })
         .collect()
@@ -136,7 +136,7 @@ fn over(
             let labels = if name == "last_over_time" {
                 s.labels.clone()
             } else {
-                drop_name(s.labels.clone())
+                s.labels.without_name()
             };
             out.push(VecSample { labels, value });
         }
@@ -279,7 +279,7 @@ fn histogram_quantile(q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
         let Some(le) = s.labels.get("le").and_then(|le| parse_le(le)) else {
             continue;
         };
-        let key = drop_name(s.labels).without("le");
+        let key = s.labels.without_name().without("le");
         groups.entry(key).or_default().push((le, s.value));
     }
     groups
