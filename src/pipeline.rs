@@ -288,15 +288,9 @@ pub fn start(
         rules: rules.clone(),
         commands: commands.clone(),
     };
-    let query = QueryActor::new(
-        upstream,
-        cache.clone(),
-        clock.clone(),
-        settings,
-        gpu_source.clone(),
-    )
-    .start();
-    let views = QueryActor::views(query.clone(), cache, clock.clone(), settings.refresh_ms);
+    let (query, views) =
+        QueryActor::new(upstream, cache, clock.clone(), settings, gpu_source.clone())
+            .start_with_views();
     component("query", "query", true, query.clone().recipient());
 
     Ok(Handles {

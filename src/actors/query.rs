@@ -160,14 +160,22 @@ fn to_json<T: Serialize>(v: &T) -> Bytes {
 }
 
 impl QueryActor {
-    /// The handle handlers use to get views.
-    pub fn views(addr: Addr<QueryActor>, cache: ViewCache, clock: Clock, refresh_ms: i64) -> Views {
-        Views {
-            query: addr,
+    /// Starts the actor; returns its address and the handle handlers read views through
+    /// (sharing this actor's cache, clock and refresh period).
+    pub fn start_with_views(self) -> (Addr<QueryActor>, Views) {
+        let (cache, clock, refresh_ms) = (
+            self.cache.clone(),
+            self.clock.clone(),
+            self.settings.refresh_ms,
+        );
+        let query = self.start();
+        let views = Views {
+            query: query.clone(),
             cache,
             clock,
             refresh_ms,
-        }
+        };
+        (query, views)
     }
 }
 
@@ -412,9 +420,7 @@ mod tests {
             rules,
             commands,
         };
-        let addr =
-            QueryActor::new(upstream, cache.clone(), clock.clone(), settings, source).start();
-        (addr.clone(), QueryActor::views(addr, cache, clock, 1000))
+        QueryActor::new(upstream, cache, clock, settings, source).start_with_views()
     }
 
     /// The original system's criterion: with 10 clients polling the dashboard every
