@@ -13,11 +13,13 @@
 //!   of metric names (dcgm-exporter's for GPUs).
 //! - [`window`], [`requests`], [`views`], [`cleanup`], [`cache`], [`exposition`] — the
 //!   logic the actors run, as plain functions and structs with time passed in.
+//! - [`anomaly`] — the streaming anomaly detector and the engine its actor runs.
 //! - [`sim`] — the simulated fleet; [`nvml`] — reading real GPUs.
 //! - [`api`] — the axum router and handlers.
 //! - [`server`] — runs the actix system and the HTTP server together.
 
 pub mod actors;
+pub mod anomaly;
 pub mod api;
 pub mod cache;
 pub mod cleanup;

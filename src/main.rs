@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use pulse::config::pipeline::{self, PipelineConfig};
 use pulse::config::service::{self, ServiceConfig};
-use pulse::config::{load_file, ConfigError};
+use pulse::config::ConfigError;
 
 /// Exit status for a configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -78,9 +78,17 @@ fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigErro
         None => ServiceConfig::load(service::EMBEDDED_NAME, service::EMBEDDED, env)?,
     };
     let pipeline = match &args.pipeline {
-        Some(path) => load_file(path)?,
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+            PipelineConfig::parse(&file, &text)?
+        }
         None => PipelineConfig::parse(pipeline::EMBEDDED_NAME, pipeline::EMBEDDED)?,
-    };
+    }
+    .with_env(env)?;
     // Rule files are configuration too: a bad one stops the start, naming file, group, rule.
     pulse::rules::load_sources(service.rules.builtin_pack, &service.rules.paths)?;
     Ok((service, pipeline))

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::broadcast;
 
+use crate::actors::anomaly_detector::AnomalyDetector;
 use crate::actors::gpu_nvml::NvmlGpuSampler;
 use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
@@ -15,6 +16,7 @@ use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
 use crate::actors::window_store::WindowStoreActor;
+use crate::anomaly::EngineSettings;
 use crate::cache::ViewCache;
 use crate::clock::Clock;
 use crate::config::pipeline::{GpuMode, PipelineConfig, SinkConfig};
@@ -63,6 +65,8 @@ pub struct Handles {
     pub requests: Addr<RequestSampler>,
     pub query: Addr<QueryActor>,
     pub rules: Addr<RuleEngine>,
+    /// The anomaly detector, unless the pipeline switches it off.
+    pub anomalies: Option<Addr<AnomalyDetector>>,
     /// Cached views, read by handlers without an actor round trip.
     pub views: Views,
     pub commands: broadcast::Sender<Command>,
@@ -196,18 +200,45 @@ pub fn start(
         downstream.push(Mailbox::new(addr.recipient(), gauge));
     }
 
-    // 3. Window store, on its own thread.
+    // 3. Processors: the anomaly detector.
+    let mut processors = Vec::new();
+    let anomalies = if pipeline.anomaly.enabled {
+        let a = &pipeline.anomaly;
+        let settings = EngineSettings {
+            watch: a.watch.iter().map(|w| w.selector().clone()).collect(),
+            threshold: a.threshold,
+            detector: a.detector.clone(),
+            max_series: a.max_series.get(),
+            max_anomalies: a.max_anomalies.get(),
+            gap_intervals: a.gap_intervals,
+        };
+        let gauge = MailboxGauge::default();
+        let addr = AnomalyDetector::new(settings, gauge.clone()).start();
+        component(
+            "anomaly_detector",
+            "processor",
+            false,
+            addr.clone().recipient(),
+        );
+        processors.push(Mailbox::new(addr.clone().recipient(), gauge));
+        Some(addr)
+    } else {
+        None
+    };
+
+    // 4. Window store, on its own thread.
     let mut retention = pipeline.window.retention();
     if let Some(n) = service.dashboard.history_size {
         retention.max_points = n.get();
     }
     let window_gauge = MailboxGauge::default();
-    let store = WindowStoreActor::new(retention, downstream, clock.clone(), window_gauge.clone());
+    let store = WindowStoreActor::new(retention, downstream, clock.clone(), window_gauge.clone())
+        .with_processors(processors);
     let window = WindowStoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
     component("window_store", "store", true, window.clone().recipient());
     let to_window = Mailbox::new(window.clone().recipient::<SampleBatch>(), window_gauge);
 
-    // 4. Rule engine (its groups run on the window store's thread).
+    // 5. Rule engine (its groups run on the window store's thread).
     let rules = RuleEngine::new(
         rule_groups,
         rule_sources,
@@ -219,7 +250,7 @@ pub fn start(
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
 
-    // 5. Samplers.
+    // 6. Samplers.
     let (commands, _) = broadcast::channel(COMMAND_BUFFER);
     let gpu_cfg = &pipeline.sources.gpu;
     let interval = Duration::from_millis(gpu_cfg.interval_ms.get());
@@ -271,7 +302,7 @@ pub fn start(
         requests.clone().recipient(),
     );
 
-    // 6. Query.
+    // 7. Query.
     let dash = &service.dashboard;
     let cache = ViewCache::new(
         service.cache.max_entries.get(),
@@ -298,6 +329,7 @@ pub fn start(
         requests,
         query,
         rules,
+        anomalies,
         views,
         commands,
         components,

@@ -1,5 +1,6 @@
 //! The actors of the pipeline, one per file.
 
+pub mod anomaly_detector;
 pub mod gpu_nvml;
 pub mod gpu_simulated;
 pub mod jsonl_sink;

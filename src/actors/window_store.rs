@@ -1,7 +1,8 @@
 //! Window store actor: keeps every series' recent points (see `window.rs`) and answers
-//! queries from the query actor. Receives [`SampleBatch`] from the samplers; forwards each
-//! batch, after storing it, to its downstream (sinks, later processors) with awaited sends,
-//! in order, so a slow downstream slows the store's intake instead of losing data.
+//! queries from the query actor. Receives [`SampleBatch`] from the samplers; hands each
+//! batch, after storing it, to its processors (the anomaly detector), stores what they
+//! derive (scores), then forwards both to its downstream (sinks). Sends are awaited, in
+//! order, so a slow processor or sink slows the store's intake instead of losing data.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::clock::Clock;
 use crate::mailbox::{Mailbox, MailboxGauge};
 use crate::messages::alerts::EvalGroups;
 use crate::messages::queries::{SelectLatest, SelectPoints, SelectStats};
-use crate::messages::samples::SampleBatch;
+use crate::messages::samples::{ProcessBatch, SampleBatch};
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::window::{Retention, WindowStore};
 
@@ -23,7 +24,9 @@ pub const EVICT_INTERVAL: Duration = Duration::from_secs(1);
 /// Owns the window store.
 pub struct WindowStoreActor {
     store: WindowStore,
-    /// Where each stored batch goes next.
+    /// Where each stored batch goes first; what they answer is stored too.
+    processors: Vec<Mailbox<ProcessBatch>>,
+    /// Where each stored batch, and what the processors derived from it, goes next.
     downstream: Vec<Mailbox<SampleBatch>>,
     /// Time source for age eviction.
     clock: Clock,
@@ -48,6 +51,7 @@ impl WindowStoreActor {
     ) -> Self {
         WindowStoreActor {
             store: WindowStore::new(retention),
+            processors: Vec::new(),
             downstream,
             clock,
             gauge,
@@ -56,6 +60,12 @@ impl WindowStoreActor {
             refused: 0,
             forward_failures: 0,
         }
+    }
+
+    /// Adds processors, which see every sampler batch before the sinks do.
+    pub fn with_processors(mut self, processors: Vec<Mailbox<ProcessBatch>>) -> Self {
+        self.processors = processors;
+        self
     }
 }
 
@@ -78,31 +88,69 @@ impl Handler<SampleBatch> for WindowStoreActor {
         self.received += batch.len() as u64;
         self.stored += outcome.stored + outcome.replaced;
         self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
-        self.forward(batch)
+        if self.processors.is_empty() {
+            return self.forward(batch);
+        }
+        let processors = self.processors.clone();
+        let process = async move {
+            let mut derived = Vec::new();
+            let mut failures = 0;
+            for p in &processors {
+                match p.send(ProcessBatch(batch.clone())).await {
+                    Ok(mut samples) => derived.append(&mut samples),
+                    Err(_) => failures += 1,
+                }
+            }
+            (batch, derived, failures)
+        };
+        AtomicResponse::new(Box::pin(process.into_actor(self).then(
+            |(batch, derived, failures), act, _| {
+                act.forward_failures += failures;
+                let derived = if derived.is_empty() {
+                    None
+                } else {
+                    act.received += derived.len() as u64;
+                    let outcome = act.store.ingest(&derived);
+                    act.stored += outcome.stored + outcome.replaced;
+                    act.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
+                    Some(SampleBatch::new(derived))
+                };
+                act.forward_all(batch, derived)
+            },
+        )))
     }
 }
 
 impl WindowStoreActor {
     /// Sends a batch to every downstream actor, in order, waiting for each.
     fn forward(&mut self, batch: SampleBatch) -> AtomicResponse<Self, ()> {
-        if self.downstream.is_empty() || batch.is_empty() {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
-        }
+        AtomicResponse::new(Box::pin(self.forward_all(batch, None)))
+    }
+
+    /// Sends `batch`, then `derived`, to every downstream actor, in order, waiting for each.
+    fn forward_all(
+        &mut self,
+        batch: SampleBatch,
+        derived: Option<SampleBatch>,
+    ) -> impl ActorFuture<Self, Output = ()> + 'static {
         let downstream = self.downstream.clone();
         let forward = async move {
             let mut failures = 0;
-            for d in &downstream {
-                if d.send(batch.clone()).await.is_err() {
-                    failures += 1;
+            for b in std::iter::once(batch).chain(derived) {
+                if b.is_empty() {
+                    continue;
+                }
+                for d in &downstream {
+                    if d.send(b.clone()).await.is_err() {
+                        failures += 1;
+                    }
                 }
             }
             failures
         };
-        AtomicResponse::new(Box::pin(forward.into_actor(self).map(
-            |failures, act, _| {
-                act.forward_failures += failures;
-            },
-        )))
+        forward
+            .into_actor(self)
+            .map(|failures, act, _| act.forward_failures += failures)
     }
 }
 

@@ -2,6 +2,7 @@
 //! addresses; computed views come from the query actor.
 
 mod alerts;
+mod anomalies;
 mod commands;
 pub mod error;
 mod extract;
@@ -70,6 +71,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/cache/stats", get(phase4::cache_stats))
         .route("/api/phase4/cache/clear", post(phase4::cache_clear))
         .route("/api/phase4/status", get(status::status))
+        .route("/api/phase4/anomalies", get(anomalies::list))
+        .route("/api/phase4/anomalies/{id}", get(anomalies::one))
         .route("/api/phase4/alerts/active", get(alerts::active))
         .route("/api/phase4/alerts/history", get(alerts::history))
         .route(

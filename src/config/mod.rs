@@ -69,6 +69,37 @@ pub fn load_file<T: DeserializeOwned>(path: &std::path::Path) -> Result<T, Confi
     parse_toml(&file, &text)
 }
 
+/// Where a dotted key (`section.sub.key`) is written in a TOML text: the line and column
+/// of its last part inside its table, or of the table header, or (1, 1).
+pub fn locate_key(text: &str, key: &str) -> (usize, usize) {
+    let (table, field) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut in_table = table.is_empty();
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            let name = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+            in_table = name == table;
+            if in_table && found.is_none() {
+                found = Some((i + 1, line.len() - trimmed.len() + 1));
+            }
+            continue;
+        }
+        if in_table {
+            let name = trimmed.split('=').next().unwrap_or("").trim();
+            if name == field && trimmed.contains('=') {
+                return (i + 1, line.len() - trimmed.len() + 1);
+            }
+        }
+    }
+    found.unwrap_or((1, 1))
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

@@ -21,6 +21,8 @@ pub const EMBEDDED_NAME: &str = "<built-in pipelines/default.toml>";
 pub struct PipelineConfig {
     pub sources: SourcesConfig,
     pub window: WindowConfig,
+    /// The anomaly detector.
+    pub anomaly: AnomalyConfig,
     /// Where the stream goes besides the window store.
     pub sinks: Vec<SinkConfig>,
 }
@@ -153,6 +155,117 @@ impl WindowConfig {
     }
 }
 
+/// Environment variables that override the anomaly threshold. `ANOMALY_THRESHOLD` is the
+/// original system's name, honoured as is.
+pub const THRESHOLD_ENV: [&str; 2] = ["PULSE_ANOMALY_THRESHOLD", "ANOMALY_THRESHOLD"];
+
+/// The anomaly detector: which series it watches and how it judges them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// Off: no detector actor, no score series, an empty anomaly list.
+    pub enabled: bool,
+    /// Series matching any of these selectors are watched (PromQL selectors).
+    pub watch: Vec<WatchSelector>,
+    /// A score at or above this is an anomaly (`ANOMALY_THRESHOLD` overrides).
+    pub threshold: f64,
+    /// Watched series at most (about 12 KiB each); samples of further series are counted.
+    pub max_series: NonZeroUsize,
+    /// Anomalies kept for the API; the oldest fall out first.
+    pub max_anomalies: NonZeroUsize,
+    /// A pause longer than this many usual sampling intervals starts the series' context
+    /// afresh, so a gap is not an anomaly.
+    pub gap_intervals: f64,
+    /// The per-series detector.
+    pub detector: crate::anomaly::DetectorConfig,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            enabled: true,
+            watch: DEFAULT_WATCH
+                .iter()
+                .map(|s| WatchSelector::try_from(s.to_string()).expect("built-in selector"))
+                .collect(),
+            threshold: 0.78,
+            max_series: NonZeroUsize::new(10_000).unwrap(),
+            max_anomalies: NonZeroUsize::new(10_000).unwrap(),
+            gap_intervals: 5.0,
+            detector: crate::anomaly::DetectorConfig::default(),
+        }
+    }
+}
+
+/// What the detector watches by default: GPU load, memory, heat, power, clocks, XID and
+/// double-bit ECC errors, and request rates.
+pub const DEFAULT_WATCH: &[&str] = &[
+    r#"{__name__=~"DCGM_FI_DEV_(GPU_UTIL|FB_USED|GPU_TEMP|POWER_USAGE|SM_CLOCK|XID_ERRORS|ECC_DBE_VOL_TOTAL)"}"#,
+    r#"{__name__="http_requests_total"}"#,
+];
+
+/// A PromQL selector in the pipeline file, checked when the file is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WatchSelector {
+    text: String,
+    #[serde(skip)]
+    selector: crate::model::selector::Selector,
+}
+
+impl WatchSelector {
+    pub fn selector(&self) -> &crate::model::selector::Selector {
+        &self.selector
+    }
+}
+
+impl PartialEq for WatchSelector {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl TryFrom<String> for WatchSelector {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let selector = crate::promql::parse_matchers(&text)?;
+        if selector.matchers.is_empty() {
+            return Err(format!(
+                "{text:?} selects nothing; name a metric or a label"
+            ));
+        }
+        Ok(WatchSelector { text, selector })
+    }
+}
+
+impl From<WatchSelector> for String {
+    fn from(w: WatchSelector) -> String {
+        w.text
+    }
+}
+
+impl AnomalyConfig {
+    /// Checks what serde cannot; the error names the key.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err((
+                "anomaly.threshold".into(),
+                format!("must be between 0 and 1, got {}", self.threshold),
+            ));
+        }
+        if !(self.gap_intervals >= 1.0 && self.gap_intervals.is_finite()) {
+            return Err((
+                "anomaly.gap_intervals".into(),
+                format!("must be a number >= 1, got {}", self.gap_intervals),
+            ));
+        }
+        self.detector.validate().map_err(|e| {
+            let field = e.split(' ').next().unwrap_or("").to_string();
+            (format!("anomaly.detector.{field}"), e)
+        })
+    }
+}
+
 /// A sink for the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -174,7 +287,38 @@ fn default_flush_interval_ms() -> NonZeroU64 {
 impl PipelineConfig {
     /// Parses a pipeline file.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        parse_toml(file, text)
+        let config: PipelineConfig = parse_toml(file, text)?;
+        config.anomaly.validate().map_err(|(key, message)| {
+            let (line, column) = super::locate_key(text, &key);
+            ConfigError::Invalid {
+                file: file.to_string(),
+                line,
+                column,
+                key,
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Applies `THRESHOLD_ENV` found through `env`.
+    pub fn with_env(mut self, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        for var in THRESHOLD_ENV {
+            let Some(raw) = env(var) else { continue };
+            let t: f64 = raw.trim().parse().map_err(|_| ConfigError::Env {
+                var: var.to_string(),
+                message: format!("anomaly.threshold: {raw:?} is not a number"),
+            })?;
+            if !(0.0..=1.0).contains(&t) {
+                return Err(ConfigError::Env {
+                    var: var.to_string(),
+                    message: format!("anomaly.threshold: must be between 0 and 1, got {t}"),
+                });
+            }
+            self.anomaly.threshold = t;
+            break;
+        }
+        Ok(self)
     }
 }
 
@@ -217,6 +361,49 @@ mod tests {
         .to_string();
         assert!(
             err.contains("unknown field `flush`") && err.starts_with("p.toml:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn anomaly_settings_are_checked_where_they_are_written() {
+        let err = PipelineConfig::parse("p.toml", "[anomaly]\nwatch = ['{gpu=\"0\"', 'x']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:2:") && err.contains("anomaly.watch"),
+            "{err}"
+        );
+        let err = PipelineConfig::parse("p.toml", "[anomaly]\nenabled = true\nthreshold = 1.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:3:") && err.contains("`anomaly.threshold`"),
+            "{err}"
+        );
+        let err = PipelineConfig::parse("p.toml", "[anomaly.detector]\nbins = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:2:") && err.contains("anomaly.detector.bins"),
+            "{err}"
+        );
+        let ok = PipelineConfig::parse("p.toml", "[anomaly]\nwatch = ['{gpu=\"0\"}']\n").unwrap();
+        assert_eq!(ok.anomaly.watch.len(), 1);
+    }
+
+    #[test]
+    fn anomaly_threshold_comes_from_the_environment() {
+        let env = |v: &str| (v == "ANOMALY_THRESHOLD").then(|| "0.9".to_string());
+        let p = PipelineConfig::default().with_env(env).unwrap();
+        assert_eq!(p.anomaly.threshold, 0.9);
+        let bad = |v: &str| (v == "PULSE_ANOMALY_THRESHOLD").then(|| "high".to_string());
+        let err = PipelineConfig::default()
+            .with_env(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PULSE_ANOMALY_THRESHOLD") && err.contains("anomaly.threshold"),
             "{err}"
         );
     }

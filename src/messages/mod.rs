@@ -1,6 +1,7 @@
 //! Messages that cross actors, one file per family.
 
 pub mod alerts;
+pub mod anomalies;
 pub mod commands;
 pub mod queries;
 pub mod samples;

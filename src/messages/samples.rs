@@ -28,3 +28,10 @@ impl SampleBatch {
         self.samples.is_empty()
     }
 }
+
+/// A stored batch handed to a processor (the anomaly detector) by the window store; the
+/// processor answers with the samples it derived (scores), which the store keeps and passes
+/// on to the sinks.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Sample>")]
+pub struct ProcessBatch(pub SampleBatch);

@@ -53,6 +53,8 @@ pub const GPU_LOST: &str = "pulse_gpu_lost";
 // Request metrics, Prometheus conventions.
 pub const REQUESTS_TOTAL: &str = "http_requests_total";
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
+// Derived by Pulse's processors.
+pub const ANOMALY_SCORE: &str = "pulse_anomaly_score";
 
 /// Every metric Pulse produces on its stream, in exposition order.
 pub const CATALOG: &[MetricInfo] = &[
@@ -169,6 +171,12 @@ pub const CATALOG: &[MetricInfo] = &[
         MetricType::Histogram,
         "seconds",
         "Request latency in seconds, by service, route and status.",
+    ),
+    info(
+        ANOMALY_SCORE,
+        MetricType::Gauge,
+        "score",
+        "Anomaly score (0-1) of the series named by the `metric` label and the other labels; 0 while warming up and after an anomaly.",
     ),
 ];
 

@@ -1,0 +1,130 @@
+//! Anomaly detector actor: receives every stored batch from the window store
+//! ([`ProcessBatch`]), scores the watched series one sample at a time (see
+//! `anomaly/engine.rs`), and answers with the score samples (`pulse_anomaly_score`), which the
+//! store keeps and passes to the sinks, so rules and `/metrics` see them. It keeps the recent
+//! anomalies for `GET /api/phase4/anomalies` and logs each one it opens.
+
+use actix::prelude::*;
+
+use crate::anomaly::{Anomaly, AnomalyEngine, EngineSettings};
+use crate::mailbox::MailboxGauge;
+use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
+use crate::messages::samples::ProcessBatch;
+use crate::messages::stats::{ComponentStats, GetStats};
+use crate::model::series::Sample;
+
+/// Batches that may wait in the detector's mailbox before the window store waits.
+pub const MAILBOX_CAPACITY: usize = 64;
+
+/// Owns the anomaly engine.
+pub struct AnomalyDetector {
+    engine: AnomalyEngine,
+    /// This actor's backlog, shared with the window store that sends to it.
+    gauge: MailboxGauge,
+    /// Samples received (watched or not).
+    received: u64,
+}
+
+impl AnomalyDetector {
+    pub fn new(settings: EngineSettings, gauge: MailboxGauge) -> Self {
+        AnomalyDetector {
+            engine: AnomalyEngine::new(settings),
+            gauge,
+            received: 0,
+        }
+    }
+}
+
+impl Actor for AnomalyDetector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<ProcessBatch> for AnomalyDetector {
+    type Result = MessageResult<ProcessBatch>;
+
+    fn handle(&mut self, ProcessBatch(batch): ProcessBatch, _: &mut Self::Context) -> Self::Result {
+        self.received += batch.len() as u64;
+        let (scores, opened): (Vec<Sample>, Vec<u64>) = self.engine.process(&batch.samples);
+        for id in opened {
+            if let Some(a) = self.engine.get(id) {
+                tracing::info!(
+                    id,
+                    metric = a.series.name(),
+                    score = a.score,
+                    value = a.value,
+                    "anomaly: {} {:?}: {} (expected {:.3}..{:.3})",
+                    a.series.name(),
+                    a.series.labels(),
+                    a.detail,
+                    a.expected_low,
+                    a.expected_high
+                );
+            }
+        }
+        MessageResult(scores)
+    }
+}
+
+impl Handler<ListAnomalies> for AnomalyDetector {
+    type Result = MessageResult<ListAnomalies>;
+
+    fn handle(
+        &mut self,
+        ListAnomalies(filter): ListAnomalies,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        MessageResult(self.engine.list(&filter))
+    }
+}
+
+impl Handler<GetAnomaly> for AnomalyDetector {
+    type Result = Option<Anomaly>;
+
+    fn handle(&mut self, GetAnomaly(id): GetAnomaly, _: &mut Self::Context) -> Self::Result {
+        self.engine.get(id).cloned()
+    }
+}
+
+impl Handler<GetStats> for AnomalyDetector {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let counts = self.engine.counts();
+        let mut st = ComponentStats::new("anomaly_detector", "processor");
+        st.received_total = self.received;
+        st.emitted_total = counts.scored;
+        st.dropped_total = counts.refused;
+        st.mailbox_backlog = self.gauge.get();
+        let watched = self.engine.watched_series();
+        st.extra.insert("anomaly_series_watched", watched as f64);
+        st.extra.insert(
+            "anomaly_detector_bytes",
+            self.engine.detector_bytes() as f64,
+        );
+        st.extra
+            .insert("anomalies_opened_total", counts.opened as f64);
+        st.extra
+            .insert("anomaly_firings_merged_total", counts.merged as f64);
+        st.extra
+            .insert("anomaly_samples_skipped_total", counts.skipped as f64);
+        st.extra.insert("anomaly_gaps_total", counts.gaps as f64);
+        st.extra
+            .insert("anomaly_counter_resets_total", counts.resets as f64);
+        let settings = self.engine.settings();
+        st.reason = Some(format!(
+            "{watched} series watched, threshold {}",
+            settings.threshold
+        ));
+        if counts.refused > 0 {
+            st.reason = Some(format!(
+                "{watched} series watched; samples of further series refused: max_series {} reached",
+                settings.max_series
+            ));
+        }
+        MessageResult(st)
+    }
+}

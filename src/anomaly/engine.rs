@@ -1,0 +1,516 @@
+//! The anomaly detector's logic, without the actor: which series are watched, one
+//! [`Detector`] per watched series, counters turned into rates, gaps and resets handled,
+//! score samples built, anomalies opened and merged, and a bounded list of recent ones.
+//! Time comes in with the samples; nothing here reads a clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::detector::{Detector, DetectorConfig, Reason};
+use crate::model::catalog::{self, MetricType};
+use crate::model::selector::Selector;
+use crate::model::series::{BuildPrehashed, Sample, Series, SeriesKey};
+
+/// Name of the score series the detector emits, one per watched series.
+pub const SCORE_METRIC: &str = catalog::ANOMALY_SCORE;
+/// Label of a score series that names the watched series' metric.
+pub const METRIC_LABEL: &str = "metric";
+
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Series matching any of these are watched.
+    pub watch: Vec<Selector>,
+    /// A score at or above this opens (or extends) an anomaly.
+    pub threshold: f64,
+    pub detector: DetectorConfig,
+    /// Watched series at most; further series are counted, not watched.
+    pub max_series: usize,
+    /// Anomalies kept for the API; the oldest fall out first.
+    pub max_anomalies: usize,
+    /// A gap longer than this many usual intervals breaks the series' context.
+    pub gap_intervals: f64,
+}
+
+/// One anomaly: a series that scored at or above the threshold. Firings of the same series
+/// within `2 × rest_samples` usual intervals of the last are merged into it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Anomaly {
+    /// Unique within this process, increasing.
+    pub id: u64,
+    /// The watched series.
+    pub series: Series,
+    /// When it was first and last detected, Unix ms.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// The value that opened it (a rate, per second, for counters).
+    pub value: f64,
+    /// Where the detector expected that value.
+    pub expected_low: f64,
+    pub expected_high: f64,
+    /// The opening score, and the highest since.
+    pub score: f64,
+    pub peak_score: f64,
+    /// Firings merged into this anomaly.
+    pub count: u32,
+    pub reason: Reason,
+    /// The reason, for people.
+    pub detail: String,
+    /// Whether the value is a counter's rate.
+    pub is_rate: bool,
+}
+
+/// Filters of the anomaly list.
+#[derive(Debug, Clone, Default)]
+pub struct AnomalyFilter {
+    pub matchers: Selector,
+    /// Last detected at or after, Unix ms.
+    pub since_ms: Option<i64>,
+    pub min_score: Option<f64>,
+    pub limit: usize,
+}
+
+/// Counts for stats and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct EngineCounts {
+    /// Samples scored (warm-up included).
+    pub scored: u64,
+    /// Samples of watched series that could not be scored: NaN, out of order, a counter's
+    /// first sample or the sample of its reset.
+    pub skipped: u64,
+    /// Samples of series refused because `max_series` was reached.
+    pub refused: u64,
+    /// Anomalies opened.
+    pub opened: u64,
+    /// Firings merged into an open anomaly.
+    pub merged: u64,
+    /// Context breaks after gaps.
+    pub gaps: u64,
+    /// Counter resets seen.
+    pub resets: u64,
+}
+
+/// Per watched series.
+struct Watched {
+    detector: Detector,
+    /// The score series (built once).
+    score_series: Series,
+    is_counter: bool,
+    last_ms: Option<i64>,
+    /// The counter's previous raw value.
+    last_raw: f64,
+    /// Usual interval between samples (EWMA), ms.
+    interval_ms: f64,
+    /// Samples seen since the last firing, and the id of the anomaly still open.
+    since_fire: u64,
+    open: Option<u64>,
+}
+
+enum Slot {
+    Ignored,
+    Watched(Box<Watched>),
+}
+
+/// The engine.
+pub struct AnomalyEngine {
+    settings: EngineSettings,
+    series: HashMap<Series, Slot, BuildPrehashed>,
+    watched: usize,
+    anomalies: VecDeque<Anomaly>,
+    next_id: u64,
+    counts: EngineCounts,
+}
+
+impl AnomalyEngine {
+    pub fn new(settings: EngineSettings) -> Self {
+        AnomalyEngine {
+            settings,
+            series: HashMap::default(),
+            watched: 0,
+            anomalies: VecDeque::new(),
+            next_id: 1,
+            counts: EngineCounts::default(),
+        }
+    }
+
+    pub fn counts(&self) -> EngineCounts {
+        self.counts
+    }
+
+    pub fn watched_series(&self) -> usize {
+        self.watched
+    }
+
+    /// Bytes held by the detectors (an upper bound: rings full).
+    pub fn detector_bytes(&self) -> usize {
+        self.watched * Detector::MEMORY_BYTES
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Scores a batch; returns one score sample per scored input sample, and the ids of the
+    /// anomalies opened.
+    pub fn process(&mut self, samples: &[Sample]) -> (Vec<Sample>, Vec<u64>) {
+        let mut scores = Vec::new();
+        let mut opened = Vec::new();
+        for sample in samples {
+            if let Some(score) = self.process_one(sample, &mut opened) {
+                scores.push(score);
+            }
+        }
+        (scores, opened)
+    }
+
+    fn slot(&mut self, series: &Series) -> Option<&mut Watched> {
+        if !self.series.contains_key(series) {
+            let watch = series.name() != SCORE_METRIC
+                && self.settings.watch.iter().any(|s| s.matches(series));
+            let slot = if !watch {
+                Slot::Ignored
+            } else if self.watched >= self.settings.max_series {
+                // Not remembered: the series may get its turn when others go away.
+                self.counts.refused += 1;
+                return None;
+            } else {
+                self.watched += 1;
+                Slot::Watched(Box::new(Watched::new(series, &self.settings.detector)))
+            };
+            self.series.insert(series.clone(), slot);
+        }
+        match self.series.get_mut(series) {
+            Some(Slot::Watched(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn process_one(&mut self, sample: &Sample, opened: &mut Vec<u64>) -> Option<Sample> {
+        let gap_intervals = self.settings.gap_intervals;
+        let threshold = self.settings.threshold;
+        let merge_samples = 2 * self.settings.detector.rest_samples as u64;
+        let w = self.slot(&sample.series)?;
+        let t = sample.timestamp_ms;
+        let mut gap = false;
+        let mut reset = false;
+
+        // Order, gaps, counters.
+        let value = match w.last_ms {
+            Some(last) if t <= last => None,
+            _ if !sample.value.is_finite() => None,
+            None => {
+                w.last_ms = Some(t);
+                w.last_raw = sample.value;
+                (!w.is_counter).then_some(sample.value)
+            }
+            Some(last) => {
+                let dt = (t - last) as f64;
+                if w.interval_ms > 0.0 && dt > gap_intervals * w.interval_ms {
+                    gap = true;
+                    w.detector.break_context();
+                } else {
+                    w.interval_ms = if w.interval_ms == 0.0 {
+                        dt
+                    } else {
+                        w.interval_ms + (dt - w.interval_ms) * 0.1
+                    };
+                }
+                let raw = sample.value;
+                let value = if !w.is_counter {
+                    Some(raw)
+                } else if raw < w.last_raw {
+                    // A reset (the process restarted): what happened in between is unknown,
+                    // so this sample has no rate, and the next one starts a fresh context.
+                    reset = true;
+                    w.detector.break_context();
+                    None
+                } else {
+                    Some((raw - w.last_raw) * 1000.0 / dt)
+                };
+                w.last_ms = Some(t);
+                w.last_raw = raw;
+                value
+            }
+        };
+        let Some(value) = value else {
+            self.counts.gaps += gap as u64;
+            self.counts.resets += reset as u64;
+            self.counts.skipped += 1;
+            return None;
+        };
+        let verdict = w.detector.update(value);
+        w.since_fire = w.since_fire.saturating_add(1);
+        let score_series = w.score_series.clone();
+        let is_counter = w.is_counter;
+        let mut merge_into = None;
+        if verdict.score >= threshold {
+            if w.since_fire <= merge_samples {
+                merge_into = w.open;
+            }
+            w.since_fire = 0;
+        } else if w.since_fire > merge_samples {
+            w.open = None;
+        }
+
+        self.counts.scored += 1;
+        self.counts.gaps += gap as u64;
+        self.counts.resets += reset as u64;
+        if verdict.score >= threshold {
+            match merge_into.and_then(|id| self.anomalies.iter_mut().rev().find(|a| a.id == id)) {
+                Some(a) => {
+                    a.last_ms = t;
+                    a.count += 1;
+                    a.peak_score = a.peak_score.max(verdict.score);
+                    self.counts.merged += 1;
+                }
+                None => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let (low, high) = verdict.expected.unwrap_or((value, value));
+                    self.anomalies.push_back(Anomaly {
+                        id,
+                        series: sample.series.clone(),
+                        first_ms: t,
+                        last_ms: t,
+                        value,
+                        expected_low: low,
+                        expected_high: high,
+                        score: verdict.score,
+                        peak_score: verdict.score,
+                        count: 1,
+                        reason: verdict.reason,
+                        detail: verdict.reason.describe().to_string(),
+                        is_rate: is_counter,
+                    });
+                    while self.anomalies.len() > self.settings.max_anomalies {
+                        self.anomalies.pop_front();
+                    }
+                    if let Some(Slot::Watched(w)) = self.series.get_mut(&sample.series) {
+                        w.open = Some(id);
+                    }
+                    self.counts.opened += 1;
+                    opened.push(id);
+                }
+            }
+        }
+        Some(Sample::new(score_series, t, verdict.score))
+    }
+
+    /// Recent anomalies, newest first.
+    pub fn list(&self, filter: &AnomalyFilter) -> Vec<Anomaly> {
+        self.anomalies
+            .iter()
+            .rev()
+            .filter(|a| filter.since_ms.is_none_or(|s| a.last_ms >= s))
+            .filter(|a| filter.min_score.is_none_or(|m| a.peak_score >= m))
+            .filter(|a| filter.matchers.matches(&a.series))
+            .take(filter.limit)
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Anomaly> {
+        self.anomalies.iter().find(|a| a.id == id)
+    }
+}
+
+impl Watched {
+    fn new(series: &SeriesKey, cfg: &DetectorConfig) -> Self {
+        // Counters and histogram parts only grow: they are judged by their rate.
+        let is_counter = catalog::family_of(series.name())
+            .map(|f| matches!(f.kind, MetricType::Counter | MetricType::Histogram))
+            .unwrap_or_else(|| {
+                ["_total", "_count", "_sum", "_bucket"]
+                    .iter()
+                    .any(|s| series.name().ends_with(s))
+            });
+        let mut labels: Vec<(Arc<str>, Arc<str>)> = series
+            .labels()
+            .iter()
+            .filter(|(k, _)| &**k != METRIC_LABEL)
+            .cloned()
+            .collect();
+        labels.push((METRIC_LABEL.into(), series.name_shared().clone()));
+        Watched {
+            detector: Detector::new(cfg.clone()),
+            score_series: SeriesKey::shared(SCORE_METRIC, labels),
+            is_counter,
+            last_ms: None,
+            last_raw: 0.0,
+            interval_ms: 0.0,
+            since_fire: u64::MAX / 2,
+            open: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::selector::Matcher;
+
+    fn settings() -> EngineSettings {
+        EngineSettings {
+            watch: vec![Selector::metric("temp"), Selector::metric("errors_total")],
+            threshold: 0.78,
+            detector: DetectorConfig {
+                warmup_samples: 20,
+                rest_samples: 10,
+                ..DetectorConfig::default()
+            },
+            max_series: 2,
+            max_anomalies: 3,
+            gap_intervals: 5.0,
+        }
+    }
+
+    fn s(name: &str, gpu: &str) -> Series {
+        SeriesKey::shared(name, [("gpu", gpu)])
+    }
+
+    fn steady(i: i64) -> f64 {
+        50.0 + (i % 7) as f64
+    }
+
+    #[test]
+    fn scores_watched_series_only_and_labels_the_score_series() {
+        let mut e = AnomalyEngine::new(settings());
+        let batch = vec![
+            Sample::new(s("temp", "0"), 1000, 50.0),
+            Sample::new(s("other", "0"), 1000, 1.0),
+            Sample::new(s(SCORE_METRIC, "0"), 1000, 1.0),
+        ];
+        let (scores, _) = e.process(&batch);
+        assert_eq!(scores.len(), 1);
+        let score = &scores[0].series;
+        assert_eq!(score.name(), SCORE_METRIC);
+        assert_eq!(score.label("metric"), Some("temp"));
+        assert_eq!(score.label("gpu"), Some("0"));
+        assert_eq!(e.watched_series(), 1);
+    }
+
+    #[test]
+    fn a_spike_opens_one_anomaly_and_a_sustained_fault_merges_into_it() {
+        let mut e = AnomalyEngine::new(settings());
+        let series = s("temp", "0");
+        for i in 0..200 {
+            e.process(&[Sample::new(series.clone(), i * 1000, steady(i))]);
+        }
+        assert!(e
+            .list(&AnomalyFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .is_empty());
+        // A fault that keeps climbing: it fires after each rest, and is one anomaly.
+        let mut opened = Vec::new();
+        for i in 200..260 {
+            let (_, ids) = e.process(&[Sample::new(
+                series.clone(),
+                i * 1000,
+                100.0 + i as f64 * 10.0,
+            )]);
+            opened.extend(ids);
+        }
+        assert_eq!(opened.len(), 1);
+        let all = e.list(&AnomalyFilter {
+            limit: 10,
+            ..Default::default()
+        });
+        assert_eq!(all.len(), 1);
+        let a = &all[0];
+        assert_eq!(a.first_ms, 200_000);
+        assert_eq!(a.reason, Reason::NewHigh);
+        assert!(a.count > 1, "{a:?}");
+        assert!(a.value > a.expected_high);
+        assert!(a.last_ms > a.first_ms);
+    }
+
+    #[test]
+    fn counters_are_scored_as_rates_and_resets_are_not_anomalies() {
+        let mut e = AnomalyEngine::new(settings());
+        let series = s("errors_total", "0");
+        let mut total = 0.0;
+        let mut fired = 0;
+        for i in 0..300 {
+            total += 5.0 + (i % 3) as f64;
+            if i == 150 {
+                total = 2.0; // the process restarted
+            }
+            let (scores, ids) = e.process(&[Sample::new(series.clone(), i * 1000, total)]);
+            fired += ids.len();
+            if i == 0 {
+                assert!(scores.is_empty(), "a counter's first sample has no rate");
+            }
+        }
+        assert_eq!(e.counts().resets, 1);
+        assert_eq!(
+            fired, 0,
+            "a reset must not look like a collapse of the rate"
+        );
+    }
+
+    #[test]
+    fn gaps_break_the_context_instead_of_firing() {
+        let mut e = AnomalyEngine::new(settings());
+        let series = s("temp", "0");
+        for i in 0..200 {
+            e.process(&[Sample::new(series.clone(), i * 1000, steady(i))]);
+        }
+        // Ten minutes of silence, then the usual values.
+        let mut fired = 0;
+        for i in 800..900 {
+            fired += e
+                .process(&[Sample::new(series.clone(), i * 1000, steady(i))])
+                .1
+                .len();
+        }
+        assert_eq!(e.counts().gaps, 1);
+        assert_eq!(fired, 0);
+    }
+
+    #[test]
+    fn limits_hold_and_out_of_order_samples_are_skipped() {
+        let mut e = AnomalyEngine::new(settings());
+        for g in 0..4 {
+            e.process(&[Sample::new(s("temp", &g.to_string()), 1000, 1.0)]);
+        }
+        assert_eq!(e.watched_series(), 2);
+        assert_eq!(e.counts().refused, 2);
+        e.process(&[Sample::new(s("temp", "0"), 500, 1.0)]);
+        assert_eq!(e.counts().skipped, 1);
+
+        // Anomalies beyond max_anomalies push the oldest out.
+        let mut e = AnomalyEngine::new(EngineSettings {
+            max_series: 10,
+            ..settings()
+        });
+        for g in 0..5 {
+            let series = s("temp", &g.to_string());
+            for i in 0..100 {
+                e.process(&[Sample::new(series.clone(), i * 1000, steady(i))]);
+            }
+            e.process(&[Sample::new(series.clone(), 100_000, 1e6)]);
+        }
+        let all = e.list(&AnomalyFilter {
+            limit: 10,
+            ..Default::default()
+        });
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].series.label("gpu"), Some("4"), "newest first");
+        let only_gpu_3 = AnomalyFilter {
+            limit: 10,
+            matchers: Selector::all().with(Matcher::eq("gpu", "3")),
+            ..Default::default()
+        };
+        assert_eq!(e.list(&only_gpu_3).len(), 1);
+        let strict = AnomalyFilter {
+            limit: 10,
+            min_score: Some(1.01),
+            ..Default::default()
+        };
+        assert!(e.list(&strict).is_empty());
+    }
+}

@@ -1,0 +1,150 @@
+//! Replays Numenta Anomaly Benchmark (NAB) series through the [`Detector`], one value at a
+//! time, and writes the results in NAB's format, so `nab-score` (or NAB's own scorer) can
+//! score them. Used by `examples/nab.rs` and by `tests/nab.rs`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::detector::{Detector, DetectorConfig};
+
+/// Detector name in the result file names (`<category>/pulse_<file>.csv`).
+pub const DETECTOR_NAME: &str = "pulse";
+
+/// One replayed file.
+#[derive(Debug, Clone)]
+pub struct FileResult {
+    /// `<category>/<file>.csv`
+    pub name: String,
+    pub rows: usize,
+    /// Rows scored at or above `FIRE_LEVEL`.
+    pub detections: usize,
+    /// Time spent in the detector alone.
+    pub detector_time: Duration,
+}
+
+/// Labelled windows, `{"<category>/<file>.csv": [[start, end], ...]}` (NAB's format).
+pub type Windows = HashMap<String, Vec<(String, String)>>;
+
+/// Reads a windows file.
+pub fn read_windows(path: &Path) -> anyhow::Result<Windows> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a NAB windows file", path.display()))
+}
+
+/// Every `<category>/<file>.csv` under `data`, sorted.
+pub fn data_files(data: &Path) -> anyhow::Result<Vec<String>> {
+    let mut files = Vec::new();
+    for category in std::fs::read_dir(data).with_context(|| data.display().to_string())? {
+        let category = category?.path();
+        if !category.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&category)? {
+            let file = file?.path();
+            if file.extension().is_some_and(|e| e == "csv") {
+                let c = category.file_name().unwrap().to_string_lossy();
+                let f = file.file_name().unwrap().to_string_lossy();
+                files.push(format!("{c}/{f}"));
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no <category>/<file>.csv found", data.display());
+    }
+    Ok(files)
+}
+
+/// Reads a NAB data file: `timestamp,value` rows after a header.
+fn read_series(path: &Path) -> anyhow::Result<Vec<(String, f64)>> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (t, v) = line
+            .split_once(',')
+            .with_context(|| format!("{}:{}: expected `timestamp,value`", path.display(), i + 1))?;
+        let v: f64 = v.trim().parse().with_context(|| {
+            format!("{}:{}: value {v:?} is not a number", path.display(), i + 1)
+        })?;
+        rows.push((t.trim().to_string(), v));
+    }
+    Ok(rows)
+}
+
+fn trim_fraction(t: &str) -> &str {
+    t.split('.').next().unwrap_or(t)
+}
+
+/// Replays one file and writes `<out>/<category>/pulse_<file>.csv`.
+pub fn replay_file(
+    data: &Path,
+    name: &str,
+    windows: Option<&Windows>,
+    cfg: &DetectorConfig,
+    out: &Path,
+) -> anyhow::Result<FileResult> {
+    let rows = read_series(&data.join(name))?;
+    let mut detector = Detector::new(cfg.clone());
+    let started = Instant::now();
+    let scores: Vec<f64> = rows
+        .iter()
+        .map(|(_, v)| detector.update(*v).score)
+        .collect();
+    let detector_time = started.elapsed();
+
+    // Ground-truth label per row, as NAB writes it (1 inside a window).
+    let spans: Vec<(&str, &str)> = windows
+        .and_then(|w| w.get(name))
+        .map(|w| {
+            w.iter()
+                .map(|(a, b)| (trim_fraction(a), trim_fraction(b)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (category, file) = name.split_once('/').context("name is <category>/<file>")?;
+    let dir = out.join(category);
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    let path: PathBuf = dir.join(format!("{DETECTOR_NAME}_{file}"));
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(&path).with_context(|| path.display().to_string())?,
+    );
+    writeln!(w, "timestamp,value,anomaly_score,label")?;
+    for ((t, v), s) in rows.iter().zip(&scores) {
+        // Timestamps compare as text: NAB's are `YYYY-MM-DD HH:MM:SS`.
+        let label = spans
+            .iter()
+            .any(|(a, b)| *a <= t.as_str() && t.as_str() <= *b) as u8;
+        writeln!(w, "{t},{v},{s},{label}")?;
+    }
+    w.flush()?;
+    Ok(FileResult {
+        name: name.to_string(),
+        rows: rows.len(),
+        detections: scores
+            .iter()
+            .filter(|s| **s >= super::detector::FIRE_LEVEL)
+            .count(),
+        detector_time,
+    })
+}
+
+/// Replays every file under `data`.
+pub fn replay_all(
+    data: &Path,
+    windows: Option<&Windows>,
+    cfg: &DetectorConfig,
+    out: &Path,
+) -> anyhow::Result<Vec<FileResult>> {
+    data_files(data)?
+        .iter()
+        .map(|name| replay_file(data, name, windows, cfg, out))
+        .collect()
+}

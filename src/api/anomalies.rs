@@ -1,0 +1,94 @@
+//! Anomalies: the recent ones, filtered; one by id.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::anomaly::AnomalyFilter;
+use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
+
+/// Default and largest page.
+pub const PAGE: usize = 100;
+pub const PAGE_MAX: usize = 1000;
+
+fn down(e: actix::MailboxError) -> ApiError {
+    ApiError::Unavailable(format!("anomaly detector is not running: {e}"))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Label matchers on the watched series, e.g. `{__name__="DCGM_FI_DEV_GPU_TEMP", gpu="0"}`.
+    #[serde(rename = "match")]
+    matchers: Option<String>,
+    /// Detected (last) at or after, Unix ms.
+    since_ms: Option<i64>,
+    /// Peak score at least this, 0..1.
+    min_score: Option<f64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/phase4/anomalies?match={gpu="0"}&since_ms=...&min_score=0.9&limit=50`
+pub async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = p.limit.unwrap_or(PAGE);
+    if limit == 0 || limit > PAGE_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "limit: {limit} is out of range (1-{PAGE_MAX})"
+        )));
+    }
+    if let Some(m) = p.min_score {
+        if !(0.0..=1.0).contains(&m) {
+            return Err(ApiError::BadRequest(format!(
+                "min_score: {m} is out of range (0-1)"
+            )));
+        }
+    }
+    let matchers = match &p.matchers {
+        Some(m) => crate::promql::parse_matchers(m)
+            .map_err(|e| ApiError::BadRequest(format!("match: {e}")))?,
+        None => Default::default(),
+    };
+    let Some(detector) = &state.handles.anomalies else {
+        return Ok(Json(json!({
+            "enabled": false,
+            "count": 0,
+            "anomalies": [],
+        })));
+    };
+    let filter = AnomalyFilter {
+        matchers,
+        since_ms: p.since_ms,
+        min_score: p.min_score,
+        limit,
+    };
+    let anomalies = detector.send(ListAnomalies(filter)).await.map_err(down)?;
+    Ok(Json(json!({
+        "enabled": true,
+        "count": anomalies.len(),
+        "anomalies": anomalies,
+    })))
+}
+
+/// `GET /api/phase4/anomalies/{id}`
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("id: {id:?} is not an anomaly id (a number)")))?;
+    let not_found = || ApiError::NotFound(format!("no anomaly {id} (it may have aged out)"));
+    let detector = state.handles.anomalies.as_ref().ok_or_else(not_found)?;
+    match detector.send(GetAnomaly(id)).await.map_err(down)? {
+        Some(a) => Ok(Json(serde_json::to_value(a).map_err(anyhow::Error::from)?)),
+        None => Err(not_found()),
+    }
+}
