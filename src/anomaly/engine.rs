@@ -34,8 +34,9 @@ pub struct EngineSettings {
     pub gap_intervals: f64,
 }
 
-/// One anomaly: a series that scored at or above the threshold. Firings of the same series
-/// within `2 × rest_samples` usual intervals of the last are merged into it.
+/// One anomaly: a series that scored at or above the threshold. Later firings of the same
+/// series for the same reason, each within `2 × rest_samples` samples of the last, are
+/// merged into it (a leak that keeps setting new highs is one anomaly, not a storm).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Anomaly {
     /// Unique within this process, increasing.
@@ -103,9 +104,9 @@ struct Watched {
     last_raw: f64,
     /// Usual interval between samples (EWMA), ms.
     interval_ms: f64,
-    /// Samples seen since the last firing, and the id of the anomaly still open.
+    /// Samples seen since the last firing, and the anomaly still open (id, reason).
     since_fire: u64,
-    open: Option<u64>,
+    open: Option<(u64, Reason)>,
 }
 
 enum Slot {
@@ -247,7 +248,7 @@ impl AnomalyEngine {
         let mut merge_into = None;
         if verdict.score >= threshold {
             if w.since_fire <= merge_samples {
-                merge_into = w.open;
+                merge_into = w.open.filter(|(_, r)| *r == verdict.reason).map(|(id, _)| id);
             }
             w.since_fire = 0;
         } else if w.since_fire > merge_samples {
@@ -288,7 +289,7 @@ impl AnomalyEngine {
                         self.anomalies.pop_front();
                     }
                     if let Some(Slot::Watched(w)) = self.series.get_mut(&sample.series) {
-                        w.open = Some(id);
+                        w.open = Some((id, verdict.reason));
                     }
                     self.counts.opened += 1;
                     opened.push(id);

@@ -52,6 +52,8 @@ struct SimGpu {
     rng: SplitMix64,
     /// Steps taken.
     step: u64,
+    /// The scenario's fault starts after this many steps; before, the GPU is steady.
+    onset: u64,
     /// Releasable cached memory, MiB.
     cache_mib: f64,
     /// Leaked memory, MiB.
@@ -113,6 +115,7 @@ impl SimGpu {
             scenario,
             rng,
             step: 0,
+            onset: 0,
             cache_mib: CACHE_TARGET_MIB,
             leak_mib: 0.0,
             temp_c: 45.0,
@@ -130,9 +133,16 @@ impl SimGpu {
     }
 
     fn step(&mut self, now_ms: i64, out: &mut Vec<Sample>) {
-        let k = self.step;
+        let step = self.step;
         self.step += 1;
         let r = &mut self.rng;
+        let scenario = if step < self.onset {
+            Scenario::Steady
+        } else {
+            self.scenario
+        };
+        // Steps into the scenario: its phases start at the onset.
+        let k = step - self.onset.min(step);
 
         let mut util = 70.0 + r.jitter(4.0);
         let mut target_temp = 58.0 + util * 0.12;
@@ -140,7 +150,7 @@ impl SimGpu {
         let mut sm_clock = 1980.0;
         let mut xid = 0.0;
         let mut extra_cache = 0.0;
-        match self.scenario {
+        match scenario {
             Scenario::Steady => {}
             Scenario::MemoryLeak => {
                 self.leak_mib += LEAK_MIB_PER_STEP;
@@ -249,6 +259,14 @@ impl SimFleet {
 
     pub fn gpu_count(&self) -> usize {
         self.gpus.len()
+    }
+
+    /// Every GPU runs steady for `steps` steps before its scenario starts.
+    pub fn with_fault_onset(mut self, steps: u64) -> Self {
+        for gpu in &mut self.gpus {
+            gpu.onset = steps;
+        }
+        self
     }
 
     /// Advances every GPU one step; samples are stamped `now_ms`.
