@@ -6,8 +6,8 @@
 //! neither its bin nor a neighbouring one has ever followed them; or when it leaves the
 //! range seen so far by more than `range_tolerance_bins`, which also re-bins the series on
 //! the wider range and relearns the recent past (`RING` values) on it. After a score at or
-//! above `FIRE_LEVEL` the detector rests for `rest_samples`: one event per incident, not a
-//! storm.
+//! above `FIRE_LEVEL` the detector rests for `rest_samples`, reporting only new highs and
+//! lows meanwhile: one event per incident, not a storm.
 //!
 //! The same code is driven by the anomaly-detector actor and by `examples/nab.rs`, which
 //! scores it on the Numenta Anomaly Benchmark.
@@ -332,8 +332,9 @@ impl Detector {
             }
         };
 
+        // A new high or low is always reported: resting mutes only novel transitions.
         self.since_fire = self.since_fire.saturating_add(1);
-        if self.since_fire <= self.cfg.rest_samples as u64 {
+        if self.since_fire <= self.cfg.rest_samples as u64 && new_extreme.is_none() {
             return Verdict {
                 score: 0.0,
                 reason: Reason::Resting,
@@ -502,17 +503,21 @@ mod tests {
     }
 
     #[test]
-    fn after_firing_it_rests_then_judges_again() {
-        let cfg = DetectorConfig::default();
-        let rest = cfg.rest_samples as usize;
-        let mut d = Detector::new(cfg);
+    fn resting_mutes_novel_moves_but_not_new_extremes() {
+        let mut d = Detector::new(DetectorConfig::default());
         feed(&mut d, (0..2000).map(wave));
-        assert!(d.update(400.0).score >= FIRE_LEVEL);
-        let during = feed(&mut d, (2001..2001 + rest).map(|_| -300.0));
-        assert!(during
-            .iter()
-            .all(|v| v.score == 0.0 && v.reason == Reason::Resting));
-        assert_eq!(d.update(-900.0).reason, Reason::NewLow);
+        // Trough straight to crest: novel, fires, and starts a rest.
+        let trough = (0..60).find(|i| wave(2000 + i) < 31.0).unwrap() + 2000;
+        feed(&mut d, (2000..=trough).map(wave));
+        assert!(d.update(69.0).score >= FIRE_LEVEL);
+        // Crest straight to trough, inside the rest: muted.
+        let crest = (1..60).find(|i| wave(trough + i) > 69.0).unwrap() + trough;
+        feed(&mut d, (trough + 1..=crest).map(wave));
+        let muted = d.update(31.0);
+        assert_eq!((muted.score, muted.reason), (0.0, Reason::Resting));
+        // A new low inside the rest: reported.
+        let low = d.update(-900.0);
+        assert_eq!((low.score, low.reason), (1.0, Reason::NewLow));
     }
 
     #[test]

@@ -248,7 +248,10 @@ impl AnomalyEngine {
         let mut merge_into = None;
         if verdict.score >= threshold {
             if w.since_fire <= merge_samples {
-                merge_into = w.open.filter(|(_, r)| *r == verdict.reason).map(|(id, _)| id);
+                merge_into = w
+                    .open
+                    .filter(|(_, r)| *r == verdict.reason)
+                    .map(|(id, _)| id);
             }
             w.since_fire = 0;
         } else if w.since_fire > merge_samples {
