@@ -1,7 +1,7 @@
 //! The pipeline, wired in exactly one place from the configuration: everything is
 //! validated (sink files opened, rule files loaded, GPU source chosen) before any actor starts, then actors
-//! start downstream first — sinks, window store, samplers, query — each handed its
-//! downstream mailbox.
+//! start downstream first — sinks, processors (anomaly detector), window store, rule engine,
+//! samplers, query — each handed its downstream mailbox.
 
 use std::time::Duration;
 

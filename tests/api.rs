@@ -188,6 +188,7 @@ async fn status_metrics_and_cache_endpoints() {
     assert_eq!(
         names,
         [
+            "anomaly_detector",
             "window_store",
             "rule_engine",
             "gpu_sampler",

@@ -56,9 +56,8 @@ impl Handler<ProcessBatch> for AnomalyDetector {
                     metric = a.series.name(),
                     score = a.score,
                     value = a.value,
-                    "anomaly: {} {:?}: {} (expected {:.3}..{:.3})",
-                    a.series.name(),
-                    a.series.labels(),
+                    "anomaly {id}: {}: {} (expected {:.3}..{:.3})",
+                    a.series,
                     a.detail,
                     a.expected_low,
                     a.expected_high

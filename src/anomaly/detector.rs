@@ -208,6 +208,9 @@ fn mix(mut h: u64, x: u64) -> u64 {
 }
 
 const NO_SYMBOL: i32 = i32::MIN;
+
+// Checked when compiling: a detector stays within its memory budget.
+const _: () = assert!(Detector::MEMORY_BYTES <= Detector::MEMORY_BUDGET);
 const SEED: u64 = 0x5151;
 
 /// One series' detector. About 12 KiB (`Detector::MEMORY_BYTES`).
@@ -240,6 +243,9 @@ impl Detector {
     /// Heap and inline bytes one detector holds once its ring is full.
     pub const MEMORY_BYTES: usize =
         std::mem::size_of::<Detector>() + TABLE * 4 + RING * std::mem::size_of::<f32>();
+
+    /// Bytes one detector may hold at most (the target is 16 KiB per series).
+    pub const MEMORY_BUDGET: usize = 16 * 1024;
 
     /// `cfg` must have passed [`DetectorConfig::validate`].
     pub fn new(cfg: DetectorConfig) -> Self {
@@ -554,7 +560,6 @@ mod tests {
         let mut d = Detector::new(DetectorConfig::default());
         feed(&mut d, (0..50_000).map(|i| (i * 7919 % 1000) as f64));
         assert_eq!(d.ring.capacity(), RING);
-        assert!(Detector::MEMORY_BYTES <= 16 * 1024);
     }
 
     #[test]
