@@ -31,6 +31,7 @@ pub mod messages;
 pub mod model;
 pub mod nvml;
 pub mod pipeline;
+pub mod predict;
 pub mod promql;
 pub mod requests;
 pub mod rules;

@@ -1,0 +1,4 @@
+//! Forecasting: the per-series [`model`] functions (augurs) and the [`engine`] the predictor
+//! actor runs.
+
+pub mod model;

@@ -1,0 +1,369 @@
+//! Forecasting one series, as plain functions: resampling a window onto an even grid, the
+//! model choice (MSTL + AutoETS when a season is detected, AutoETS otherwise), the forecast
+//! with its intervals, a robust linear trend, and the time until a limit is reached. The
+//! predictor actor and `examples/forecast_accuracy.rs` both call these.
+
+use std::time::Instant;
+
+use augurs::ets::AutoETS;
+use augurs::mstl::MSTLModel;
+use augurs::seasons::PeriodogramDetector;
+use augurs::{Fit, Predict};
+use serde::Serialize;
+
+/// Fewest grid points a model is fitted on.
+pub const MIN_POINTS: usize = 30;
+/// Points used for the robust trend (Theil–Sen over all pairs of these).
+const TREND_POINTS: usize = 64;
+
+/// A fitted model's forecast.
+#[derive(Debug, Clone, Serialize)]
+pub struct Forecast {
+    /// What was fitted, e.g. `AutoETS(A,Ad,N)` or `MSTL(30)+AutoETS(A,N,N)`.
+    pub model: String,
+    /// Detected season, in grid steps.
+    pub period: Option<usize>,
+    /// Fit and forecast time, ms.
+    pub fit_ms: f64,
+    /// Point forecast, one per step ahead.
+    pub point: Vec<f64>,
+    /// For each interval level (as asked), the lower and upper bounds per step ahead.
+    pub intervals: Vec<Interval>,
+}
+
+/// Bounds of one prediction-interval level.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interval {
+    pub level: f64,
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+}
+
+/// Puts `points` (time-ordered) onto `buckets` steps of `step_ms` ending at `end_ms`: the
+/// mean of each step's points, carried forward over empty steps. For a counter, each step
+/// holds the per-second rate over it (a reset counts from zero). Leading empty steps are
+/// dropped.
+pub fn resample(points: &[(i64, f64)], end_ms: i64, step_ms: i64, buckets: usize, counter: bool) -> Vec<f64> {
+    let start_ms = end_ms - step_ms * buckets as i64;
+    let mut sums = vec![0.0; buckets];
+    let mut counts = vec![0u32; buckets];
+    let mut last: Option<(i64, f64)> = None;
+    for &(t, v) in points {
+        if !v.is_finite() || t <= start_ms - step_ms || t > end_ms {
+            continue;
+        }
+        let value = if counter {
+            let Some((pt, pv)) = last.replace((t, v)) else { continue };
+            let delta = if v < pv { v } else { v - pv };
+            delta * 1000.0 / (t - pt).max(1) as f64
+        } else {
+            v
+        };
+        if t <= start_ms {
+            continue;
+        }
+        let i = (((t - start_ms - 1) / step_ms) as usize).min(buckets - 1);
+        sums[i] += value;
+        counts[i] += 1;
+    }
+    let mut out = Vec::with_capacity(buckets);
+    let mut carry = None;
+    for (s, c) in sums.iter().zip(&counts) {
+        if *c > 0 {
+            carry = Some(s / *c as f64);
+        }
+        if let Some(v) = carry {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Share of variance a season must explain (after the trend is removed) to be used:
+/// Hyndman's seasonal strength, `1 - Var(remainder) / Var(season + remainder)`.
+pub const MIN_SEASONAL_STRENGTH: f64 = 0.6;
+
+/// The strongest season in `values`, in steps (the periodogram's peak, refined to the
+/// nearby period that explains most): at least two cycles in the window, and explaining at least `MIN_SEASONAL_STRENGTH` of the detrended variance.
+pub fn detect_period(values: &[f64]) -> Option<usize> {
+    let n = values.len();
+    if n < MIN_POINTS {
+        return None;
+    }
+    let trend = robust_trend(values)?;
+    let start = trend.level - trend.slope * (n - 1) as f64;
+    let detrended: Vec<f64> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v - (start + trend.slope * i as f64))
+        .collect();
+    let detector = PeriodogramDetector::builder()
+        .min_period(4)
+        .max_period((n / 2) as u32)
+        .build();
+    let best = detector
+        .periodogram(&detrended)
+        .peaks(0.5)
+        .filter(|p| p.period >= 4 && 2 * p.period as usize <= n)
+        .max_by(|a, b| a.power.total_cmp(&b.power))?;
+    // The periodogram's bins are coarse: settle on the nearby period that explains most.
+    let around = (best.period as usize).saturating_sub(3).max(4)..=(best.period as usize + 3).min(n / 2);
+    let (strength, period) = around
+        .map(|p| (seasonal_strength(&detrended, p), p))
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    (strength >= MIN_SEASONAL_STRENGTH).then_some(period)
+}
+
+/// `1 - Var(remainder) / Var(detrended)`, the season being the mean of each phase.
+fn seasonal_strength(detrended: &[f64], period: usize) -> f64 {
+    let mut sums = vec![0.0; period];
+    let mut counts = vec![0usize; period];
+    for (i, v) in detrended.iter().enumerate() {
+        sums[i % period] += v;
+        counts[i % period] += 1;
+    }
+    let var = |xs: &mut dyn Iterator<Item = f64>| {
+        let v: Vec<f64> = xs.collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64
+    };
+    let total = var(&mut detrended.iter().copied());
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let remainder = var(&mut detrended
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v - sums[i % period] / counts[i % period] as f64));
+    (1.0 - remainder / total).max(0.0)
+}
+
+/// Fits `values` (an even grid, oldest first) and forecasts `horizon` steps with intervals
+/// at `levels` (each in (0, 1)).
+pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Forecast, String> {
+    if values.len() < MIN_POINTS {
+        return Err(format!(
+            "{} points in the window, {MIN_POINTS} needed",
+            values.len()
+        ));
+    }
+    let started = Instant::now();
+    let flat = values.iter().all(|v| *v == values[0]);
+    if flat {
+        // A constant: ETS cannot fit it, and its forecast is itself with no spread.
+        let point = vec![values[0]; horizon];
+        return Ok(Forecast {
+            model: "constant".to_string(),
+            period: None,
+            fit_ms: started.elapsed().as_secs_f64() * 1e3,
+            intervals: levels
+                .iter()
+                .map(|l| Interval {
+                    level: *l,
+                    lower: point.clone(),
+                    upper: point.clone(),
+                })
+                .collect(),
+            point,
+        });
+    }
+    let period = detect_period(values);
+    let (model, predict): (String, Box<dyn Fn(f64) -> Result<augurs::Forecast, String>>) =
+        match period {
+            Some(p) => {
+                let mstl = MSTLModel::new(vec![p], AutoETS::non_seasonal().into_trend_model());
+                let fitted = mstl.fit(values).map_err(|e| e.to_string())?;
+                (
+                    format!("MSTL({p})+AutoETS"),
+                    Box::new(move |level| {
+                        fitted.predict(horizon, level).map_err(|e| e.to_string())
+                    }),
+                )
+            }
+            None => {
+                let fitted = AutoETS::non_seasonal()
+                    .fit(values)
+                    .map_err(|e| e.to_string())?;
+                let name = format!("AutoETS({})", fitted.model().model_type());
+                (
+                    name,
+                    Box::new(move |level| {
+                        fitted.predict(horizon, level).map_err(|e| e.to_string())
+                    }),
+                )
+            }
+        };
+    let mut point = Vec::new();
+    let mut intervals = Vec::new();
+    for level in levels {
+        let f = predict(*level)?;
+        let iv = f
+            .intervals
+            .ok_or_else(|| format!("{model} gave no {level} interval"))?;
+        if iv.lower.iter().chain(&iv.upper).chain(&f.point).any(|v| !v.is_finite()) {
+            return Err(format!("{model} forecast is not finite"));
+        }
+        point = f.point;
+        intervals.push(Interval {
+            level: *level,
+            lower: iv.lower,
+            upper: iv.upper,
+        });
+    }
+    Ok(Forecast {
+        model,
+        period,
+        fit_ms: started.elapsed().as_secs_f64() * 1e3,
+        point,
+        intervals,
+    })
+}
+
+/// A robust straight line through a window: the Theil–Sen slope (median of pairwise slopes),
+/// with the 10th and 90th percentiles of those slopes as its spread.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Trend {
+    /// Change per step.
+    pub slope: f64,
+    pub slope_low: f64,
+    pub slope_high: f64,
+    /// The line's value at the newest point.
+    pub level: f64,
+}
+
+/// Fits a [`Trend`] to an even grid (oldest first).
+pub fn robust_trend(values: &[f64]) -> Option<Trend> {
+    let n = values.len();
+    if n < 8 {
+        return None;
+    }
+    let take = n.min(TREND_POINTS);
+    let idx: Vec<usize> = (0..take).map(|i| i * (n - 1) / (take - 1)).collect();
+    let mut slopes = Vec::with_capacity(take * take / 2);
+    for (a, &i) in idx.iter().enumerate() {
+        for &j in &idx[a + 1..] {
+            slopes.push((values[j] - values[i]) / (j - i) as f64);
+        }
+    }
+    slopes.sort_by(f64::total_cmp);
+    let q = |p: f64| slopes[((slopes.len() - 1) as f64 * p).round() as usize];
+    let slope = q(0.5);
+    // The line through the median of (value - slope * x).
+    let mut offsets: Vec<f64> = idx.iter().map(|&i| values[i] - slope * i as f64).collect();
+    offsets.sort_by(f64::total_cmp);
+    let intercept = offsets[offsets.len() / 2];
+    Some(Trend {
+        slope,
+        slope_low: q(0.1),
+        slope_high: q(0.9),
+        level: intercept + slope * (n - 1) as f64,
+    })
+}
+
+/// When a growing series reaches its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Exhaustion {
+    /// Estimated seconds from the newest point.
+    pub seconds: f64,
+    /// From the steepest and the shallowest plausible slope.
+    pub earliest_seconds: f64,
+    pub latest_seconds: f64,
+    pub limit: f64,
+}
+
+/// Time until `trend` reaches `limit`, when it is clearly growing (even its 10th-percentile
+/// slope is positive) and has not reached it yet.
+pub fn exhaustion(trend: &Trend, limit: f64, step_s: f64) -> Option<Exhaustion> {
+    let room = limit - trend.level;
+    if trend.slope_low <= 0.0 || room <= 0.0 {
+        return None;
+    }
+    Some(Exhaustion {
+        seconds: room / trend.slope * step_s,
+        earliest_seconds: room / trend.slope_high * step_s,
+        latest_seconds: room / trend.slope_low * step_s,
+        limit,
+    })
+}
+
+/// "in 7–12 minutes", for people.
+pub fn describe_span(earliest_s: f64, latest_s: f64) -> String {
+    let (unit, div) = if latest_s < 120.0 {
+        ("seconds", 1.0)
+    } else if latest_s < 7200.0 {
+        ("minutes", 60.0)
+    } else {
+        ("hours", 3600.0)
+    };
+    let (a, b) = ((earliest_s / div).floor(), (latest_s / div).ceil());
+    if a == b {
+        format!("in about {a} {unit}")
+    } else {
+        format!("in {a}–{b} {unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resampling_averages_carries_forward_and_turns_counters_into_rates() {
+        let pts: Vec<(i64, f64)> = vec![(1000, 1.0), (1500, 3.0), (4000, 5.0)];
+        // Steps (0,1000], (1000,2000], ... ending at 4000: four buckets.
+        assert_eq!(resample(&pts, 4000, 1000, 4, false), vec![1.0, 3.0, 3.0, 5.0]);
+        let counter: Vec<(i64, f64)> = (0..=10).map(|i| (i * 1000, i as f64 * 2.0)).collect();
+        let rates = resample(&counter, 10_000, 2000, 5, true);
+        assert_eq!(rates, vec![2.0; 5]);
+        // A reset counts from zero, it is not a negative rate.
+        let reset = vec![(0, 100.0), (1000, 110.0), (2000, 4.0)];
+        assert_eq!(resample(&reset, 2000, 1000, 2, true), vec![10.0, 4.0]);
+    }
+
+    #[test]
+    fn a_season_is_found_and_forecast_with_intervals_that_widen() {
+        let values: Vec<f64> = (0..240)
+            .map(|i| 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 30.0).sin() + (i % 7) as f64 * 0.3)
+            .collect();
+        assert_eq!(detect_period(&values), Some(30));
+        let f = forecast(&values, 30, &[0.8, 0.95]).unwrap();
+        assert!(f.model.starts_with("MSTL(30)"), "{}", f.model);
+        assert_eq!(f.point.len(), 30);
+        let (i80, i95) = (&f.intervals[0], &f.intervals[1]);
+        for h in 0..30 {
+            assert!(i95.lower[h] <= i80.lower[h] && i80.lower[h] <= f.point[h]);
+            assert!(f.point[h] <= i80.upper[h] && i80.upper[h] <= i95.upper[h]);
+        }
+        // The forecast follows the wave: a quarter period ahead of a crest is near the mean.
+        let truth = |i: usize| 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 30.0).sin();
+        let mae: f64 = (0..30).map(|h| (f.point[h] - truth(240 + h)).abs()).sum::<f64>() / 30.0;
+        assert!(mae < 2.0, "mae {mae}");
+    }
+
+    #[test]
+    fn no_season_means_ets_and_a_constant_is_itself() {
+        let values: Vec<f64> = (0..120).map(|i| 10.0 + i as f64 * 0.5 + ((i * 37) % 11) as f64 * 0.1).collect();
+        let f = forecast(&values, 10, &[0.8]).unwrap();
+        assert!(f.model.starts_with("AutoETS("), "{}", f.model);
+        assert!(f.point[9] > values[119], "a rising series is forecast to rise");
+        let c = forecast(&[5.0; 60], 5, &[0.8]).unwrap();
+        assert_eq!(c.model, "constant");
+        assert_eq!(c.point, vec![5.0; 5]);
+        assert!(forecast(&[1.0; 10], 5, &[0.8]).unwrap_err().contains("30 needed"));
+    }
+
+    #[test]
+    fn a_leak_reaches_its_limit_and_a_flat_line_never_does() {
+        // 35 per step from 40 000, noisy, limit 80 000: (80 000 - 47 000) / 35 ≈ 943 steps.
+        let values: Vec<f64> = (0..200).map(|i| 40_000.0 + 35.0 * i as f64 + ((i * 13) % 5) as f64 * 20.0).collect();
+        let t = robust_trend(&values).unwrap();
+        assert!((t.slope - 35.0).abs() < 1.0, "{t:?}");
+        let e = exhaustion(&t, 80_000.0, 10.0).unwrap();
+        assert!((e.seconds - 9430.0).abs() < 300.0, "{e:?}");
+        assert!(e.earliest_seconds <= e.seconds && e.seconds <= e.latest_seconds);
+        let flat: Vec<f64> = (0..200).map(|i| 100.0 + ((i * 13) % 5) as f64).collect();
+        assert!(exhaustion(&robust_trend(&flat).unwrap(), 200.0, 10.0).is_none());
+        assert_eq!(describe_span(420.0, 720.0), "in 7–12 minutes");
+        assert_eq!(describe_span(30.0, 50.0), "in 30–50 seconds");
+    }
+}
