@@ -67,7 +67,8 @@ fn evaluate(name: &str, values: &[f64]) -> SeriesResult {
                     t.abs_err_naive += (naive - actual).abs();
                     t.n += 1;
                     let inside = |i: usize| {
-                        f.intervals[i].lower[h - 1] <= actual && actual <= f.intervals[i].upper[h - 1]
+                        f.intervals[i].lower[h - 1] <= actual
+                            && actual <= f.intervals[i].upper[h - 1]
                     };
                     t.in80 += inside(0) as usize;
                     t.in95 += inside(1) as usize;
@@ -113,7 +114,8 @@ fn sim_series() -> Vec<(String, Vec<f64>)> {
                 })
                 .map(|s| (s.timestamp_ms, s.value))
                 .collect();
-            let values = resample(&points, steps * 1000, 10_000, (steps / 10) as usize, false);
+            let values =
+                resample(&points, steps * 1000, 10_000, (steps / 10) as usize, false).values;
             out.push((format!("sim/{scenario:?}/{metric}"), values));
         }
     }

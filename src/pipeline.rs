@@ -1,7 +1,7 @@
 //! The pipeline, wired in exactly one place from the configuration: everything is
 //! validated (sink files opened, rule files loaded, GPU source chosen) before any actor starts, then actors
 //! start downstream first — sinks, processors (anomaly detector), window store, rule engine,
-//! samplers, query — each handed its downstream mailbox.
+//! predictor, samplers, query — each handed its downstream mailbox.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use crate::actors::anomaly_detector::AnomalyDetector;
 use crate::actors::gpu_nvml::NvmlGpuSampler;
 use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
+use crate::actors::predictor::Predictor;
 use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
@@ -67,6 +68,8 @@ pub struct Handles {
     pub rules: Addr<RuleEngine>,
     /// The anomaly detector, unless the pipeline switches it off.
     pub anomalies: Option<Addr<AnomalyDetector>>,
+    /// The predictor, unless the pipeline switches it off.
+    pub predictor: Option<Addr<Predictor>>,
     /// Cached views, read by handlers without an actor round trip.
     pub views: Views,
     pub commands: broadcast::Sender<Command>,
@@ -250,7 +253,22 @@ pub fn start(
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
 
-    // 6. Samplers.
+    // 6. Predictor (reads windows from the store, writes forecasts back).
+    let predictor = pipeline.predictor.enabled.then(|| {
+        let p = &pipeline.predictor;
+        let addr = Predictor::new(
+            p.settings(),
+            Duration::from_millis(p.refit_interval_ms.get()),
+            window.clone(),
+            to_window.clone(),
+            clock.clone(),
+        )
+        .start();
+        component("predictor", "processor", false, addr.clone().recipient());
+        addr
+    });
+
+    // 7. Samplers.
     let (commands, _) = broadcast::channel(COMMAND_BUFFER);
     let gpu_cfg = &pipeline.sources.gpu;
     let interval = Duration::from_millis(gpu_cfg.interval_ms.get());
@@ -302,7 +320,7 @@ pub fn start(
         requests.clone().recipient(),
     );
 
-    // 7. Query.
+    // 8. Query.
     let dash = &service.dashboard;
     let cache = ViewCache::new(
         service.cache.max_entries.get(),
@@ -330,6 +348,7 @@ pub fn start(
         query,
         rules,
         anomalies,
+        predictor,
         views,
         commands,
         components,

@@ -30,6 +30,61 @@ pub struct DashboardSummary {
     pub requests: RequestSummary,
     /// Active alerts: firing, pending, acknowledged.
     pub alerts: AlertCounts,
+    /// The resource forecast to run out first, if any is on course to (from the predictor's
+    /// `pulse_exhaustion_seconds`).
+    pub nearest_exhaustion: Option<NearestExhaustion>,
+}
+
+/// The soonest predicted exhaustion in the fleet.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NearestExhaustion {
+    pub hostname: String,
+    pub gpu: String,
+    /// The metric that runs out, e.g. `DCGM_FI_DEV_FB_USED`.
+    pub metric: String,
+    /// e.g. `memory`.
+    pub resource: String,
+    pub seconds: f64,
+    pub earliest_seconds: Option<f64>,
+    pub latest_seconds: Option<f64>,
+    /// As of, Unix ms.
+    pub estimated_at_ms: i64,
+}
+
+/// The soonest `pulse_exhaustion_seconds{bound="estimate"}` among the newest samples, with
+/// its earliest/latest bounds.
+pub fn nearest_exhaustion(latest: &[(Series, i64, f64)]) -> Option<NearestExhaustion> {
+    let key = |s: &Series| {
+        (
+            gpu_key(s),
+            s.label("metric").unwrap_or("").to_string(),
+            s.label("resource").unwrap_or("").to_string(),
+        )
+    };
+    let exhaustion = || {
+        latest
+            .iter()
+            .filter(|(s, _, v)| s.name() == m::EXHAUSTION_SECONDS && v.is_finite())
+    };
+    let (series, at, seconds) = exhaustion()
+        .filter(|(s, _, _)| s.label("bound") == Some("estimate"))
+        .min_by(|a, b| a.2.total_cmp(&b.2))?;
+    let bound = |name: &str| {
+        exhaustion()
+            .find(|(s, _, _)| s.label("bound") == Some(name) && key(s) == key(series))
+            .map(|(_, _, v)| *v)
+    };
+    let ((hostname, gpu), metric, resource) = key(series);
+    Some(NearestExhaustion {
+        hostname,
+        gpu,
+        metric,
+        resource,
+        seconds: *seconds,
+        earliest_seconds: bound("earliest"),
+        latest_seconds: bound("latest"),
+        estimated_at_ms: *at,
+    })
 }
 
 /// Fleet-wide GPU figures from each GPU's newest samples.

@@ -191,6 +191,7 @@ async fn status_metrics_and_cache_endpoints() {
             "anomaly_detector",
             "window_store",
             "rule_engine",
+            "predictor",
             "gpu_sampler",
             "request_sampler",
             "query"

@@ -187,8 +187,11 @@ fn a_user_session_against_the_real_binary() {
     );
     let (status, v) = pulse.post("/api/v1/requests", "application/json", &huge);
     assert_eq!(status, 413, "{v}");
-    let (status, v) = pulse.get("/api/phase4/predictions");
+    let (status, v) = pulse.get("/api/phase4/traces");
     assert_eq!((status, v["error"].as_str()), (404, Some("not found")));
+    // The predictor runs from the start; its first forecasts need 5 minutes of window.
+    let (status, v) = pulse.get("/api/phase4/predictions");
+    assert_eq!((status, &v["enabled"]), (200, &json!(true)));
 
     // The summary shows exactly the accepted requests.
     let summary = pulse.poll(

@@ -21,7 +21,9 @@ use crate::messages::queries::{SelectLatest, SelectStats};
 use crate::messages::stats::{ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
-use crate::views::{gpu_entries, gpu_fleet_summary, DashboardSummary, GpuProfile, GpuSourceInfo};
+use crate::views::{
+    gpu_entries, gpu_fleet_summary, nearest_exhaustion, DashboardSummary, GpuProfile, GpuSourceInfo,
+};
 
 /// A component the view needed did not answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -223,20 +225,28 @@ impl Handler<ComputeView> for QueryActor {
                         )
                         .expect("static regex"),
                     );
-                    let (latest, req, alerts) = futures_util::future::join3(
+                    let (latest, exhaustion, req, alerts) = futures_util::future::join4(
                         window.send(SelectLatest {
                             selector,
                             since_ms: fresh_since,
+                        }),
+                        // Written once per refit: fresh for the PromQL lookback.
+                        window.send(SelectLatest {
+                            selector: Selector::metric(m::EXHAUSTION_SECONDS),
+                            since_ms: now - crate::promql::LOOKBACK_MS,
                         }),
                         requests.send(GetRequestSummary),
                         rules.send(GetAlertCounts),
                     )
                     .await;
+                    let latest = latest.map_err(unavailable("window_store"))?;
+                    let exhaustion = exhaustion.map_err(unavailable("window_store"))?;
                     to_json(&DashboardSummary {
                         generated_at_ms: now,
                         refresh_ms: settings.refresh_ms as u64,
                         gpu_source,
-                        gpus: gpu_fleet_summary(&latest.map_err(unavailable("window_store"))?),
+                        gpus: gpu_fleet_summary(&latest),
+                        nearest_exhaustion: nearest_exhaustion(&exhaustion),
                         requests: req.map_err(unavailable("request_sampler"))?,
                         alerts: alerts.map_err(unavailable("rule_engine"))?,
                     })

@@ -9,6 +9,7 @@ mod extract;
 mod ingest;
 mod metrics;
 mod phase4;
+mod predictions;
 mod status;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/cache/stats", get(phase4::cache_stats))
         .route("/api/phase4/cache/clear", post(phase4::cache_clear))
         .route("/api/phase4/status", get(status::status))
+        .route("/api/phase4/predictions", get(predictions::list))
         .route("/api/phase4/anomalies", get(anomalies::list))
         .route("/api/phase4/anomalies/{id}", get(anomalies::one))
         .route("/api/phase4/alerts/active", get(alerts::active))

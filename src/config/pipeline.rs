@@ -23,6 +23,8 @@ pub struct PipelineConfig {
     pub window: WindowConfig,
     /// The anomaly detector.
     pub anomaly: AnomalyConfig,
+    /// The predictor.
+    pub predictor: PredictorConfig,
     /// Where the stream goes besides the window store.
     pub sinks: Vec<SinkConfig>,
 }
@@ -266,6 +268,139 @@ impl AnomalyConfig {
     }
 }
 
+/// The predictor: which series are forecast, on what window, how often, how far ahead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictorConfig {
+    /// Off: no predictor actor, no forecast series, an empty prediction list.
+    pub enabled: bool,
+    /// Series matching any of these selectors are forecast. Counters are forecast as rates.
+    pub watch: Vec<WatchSelector>,
+    /// Window each fit sees.
+    pub window_s: NonZeroU64,
+    /// Grid step the window is averaged onto (and the forecast's step).
+    pub step_ms: NonZeroU64,
+    /// How often every series is refitted.
+    pub refit_interval_ms: NonZeroU64,
+    /// Horizons put on the stream as `pulse_forecast{horizon="<h>s"}`; multiples of `step_ms`.
+    pub horizons_s: Vec<u64>,
+    /// Prediction-interval levels, each in (0, 1).
+    pub levels: Vec<f64>,
+    /// Series forecast at most; further series are counted.
+    pub max_series: NonZeroUsize,
+    /// A fit slower than this is discarded and reported.
+    pub fit_timeout_ms: NonZeroU64,
+    /// Refit cycles a series whose fit failed waits before it is tried again.
+    pub failure_backoff_cycles: u32,
+    /// Bounded resources: `metric` runs out when it reaches the same-labelled `limit_metric`.
+    pub limits: Vec<LimitConfig>,
+}
+
+/// A bounded resource for time-to-exhaustion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    pub metric: String,
+    pub limit_metric: String,
+    /// Name used in sentences and the `resource` label, e.g. `memory`.
+    pub resource: String,
+}
+
+/// What the predictor forecasts by default: GPU memory and utilisation, request rates, and
+/// the request p95 the built-in rule pack records.
+pub const DEFAULT_FORECAST: &[&str] = &[
+    r#"{__name__=~"DCGM_FI_DEV_(FB_USED|GPU_UTIL)"}"#,
+    r#"{__name__="http_requests_total"}"#,
+    r#"{__name__="service_route:http_request_duration_seconds:p95_5m"}"#,
+];
+
+impl Default for PredictorConfig {
+    fn default() -> Self {
+        PredictorConfig {
+            enabled: true,
+            watch: DEFAULT_FORECAST
+                .iter()
+                .map(|s| WatchSelector::try_from(s.to_string()).expect("built-in selector"))
+                .collect(),
+            window_s: NonZeroU64::new(1800).unwrap(),
+            step_ms: NonZeroU64::new(10_000).unwrap(),
+            refit_interval_ms: NonZeroU64::new(60_000).unwrap(),
+            horizons_s: vec![60, 300, 600],
+            levels: vec![0.8, 0.95],
+            max_series: NonZeroUsize::new(1000).unwrap(),
+            fit_timeout_ms: NonZeroU64::new(2000).unwrap(),
+            failure_backoff_cycles: 5,
+            limits: vec![LimitConfig {
+                metric: "DCGM_FI_DEV_FB_USED".to_string(),
+                limit_metric: "DCGM_FI_DEV_FB_TOTAL".to_string(),
+                resource: "memory".to_string(),
+            }],
+        }
+    }
+}
+
+impl PredictorConfig {
+    /// Checks what serde cannot; the error names the key.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: String| Err((format!("predictor.{k}"), m));
+        let step = self.step_ms.get();
+        let window_ms = self.window_s.get() * 1000;
+        let points = window_ms / step;
+        if points < crate::predict::model::MIN_POINTS as u64 {
+            return err(
+                "window_s",
+                format!(
+                    "{} s at step_ms {step} gives {points} points; at least {} are needed",
+                    self.window_s,
+                    crate::predict::model::MIN_POINTS
+                ),
+            );
+        }
+        if self.horizons_s.is_empty() {
+            return err("horizons_s", "give at least one horizon".into());
+        }
+        for h in &self.horizons_s {
+            let h_ms = h * 1000;
+            if *h == 0 || h_ms % step != 0 || h_ms > window_ms {
+                return err(
+                    "horizons_s",
+                    format!("{h} must be a positive multiple of step_ms ({step} ms) no longer than window_s"),
+                );
+            }
+        }
+        if self.levels.is_empty() || self.levels.iter().any(|l| !(*l > 0.0 && *l < 1.0)) {
+            return err(
+                "levels",
+                format!("each level must be in (0, 1), got {:?}", self.levels),
+            );
+        }
+        Ok(())
+    }
+
+    /// The engine's settings.
+    pub fn settings(&self) -> crate::predict::engine::PredictorSettings {
+        crate::predict::engine::PredictorSettings {
+            watch: self.watch.iter().map(|w| w.selector().clone()).collect(),
+            window_ms: self.window_s.get() as i64 * 1000,
+            step_ms: self.step_ms.get() as i64,
+            horizons_s: self.horizons_s.clone(),
+            levels: self.levels.clone(),
+            limits: self
+                .limits
+                .iter()
+                .map(|l| crate::predict::engine::Limit {
+                    metric: l.metric.clone(),
+                    limit_metric: l.limit_metric.clone(),
+                    resource: l.resource.clone(),
+                })
+                .collect(),
+            max_series: self.max_series.get(),
+            fit_timeout_ms: self.fit_timeout_ms.get() as f64,
+            failure_backoff_cycles: self.failure_backoff_cycles,
+        }
+    }
+}
+
 /// A sink for the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -288,16 +423,20 @@ impl PipelineConfig {
     /// Parses a pipeline file.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
         let config: PipelineConfig = parse_toml(file, text)?;
-        config.anomaly.validate().map_err(|(key, message)| {
-            let (line, column) = super::locate_key(text, &key);
-            ConfigError::Invalid {
-                file: file.to_string(),
-                line,
-                column,
-                key,
-                message,
-            }
-        })?;
+        config
+            .anomaly
+            .validate()
+            .and_then(|()| config.predictor.validate())
+            .map_err(|(key, message)| {
+                let (line, column) = super::locate_key(text, &key);
+                ConfigError::Invalid {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    key,
+                    message,
+                }
+            })?;
         Ok(config)
     }
 
@@ -404,6 +543,32 @@ mod tests {
             .to_string();
         assert!(
             err.contains("PULSE_ANOMALY_THRESHOLD") && err.contains("anomaly.threshold"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn predictor_settings_are_checked_where_they_are_written() {
+        let err =
+            PipelineConfig::parse("p.toml", "[predictor]\nwindow_s = 600\nhorizons_s = [15]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("p.toml:3:") && err.contains("`predictor.horizons_s`"),
+            "{err}"
+        );
+        let err = PipelineConfig::parse("p.toml", "[predictor]\nwindow_s = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("predictor.window_s") && err.contains("10 points"),
+            "{err}"
+        );
+        let err = PipelineConfig::parse("p.toml", "[predictor]\nlevels = [0.8, 1.2]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:2:") && err.contains("predictor.levels"),
             "{err}"
         );
     }

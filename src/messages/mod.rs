@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod anomalies;
 pub mod commands;
+pub mod predictions;
 pub mod queries;
 pub mod samples;
 pub mod stats;

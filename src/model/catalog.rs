@@ -55,6 +55,8 @@ pub const REQUESTS_TOTAL: &str = "http_requests_total";
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
 // Derived by Pulse's processors.
 pub const ANOMALY_SCORE: &str = "pulse_anomaly_score";
+pub const FORECAST: &str = "pulse_forecast";
+pub const EXHAUSTION_SECONDS: &str = "pulse_exhaustion_seconds";
 
 /// Every metric Pulse produces on its stream, in exposition order.
 pub const CATALOG: &[MetricInfo] = &[
@@ -177,6 +179,18 @@ pub const CATALOG: &[MetricInfo] = &[
         MetricType::Gauge,
         "score",
         "Anomaly score (0-1) of the series named by the `metric` label and the other labels; 0 while warming up and after an anomaly.",
+    ),
+    info(
+        FORECAST,
+        MetricType::Gauge,
+        "",
+        "Forecast of the series named by `metric`, `horizon` ahead of the sample's time: the point (`bound=\"point\"`) or an interval bound (`lower_80`, `upper_95`, ...). Same unit as that series (per second for counters).",
+    ),
+    info(
+        EXHAUSTION_SECONDS,
+        MetricType::Gauge,
+        "seconds",
+        "Seconds until the series named by `metric` reaches its limit (`resource`), on its robust trend: `bound=\"estimate\"`, `earliest`, `latest`. Absent when it is not growing.",
     ),
 ];
 

@@ -39,11 +39,28 @@ pub struct Interval {
     pub upper: Vec<f64>,
 }
 
+/// A window on an even grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    /// One value per step, oldest first; the last step ends at the window's end.
+    pub values: Vec<f64>,
+    /// Steps that held at least one point (the others carry the previous value).
+    pub filled: usize,
+    /// Empty steps at the end: the series has been silent that long.
+    pub trailing_gap: usize,
+}
+
 /// Puts `points` (time-ordered) onto `buckets` steps of `step_ms` ending at `end_ms`: the
 /// mean of each step's points, carried forward over empty steps. For a counter, each step
 /// holds the per-second rate over it (a reset counts from zero). Leading empty steps are
 /// dropped.
-pub fn resample(points: &[(i64, f64)], end_ms: i64, step_ms: i64, buckets: usize, counter: bool) -> Vec<f64> {
+pub fn resample(
+    points: &[(i64, f64)],
+    end_ms: i64,
+    step_ms: i64,
+    buckets: usize,
+    counter: bool,
+) -> Grid {
     let start_ms = end_ms - step_ms * buckets as i64;
     let mut sums = vec![0.0; buckets];
     let mut counts = vec![0u32; buckets];
@@ -53,7 +70,9 @@ pub fn resample(points: &[(i64, f64)], end_ms: i64, step_ms: i64, buckets: usize
             continue;
         }
         let value = if counter {
-            let Some((pt, pv)) = last.replace((t, v)) else { continue };
+            let Some((pt, pv)) = last.replace((t, v)) else {
+                continue;
+            };
             let delta = if v < pv { v } else { v - pv };
             delta * 1000.0 / (t - pt).max(1) as f64
         } else {
@@ -66,17 +85,26 @@ pub fn resample(points: &[(i64, f64)], end_ms: i64, step_ms: i64, buckets: usize
         sums[i] += value;
         counts[i] += 1;
     }
-    let mut out = Vec::with_capacity(buckets);
+    let mut values = Vec::with_capacity(buckets);
     let mut carry = None;
+    let (mut filled, mut trailing_gap) = (0, 0);
     for (s, c) in sums.iter().zip(&counts) {
         if *c > 0 {
             carry = Some(s / *c as f64);
+            filled += 1;
+            trailing_gap = 0;
+        } else {
+            trailing_gap += 1;
         }
         if let Some(v) = carry {
-            out.push(v);
+            values.push(v);
         }
     }
-    out
+    Grid {
+        values,
+        filled,
+        trailing_gap,
+    }
 }
 
 /// Share of variance a season must explain (after the trend is removed) to be used:
@@ -107,7 +135,8 @@ pub fn detect_period(values: &[f64]) -> Option<usize> {
         .filter(|p| p.period >= 4 && 2 * p.period as usize <= n)
         .max_by(|a, b| a.power.total_cmp(&b.power))?;
     // The periodogram's bins are coarse: settle on the nearby period that explains most.
-    let around = (best.period as usize).saturating_sub(3).max(4)..=(best.period as usize + 3).min(n / 2);
+    let around =
+        (best.period as usize).saturating_sub(3).max(4)..=(best.period as usize + 3).min(n / 2);
     let (strength, period) = around
         .map(|p| (seasonal_strength(&detrended, p), p))
         .max_by(|a, b| a.0.total_cmp(&b.0))?;
@@ -200,7 +229,13 @@ pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Foreca
         let iv = f
             .intervals
             .ok_or_else(|| format!("{model} gave no {level} interval"))?;
-        if iv.lower.iter().chain(&iv.upper).chain(&f.point).any(|v| !v.is_finite()) {
+        if iv
+            .lower
+            .iter()
+            .chain(&iv.upper)
+            .chain(&f.point)
+            .any(|v| !v.is_finite())
+        {
             return Err(format!("{model} forecast is not finite"));
         }
         point = f.point;
@@ -311,19 +346,26 @@ mod tests {
     fn resampling_averages_carries_forward_and_turns_counters_into_rates() {
         let pts: Vec<(i64, f64)> = vec![(1000, 1.0), (1500, 3.0), (4000, 5.0)];
         // Steps (0,1000], (1000,2000], ... ending at 4000: four buckets.
-        assert_eq!(resample(&pts, 4000, 1000, 4, false), vec![1.0, 3.0, 3.0, 5.0]);
+        let g = resample(&pts, 5000, 1000, 5, false);
+        assert_eq!(g.values, vec![1.0, 3.0, 3.0, 5.0, 5.0]);
+        assert_eq!((g.filled, g.trailing_gap), (3, 1));
         let counter: Vec<(i64, f64)> = (0..=10).map(|i| (i * 1000, i as f64 * 2.0)).collect();
         let rates = resample(&counter, 10_000, 2000, 5, true);
-        assert_eq!(rates, vec![2.0; 5]);
+        assert_eq!(rates.values, vec![2.0; 5]);
         // A reset counts from zero, it is not a negative rate.
         let reset = vec![(0, 100.0), (1000, 110.0), (2000, 4.0)];
-        assert_eq!(resample(&reset, 2000, 1000, 2, true), vec![10.0, 4.0]);
+        assert_eq!(
+            resample(&reset, 2000, 1000, 2, true).values,
+            vec![10.0, 4.0]
+        );
     }
 
     #[test]
     fn a_season_is_found_and_forecast_with_intervals_that_widen() {
         let values: Vec<f64> = (0..240)
-            .map(|i| 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 30.0).sin() + (i % 7) as f64 * 0.3)
+            .map(|i| {
+                50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 30.0).sin() + (i % 7) as f64 * 0.3
+            })
             .collect();
         assert_eq!(detect_period(&values), Some(30));
         let f = forecast(&values, 30, &[0.8, 0.95]).unwrap();
@@ -336,26 +378,38 @@ mod tests {
         }
         // The forecast follows the wave: a quarter period ahead of a crest is near the mean.
         let truth = |i: usize| 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 30.0).sin();
-        let mae: f64 = (0..30).map(|h| (f.point[h] - truth(240 + h)).abs()).sum::<f64>() / 30.0;
+        let mae: f64 = (0..30)
+            .map(|h| (f.point[h] - truth(240 + h)).abs())
+            .sum::<f64>()
+            / 30.0;
         assert!(mae < 2.0, "mae {mae}");
     }
 
     #[test]
     fn no_season_means_ets_and_a_constant_is_itself() {
-        let values: Vec<f64> = (0..120).map(|i| 10.0 + i as f64 * 0.5 + ((i * 37) % 11) as f64 * 0.1).collect();
+        let values: Vec<f64> = (0..120)
+            .map(|i| 10.0 + i as f64 * 0.5 + ((i * 37) % 11) as f64 * 0.1)
+            .collect();
         let f = forecast(&values, 10, &[0.8]).unwrap();
         assert!(f.model.starts_with("AutoETS("), "{}", f.model);
-        assert!(f.point[9] > values[119], "a rising series is forecast to rise");
+        assert!(
+            f.point[9] > values[119],
+            "a rising series is forecast to rise"
+        );
         let c = forecast(&[5.0; 60], 5, &[0.8]).unwrap();
         assert_eq!(c.model, "constant");
         assert_eq!(c.point, vec![5.0; 5]);
-        assert!(forecast(&[1.0; 10], 5, &[0.8]).unwrap_err().contains("30 needed"));
+        assert!(forecast(&[1.0; 10], 5, &[0.8])
+            .unwrap_err()
+            .contains("30 needed"));
     }
 
     #[test]
     fn a_leak_reaches_its_limit_and_a_flat_line_never_does() {
         // 35 per step from 40 000, noisy, limit 80 000: (80 000 - 47 000) / 35 ≈ 943 steps.
-        let values: Vec<f64> = (0..200).map(|i| 40_000.0 + 35.0 * i as f64 + ((i * 13) % 5) as f64 * 20.0).collect();
+        let values: Vec<f64> = (0..200)
+            .map(|i| 40_000.0 + 35.0 * i as f64 + ((i * 13) % 5) as f64 * 20.0)
+            .collect();
         let t = robust_trend(&values).unwrap();
         assert!((t.slope - 35.0).abs() < 1.0, "{t:?}");
         let e = exhaustion(&t, 80_000.0, 10.0).unwrap();

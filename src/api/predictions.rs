@@ -1,0 +1,62 @@
+//! Predictions: the newest forecast of every forecast series, filtered.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::messages::predictions::ListPredictions;
+use crate::predict::engine::PredictionFilter;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Label matchers on the forecast series, e.g. `{__name__="DCGM_FI_DEV_FB_USED", gpu="3"}`.
+    #[serde(rename = "match")]
+    matchers: Option<String>,
+    /// Keep the forecast up to this many seconds ahead.
+    horizon_s: Option<u64>,
+}
+
+/// `GET /api/phase4/predictions?match={gpu="3"}&horizon_s=600`
+pub async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if p.horizon_s == Some(0) {
+        return Err(ApiError::BadRequest(
+            "horizon_s: must be at least 1".to_string(),
+        ));
+    }
+    let matchers = match &p.matchers {
+        Some(m) => crate::promql::parse_matchers(m)
+            .map_err(|e| ApiError::BadRequest(format!("match: {e}")))?,
+        None => Default::default(),
+    };
+    let Some(predictor) = &state.handles.predictor else {
+        return Ok(Json(json!({
+            "enabled": false,
+            "count": 0,
+            "predictions": [],
+            "failures": [],
+        })));
+    };
+    let filter = PredictionFilter {
+        matchers,
+        horizon_s: p.horizon_s,
+    };
+    let (predictions, failures) = predictor
+        .send(ListPredictions(filter))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("predictor is not running: {e}")))?;
+    Ok(Json(json!({
+        "enabled": true,
+        "count": predictions.len(),
+        "predictions": predictions,
+        "failures": failures,
+    })))
+}

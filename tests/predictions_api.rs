@@ -1,0 +1,151 @@
+//! Predictions through the API: the simulated fleet's memory leak, the real predictor actor
+//! reading windows from the window store and fitting with augurs, the list and its filters,
+//! the forecast and exhaustion series in `/metrics`, the nearest exhaustion in the dashboard
+//! summary, and an alert rule on the forecast.
+
+mod common;
+
+use std::num::{NonZeroU64, NonZeroUsize};
+
+use axum::http::StatusCode;
+use common::{call, get, poll_until as poll};
+use pulse::config::pipeline::WatchSelector;
+use pulse::sim::fleet::Scenario;
+
+const RULE: &str = r#"
+groups:
+  - name: forecasts
+    interval: 100ms
+    rules:
+      - alert: MemoryForecastHigh
+        expr: pulse_forecast{metric="DCGM_FI_DEV_FB_USED", horizon="2s", bound="upper_80"} / on(gpu, Hostname) DCGM_FI_DEV_FB_TOTAL > 0.1
+        labels: {severity: warning}
+"#;
+
+fn app(enabled: bool, rules_dir: &std::path::Path) -> axum::Router {
+    let (mut service, mut pipeline) = common::fast_simulated();
+    service.rules.builtin_pack = false;
+    service.rules.paths = vec![rules_dir.to_path_buf()];
+    pipeline.sources.gpu.simulated.scenarios = vec![Scenario::MemoryLeak];
+    pipeline.sources.gpu.simulated.gpus = NonZeroUsize::new(2).unwrap();
+    let p = &mut pipeline.predictor;
+    p.enabled = enabled;
+    p.watch = vec![WatchSelector::try_from(
+        r#"{__name__=~"DCGM_FI_DEV_(FB_USED|GPU_UTIL)"}"#.to_string(),
+    )
+    .unwrap()];
+    // 4 s windows on a 100 ms grid (40 points), refitted every 500 ms, 1 and 2 s ahead.
+    p.window_s = NonZeroU64::new(4).unwrap();
+    p.step_ms = NonZeroU64::new(100).unwrap();
+    p.refit_interval_ms = NonZeroU64::new(500).unwrap();
+    p.horizons_s = vec![1, 2];
+    common::app(&service, &pipeline)
+}
+
+#[actix::test]
+async fn a_leak_is_forecast_and_its_exhaustion_shown_listed_and_alerted_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("forecasts.yml"), RULE).unwrap();
+    let app = app(true, dir.path());
+
+    let body = poll(&app, "/api/phase4/predictions", |v| {
+        v["predictions"].as_array().is_some_and(|p| {
+            p.iter().filter(|p| !p["exhaustion"].is_null()).count() == 2
+                && p.iter()
+                    .any(|p| p["series"]["metric"] == "DCGM_FI_DEV_GPU_UTIL")
+        })
+    })
+    .await;
+    assert_eq!(body["enabled"], true);
+    let memory = body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["series"]["metric"] == "DCGM_FI_DEV_FB_USED")
+        .unwrap();
+    assert!(!memory["model"].as_str().unwrap().is_empty());
+    assert!(memory["fit_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(memory["step_s"], 0.1);
+    assert_eq!(memory["levels"], serde_json::json!([0.8, 0.95]));
+    let forecast = memory["forecast"].as_array().unwrap();
+    assert_eq!(forecast.len(), 20, "2 s ahead at 100 ms");
+    for point in forecast {
+        let v = point["value"].as_f64().unwrap();
+        let i80 = &point["intervals"][0];
+        let i95 = &point["intervals"][1];
+        let (l80, u80) = (i80[0].as_f64().unwrap(), i80[1].as_f64().unwrap());
+        let (l95, u95) = (i95[0].as_f64().unwrap(), i95[1].as_f64().unwrap());
+        assert!(l95 <= l80 && l80 <= v && v <= u80 && u80 <= u95, "{point}");
+    }
+    let x = &memory["exhaustion"];
+    assert_eq!(x["resource"], "memory");
+    assert_eq!(x["limit"], 81559.0);
+    assert!(x["seconds"].as_f64().unwrap() > 0.0);
+    assert!(x["earliest_seconds"].as_f64().unwrap() <= x["seconds"].as_f64().unwrap());
+    assert!(
+        x["text"]
+            .as_str()
+            .unwrap()
+            .contains("runs out of memory in"),
+        "{x}"
+    );
+
+    // Filters.
+    let short = call(&app, get("/api/phase4/predictions?horizon_s=1"))
+        .await
+        .1;
+    assert!(short["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["forecast"].as_array().unwrap().len() == 10));
+    let gpu1 = call(
+        &app,
+        get("/api/phase4/predictions?match=%7Bgpu%3D%221%22%7D"),
+    )
+    .await
+    .1;
+    assert_eq!(gpu1["count"], 2, "memory and utilisation of GPU 1");
+    for (uri, mentions) in [
+        ("/api/phase4/predictions?horizon_s=0", "horizon_s"),
+        ("/api/phase4/predictions?match=%7Bgpu", "match"),
+        ("/api/phase4/predictions?colour=red", "colour"),
+    ] {
+        let (status, body) = call(&app, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(mentions),
+            "{uri}: {body}"
+        );
+    }
+
+    // On the stream: /metrics, the dashboard summary, and a rule.
+    let (_, metrics) = call(&app, get("/metrics")).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(metrics.contains("# TYPE pulse_forecast gauge"));
+    assert!(metrics.contains("bound=\"upper_80\""));
+    assert!(metrics.contains("horizon=\"2s\""));
+    assert!(metrics.contains("pulse_exhaustion_seconds{"));
+    let summary = poll(&app, "/api/phase4/dashboard/summary", |v| {
+        !v["nearest_exhaustion"].is_null()
+    })
+    .await;
+    assert_eq!(summary["nearest_exhaustion"]["resource"], "memory");
+    assert!(summary["nearest_exhaustion"]["seconds"].as_f64().unwrap() > 0.0);
+    poll(
+        &app,
+        "/api/phase4/alerts/active?name=MemoryForecastHigh",
+        |v| v["count"].as_u64().unwrap_or(0) == 2,
+    )
+    .await;
+}
+
+#[actix::test]
+async fn a_disabled_predictor_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(false, dir.path());
+    let (status, body) = call(&app, get("/api/phase4/predictions")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["enabled"], false);
+    assert_eq!(body["count"], 0);
+}
