@@ -13,7 +13,7 @@
 //! < 1 means better than it), on how many series it is below 1, and how often the actual
 //! fell inside the 80 % and 95 % intervals. Also the fit time per series.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pulse::anomaly::nab;
 use pulse::model::series::Sample;
@@ -122,7 +122,7 @@ fn sim_series() -> Vec<(String, Vec<f64>)> {
     out
 }
 
-fn nab_series(data: &PathBuf) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+fn nab_series(data: &Path) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
     let mut out = Vec::new();
     for name in nab::data_files(data)? {
         let text = std::fs::read_to_string(data.join(&name))?;

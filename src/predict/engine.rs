@@ -200,7 +200,7 @@ impl PredictorEngine {
         now_ms: i64,
     ) -> Vec<FitJob> {
         self.counts.cycles += 1;
-        let limit_of: HashMap<(&str, Vec<(&str, &str)>), f64> =
+        let limit_of: HashMap<LimitKey, f64> =
             limits.iter().map(|(s, v)| (limit_key(s), *v)).collect();
         let buckets = (self.settings.window_ms / self.settings.step_ms) as usize;
         let mut jobs = Vec::new();
@@ -442,7 +442,9 @@ pub fn is_counter(name: &str) -> bool {
 }
 
 /// Name and labels, for matching a series with its limit.
-fn limit_key(s: &SeriesKey) -> (&str, Vec<(&str, &str)>) {
+type LimitKey<'a> = (&'a str, Vec<(&'a str, &'a str)>);
+
+fn limit_key(s: &SeriesKey) -> LimitKey<'_> {
     (
         s.name(),
         s.labels().iter().map(|(k, v)| (&**k, &**v)).collect(),

@@ -197,31 +197,21 @@ pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Foreca
         });
     }
     let period = detect_period(values);
-    let (model, predict): (String, Box<dyn Fn(f64) -> Result<augurs::Forecast, String>>) =
-        match period {
-            Some(p) => {
-                let mstl = MSTLModel::new(vec![p], AutoETS::non_seasonal().into_trend_model());
-                let fitted = mstl.fit(values).map_err(|e| e.to_string())?;
-                (
-                    format!("MSTL({p})+AutoETS"),
-                    Box::new(move |level| {
-                        fitted.predict(horizon, level).map_err(|e| e.to_string())
-                    }),
-                )
-            }
-            None => {
-                let fitted = AutoETS::non_seasonal()
-                    .fit(values)
-                    .map_err(|e| e.to_string())?;
-                let name = format!("AutoETS({})", fitted.model().model_type());
-                (
-                    name,
-                    Box::new(move |level| {
-                        fitted.predict(horizon, level).map_err(|e| e.to_string())
-                    }),
-                )
-            }
-        };
+    let fitted = match period {
+        Some(p) => Fitted::Mstl(
+            MSTLModel::new(vec![p], AutoETS::non_seasonal().into_trend_model())
+                .fit(values)
+                .map_err(|e| e.to_string())?,
+            p,
+        ),
+        None => Fitted::Ets(
+            AutoETS::non_seasonal()
+                .fit(values)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let model = fitted.name();
+    let predict = |level: f64| fitted.predict(horizon, level);
     let mut point = Vec::new();
     let mut intervals = Vec::new();
     for level in levels {
@@ -252,6 +242,28 @@ pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Foreca
         point,
         intervals,
     })
+}
+
+/// A fitted model of either kind.
+enum Fitted {
+    Mstl(augurs::mstl::FittedMSTLModel, usize),
+    Ets(augurs::ets::FittedAutoETS),
+}
+
+impl Fitted {
+    fn name(&self) -> String {
+        match self {
+            Fitted::Mstl(_, p) => format!("MSTL({p})+AutoETS"),
+            Fitted::Ets(f) => format!("AutoETS({})", f.model().model_type()),
+        }
+    }
+
+    fn predict(&self, horizon: usize, level: f64) -> Result<augurs::Forecast, String> {
+        match self {
+            Fitted::Mstl(f, _) => f.predict(horizon, level).map_err(|e| e.to_string()),
+            Fitted::Ets(f) => f.predict(horizon, level).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// A robust straight line through a window: the Theil–Sen slope (median of pairwise slopes),
