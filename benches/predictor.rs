@@ -73,7 +73,9 @@ fn main() {
         }
     }
 
-    println!("| what | one cycle, {count} series | per series | one core's share at a 60 s refit |");
+    println!(
+        "| what | one cycle, {count} series | per series | one core's share at a 60 s refit |"
+    );
     println!("|---|---:|---:|---:|");
     println!(
         "| naive forecaster (baseline) | {:.1} ms | {:.3} ms | {:.4} % |",
@@ -90,5 +92,8 @@ fn main() {
     for (model, (n, ms)) in by_model {
         println!("  {model}: {n} series, {:.2} ms each", ms / n as f64);
     }
-    println!("failed fits: {failed}; ratio predictor/naive: {:.0}x", fit_s / naive_s);
+    println!(
+        "failed fits: {failed}; ratio predictor/naive: {:.0}x",
+        fit_s / naive_s
+    );
 }

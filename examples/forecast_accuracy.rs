@@ -11,13 +11,15 @@
 //! Reported per horizon: the relative MAE against a seasonal-naive forecast from the same
 //! origin (the last value one season back, or the last value when no season is detected;
 //! < 1 means better than it), on how many series it is below 1, and how often the actual
-//! fell inside the 80 % and 95 % intervals. Also the fit time per series.
+//! fell inside the 80 % and 95 % intervals (after the online calibration the predictor
+//! applies; `NO_CALIBRATION=1` shows the model's own intervals). Also the fit time per
+//! series.
 
 use std::path::{Path, PathBuf};
 
 use pulse::anomaly::nab;
 use pulse::model::series::Sample;
-use pulse::predict::model::{detect_period, forecast, resample};
+use pulse::predict::model::{detect_period, forecast, resample, Calibration};
 use pulse::sim::fleet::{Scenario, SimFleet};
 
 /// Points a model is fitted on (the predictor's default: 30 minutes at 10-second steps).
@@ -50,10 +52,15 @@ fn evaluate(name: &str, values: &[f64]) -> SeriesResult {
     let mut tallies = vec![Tally::default(); HORIZONS.len()];
     let (mut fits, mut failures, mut fit_ms) = (0, 0, 0.0);
     let mut origin = WINDOW;
+    let mut calibration = Calibration::new(LEVELS.len());
+    let calibrate = std::env::var("NO_CALIBRATION").is_err();
     while origin + h_max <= values.len() {
         let window = &values[origin - WINDOW..origin];
         match forecast(window, h_max, &LEVELS) {
-            Ok(f) => {
+            Ok(mut f) => {
+                if calibrate {
+                    calibration.apply(&mut f);
+                }
                 fits += 1;
                 fit_ms += f.fit_ms;
                 let season = detect_period(window).unwrap_or(1);
@@ -72,6 +79,10 @@ fn evaluate(name: &str, values: &[f64]) -> SeriesResult {
                     };
                     t.in80 += inside(0) as usize;
                     t.in95 += inside(1) as usize;
+                }
+                // As the predictor does: the steps that come true before the next refit.
+                for h in 0..STRIDE.min(h_max) {
+                    calibration.observe(&f, h, values[origin + h]);
                 }
             }
             Err(_) => failures += 1,

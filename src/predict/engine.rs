@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::model::{self, describe_span, exhaustion, robust_trend};
+use super::model::{self, describe_span, exhaustion, robust_trend, Calibration};
 use crate::model::catalog::{self, MetricType};
 use crate::model::selector::Selector;
 use crate::model::series::{BuildPrehashed, Sample, Series, SeriesKey};
@@ -111,8 +111,18 @@ pub struct Prediction {
     /// Whether the values are a counter's per-second rate.
     pub is_rate: bool,
     pub levels: Vec<f64>,
+    /// How much the model's intervals were widened (> 1) or narrowed (< 1), per level, by
+    /// this series' online calibration.
+    pub interval_scale: Vec<f64>,
     pub forecast: Vec<ForecastPoint>,
     pub exhaustion: Option<ExhaustionView>,
+}
+
+/// What the engine remembers of a series between fits, to calibrate its intervals.
+struct Calibrated {
+    calibration: Calibration,
+    /// The last forecast given (calibrated) and the end of the window it started from.
+    last: Option<(i64, model::Forecast)>,
 }
 
 /// A series whose last fit failed.
@@ -157,6 +167,7 @@ pub struct PredictorEngine {
     failures: HashMap<Series, FitFailure, BuildPrehashed>,
     /// Exhaustion series written last cycle, to mark stale when they stop.
     exhausting: HashMap<Series, Vec<Series>, BuildPrehashed>,
+    calibration: HashMap<Series, Calibrated, BuildPrehashed>,
     counts: PredictorCounts,
 }
 
@@ -167,6 +178,7 @@ impl PredictorEngine {
             predictions: HashMap::default(),
             failures: HashMap::default(),
             exhausting: HashMap::default(),
+            calibration: HashMap::default(),
             counts: PredictorCounts::default(),
         }
     }
@@ -224,8 +236,9 @@ impl PredictorEngine {
             let is_rate = is_counter(name);
             let grid = model::resample(&w.points, now_ms, self.settings.step_ms, buckets, is_rate);
             if grid.trailing_gap > STALE_STEPS {
-                // Silent for a while: its forecast goes, it is not a failure.
+                // Silent for a while: its forecast and calibration go; it is not a failure.
                 self.predictions.remove(&w.series);
+                self.calibration.remove(&w.series);
                 continue;
             }
             if grid.filled < model::MIN_POINTS && !self.predictions.contains_key(&w.series) {
@@ -286,10 +299,11 @@ impl PredictorEngine {
                 }
             });
             match result {
-                Ok(f) => {
+                Ok(mut f) => {
                     self.counts.fits += 1;
                     cycle_ms += f.fit_ms;
                     self.failures.remove(&job.series);
+                    let interval_scale = self.calibrate(&job, &mut f);
                     let exhaustion = job.limit.as_ref().and_then(|(limit, resource)| {
                         let trend = robust_trend(&job.values)?;
                         let e = exhaustion(&trend, *limit, step_s)?;
@@ -314,6 +328,7 @@ impl PredictorEngine {
                         step_s,
                         is_rate: job.is_rate,
                         levels: f.intervals.iter().map(|i| i.level).collect(),
+                        interval_scale,
                         forecast: (0..f.point.len())
                             .map(|h| ForecastPoint {
                                 t_ms: job.end_ms + (h as i64 + 1) * self.settings.step_ms,
@@ -351,6 +366,40 @@ impl PredictorEngine {
         }
         self.counts.last_cycle_fit_ms = cycle_ms;
         out
+    }
+
+    /// Scores the series' previous forecast against the steps of this window that it
+    /// covered, then widens or narrows this forecast's intervals accordingly.
+    fn calibrate(&mut self, job: &FitJob, f: &mut model::Forecast) -> Vec<f64> {
+        let step = self.settings.step_ms;
+        let levels = f.intervals.len();
+        let state = self
+            .calibration
+            .entry(job.series.clone())
+            .or_insert_with(|| Calibrated {
+                calibration: Calibration::new(levels),
+                last: None,
+            });
+        if let Some((prev_end, prev)) = state.last.take() {
+            for h in 0..prev.point.len() {
+                let t = prev_end + (h as i64 + 1) * step;
+                if t > job.end_ms {
+                    break;
+                }
+                let back = ((job.end_ms - t) / step) as usize;
+                if let Some(actual) = job
+                    .values
+                    .len()
+                    .checked_sub(back + 1)
+                    .map(|i| job.values[i])
+                {
+                    state.calibration.observe(&prev, h, actual);
+                }
+            }
+        }
+        state.calibration.apply(f);
+        state.last = Some((job.end_ms, f.clone()));
+        state.calibration.scales()
     }
 
     /// Forecast series at each horizon, and the exhaustion series (or their staleness).
