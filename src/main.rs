@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use pulse::config::pipeline::{self, PipelineConfig};
 use pulse::config::service::{self, ServiceConfig};
-use pulse::config::ConfigError;
+use pulse::config::{read_text, ConfigError};
 
 /// Exit status for a configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -68,22 +68,14 @@ fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigErro
     let env = |var: &str| std::env::var(var).ok();
     let service = match &args.config {
         Some(path) => {
-            let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+            let (file, text) = read_text(path)?;
             ServiceConfig::load(&file, &text, env)?
         }
         None => ServiceConfig::load(service::EMBEDDED_NAME, service::EMBEDDED, env)?,
     };
     let pipeline = match &args.pipeline {
         Some(path) => {
-            let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+            let (file, text) = read_text(path)?;
             PipelineConfig::parse(&file, &text)?
         }
         None => PipelineConfig::parse(pipeline::EMBEDDED_NAME, pipeline::EMBEDDED)?,

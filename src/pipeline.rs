@@ -17,7 +17,6 @@ use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
 use crate::actors::window_store::WindowStoreActor;
-use crate::anomaly::EngineSettings;
 use crate::cache::ViewCache;
 use crate::clock::Clock;
 use crate::config::pipeline::{GpuMode, PipelineConfig, SinkConfig};
@@ -206,17 +205,8 @@ pub fn start(
     // 3. Processors: the anomaly detector.
     let mut processors = Vec::new();
     let anomalies = if pipeline.anomaly.enabled {
-        let a = &pipeline.anomaly;
-        let settings = EngineSettings {
-            watch: a.watch.iter().map(|w| w.selector().clone()).collect(),
-            threshold: a.threshold,
-            detector: a.detector.clone(),
-            max_series: a.max_series.get(),
-            max_anomalies: a.max_anomalies.get(),
-            gap_intervals: a.gap_intervals,
-        };
         let gauge = MailboxGauge::default();
-        let addr = AnomalyDetector::new(settings, gauge.clone()).start();
+        let addr = AnomalyDetector::new(pipeline.anomaly.settings(), gauge.clone()).start();
         component(
             "anomaly_detector",
             "processor",

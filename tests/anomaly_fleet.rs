@@ -2,7 +2,7 @@
 //! and how soon each fault scenario is flagged after it starts. The figures printed here
 //! are the ones in the README ("Anomaly detection").
 
-use pulse::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter, EngineSettings};
+use pulse::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter};
 use pulse::config::pipeline::AnomalyConfig;
 use pulse::sim::fleet::{Scenario, SimFleet};
 
@@ -10,15 +10,7 @@ use pulse::sim::fleet::{Scenario, SimFleet};
 const ONSET: i64 = 600;
 
 fn engine() -> AnomalyEngine {
-    let a = AnomalyConfig::default();
-    AnomalyEngine::new(EngineSettings {
-        watch: a.watch.iter().map(|w| w.selector().clone()).collect(),
-        threshold: a.threshold,
-        detector: a.detector.clone(),
-        max_series: a.max_series.get(),
-        max_anomalies: a.max_anomalies.get(),
-        gap_intervals: a.gap_intervals,
-    })
+    AnomalyEngine::new(AnomalyConfig::default().settings())
 }
 
 /// Runs 4 GPUs of `scenario` for `steps` one-second steps; returns the anomalies, oldest

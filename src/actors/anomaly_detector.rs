@@ -113,6 +113,8 @@ impl Handler<GetStats> for AnomalyDetector {
         st.extra.insert("anomaly_gaps_total", counts.gaps as f64);
         st.extra
             .insert("anomaly_counter_resets_total", counts.resets as f64);
+        st.extra
+            .insert("anomaly_series_evicted_total", counts.evicted as f64);
         let settings = self.engine.settings();
         st.reason = Some(format!(
             "{watched} series watched, threshold {}",

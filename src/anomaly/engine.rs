@@ -18,6 +18,11 @@ pub const SCORE_METRIC: &str = catalog::ANOMALY_SCORE;
 /// Label of a score series that names the watched series' metric.
 pub const METRIC_LABEL: &str = "metric";
 
+/// A watched series silent this long (in sample time) is forgotten, freeing its slot.
+pub const IDLE_MS: i64 = 10 * 60 * 1000;
+/// How often (in sample time) idle series are looked for.
+const SWEEP_EVERY_MS: i64 = 60 * 1000;
+
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -91,6 +96,8 @@ pub struct EngineCounts {
     pub gaps: u64,
     /// Counter resets seen.
     pub resets: u64,
+    /// Watched series forgotten after `IDLE_MS` of silence.
+    pub evicted: u64,
 }
 
 /// Per watched series.
@@ -122,6 +129,9 @@ pub struct AnomalyEngine {
     anomalies: VecDeque<Anomaly>,
     next_id: u64,
     counts: EngineCounts,
+    /// Newest sample time seen, and when idle series were last swept.
+    latest_ms: i64,
+    swept_ms: i64,
 }
 
 impl AnomalyEngine {
@@ -133,6 +143,8 @@ impl AnomalyEngine {
             anomalies: VecDeque::new(),
             next_id: 1,
             counts: EngineCounts::default(),
+            latest_ms: i64::MIN,
+            swept_ms: i64::MIN,
         }
     }
 
@@ -159,11 +171,28 @@ impl AnomalyEngine {
         let mut scores = Vec::new();
         let mut opened = Vec::new();
         for sample in samples {
+            self.latest_ms = self.latest_ms.max(sample.timestamp_ms);
             if let Some(score) = self.process_one(sample, &mut opened) {
                 scores.push(score);
             }
         }
+        if self.latest_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {
+            self.swept_ms = self.latest_ms;
+            self.evict_idle(self.latest_ms - IDLE_MS);
+        }
         (scores, opened)
+    }
+
+    /// Forgets watched series whose newest sample is older than `before_ms`.
+    fn evict_idle(&mut self, before_ms: i64) {
+        let before = self.series.len();
+        self.series.retain(|_, slot| match slot {
+            Slot::Watched(w) => w.last_ms.is_some_and(|t| t >= before_ms),
+            Slot::Ignored => true,
+        });
+        let evicted = before - self.series.len();
+        self.watched -= evicted;
+        self.counts.evicted += evicted as u64;
     }
 
     fn slot(&mut self, series: &Series) -> Option<&mut Watched> {
@@ -473,6 +502,23 @@ mod tests {
         }
         assert_eq!(e.counts().gaps, 1);
         assert_eq!(fired, 0);
+    }
+
+    #[test]
+    fn silent_series_are_forgotten_and_free_their_slot() {
+        let mut e = AnomalyEngine::new(settings());
+        e.process(&[Sample::new(s("temp", "0"), 0, 1.0)]);
+        e.process(&[Sample::new(s("temp", "1"), 0, 1.0)]);
+        assert_eq!(e.watched_series(), 2);
+        // GPU 0 keeps reporting for 11 minutes; GPU 1 went away.
+        for i in 1..=66 {
+            e.process(&[Sample::new(s("temp", "0"), i * 10_000, 1.0)]);
+        }
+        assert_eq!(e.watched_series(), 1);
+        assert_eq!(e.counts().evicted, 1);
+        e.process(&[Sample::new(s("temp", "2"), 670_000, 1.0)]);
+        assert_eq!(e.watched_series(), 2, "the freed slot is taken");
+        assert_eq!(e.counts().refused, 0);
     }
 
     #[test]

@@ -59,14 +59,14 @@ pub fn parse_toml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Conf
     })
 }
 
-/// Reads and parses a file.
-pub fn load_file<T: DeserializeOwned>(path: &std::path::Path) -> Result<T, ConfigError> {
+/// Reads a configuration file: its name for errors, and its text.
+pub fn read_text(path: &std::path::Path) -> Result<(String, String), ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
         file: file.clone(),
         message: e.to_string(),
     })?;
-    parse_toml(&file, &text)
+    Ok((file, text))
 }
 
 /// Where a dotted key (`section.sub.key`) is written in a TOML text: the line and column

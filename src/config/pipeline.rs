@@ -247,6 +247,18 @@ impl From<WatchSelector> for String {
 }
 
 impl AnomalyConfig {
+    /// The engine's settings.
+    pub fn settings(&self) -> crate::anomaly::EngineSettings {
+        crate::anomaly::EngineSettings {
+            watch: self.watch.iter().map(|w| w.selector().clone()).collect(),
+            threshold: self.threshold,
+            detector: self.detector.clone(),
+            max_series: self.max_series.get(),
+            max_anomalies: self.max_anomalies.get(),
+            gap_intervals: self.gap_intervals,
+        }
+    }
+
     /// Checks what serde cannot; the error names the key.
     fn validate(&self) -> Result<(), (String, String)> {
         if !(0.0..=1.0).contains(&self.threshold) {

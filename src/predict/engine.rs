@@ -212,6 +212,13 @@ impl PredictorEngine {
         now_ms: i64,
     ) -> Vec<FitJob> {
         self.counts.cycles += 1;
+        // A series with no point left in its window is gone: so are its forecast, its
+        // calibration and its failure.
+        let present: std::collections::HashSet<&Series> =
+            windows.iter().map(|w| &w.series).collect();
+        self.predictions.retain(|s, _| present.contains(s));
+        self.calibration.retain(|s, _| present.contains(s));
+        self.failures.retain(|s, _| present.contains(s));
         let limit_of: HashMap<LimitKey, f64> =
             limits.iter().map(|(s, v)| (limit_key(s), *v)).collect();
         let buckets = (self.settings.window_ms / self.settings.step_ms) as usize;
@@ -660,6 +667,10 @@ mod tests {
             1
         );
         assert_eq!(e.counts().fit_failures, 1);
+        // A series with nothing left in its window is forgotten, failure included.
+        assert_eq!(e.failures().len(), 1);
+        assert!(e.jobs(vec![], &[], now + 270_000).is_empty());
+        assert!(e.failures().is_empty());
         // A new series with a thin window waits; it is not a failure.
         let new = SeriesPoints {
             series: gpu("DCGM_FI_DEV_GPU_UTIL"),

@@ -76,3 +76,15 @@ pub async fn poll_until(app: &Router, uri: &str, ready: impl Fn(&Value) -> bool)
     }
     panic!("{uri} never became ready");
 }
+
+/// Each `(uri, word)`: GET answers 400 with a JSON detail that mentions `word`.
+pub async fn expect_bad_requests(app: &Router, cases: &[(&str, &str)]) {
+    for (uri, mentions) in cases {
+        let (status, body) = call(app, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(mentions),
+            "{uri}: {body}"
+        );
+    }
+}
