@@ -439,6 +439,17 @@ impl PipelineConfig {
             .anomaly
             .validate()
             .and_then(|()| config.predictor.validate())
+            .and_then(|()| {
+                let (keep, want) = (config.window.max_age_s.get(), config.predictor.window_s.get());
+                if config.predictor.enabled && want > keep {
+                    Err((
+                        "predictor.window_s".to_string(),
+                        format!("{want} s is longer than the window store keeps (window.max_age_s = {keep})"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|(key, message)| {
                 let (line, column) = super::locate_key(text, &key);
                 ConfigError::Invalid {
@@ -574,6 +585,13 @@ mod tests {
             .to_string();
         assert!(
             err.contains("predictor.window_s") && err.contains("10 points"),
+            "{err}"
+        );
+        let err = PipelineConfig::parse("p.toml", "[window]\nmax_age_s = 600\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("predictor.window_s") && err.contains("max_age_s = 600"),
             "{err}"
         );
         let err = PipelineConfig::parse("p.toml", "[predictor]\nlevels = [0.8, 1.2]\n")
