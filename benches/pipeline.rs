@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use pulse::actors::anomaly_detector::AnomalyDetector;
 use pulse::actors::window_store::WindowStoreActor;
 use pulse::clock::Clock;
 use pulse::mailbox::{Mailbox, MailboxGauge};
@@ -95,8 +96,23 @@ async fn raw_channel(batches: &[SampleBatch]) -> Duration {
 }
 
 fn start_store(rounds: usize) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>) {
+    start_store_with(rounds, false)
+}
+
+/// The store, with the anomaly detector as its processor (default watch list) when asked.
+fn start_store_with(
+    rounds: usize,
+    detector: bool,
+) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>) {
     let gauge = MailboxGauge::default();
-    let store = WindowStoreActor::new(retention(rounds), vec![], Clock::system(), gauge.clone());
+    let mut store =
+        WindowStoreActor::new(retention(rounds), vec![], Clock::system(), gauge.clone());
+    if detector {
+        let dgauge = MailboxGauge::default();
+        let settings = pulse::config::pipeline::AnomalyConfig::default().settings();
+        let addr = AnomalyDetector::new(settings, dgauge.clone()).start();
+        store = store.with_processors(vec![Mailbox::new(addr.recipient(), dgauge)]);
+    }
     let addr = WindowStoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
     let mailbox = Mailbox::new(addr.clone().recipient(), gauge);
     (addr, mailbox)
@@ -124,8 +140,8 @@ async fn window_store(batches: &[SampleBatch], rounds: usize) -> (Duration, u64)
     (elapsed, stored)
 }
 
-async fn sampler_to_store(gpus: usize, rounds: usize) -> (Duration, u64) {
-    let (addr, mailbox) = start_store(rounds);
+async fn sampler_to_store(gpus: usize, rounds: usize, detector: bool) -> (Duration, u64) {
+    let (addr, mailbox) = start_store_with(rounds, detector);
     let scenarios = [
         Scenario::Steady,
         Scenario::MemoryLeak,
@@ -185,17 +201,22 @@ fn main() {
         let gpus = size.series / 17;
         let fleet_total = gpus * 17 * size.rounds;
 
-        let (mut raw, mut store, mut sampler) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut raw, mut store, mut sampler, mut detected) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..size.repeats {
             raw.push(rate(total, raw_channel(&batches).await));
             let (d, stored) = window_store(&batches, size.rounds).await;
             assert_eq!(stored as usize, total, "every sample stored");
             store.push(rate(total, d));
-            let (d, stored) = sampler_to_store(gpus, size.rounds).await;
+            let (d, stored) = sampler_to_store(gpus, size.rounds, false).await;
             assert_eq!(stored as usize, fleet_total, "every sample stored");
             sampler.push(rate(fleet_total, d));
+            let (d, stored) = sampler_to_store(gpus, size.rounds, true).await;
+            assert!(stored as usize > fleet_total, "samples and their scores stored");
+            detected.push(rate(fleet_total, d));
         }
-        let (raw, store, sampler) = (best(raw), best(store), best(sampler));
+        let (raw, store, sampler, detected) =
+            (best(raw), best(store), best(sampler), best(detected));
         println!(
             "\nPipeline throughput, {} series x {} rounds, batches of {BATCH}, median of {} runs\n",
             size.series, size.rounds, size.repeats
@@ -215,6 +236,11 @@ fn main() {
             "| simulated sampler -> window store | {:.2} M | {:.2} |",
             sampler / 1e6,
             sampler / raw
+        );
+        println!(
+            "| simulated sampler -> window store + anomaly detector (7 of 17 series watched) | {:.2} M | {:.2} |",
+            detected / 1e6,
+            detected / raw
         );
         System::current().stop();
     });

@@ -200,10 +200,11 @@ impl Default for AnomalyConfig {
 }
 
 /// What the detector watches by default: GPU load, memory, heat, power, clocks, XID and
-/// double-bit ECC errors, and request rates.
+/// double-bit ECC errors, and the request rates of the services Pulse watches (not its own
+/// API's, which follow whoever polls it).
 pub const DEFAULT_WATCH: &[&str] = &[
     r#"{__name__=~"DCGM_FI_DEV_(GPU_UTIL|FB_USED|GPU_TEMP|POWER_USAGE|SM_CLOCK|XID_ERRORS|ECC_DBE_VOL_TOTAL)"}"#,
-    r#"{__name__="http_requests_total"}"#,
+    r#"{__name__="http_requests_total", service!="pulse"}"#,
 ];
 
 /// A PromQL selector in the pipeline file, checked when the file is read.
@@ -318,12 +319,13 @@ pub struct LimitConfig {
     pub resource: String,
 }
 
-/// What the predictor forecasts by default: GPU memory and utilisation, request rates, and
+/// What the predictor forecasts by default: GPU memory and utilisation, request rates (not
+/// of Pulse's own API), and
 /// the request p95 the built-in rule pack records.
 pub const DEFAULT_FORECAST: &[&str] = &[
     r#"{__name__=~"DCGM_FI_DEV_(FB_USED|GPU_UTIL)"}"#,
-    r#"{__name__="http_requests_total"}"#,
-    r#"{__name__="service_route:http_request_duration_seconds:p95_5m"}"#,
+    r#"{__name__="http_requests_total", service!="pulse"}"#,
+    r#"{__name__="service_route:http_request_duration_seconds:p95_5m", service!="pulse"}"#,
 ];
 
 impl Default for PredictorConfig {
