@@ -539,6 +539,23 @@ mod tests {
     }
 
     #[test]
+    fn a_step_change_fires_once_then_the_new_level_is_normal() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let noisy = |i: usize, level: f64| level + ((i * 7919) % 10) as f64 * 0.1;
+        feed(&mut d, (0..1000).map(|i| noisy(i, 50.0)));
+        let after = feed(&mut d, (1000..3000).map(|i| noisy(i, 80.0)));
+        let loud: Vec<usize> = after
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.score >= 0.78)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(loud.first(), Some(&0), "the step itself is flagged");
+        assert!(loud.len() <= 3, "then the new level is learned: {loud:?}");
+        assert!(loud.iter().all(|i| *i < 200), "{loud:?}");
+    }
+
+    #[test]
     fn a_flat_line_is_quiet_until_it_moves() {
         let mut d = Detector::new(DetectorConfig::default());
         let verdicts = feed(&mut d, std::iter::repeat_n(0.0, 5000));
