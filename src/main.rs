@@ -118,12 +118,30 @@ fn main() -> ExitCode {
                     pulse::rules::load_sources(service.rules.builtin_pack, &service.rules.paths)
                         .map(|g| g.iter().map(|g| g.rules.len()).sum::<usize>())
                         .unwrap_or(0);
+                let on_off = |on: bool, what: String| if on { what } else { "off".to_string() };
                 println!(
-                    "configuration OK: listen {}, GPU source {:?}, {} sink(s), {} rule(s)",
+                    "configuration OK: listen {}, GPU source {:?}, {} sink(s), {} rule(s), \
+                     anomaly detector {}, predictor {}",
                     service.server.listen,
                     pipeline.sources.gpu.mode,
                     pipeline.sinks.len(),
-                    rules
+                    rules,
+                    on_off(
+                        pipeline.anomaly.enabled,
+                        format!(
+                            "on ({} selector(s), threshold {})",
+                            pipeline.anomaly.watch.len(),
+                            pipeline.anomaly.threshold
+                        )
+                    ),
+                    on_off(
+                        pipeline.predictor.enabled,
+                        format!(
+                            "on ({} selector(s), refit every {} ms)",
+                            pipeline.predictor.watch.len(),
+                            pipeline.predictor.refit_interval_ms
+                        )
+                    ),
                 );
                 ExitCode::SUCCESS
             }

@@ -137,3 +137,30 @@ fn version_and_help() {
         assert!(help.contains(cmd), "{help}");
     }
 }
+
+#[test]
+fn check_config_says_what_runs_and_names_a_bad_anomaly_threshold() {
+    let out = pulse()
+        .arg("check-config")
+        .env("ANOMALY_THRESHOLD", "0.9")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("anomaly detector on (2 selector(s), threshold 0.9)")
+            && stdout.contains("predictor on"),
+        "{stdout}"
+    );
+    let out = pulse()
+        .arg("check-config")
+        .env("ANOMALY_THRESHOLD", "high")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("environment variable ANOMALY_THRESHOLD: anomaly.threshold"),
+        "{stderr}"
+    );
+}
