@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 pub struct DetectorConfig {
     /// Samples used only to learn the range and the first contexts; scores are 0 meanwhile.
     pub warmup_samples: u32,
+    /// Samples after the warm-up during which only new highs and lows are scored, while the
+    /// context table fills.
+    pub settle_samples: u32,
     /// Samples kept quiet (score 0) after the detector fires.
     pub rest_samples: u32,
     /// How many equal bins the range seen so far is cut into.
@@ -38,6 +41,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
             warmup_samples: 150,
+            settle_samples: 150,
             rest_samples: 100,
             bins: 10,
             context_order: 2,
@@ -89,7 +93,7 @@ impl DetectorConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    /// Still learning.
+    /// Still learning (during the settle period, only new highs and lows are scored).
     WarmingUp,
     /// Quiet after an anomaly.
     Resting,
@@ -338,6 +342,14 @@ impl Detector {
             }
         };
 
+        // Right after the warm-up the context table is thin: a successor never seen may just
+        // not have come up yet. Novel transitions count once it has settled.
+        let settled = self.seen > (self.cfg.warmup_samples + self.cfg.settle_samples) as u64;
+        let (raw, reason) = if new_extreme.is_none() && !settled {
+            (0.0, Reason::WarmingUp)
+        } else {
+            (raw, reason)
+        };
         // A new high or low is always reported: resting mutes only novel transitions.
         self.since_fire = self.since_fire.saturating_add(1);
         if self.since_fire <= self.cfg.rest_samples as u64 && new_extreme.is_none() {
