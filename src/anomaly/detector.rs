@@ -26,7 +26,8 @@ pub struct DetectorConfig {
     pub settle_samples: u32,
     /// Samples kept quiet (score 0) after the detector fires.
     pub rest_samples: u32,
-    /// How many equal bins the range seen so far is cut into.
+    /// How many equal bins the range seen so far is cut into (fewer for a series with fewer
+    /// distinct values in its last 1 024).
     pub bins: u32,
     /// Longest context, in preceding samples (1 to `MAX_ORDER`).
     pub context_order: u32,
@@ -241,6 +242,9 @@ pub struct Detector {
     since_fire: u64,
     /// How many times the series was re-binned (reported in stats).
     rebins: u64,
+    /// Bins in use: `cfg.bins`, or fewer for a series with few distinct values (one bin per
+    /// step between them, so that neighbouring values are neighbouring bins).
+    bins: u32,
 }
 
 impl Detector {
@@ -253,6 +257,7 @@ impl Detector {
 
     /// `cfg` must have passed [`DetectorConfig::validate`].
     pub fn new(cfg: DetectorConfig) -> Self {
+        let bins = cfg.bins;
         Detector {
             cfg,
             seen: 0,
@@ -266,6 +271,7 @@ impl Detector {
             prev_ngrams: [0; MAX_ORDER + 2],
             counts: ContextTable::new(),
             since_fire: u64::MAX / 2,
+            bins,
             rebins: 0,
         }
     }
@@ -303,7 +309,7 @@ impl Detector {
         let warm = self.seen > self.cfg.warmup_samples as u64;
         let new_extreme = if !warm {
             None
-        } else if value > self.lo + self.width * self.cfg.bins as f64 + tolerance {
+        } else if value > self.lo + self.width * self.bins as f64 + tolerance {
             Some(Reason::NewHigh)
         } else if value < self.lo - tolerance {
             Some(Reason::NewLow)
@@ -326,7 +332,7 @@ impl Detector {
 
         let (raw, reason, expected) = match new_extreme {
             Some(reason) => {
-                let expected = self.bins_range(0, self.cfg.bins as i32 - 1);
+                let expected = self.bins_range(0, self.bins as i32 - 1);
                 self.rebin();
                 (1.0, reason, expected)
             }
@@ -382,9 +388,20 @@ impl Detector {
     fn rebin(&mut self) {
         self.rebins += 1;
         let (lo, hi) = (self.seen_lo, self.seen_hi);
+        // A series with few distinct values (utilisation in whole %, temperature in °C)
+        // gets one bin per step between them: with more bins some would stay empty, and a
+        // value next to an empty bin would have no neighbour to be judged with.
+        let mut values: Vec<f32> = self.ring.clone();
+        values.sort_by(f32::total_cmp);
+        values.dedup();
+        self.bins = if values.len() >= 2 && values.len() - 1 < self.cfg.bins as usize {
+            (values.len() - 1) as u32
+        } else {
+            self.cfg.bins
+        };
         self.lo = lo;
         self.width = if hi > lo {
-            (hi - lo) / self.cfg.bins as f64
+            (hi - lo) / self.bins as f64
         } else {
             // A flat line: any move of 1 % (or of 1e-9 around zero) is news.
             (lo.abs() * 0.01).max(1e-9)
@@ -401,7 +418,7 @@ impl Detector {
     fn symbol(&self, value: f64) -> i32 {
         ((value - self.lo) / self.width)
             .floor()
-            .clamp(0.0, self.cfg.bins as f64) as i32
+            .clamp(0.0, self.bins as f64) as i32
     }
 
     fn bins_range(&self, first: i32, last: i32) -> (f64, f64) {
@@ -423,7 +440,7 @@ impl Detector {
         }
         let mut first = None;
         let mut last = None;
-        for s in 0..=self.cfg.bins as i32 {
+        for s in 0..=self.bins as i32 {
             let bigram = mix(mix(SEED, s as u64), prev as u64);
             if self.counts.get(bigram) > 0 {
                 first.get_or_insert(s);
