@@ -58,13 +58,7 @@ fn main() {
         max_age_ms: i64::MAX / 4,
         max_series: 1_000_000,
     });
-    let scenarios = [
-        Scenario::Steady,
-        Scenario::MemoryLeak,
-        Scenario::ThermalThrottle,
-        Scenario::LoadSpike,
-        Scenario::XidBurst,
-    ];
+    let scenarios = Scenario::ALL;
     // Hosts of 8 GPUs.
     let mut fleets: Vec<SimFleet> = (0..gpus.div_ceil(8))
         .map(|h| {

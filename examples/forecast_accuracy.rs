@@ -105,13 +105,7 @@ fn sim_series() -> Vec<(String, Vec<f64>)> {
         "DCGM_FI_DEV_GPU_TEMP",
         "DCGM_FI_DEV_POWER_USAGE",
     ];
-    let scenarios = [
-        Scenario::Steady,
-        Scenario::MemoryLeak,
-        Scenario::ThermalThrottle,
-        Scenario::LoadSpike,
-        Scenario::XidBurst,
-    ];
+    let scenarios = Scenario::ALL;
     let steps: i64 = 4 * 3600; // four hours at 1 s
     let mut fleet = SimFleet::new(scenarios.len(), "sim", &scenarios, 7);
     let samples: Vec<Sample> = (0..steps).flat_map(|i| fleet.sample(i * 1000)).collect();

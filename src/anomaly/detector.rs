@@ -60,30 +60,39 @@ pub const FIRE_LEVEL: f64 = 0.75;
 const RING: usize = 1024;
 
 impl DetectorConfig {
-    /// Checks the values; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the values; the error is the field's name and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(2..=1000).contains(&self.bins) {
-            return Err(format!(
-                "bins must be between 2 and 1000, got {}",
-                self.bins
+            return Err((
+                "bins",
+                format!("bins must be between 2 and 1000, got {}", self.bins),
             ));
         }
         if !(1..=MAX_ORDER as u32).contains(&self.context_order) {
-            return Err(format!(
-                "context_order must be between 1 and {MAX_ORDER}, got {}",
-                self.context_order
+            return Err((
+                "context_order",
+                format!(
+                    "context_order must be between 1 and {MAX_ORDER}, got {}",
+                    self.context_order
+                ),
             ));
         }
         if self.warmup_samples < 2 {
-            return Err(format!(
-                "warmup_samples must be at least 2, got {}",
-                self.warmup_samples
+            return Err((
+                "warmup_samples",
+                format!(
+                    "warmup_samples must be at least 2, got {}",
+                    self.warmup_samples
+                ),
             ));
         }
         if !(self.range_tolerance_bins >= 0.0 && self.range_tolerance_bins.is_finite()) {
-            return Err(format!(
-                "range_tolerance_bins must be a finite number >= 0, got {}",
-                self.range_tolerance_bins
+            return Err((
+                "range_tolerance_bins",
+                format!(
+                    "range_tolerance_bins must be a finite number >= 0, got {}",
+                    self.range_tolerance_bins
+                ),
             ));
         }
         Ok(())
@@ -614,11 +623,15 @@ mod tests {
             context_order: 9,
             ..DetectorConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("context_order"));
+        let (field, message) = bad.validate().unwrap_err();
+        assert_eq!(field, "context_order");
+        assert!(message.contains("context_order"));
         let bad = DetectorConfig {
             bins: 1,
             ..DetectorConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("bins"));
+        let (field, message) = bad.validate().unwrap_err();
+        assert_eq!(field, "bins");
+        assert!(message.contains("bins"));
     }
 }

@@ -3,20 +3,20 @@
 //! score samples built, anomalies opened and merged, and a bounded list of recent ones.
 //! Time comes in with the samples; nothing here reads a clock.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-
 use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
 
 use super::detector::{Detector, DetectorConfig, Reason};
-use crate::model::catalog::{self, MetricType};
+use crate::model::catalog;
 use crate::model::selector::Selector;
-use crate::model::series::{BuildPrehashed, Sample, Series, SeriesKey};
+use crate::model::series::{
+    derived_series, BuildPrehashed, Sample, Series, SeriesKey, DERIVED_FROM_LABEL,
+};
 
 /// Name of the score series the detector emits, one per watched series.
 pub const SCORE_METRIC: &str = catalog::ANOMALY_SCORE;
 /// Label of a score series that names the watched series' metric.
-pub const METRIC_LABEL: &str = "metric";
+pub const METRIC_LABEL: &str = DERIVED_FROM_LABEL;
 
 /// A watched series silent this long (in sample time) is forgotten, freeing its slot.
 pub const IDLE_MS: i64 = 10 * 60 * 1000;
@@ -351,25 +351,11 @@ impl AnomalyEngine {
 
 impl Watched {
     fn new(series: &SeriesKey, cfg: &DetectorConfig) -> Self {
-        // Counters and histogram parts only grow: they are judged by their rate.
-        let is_counter = catalog::family_of(series.name())
-            .map(|f| matches!(f.kind, MetricType::Counter | MetricType::Histogram))
-            .unwrap_or_else(|| {
-                ["_total", "_count", "_sum", "_bucket"]
-                    .iter()
-                    .any(|s| series.name().ends_with(s))
-            });
-        let mut labels: Vec<(Arc<str>, Arc<str>)> = series
-            .labels()
-            .iter()
-            .filter(|(k, _)| &**k != METRIC_LABEL)
-            .cloned()
-            .collect();
-        labels.push((METRIC_LABEL.into(), series.name_shared().clone()));
         Watched {
             detector: Detector::new(cfg.clone()),
-            score_series: SeriesKey::shared(SCORE_METRIC, labels),
-            is_counter,
+            score_series: derived_series(series, SCORE_METRIC, &[]),
+            // Counters and histogram parts only grow: they are judged by their rate.
+            is_counter: catalog::is_cumulative(series.name()),
             last_ms: None,
             last_raw: 0.0,
             interval_ms: 0.0,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::JsonBody;
+use super::extract::{match_param, JsonBody};
 use super::AppState;
 use crate::actors::rule_engine::GetRules;
 use crate::actors::rule_engine::{
@@ -54,11 +54,7 @@ fn filter(p: &FilterParams) -> Result<AlertFilter, ApiError> {
             )))
         }
     };
-    let matchers = match &p.matchers {
-        Some(m) => crate::promql::parse_matchers(m)
-            .map_err(|e| ApiError::BadRequest(format!("match: {e}")))?,
-        None => Default::default(),
-    };
+    let matchers = match_param(p.matchers.as_deref())?;
     Ok(AlertFilter {
         state,
         severity: p.severity.clone(),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::extract::match_param;
 use super::AppState;
 use crate::anomaly::AnomalyFilter;
 use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
@@ -51,11 +52,7 @@ pub async fn list(
             )));
         }
     }
-    let matchers = match &p.matchers {
-        Some(m) => crate::promql::parse_matchers(m)
-            .map_err(|e| ApiError::BadRequest(format!("match: {e}")))?,
-        None => Default::default(),
-    };
+    let matchers = match_param(p.matchers.as_deref())?;
     let Some(detector) = &state.handles.anomalies else {
         return Ok(Json(json!({
             "enabled": false,

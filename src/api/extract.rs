@@ -99,3 +99,13 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
         Ok(OptionalJsonBody(parse_json(&bytes)?))
     }
 }
+
+/// The `match` query parameter (label matchers like `{gpu="0", Hostname=~"node-.*"}`); none
+/// matches every series. A bad one is a 400 naming the parameter.
+pub fn match_param(text: Option<&str>) -> Result<crate::model::selector::Selector, ApiError> {
+    match text {
+        Some(m) => crate::promql::parse_matchers(m)
+            .map_err(|e| ApiError::BadRequest(format!("match: {e}"))),
+        None => Ok(Default::default()),
+    }
+}

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::extract::match_param;
 use super::AppState;
 use crate::messages::predictions::ListPredictions;
 use crate::predict::engine::PredictionFilter;
@@ -32,11 +33,7 @@ pub async fn list(
             "horizon_s: must be at least 1".to_string(),
         ));
     }
-    let matchers = match &p.matchers {
-        Some(m) => crate::promql::parse_matchers(m)
-            .map_err(|e| ApiError::BadRequest(format!("match: {e}")))?,
-        None => Default::default(),
-    };
+    let matchers = match_param(p.matchers.as_deref())?;
     let Some(predictor) = &state.handles.predictor else {
         return Ok(Json(json!({
             "enabled": false,

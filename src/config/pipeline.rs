@@ -274,10 +274,9 @@ impl AnomalyConfig {
                 format!("must be a number >= 1, got {}", self.gap_intervals),
             ));
         }
-        self.detector.validate().map_err(|e| {
-            let field = e.split(' ').next().unwrap_or("").to_string();
-            (format!("anomaly.detector.{field}"), e)
-        })
+        self.detector
+            .validate()
+            .map_err(|(field, message)| (format!("anomaly.detector.{field}"), message))
     }
 }
 

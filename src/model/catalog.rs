@@ -219,6 +219,18 @@ pub fn family_of(series_name: &str) -> Option<&'static MetricInfo> {
     })
 }
 
+/// Whether a series only grows: a counter or a histogram part (by the catalog, or by the
+/// Prometheus suffixes for names it does not know). Processors judge such series by rate.
+pub fn is_cumulative(series_name: &str) -> bool {
+    family_of(series_name)
+        .map(|f| matches!(f.kind, MetricType::Counter | MetricType::Histogram))
+        .unwrap_or_else(|| {
+            ["_total", "_count", "_sum", "_bucket"]
+                .iter()
+                .any(|s| series_name.ends_with(s))
+        })
+}
+
 /// Unit of a metric, for API responses.
 pub fn unit_of(name: &str) -> &'static str {
     family_of(name).map(|m| m.unit).unwrap_or("")

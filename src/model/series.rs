@@ -218,6 +218,25 @@ impl Sample {
     }
 }
 
+/// Label naming the series a derived series (score, forecast) was computed from.
+pub const DERIVED_FROM_LABEL: &str = "metric";
+
+/// A series computed from `source`: named `name`, with `source`'s labels plus
+/// `metric="<source name>"` and `extra` (which replace labels of the same names).
+pub fn derived_series(source: &SeriesKey, name: &str, extra: &[(&str, &str)]) -> Series {
+    let mut labels: Vec<(LabelStr, LabelStr)> = source
+        .labels()
+        .iter()
+        .filter(|(k, _)| &**k != DERIVED_FROM_LABEL && !extra.iter().any(|(e, _)| *e == &**k))
+        .cloned()
+        .collect();
+    labels.push((DERIVED_FROM_LABEL.into(), source.name_shared().clone()));
+    for (k, v) in extra {
+        labels.push(((*k).into(), (*v).into()));
+    }
+    SeriesKey::shared(name, labels)
+}
+
 /// A hasher that passes the precomputed `SeriesKey` hash through.
 #[derive(Default)]
 pub struct PrehashedHasher(u64);

@@ -3,15 +3,13 @@
 //! predictions kept for the API, failure back-off, and the forecast series put on the
 //! stream. Time comes in as arguments.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use serde::Serialize;
+use std::collections::HashMap;
 
 use super::model::{self, describe_span, exhaustion, robust_trend, Calibration};
-use crate::model::catalog::{self, MetricType};
+use crate::model::catalog;
 use crate::model::selector::Selector;
-use crate::model::series::{BuildPrehashed, Sample, Series, SeriesKey};
+use crate::model::series::{derived_series, BuildPrehashed, Sample, Series, SeriesKey};
 use crate::window::SeriesPoints;
 
 /// Forecast series: the watched series' labels plus `metric`, `horizon` and `bound`.
@@ -240,7 +238,7 @@ impl PredictorEngine {
                 self.counts.series_refused += 1;
                 continue;
             }
-            let is_rate = is_counter(name);
+            let is_rate = catalog::is_cumulative(name);
             let grid = model::resample(&w.points, now_ms, self.settings.step_ms, buckets, is_rate);
             if grid.trailing_gap > STALE_STEPS {
                 // Silent for a while: its forecast and calibration go; it is not a failure.
@@ -420,7 +418,7 @@ impl PredictorEngine {
             let horizon = format!("{h_s}s");
             let mut push = |bound: String, v: f64| {
                 out.push(Sample::new(
-                    derived(
+                    derived_series(
                         &p.series,
                         FORECAST_METRIC,
                         &[("horizon", &horizon), ("bound", &bound)],
@@ -444,7 +442,7 @@ impl PredictorEngine {
                     ("earliest", e.earliest_seconds),
                     ("latest", e.latest_seconds),
                 ] {
-                    let s = derived(
+                    let s = derived_series(
                         &p.series,
                         EXHAUSTION_METRIC,
                         &[("resource", &e.resource), ("bound", bound)],
@@ -486,17 +484,6 @@ impl PredictorEngine {
     }
 }
 
-/// Whether a series only grows (a counter or a histogram part): forecast as a rate.
-pub fn is_counter(name: &str) -> bool {
-    catalog::family_of(name)
-        .map(|f| matches!(f.kind, MetricType::Counter | MetricType::Histogram))
-        .unwrap_or_else(|| {
-            ["_total", "_count", "_sum", "_bucket"]
-                .iter()
-                .any(|s| name.ends_with(s))
-        })
-}
-
 /// Name and labels, for matching a series with its limit.
 type LimitKey<'a> = (&'a str, Vec<(&'a str, &'a str)>);
 
@@ -505,21 +492,6 @@ fn limit_key(s: &SeriesKey) -> LimitKey<'_> {
         s.name(),
         s.labels().iter().map(|(k, v)| (&**k, &**v)).collect(),
     )
-}
-
-/// A derived series: `series`' labels, plus `metric` (its name) and `extra`.
-fn derived(series: &SeriesKey, name: &str, extra: &[(&str, &str)]) -> Series {
-    let mut labels: Vec<(Arc<str>, Arc<str>)> = series
-        .labels()
-        .iter()
-        .filter(|(k, _)| &**k != "metric" && !extra.iter().any(|(e, _)| *e == &**k))
-        .cloned()
-        .collect();
-    labels.push(("metric".into(), series.name_shared().clone()));
-    for (k, v) in extra {
-        labels.push(((*k).into(), (*v).into()));
-    }
-    SeriesKey::shared(name, labels)
 }
 
 /// "GPU 3" (on a host) or the series' name, for sentences.

@@ -45,6 +45,17 @@ pub enum Scenario {
     XidBurst,
 }
 
+impl Scenario {
+    /// Every scenario, in the order they are documented.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Steady,
+        Scenario::MemoryLeak,
+        Scenario::ThermalThrottle,
+        Scenario::LoadSpike,
+        Scenario::XidBurst,
+    ];
+}
+
 /// One simulated GPU.
 #[derive(Debug)]
 struct SimGpu {
