@@ -38,5 +38,6 @@ pub mod rules;
 pub mod sampling;
 pub mod server;
 pub mod sim;
+pub mod telemetry;
 pub mod views;
 pub mod window;
