@@ -121,7 +121,7 @@ fn main() -> ExitCode {
                 let on_off = |on: bool, what: String| if on { what } else { "off".to_string() };
                 println!(
                     "configuration OK: listen {}, GPU source {:?}, {} sink(s), {} rule(s), \
-                     anomaly detector {}, predictor {}",
+                     anomaly detector {}, predictor {}, tracing {}",
                     service.server.listen,
                     pipeline.sources.gpu.mode,
                     pipeline.sinks.len(),
@@ -140,6 +140,18 @@ fn main() -> ExitCode {
                             "on ({} selector(s), refit every {} ms)",
                             pipeline.predictor.watch.len(),
                             pipeline.predictor.refit_interval_ms
+                        )
+                    ),
+                    on_off(
+                        service.tracing.enabled,
+                        format!(
+                            "on (ratio {}, at most {} new traces/s, export to {})",
+                            service.tracing.sampling_ratio.0,
+                            service.tracing.max_traces_per_second,
+                            service
+                                .tracing
+                                .export_endpoint(|v| std::env::var(v).ok())
+                                .unwrap_or_else(|| "none".to_string())
                         )
                     ),
                 );

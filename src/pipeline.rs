@@ -25,8 +25,9 @@ use crate::mailbox::{Mailbox, MailboxGauge};
 use crate::messages::commands::Command;
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::GetStats;
-use crate::requests::{AggregatorLimits, RequestAggregator, SelfMetricsBuffer};
+use crate::requests::{AggregatorLimits, RequestAggregator, SelfMetricsBuffer, TracedRequests};
 use crate::sim::fleet::SimFleet;
+use crate::telemetry::Telemetry;
 use crate::views::GpuSourceInfo;
 
 /// Commands kept for slow subscribers before they miss some (and are told so).
@@ -46,6 +47,8 @@ pub enum StartError {
     Nvml(String),
     #[error("rules: {0}")]
     Rules(#[from] crate::rules::RuleError),
+    #[error("tracing: {0}")]
+    Tracing(#[from] crate::telemetry::TelemetryError),
 }
 
 /// A running component, for status and `/metrics`.
@@ -77,6 +80,10 @@ pub struct Handles {
     pub self_metrics: SelfMetricsBuffer,
     pub clock: Clock,
     pub stale_after_ms: i64,
+    /// Tracing (spans, trace store, OTLP export); off when the config says so.
+    pub telemetry: Telemetry,
+    /// Request records that carry a trace id, for trace lookups.
+    pub traced_requests: TracedRequests,
 }
 
 /// The GPU source, decided before anything starts.
@@ -176,6 +183,10 @@ pub fn start(
     };
     let rule_groups = crate::rules::load_sources(rule_sources.builtin_pack, &rule_sources.paths)?;
     let (gpu_choice, gpu_source) = choose_gpu_source(pipeline)?;
+    let endpoint = service
+        .tracing
+        .export_endpoint(|var| std::env::var(var).ok());
+    let telemetry = Telemetry::start(&service.tracing, endpoint)?;
     tracing::info!(
         source = gpu_source.kind,
         "GPU source: {}",
@@ -192,6 +203,9 @@ pub fn start(
                 stats,
             })
         };
+
+    let tracer = crate::actors::tracer::TracerStats(telemetry.clone()).start();
+    component("tracing", "tracer", false, tracer.recipient());
 
     // 2. Sinks.
     let mut downstream = Vec::new();
@@ -266,7 +280,10 @@ pub fn start(
         GpuChoice::Nvml(nvml) => {
             match NvmlGpuSampler::new(nvml, hostname(), interval, to_window.clone(), clock.clone())
             {
-                Ok(sampler) => sampler.start().recipient(),
+                Ok(sampler) => sampler
+                    .with_telemetry(telemetry.clone())
+                    .start()
+                    .recipient(),
                 Err(e) => return Err(StartError::Nvml(e)),
             }
         }
@@ -281,6 +298,7 @@ pub fn start(
                 clock.clone(),
                 gpu_source.detail.clone(),
             )
+            .with_telemetry(telemetry.clone())
             .start()
             .recipient()
         }
@@ -302,6 +320,7 @@ pub fn start(
         clock.clone(),
         MailboxGauge::default(),
     )
+    .with_telemetry(telemetry.clone())
     .start();
     component(
         "request_sampler",
@@ -346,5 +365,7 @@ pub fn start(
         self_metrics,
         clock,
         stale_after_ms: settings.stale_after_ms,
+        telemetry,
+        traced_requests: TracedRequests::new(req_cfg.max_traced.get()),
     })
 }

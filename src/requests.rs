@@ -394,9 +394,129 @@ impl SelfMetricsBuffer {
     }
 }
 
+/// Ingested records that carry a trace id, newest last, for looking a request up by its
+/// trace (and a slow one beside the GPU samples of its moment).
+#[derive(Debug, Clone)]
+pub struct TracedRequests {
+    inner: Arc<Mutex<TracedRing>>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct TracedRing {
+    records: VecDeque<RequestRecord>,
+    evicted: u64,
+}
+
+/// Which traced records a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct TracedFilter {
+    pub trace_id: Option<String>,
+    pub min_latency_ms: Option<f64>,
+    pub route: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}
+
+impl TracedRequests {
+    pub fn new(capacity: usize) -> Self {
+        TracedRequests {
+            inner: Arc::default(),
+            capacity,
+        }
+    }
+
+    /// Keeps the records that have a trace id (their timestamps already set).
+    pub fn extend(&self, records: impl IntoIterator<Item = RequestRecord>) {
+        let mut ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for r in records.into_iter().filter(|r| r.trace_id.is_some()) {
+            if ring.records.len() >= self.capacity {
+                ring.records.pop_front();
+                ring.evicted += 1;
+            }
+            ring.records.push_back(r);
+        }
+    }
+
+    /// Matching records, newest first, at most `filter.limit`; and how many matched.
+    pub fn find(&self, filter: &TracedFilter) -> (Vec<RequestRecord>, usize) {
+        let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let matching = ring.records.iter().rev().filter(|r| {
+            filter.trace_id.as_deref().is_none_or(|t| {
+                r.trace_id
+                    .as_deref()
+                    .is_some_and(|id| id.eq_ignore_ascii_case(t))
+            }) && filter.min_latency_ms.is_none_or(|l| r.latency_ms >= l)
+                && filter.route.as_deref().is_none_or(|route| r.route == route)
+                && filter
+                    .since_ms
+                    .is_none_or(|t| r.timestamp.is_some_and(|ts| ts >= t))
+        });
+        let mut total = 0;
+        let mut out = Vec::new();
+        for r in matching {
+            total += 1;
+            if out.len() < filter.limit {
+                out.push(r.clone());
+            }
+        }
+        (out, total)
+    }
+
+    /// (records held, records evicted so far).
+    pub fn stats(&self) -> (usize, u64) {
+        let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (ring.records.len(), ring.evicted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traced_requests_keep_the_newest_records_with_trace_ids() {
+        let ring = TracedRequests::new(2);
+        let rec = |n: i64, trace: Option<&str>| RequestRecord {
+            timestamp: Some(n),
+            route: "/v1/generate".into(),
+            status: 200,
+            latency_ms: n as f64,
+            gpu: None,
+            trace_id: trace.map(str::to_string),
+            service: None,
+        };
+        let a = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let b = "4bf92f3577b34da6a3ce929d0e0e4737";
+        ring.extend([
+            rec(1, Some(a)),
+            rec(2, None),
+            rec(3, Some(b)),
+            rec(4, Some(a)),
+        ]);
+        assert_eq!(ring.stats(), (2, 1));
+        let all = TracedFilter {
+            limit: 10,
+            ..TracedFilter::default()
+        };
+        let (found, total) = ring.find(&all);
+        assert_eq!(total, 2);
+        assert_eq!(
+            found.iter().map(|r| r.latency_ms).collect::<Vec<_>>(),
+            [4.0, 3.0]
+        );
+        let (by_id, _) = ring.find(&TracedFilter {
+            trace_id: Some(a.to_uppercase()),
+            ..all.clone()
+        });
+        assert_eq!(by_id.len(), 1);
+        assert_eq!(by_id[0].timestamp, Some(4));
+        let (slow, _) = ring.find(&TracedFilter {
+            min_latency_ms: Some(3.5),
+            ..all
+        });
+        assert_eq!(slow.len(), 1);
+    }
 
     fn rec(route: &str, status: u16, latency_ms: f64) -> RequestRecord {
         RequestRecord {

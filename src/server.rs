@@ -36,6 +36,7 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
         max_profile_window_s: pipeline_cfg.window.max_age_s.get(),
     };
     spawn_reload_on_sighup(handles.rules.clone());
+    let telemetry = handles.telemetry.clone();
     let app = api::router(AppState::new(handles, limits));
     if !local.ip().is_loopback() {
         tracing::warn!("listening on {local}, which is reachable from other hosts; the API has no authentication");
@@ -53,6 +54,8 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
         .await
         .context("HTTP server task")?
         .context("HTTP server")?;
+    // Flush spans still queued for the OTLP collector (waits up to the export timeout).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     tracing::info!("shut down");
     actix::System::current().stop();
     Ok(())

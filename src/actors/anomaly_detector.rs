@@ -47,10 +47,25 @@ impl Handler<ProcessBatch> for AnomalyDetector {
     type Result = MessageResult<ProcessBatch>;
 
     fn handle(&mut self, ProcessBatch(batch): ProcessBatch, _: &mut Self::Context) -> Self::Result {
+        let span = batch.span("processor.anomaly_detector");
         self.received += batch.len() as u64;
         let (scores, opened): (Vec<Sample>, Vec<u64>) = self.engine.process(&batch.samples);
+        if let Some(s) = &span {
+            s.set("pulse.scores", scores.len() as i64);
+            s.set("pulse.anomalies_opened", opened.len() as i64);
+        }
         for id in opened {
             if let Some(a) = self.engine.get(id) {
+                if let Some(s) = &span {
+                    s.event(
+                        "anomaly opened",
+                        vec![
+                            opentelemetry::KeyValue::new("anomaly.id", id as i64),
+                            opentelemetry::KeyValue::new("series", a.series.to_string()),
+                            opentelemetry::KeyValue::new("reason", a.detail.clone()),
+                        ],
+                    );
+                }
                 tracing::info!(
                     id,
                     metric = a.series.name(),

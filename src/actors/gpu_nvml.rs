@@ -68,6 +68,7 @@ pub struct NvmlGpuSampler {
     downstream: Mailbox<SampleBatch>,
     clock: Clock,
     counters: SamplerCounters,
+    telemetry: crate::telemetry::Telemetry,
     /// Read errors other than "not supported", by metric.
     read_errors: u64,
     /// Last read error, for status.
@@ -75,6 +76,12 @@ pub struct NvmlGpuSampler {
 }
 
 impl NvmlGpuSampler {
+    /// Traces each batch through `telemetry` (off by default).
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
     /// Discovers the GPUs; fails when NVML cannot list them.
     pub fn new(
         nvml: &'static Nvml,
@@ -115,6 +122,7 @@ impl NvmlGpuSampler {
             counters: SamplerCounters::default(),
             read_errors: 0,
             last_error: None,
+            telemetry: Default::default(),
         })
     }
 
@@ -240,7 +248,8 @@ impl Handler<Tick> for NvmlGpuSampler {
     type Result = ();
 
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
-        let batch = SampleBatch::new(self.read_all(self.clock.now_ms()));
+        let batch =
+            SampleBatch::new(self.read_all(self.clock.now_ms())).traced(&self.telemetry, "nvml");
         let downstream = self.downstream.clone();
         emit_and_reschedule(self, ctx, &downstream, batch, self.interval);
     }

@@ -28,6 +28,7 @@ pub struct SimulatedGpuSampler {
     /// Why the simulator runs (shown in status).
     reason: String,
     counters: SamplerCounters,
+    telemetry: crate::telemetry::Telemetry,
     /// Cleanup commands applied.
     cleanups: u64,
     /// Commands missed because the command stream outran this actor.
@@ -53,7 +54,14 @@ impl SimulatedGpuSampler {
             counters: SamplerCounters::default(),
             cleanups: 0,
             commands_missed: 0,
+            telemetry: Default::default(),
         }
+    }
+
+    /// Traces each batch through `telemetry` (off by default).
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 }
 
@@ -78,7 +86,8 @@ impl Handler<Tick> for SimulatedGpuSampler {
     type Result = ();
 
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
-        let batch = SampleBatch::new(self.fleet.sample(self.clock.now_ms()));
+        let batch = SampleBatch::new(self.fleet.sample(self.clock.now_ms()))
+            .traced(&self.telemetry, "gpu_simulated");
         let downstream = self.downstream.clone();
         emit_and_reschedule(self, ctx, &downstream, batch, self.interval);
     }

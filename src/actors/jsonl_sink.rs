@@ -77,6 +77,8 @@ impl Handler<SampleBatch> for JsonlSink {
     type Result = ();
 
     fn handle(&mut self, batch: SampleBatch, _: &mut Self::Context) {
+        let span = batch.span("sink.jsonl");
+        let failed_before = self.failed;
         self.received += batch.len() as u64;
         for s in batch.samples.iter() {
             let res = serde_json::to_writer(&mut self.writer, s)
@@ -88,6 +90,17 @@ impl Handler<SampleBatch> for JsonlSink {
                     self.failed += 1;
                     self.last_error = Some(e.to_string());
                 }
+            }
+        }
+        if let Some(span) = span {
+            span.set("pulse.sink.path", self.path.display().to_string());
+            let failed = self.failed - failed_before;
+            span.set("pulse.failed", failed as i64);
+            if failed > 0 {
+                span.error(format!(
+                    "{failed} samples not written: {}",
+                    self.last_error.as_deref().unwrap_or("unknown error")
+                ));
             }
         }
     }

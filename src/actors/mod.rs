@@ -8,6 +8,7 @@ pub mod predictor;
 pub mod query;
 pub mod request_sampler;
 pub mod rule_engine;
+pub mod tracer;
 pub mod window_store;
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub struct RequestSampler {
     gauge: MailboxGauge,
     counters: SamplerCounters,
     batches: u64,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 impl RequestSampler {
@@ -63,7 +64,14 @@ impl RequestSampler {
             gauge,
             counters: SamplerCounters::default(),
             batches: 0,
+            telemetry: Default::default(),
         }
+    }
+
+    /// Traces each batch through `telemetry` (off by default).
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 }
 
@@ -90,7 +98,8 @@ impl Handler<Tick> for RequestSampler {
         let (own, dropped) = self.own.drain();
         self.own_dropped = dropped;
         self.aggregator.record(now, &own);
-        let batch = SampleBatch::new(self.aggregator.samples(now));
+        let batch =
+            SampleBatch::new(self.aggregator.samples(now)).traced(&self.telemetry, "requests");
         let downstream = self.downstream.clone();
         emit_and_reschedule(self, ctx, &downstream, batch, self.interval);
     }

@@ -84,15 +84,33 @@ impl Handler<SampleBatch> for WindowStoreActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, batch: SampleBatch, _ctx: &mut Self::Context) -> Self::Result {
+        let span = batch.span("window_store.ingest");
         let outcome = self.store.ingest(&batch.samples);
         self.received += batch.len() as u64;
         self.stored += outcome.stored + outcome.replaced;
         self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
+        if let Some(s) = &span {
+            s.set("pulse.stored", (outcome.stored + outcome.replaced) as i64);
+            s.set(
+                "pulse.refused",
+                (outcome.refused_series_limit + outcome.refused_out_of_order) as i64,
+            );
+            s.set("pulse.series", self.store.series_count() as i64);
+        }
+        // Processors and sinks hang their spans from this one; the batch's root stays
+        // open while `batch` is held below.
+        let batch = (batch.with_trace(span.clone()), batch);
         if self.processors.is_empty() {
-            return self.forward(batch);
+            return AtomicResponse::new(Box::pin(self.forward_all(batch.0, None).map(
+                move |(), _, _| {
+                    drop(batch.1);
+                    end(span)
+                },
+            )));
         }
         let processors = self.processors.clone();
         let process = async move {
+            let (batch, root) = batch;
             let mut derived = Vec::new();
             let mut failures = 0;
             for p in &processors {
@@ -101,11 +119,17 @@ impl Handler<SampleBatch> for WindowStoreActor {
                     Err(_) => failures += 1,
                 }
             }
-            (batch, derived, failures)
+            (batch, root, derived, failures)
         };
         AtomicResponse::new(Box::pin(process.into_actor(self).then(
-            |(batch, derived, failures), act, _| {
+            move |(batch, root, derived, failures), act, _| {
                 act.forward_failures += failures;
+                if let Some(s) = &span {
+                    s.set("pulse.derived", derived.len() as i64);
+                    if failures > 0 {
+                        s.error(format!("{failures} processors did not answer"));
+                    }
+                }
                 let derived = if derived.is_empty() {
                     None
                 } else {
@@ -113,11 +137,20 @@ impl Handler<SampleBatch> for WindowStoreActor {
                     let outcome = act.store.ingest(&derived);
                     act.stored += outcome.stored + outcome.replaced;
                     act.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
-                    Some(SampleBatch::new(derived))
+                    Some(SampleBatch::new(derived).with_trace(batch.trace.clone()))
                 };
-                act.forward_all(batch, derived)
+                act.forward_all(batch, derived).map(move |(), _, _| {
+                    drop(root);
+                    end(span)
+                })
             },
         )))
+    }
+}
+
+fn end(span: Option<crate::telemetry::SpanCx>) {
+    if let Some(s) = span {
+        s.end();
     }
 }
 

@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use opentelemetry::trace::SpanKind;
 use serde_json::json;
 
 use super::error::ApiError;
@@ -17,22 +18,65 @@ use super::extract::JsonBody;
 use super::AppState;
 use crate::actors::request_sampler::IngestRequests;
 use crate::requests::RequestRecord;
+use crate::telemetry::SpanCx;
 
 /// How long a batch may wait for room in the request sampler's mailbox.
 pub const INGEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn ingest_requests(
     State(state): State<AppState>,
-    JsonBody(records): JsonBody<Vec<RequestRecord>>,
+    span: Option<Extension<SpanCx>>,
+    headers: HeaderMap,
+    JsonBody(mut records): JsonBody<Vec<RequestRecord>>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     for (i, r) in records.iter().enumerate() {
         r.validate()
             .map_err(|(field, why)| ApiError::BadRequest(format!("[{i}].{field}: {why}")))?;
     }
+    // Records without a trace id of their own take the batch's `traceparent`.
+    let (batch_trace, ignored) = match super::traceparent(&headers) {
+        Some(Ok(sc)) => (Some(sc.trace_id().to_string()), None),
+        Some(Err(why)) => (None, Some(format!("traceparent ignored: {why}"))),
+        None => (None, None),
+    };
+    let now = state.handles.clock.now_ms();
+    let mut traced = Vec::new();
+    for r in &mut records {
+        if r.trace_id.is_none() {
+            r.trace_id = batch_trace.clone();
+        }
+        if r.trace_id.is_some() {
+            let mut t = r.clone();
+            t.timestamp.get_or_insert(now);
+            traced.push(t);
+        }
+    }
     let n = records.len();
+    let child = span.map(|Extension(s)| {
+        let c = s.child("request_sampler.ingest", SpanKind::Client);
+        c.set("pulse.records", n as i64);
+        c.set("pulse.records_traced", traced.len() as i64);
+        c
+    });
     let send = state.handles.requests.send(IngestRequests { records });
-    match tokio::time::timeout(INGEST_TIMEOUT, send).await {
-        Ok(Ok(accepted)) => Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted })))),
+    let outcome = tokio::time::timeout(INGEST_TIMEOUT, send).await;
+    if let (Some(c), Err(_) | Ok(Err(_))) = (&child, &outcome) {
+        c.error("the request sampler did not take the batch");
+    }
+    drop(child);
+    match outcome {
+        Ok(Ok(accepted)) => {
+            let traced_n = traced.len();
+            state.handles.traced_requests.extend(traced);
+            let mut body = json!({ "accepted": accepted, "traced": traced_n });
+            if let Some(t) = batch_trace {
+                body["trace_id"] = json!(t);
+            }
+            if let Some(w) = ignored {
+                body["warning"] = json!(w);
+            }
+            Ok((StatusCode::ACCEPTED, Json(body)))
+        }
         Ok(Err(e)) => Err(ApiError::Unavailable(format!(
             "request sampler is not running: {e}"
         ))),

@@ -11,19 +11,23 @@ mod metrics;
 mod phase4;
 mod predictions;
 mod status;
+mod traces;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use opentelemetry::trace::{SpanContext, SpanKind};
 
 use crate::clock::system_now_ms;
 use crate::pipeline::Handles;
 use crate::requests::{RequestRecord, PULSE_SERVICE};
+use crate::telemetry::parse_traceparent;
 use error::ApiError;
 
 /// Limits the API enforces.
@@ -75,6 +79,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/predictions", get(predictions::list))
         .route("/api/phase4/anomalies", get(anomalies::list))
         .route("/api/phase4/anomalies/{id}", get(anomalies::one))
+        .route("/api/phase4/traces", get(traces::list))
+        .route("/api/phase4/traces/{trace_id}", get(traces::one))
+        .route("/api/v1/requests/traced", get(traces::traced_requests))
         .route("/api/phase4/alerts/active", get(alerts::active))
         .route("/api/phase4/alerts/history", get(alerts::history))
         .route(
@@ -93,22 +100,65 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Pulse's own handlers are measured like the services it watches (`service="pulse"`).
-async fn record_own_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The W3C `traceparent` a request carries: `None` when absent, `Err` (why) when invalid.
+/// An invalid one is ignored for tracing, as the W3C recommendation says.
+pub fn traceparent(headers: &HeaderMap) -> Option<Result<SpanContext, &'static str>> {
+    let value = headers.get("traceparent")?;
+    Some(
+        value
+            .to_str()
+            .map_err(|_| "not ASCII")
+            .and_then(parse_traceparent),
+    )
+}
+
+/// Pulse's own handlers are measured like the services it watches (`service="pulse"`),
+/// and traced: a server span per request (continuing the caller's `traceparent`), which
+/// handlers find in the request's extensions to hang their own spans from. A traced
+/// response carries `traceresponse` with the trace id.
+async fn record_own_request(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let response = next.run(req).await;
+    let remote = traceparent(req.headers()).and_then(Result::ok);
+    let span = state
+        .handles
+        .telemetry
+        .root("HTTP request", SpanKind::Server, remote.as_ref());
+    if let Some(s) = &span {
+        s.rename(format!("{} {route}", req.method()));
+        s.set("http.request.method", req.method().to_string());
+        s.set("http.route", route.clone());
+        s.set("url.path", req.uri().path().to_string());
+        req.extensions_mut().insert(s.clone());
+    }
+    let mut response = next.run(req).await;
+    let status = response.status().as_u16();
+    let trace_id = span.as_ref().map(|s| {
+        s.set("http.response.status_code", status as i64);
+        if status >= 500 {
+            s.error(format!("HTTP {status}"));
+        }
+        if let Ok(v) = HeaderValue::from_str(&s.traceparent()) {
+            response.headers_mut().insert("traceresponse", v);
+        }
+        s.end();
+        s.trace_id().to_string()
+    });
     state.handles.self_metrics.push(RequestRecord {
         timestamp: Some(system_now_ms()),
         route,
-        status: response.status().as_u16(),
+        status,
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         gpu: None,
-        trace_id: None,
+        trace_id,
         service: Some(PULSE_SERVICE.to_string()),
     });
     response

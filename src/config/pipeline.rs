@@ -112,6 +112,8 @@ pub struct RequestSourceConfig {
     pub max_recent: NonZeroUsize,
     /// Distinct (service, route, status) kept; others are folded into route `__other__`.
     pub max_series: NonZeroUsize,
+    /// Records with a trace id kept for trace lookups; the oldest fall out first.
+    pub max_traced: NonZeroUsize,
 }
 
 impl Default for RequestSourceConfig {
@@ -121,6 +123,7 @@ impl Default for RequestSourceConfig {
             window_s: NonZeroU64::new(60).unwrap(),
             max_recent: NonZeroUsize::new(200_000).unwrap(),
             max_series: NonZeroUsize::new(10_000).unwrap(),
+            max_traced: NonZeroUsize::new(10_000).unwrap(),
         }
     }
 }

@@ -128,9 +128,7 @@ impl TryFrom<String> for OtlpEndpoint {
                 "{s:?}: this build exports over plain http only; point it at a collector on http://"
             ));
         }
-        let uri: axum::http::Uri = s
-            .parse()
-            .map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+        let uri: axum::http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(format!(
                 "{s:?} is not an http:// URL with a host (e.g. \"http://127.0.0.1:4318\")"

@@ -227,7 +227,8 @@ impl Telemetry {
             let exported = e.exported.load(Ordering::Relaxed);
             let failed = e.failed.load(Ordering::Relaxed);
             st.extra.insert("otlp_spans_queued_total", queued as f64);
-            st.extra.insert("otlp_spans_exported_total", exported as f64);
+            st.extra
+                .insert("otlp_spans_exported_total", exported as f64);
             st.extra.insert("otlp_spans_failed_total", failed as f64);
             let last_error = e.last_error.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(why) = last_error.as_ref() {
@@ -260,6 +261,10 @@ impl SpanCx {
             cx: self.cx.with_span(span),
             tracer: self.tracer.clone(),
         }
+    }
+
+    pub fn rename(&self, name: impl Into<Cow<'static, str>>) {
+        self.cx.span().update_name(name);
     }
 
     pub fn set(&self, key: &'static str, value: impl Into<Value>) {
@@ -301,7 +306,9 @@ pub fn parse_traceparent(header: &str) -> Result<SpanContext, &'static str> {
     let header = header.trim();
     let parts: Vec<&str> = header.split('-').collect();
     let hex = |s: &str, n: usize| {
-        s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     if parts.len() < 4 || !hex(parts[0], 2) {
         return Err("expected version-traceid-parentid-flags, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");

@@ -225,7 +225,11 @@ impl TraceStore {
     pub fn get(&self, id: TraceId) -> Option<TraceDetail> {
         let spans = self.lock().traces.get(&id)?.spans.clone();
         let summary = summarise(id, &spans);
-        let t0 = spans.iter().map(|s| s.start_time).min().unwrap_or(UNIX_EPOCH);
+        let t0 = spans
+            .iter()
+            .map(|s| s.start_time)
+            .min()
+            .unwrap_or(UNIX_EPOCH);
         let ids: HashMap<SpanId, usize> = spans
             .iter()
             .enumerate()
@@ -288,7 +292,11 @@ fn summarise(id: TraceId, spans: &[SpanData]) -> TraceSummary {
         .iter()
         .filter(|s| !local.contains(&s.parent_span_id))
         .min_by_key(|s| s.start_time);
-    let start = spans.iter().map(|s| s.start_time).min().unwrap_or(UNIX_EPOCH);
+    let start = spans
+        .iter()
+        .map(|s| s.start_time)
+        .min()
+        .unwrap_or(UNIX_EPOCH);
     let end = spans.iter().map(|s| s.end_time).max().unwrap_or(start);
     let error = spans
         .iter()
@@ -364,7 +372,8 @@ fn value_json(v: &Value) -> Json {
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn millis(d: Duration) -> f64 {
@@ -385,8 +394,7 @@ fn estimate_bytes(s: &SpanData) -> usize {
     std::mem::size_of::<SpanData>()
         + s.name.len()
         + s.attributes.iter().map(kv).sum::<usize>()
-        + s
-            .events
+        + s.events
             .iter()
             .map(|e| 64 + e.name.len() + e.attributes.iter().map(kv).sum::<usize>())
             .sum::<usize>()

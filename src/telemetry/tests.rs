@@ -53,7 +53,10 @@ fn a_root_and_its_children_come_back_as_a_tree_in_order() {
     assert_eq!(d.summary.span_count, 4);
     assert_eq!(d.summary.status, TraceStatus::Error);
     assert!(d.spans[0].parent_span_id.is_none());
-    assert_eq!(d.spans[1].parent_span_id.as_ref(), Some(&d.spans[0].span_id));
+    assert_eq!(
+        d.spans[1].parent_span_id.as_ref(),
+        Some(&d.spans[0].span_id)
+    );
     assert_eq!(d.spans[0].attributes["pulse.samples"], 3);
     assert_eq!(d.spans[2].events[0].name, "anomaly opened");
     assert_eq!(d.spans[3].status, "error");
@@ -73,7 +76,10 @@ fn the_store_keeps_the_newest_traces_within_its_count_and_byte_bounds() {
     assert!(store.get(ids[0]).is_none() && store.get(ids[1]).is_none());
     assert!(ids[2..].iter().all(|id| store.get(*id).is_some()));
     let s = store.stats();
-    assert_eq!((s.traces, s.spans, s.counters.traces_evicted_total), (3, 3, 2));
+    assert_eq!(
+        (s.traces, s.spans, s.counters.traces_evicted_total),
+        (3, 3, 2)
+    );
 
     // Bytes: spans with a large attribute push the oldest out before the count does.
     let t = Telemetry::start(&config(1000, 4096, 100), None).unwrap();
@@ -110,12 +116,17 @@ fn a_sampled_traceparent_is_continued_and_an_unsampled_one_is_not() {
     drop(span);
     let d = t.store().unwrap().get(id).unwrap();
     assert!(d.summary.remote_parent);
-    assert_eq!(d.spans[0].parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+    assert_eq!(
+        d.spans[0].parent_span_id.as_deref(),
+        Some("00f067aa0ba902b7")
+    );
     assert!(d.spans[0].parent_is_remote);
 
     let unsampled =
         parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00").unwrap();
-    assert!(t.root("POST /x", SpanKind::Server, Some(&unsampled)).is_none());
+    assert!(t
+        .root("POST /x", SpanKind::Server, Some(&unsampled))
+        .is_none());
 }
 
 #[test]
@@ -133,7 +144,9 @@ fn ratio_zero_and_tracing_off_create_nothing() {
 #[test]
 fn listing_filters_by_name_duration_status_and_time() {
     let t = Telemetry::start(&config(10, 1 << 20, 10), None).unwrap();
-    let a = t.root("GET /api/phase4/status", SpanKind::Server, None).unwrap();
+    let a = t
+        .root("GET /api/phase4/status", SpanKind::Server, None)
+        .unwrap();
     a.error("boom");
     drop(a);
     let b = t.root("pipeline.batch", SpanKind::Internal, None).unwrap();
@@ -149,9 +162,18 @@ fn listing_filters_by_name_duration_status_and_time() {
         g(&mut f);
         f
     };
-    assert_eq!(names(f(|f| f.name = Some("phase4".into()))), ["GET /api/phase4/status"]);
-    assert_eq!(names(f(|f| f.min_duration_ms = Some(15.0))), ["pipeline.batch"]);
-    assert_eq!(names(f(|f| f.status = Some(TraceStatus::Error))), ["GET /api/phase4/status"]);
+    assert_eq!(
+        names(f(|f| f.name = Some("phase4".into()))),
+        ["GET /api/phase4/status"]
+    );
+    assert_eq!(
+        names(f(|f| f.min_duration_ms = Some(15.0))),
+        ["pipeline.batch"]
+    );
+    assert_eq!(
+        names(f(|f| f.status = Some(TraceStatus::Error))),
+        ["GET /api/phase4/status"]
+    );
     assert!(names(f(|f| f.since_ms = Some(i64::MAX))).is_empty());
     let (one, total) = store.list(&TraceFilter {
         limit: 1,
@@ -165,9 +187,14 @@ fn listing_filters_by_name_duration_status_and_time() {
 fn traceparent_parsing_follows_w3c() {
     let ok = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
     assert!(ok.is_sampled() && ok.is_remote());
-    assert_eq!(ok.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        ok.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
     // A later version may add fields.
-    assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz").is_ok());
+    assert!(
+        parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz").is_ok()
+    );
     for bad in [
         "",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
@@ -186,7 +213,12 @@ fn traceparent_parsing_follows_w3c() {
 fn trace_ids_are_checked() {
     assert!(parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736").is_ok());
     assert!(parse_trace_id("4BF92F3577B34DA6A3CE929D0E0E4736").is_ok());
-    for bad in ["", "xyz", "00000000000000000000000000000000", "4bf92f3577b34da6a3ce929d0e0e47360"] {
+    for bad in [
+        "",
+        "xyz",
+        "00000000000000000000000000000000",
+        "4bf92f3577b34da6a3ce929d0e0e47360",
+    ] {
         let e = parse_trace_id(bad).unwrap_err();
         assert!(e.contains("not a trace id"), "{e}");
     }

@@ -2,6 +2,8 @@
 //! helpers that call the router with no port.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
