@@ -10,8 +10,11 @@
 //!   fed with awaited sends through its mailbox (backpressure), storing every sample.
 //! - sampler → window store: the simulated fleet generates the samples (17 per GPU per
 //!   step) and sends them to the window store actor: the whole sampler path.
+//!
+//! Then the cost of tracing: the window store path and the sampler → store + detector path,
+//! each with tracing off, at the default sampling (every batch a trace candidate, at most
+//! 100 new traces a second) and with every batch traced, interleaved in the same run.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -23,6 +26,8 @@ use pulse::messages::samples::SampleBatch;
 use pulse::messages::stats::GetStats;
 use pulse::model::series::{Sample, Series, SeriesKey};
 use pulse::sim::fleet::{Scenario, SimFleet};
+use pulse::config::service::TracingConfig;
+use pulse::telemetry::Telemetry;
 use pulse::window::Retention;
 
 /// Samples per batch on the stream (a sampler's tick on a big host).
@@ -118,13 +123,27 @@ fn start_store_with(
     (addr, mailbox)
 }
 
-async fn window_store(batches: &[SampleBatch], rounds: usize) -> (Duration, u64) {
+/// Tracing as `pulse serve` starts it: `every` traces every batch, otherwise the default
+/// sampling (at most 100 new traces a second).
+fn telemetry(every: bool) -> Telemetry {
+    let mut cfg = TracingConfig::default();
+    if every {
+        cfg.max_traces_per_second = 0;
+    }
+    Telemetry::start(&cfg, None).unwrap()
+}
+
+async fn window_store(
+    batches: &[SampleBatch],
+    rounds: usize,
+    trace: &Telemetry,
+) -> (Duration, u64) {
     let (addr, mailbox) = start_store(rounds);
     let start = Instant::now();
     // Keep several sends in flight, as several samplers would.
     let mut pending = futures_util::stream::FuturesOrdered::new();
     for b in batches {
-        pending.push_back(mailbox.send(b.clone()));
+        pending.push_back(mailbox.send(b.clone().traced(trace, "bench")));
         if pending.len() >= 64 {
             futures_util::StreamExt::next(&mut pending)
                 .await
@@ -140,7 +159,12 @@ async fn window_store(batches: &[SampleBatch], rounds: usize) -> (Duration, u64)
     (elapsed, stored)
 }
 
-async fn sampler_to_store(gpus: usize, rounds: usize, detector: bool) -> (Duration, u64) {
+async fn sampler_to_store(
+    gpus: usize,
+    rounds: usize,
+    detector: bool,
+    trace: &Telemetry,
+) -> (Duration, u64) {
     let (addr, mailbox) = start_store_with(rounds, detector);
     let scenarios = [
         Scenario::Steady,
@@ -153,15 +177,73 @@ async fn sampler_to_store(gpus: usize, rounds: usize, detector: bool) -> (Durati
     for r in 0..rounds {
         let samples = fleet.sample(1_000_000 + r as i64 * 1000);
         mailbox
-            .send(SampleBatch {
-                samples: Arc::new(samples),
-            })
+            .send(SampleBatch::new(samples).traced(trace, "gpu_simulated"))
             .await
             .unwrap();
     }
     let elapsed = start.elapsed();
     let stored = addr.send(GetStats).await.unwrap().emitted_total;
     (elapsed, stored)
+}
+
+/// Nanoseconds per call of `f`, best of 5 runs of `n` calls.
+fn per_call_ns(n: usize, mut f: impl FnMut()) -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// What one traced batch and one untraced candidate cost, measured directly.
+fn span_costs(n: usize) -> [(&'static str, f64); 4] {
+    use opentelemetry::trace::SpanKind;
+    let every = telemetry(true);
+    let batch_trace = per_call_ns(n, || {
+        let root = every.root("pipeline.batch", SpanKind::Internal, None).unwrap();
+        root.set("pulse.source", "bench");
+        root.set("pulse.samples", 1000i64);
+        let store = root.child("window_store.ingest", SpanKind::Internal);
+        store.set("pulse.stored", 1000i64);
+        let p = store.child("processor.anomaly_detector", SpanKind::Internal);
+        p.set("pulse.scores", 400i64);
+        p.end();
+        let s = store.child("sink.jsonl", SpanKind::Internal);
+        s.end();
+        store.end();
+    });
+    let rest = per_call_ns(n, || {
+        let root = every.root("HTTP request", SpanKind::Server, None).unwrap();
+        root.rename(format!("GET {}", "/api/phase4/dashboard/summary"));
+        root.set("http.request.method", "GET".to_string());
+        root.set("http.route", "/api/phase4/dashboard/summary".to_string());
+        root.set("url.path", "/api/phase4/dashboard/summary".to_string());
+        root.set("http.response.status_code", 200i64);
+        std::hint::black_box(root.traceparent());
+        root.end();
+    });
+    // Past this second's 100 traces: refused before any span is built.
+    let limited = telemetry(false);
+    while limited.root("warm", SpanKind::Internal, None).is_some() {}
+    let saturated = per_call_ns(n, || {
+        std::hint::black_box(limited.root("HTTP request", SpanKind::Server, None));
+    });
+    let mut cfg = TracingConfig::default();
+    cfg.sampling_ratio = pulse::config::service::SamplingRatio(0.0);
+    let ratio0 = Telemetry::start(&cfg, None).unwrap();
+    let by_ratio = per_call_ns(n, || {
+        std::hint::black_box(ratio0.root("HTTP request", SpanKind::Server, None));
+    });
+    [
+        ("a traced batch: root + store + processor + sink spans, into the trace store", batch_trace),
+        ("a traced REST request: server span with 4 attributes and traceresponse", rest),
+        ("an untraced candidate past the 100 traces/s limit", saturated),
+        ("an untraced candidate refused by the ratio (sampler consulted)", by_ratio),
+    ]
 }
 
 fn rate(samples: usize, d: Duration) -> f64 {
@@ -201,17 +283,18 @@ fn main() {
         let gpus = size.series / 17;
         let fleet_total = gpus * 17 * size.rounds;
 
+        let off = Telemetry::off();
         let (mut raw, mut store, mut sampler, mut detected) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..size.repeats {
             raw.push(rate(total, raw_channel(&batches).await));
-            let (d, stored) = window_store(&batches, size.rounds).await;
+            let (d, stored) = window_store(&batches, size.rounds, &off).await;
             assert_eq!(stored as usize, total, "every sample stored");
             store.push(rate(total, d));
-            let (d, stored) = sampler_to_store(gpus, size.rounds, false).await;
+            let (d, stored) = sampler_to_store(gpus, size.rounds, false, &off).await;
             assert_eq!(stored as usize, fleet_total, "every sample stored");
             sampler.push(rate(fleet_total, d));
-            let (d, stored) = sampler_to_store(gpus, size.rounds, true).await;
+            let (d, stored) = sampler_to_store(gpus, size.rounds, true, &off).await;
             assert!(stored as usize > fleet_total, "samples and their scores stored");
             detected.push(rate(fleet_total, d));
         }
@@ -242,6 +325,61 @@ fn main() {
             detected / 1e6,
             detected / raw
         );
+
+        // Tracing: off / default / every batch, interleaved so drift hits all three alike.
+        let mut rows: [[Vec<f64>; 3]; 2] = Default::default();
+        let mut traced = [0usize; 2];
+        for _ in 0..size.repeats * 6 {
+            for (i, every) in [None, Some(false), Some(true)].into_iter().enumerate() {
+                let t = every.map_or_else(Telemetry::off, telemetry);
+                let (d, _) = window_store(&batches, size.rounds, &t).await;
+                rows[0][i].push(rate(total, d));
+                if every == Some(true) {
+                    traced[0] = t.store().unwrap().stats().counters.spans_stored_total as usize;
+                }
+                let t = every.map_or_else(Telemetry::off, telemetry);
+                let (d, _) = sampler_to_store(gpus, size.rounds, true, &t).await;
+                rows[1][i].push(rate(fleet_total, d));
+                if every == Some(true) {
+                    traced[1] = t.store().unwrap().stats().counters.spans_stored_total as usize;
+                }
+            }
+        }
+        println!(
+            "\nTracing cost, median of {} interleaved runs (spans per run when every batch is traced: {} and {})\n",
+            size.repeats * 6,
+            traced[0],
+            traced[1]
+        );
+        println!("Ratios are medians of the per-round ratios to the tracing-off run beside them,");
+        println!("with their 25th-75th percentile range: the bench's own run-to-run noise.\n");
+        println!("| path | tracing off | default sampling | ratio (p25-p75) | every batch traced | ratio (p25-p75) |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (name, r) in [
+            ("window store, batches of 1 000", &rows[0]),
+            ("simulated sampler -> window store + anomaly detector", &rows[1]),
+        ] {
+            let ratios = |k: usize| {
+                let mut v: Vec<f64> = r[k].iter().zip(&r[0]).map(|(a, b)| a / b).collect();
+                v.sort_by(f64::total_cmp);
+                let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+                format!("{:.3} ({:.3}-{:.3})", q(0.5), q(0.25), q(0.75))
+            };
+            println!(
+                "| {name} | {:.2} M | {:.2} M | {} | {:.2} M | {} |",
+                best(r[0].clone()) / 1e6,
+                best(r[1].clone()) / 1e6,
+                ratios(1),
+                best(r[2].clone()) / 1e6,
+                ratios(2),
+            );
+        }
+        println!("\nWhat tracing costs per unit of work (best of 5 x 20 000 calls)\n");
+        println!("| what | cost |");
+        println!("|---|---:|");
+        for (what, ns) in span_costs(if bench { 20_000 } else { 100 }) {
+            println!("| {what} | {:.2} µs |", ns / 1000.0);
+        }
         System::current().stop();
     });
 }

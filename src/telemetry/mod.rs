@@ -164,6 +164,9 @@ impl Telemetry {
         remote: Option<&SpanContext>,
     ) -> Option<SpanCx> {
         let a = self.active.as_ref()?;
+        if remote.is_none() && a.sampler.saturated() {
+            return None;
+        }
         let parent = match remote {
             Some(sc) => Context::new().with_remote_span_context(sc.clone()),
             None => Context::new(),

@@ -83,6 +83,26 @@ impl PulseSampler {
         true
     }
 
+    /// Whether a new trace would be refused for the per-second limit right now: lets the
+    /// caller skip building a span that would be dropped (the common case under load).
+    pub fn saturated(&self) -> bool {
+        let max = self.inner.max_per_second as u64;
+        if max == 0 {
+            return false;
+        }
+        let current = self.inner.window.load(Ordering::Relaxed);
+        let now = self.inner.epoch.elapsed().as_secs();
+        if current >> 32 == now && current & 0xffff_ffff >= max {
+            self.inner
+                .counters
+                .rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
     /// One of this second's `max_per_second` starts, if any is left.
     fn take_token(&self) -> bool {
         let max = self.inner.max_per_second;
