@@ -21,12 +21,12 @@ use actix::prelude::*;
 use pulse::actors::anomaly_detector::AnomalyDetector;
 use pulse::actors::window_store::WindowStoreActor;
 use pulse::clock::Clock;
+use pulse::config::service::TracingConfig;
 use pulse::mailbox::{Mailbox, MailboxGauge};
 use pulse::messages::samples::SampleBatch;
 use pulse::messages::stats::GetStats;
 use pulse::model::series::{Sample, Series, SeriesKey};
 use pulse::sim::fleet::{Scenario, SimFleet};
-use pulse::config::service::TracingConfig;
 use pulse::telemetry::Telemetry;
 use pulse::window::Retention;
 
@@ -204,7 +204,9 @@ fn span_costs(n: usize) -> [(&'static str, f64); 4] {
     use opentelemetry::trace::SpanKind;
     let every = telemetry(true);
     let batch_trace = per_call_ns(n, || {
-        let root = every.root("pipeline.batch", SpanKind::Internal, None).unwrap();
+        let root = every
+            .root("pipeline.batch", SpanKind::Internal, None)
+            .unwrap();
         root.set("pulse.source", "bench");
         root.set("pulse.samples", 1000i64);
         let store = root.child("window_store.ingest", SpanKind::Internal);
@@ -232,17 +234,31 @@ fn span_costs(n: usize) -> [(&'static str, f64); 4] {
     let saturated = per_call_ns(n, || {
         std::hint::black_box(limited.root("HTTP request", SpanKind::Server, None));
     });
-    let mut cfg = TracingConfig::default();
-    cfg.sampling_ratio = pulse::config::service::SamplingRatio(0.0);
+    let cfg = TracingConfig {
+        sampling_ratio: pulse::config::service::SamplingRatio(0.0),
+        ..TracingConfig::default()
+    };
     let ratio0 = Telemetry::start(&cfg, None).unwrap();
     let by_ratio = per_call_ns(n, || {
         std::hint::black_box(ratio0.root("HTTP request", SpanKind::Server, None));
     });
     [
-        ("a traced batch: root + store + processor + sink spans, into the trace store", batch_trace),
-        ("a traced REST request: server span with 4 attributes and traceresponse", rest),
-        ("an untraced candidate past the 100 traces/s limit", saturated),
-        ("an untraced candidate refused by the ratio (sampler consulted)", by_ratio),
+        (
+            "a traced batch: root + store + processor + sink spans, into the trace store",
+            batch_trace,
+        ),
+        (
+            "a traced REST request: server span with 4 attributes and traceresponse",
+            rest,
+        ),
+        (
+            "an untraced candidate past the 100 traces/s limit",
+            saturated,
+        ),
+        (
+            "an untraced candidate refused by the ratio (sampler consulted)",
+            by_ratio,
+        ),
     ]
 }
 

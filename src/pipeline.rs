@@ -204,9 +204,6 @@ pub fn start(
             })
         };
 
-    let tracer = crate::actors::tracer::TracerStats(telemetry.clone()).start();
-    component("tracing", "tracer", false, tracer.recipient());
-
     // 2. Sinks.
     let mut downstream = Vec::new();
     for (actor, gauge) in sinks {
@@ -350,6 +347,8 @@ pub fn start(
         QueryActor::new(upstream, cache, clock.clone(), settings, gpu_source.clone())
             .start_with_views();
     component("query", "query", true, query.clone().recipient());
+    let tracer = crate::actors::tracer::TracerStats(telemetry.clone()).start();
+    component("tracing", "tracer", false, tracer.recipient());
 
     Ok(Handles {
         window,

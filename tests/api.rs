@@ -194,7 +194,8 @@ async fn status_metrics_and_cache_endpoints() {
             "predictor",
             "gpu_sampler",
             "request_sampler",
-            "query"
+            "query",
+            "tracing"
         ]
     );
 

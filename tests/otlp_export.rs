@@ -128,7 +128,10 @@ fn spans_reach_an_otlp_collector_and_an_unreachable_one_degrades_tracing() {
     assert!(spans.iter().all(|s| s.2 == "pulse"), "{spans:?}");
     // The same trace is in Pulse's own store.
     let (status, trace) = pulse.get(&format!("/api/phase4/traces/{TRACE}"));
-    assert_eq!((status, &trace["root_name"]), (200, &serde_json::json!("GET /api/phase4/status")));
+    assert_eq!(
+        (status, &trace["root_name"]),
+        (200, &serde_json::json!("GET /api/phase4/status"))
+    );
     let c = tracing_component(&pulse);
     assert_eq!(c["state"], "operational", "{c}");
     assert!(c["reason"].as_str().unwrap().contains(&endpoint));
@@ -144,8 +147,14 @@ fn spans_reach_an_otlp_collector_and_an_unreachable_one_degrades_tracing() {
         let c = tracing_component(&pulse);
         if c["state"] == "degraded" {
             let reason = c["reason"].as_str().unwrap();
-            assert!(reason.contains("OTLP export to") && reason.contains(&dead), "{reason}");
-            assert!(c["extra"]["otlp_spans_failed_total"].as_f64() > Some(0.0), "{c}");
+            assert!(
+                reason.contains("OTLP export to") && reason.contains(&dead),
+                "{reason}"
+            );
+            assert!(
+                c["extra"]["otlp_spans_failed_total"].as_f64() > Some(0.0),
+                "{c}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "tracing never degraded: {c}");

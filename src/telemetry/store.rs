@@ -96,6 +96,9 @@ pub struct TraceSummary {
     pub duration_ms: f64,
     pub span_count: usize,
     pub status: TraceStatus,
+    /// The exact start, for ordering traces that began in the same millisecond.
+    #[serde(skip)]
+    pub start: SystemTime,
 }
 
 /// A whole trace, spans in tree order (each parent before its children, siblings by start).
@@ -216,7 +219,7 @@ impl TraceStore {
             .collect();
         drop(inner);
         let total = matched.len();
-        matched.sort_by(|a, b| b.start_ms.cmp(&a.start_ms));
+        matched.sort_by_key(|s| std::cmp::Reverse(s.start));
         matched.truncate(filter.limit);
         (matched, total)
     }
@@ -306,6 +309,7 @@ fn summarise(id: TraceId, spans: &[SpanData]) -> TraceSummary {
         root_name: root.map(|r| r.name.to_string()).unwrap_or_default(),
         remote_parent: root.is_some_and(|r| r.parent_span_is_remote),
         start_ms: unix_ms(start),
+        start,
         duration_ms: millis(end.duration_since(start).unwrap_or_default()),
         span_count: spans.len(),
         status: if error {
