@@ -251,6 +251,7 @@ pub fn start(
         service.rules.history_max.get(),
         Vec::new(),
     )
+    .with_telemetry(telemetry.clone())
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
 
@@ -264,6 +265,7 @@ pub fn start(
             to_window.clone(),
             clock.clone(),
         )
+        .with_telemetry(telemetry.clone())
         .start();
         component("predictor", "processor", false, addr.clone().recipient());
         addr

@@ -310,3 +310,38 @@ async fn tracing_can_be_switched_off_and_bad_requests_name_the_parameter() {
     )
     .await;
 }
+
+#[actix::test]
+async fn rule_evaluations_and_predictor_refits_are_traced() {
+    let (service, mut pipeline) = common::fast_simulated();
+    pipeline.predictor.refit_interval_ms = NonZeroU64::new(100).unwrap();
+    let app = common::app(&service, &pipeline);
+
+    let rules = poll(&app, "/api/phase4/traces?name=rules.evaluate", |v| {
+        v["count"].as_u64() > Some(0)
+    })
+    .await;
+    let id = rules["traces"][0]["trace_id"].as_str().unwrap();
+    let (_, trace) = call(&app, get(&format!("/api/phase4/traces/{id}"))).await;
+    let root = &trace["spans"][0];
+    assert_eq!(root["name"], "rules.evaluate");
+    assert!(
+        root["attributes"]["pulse.rules"].as_i64() > Some(0),
+        "{trace}"
+    );
+    assert_eq!(root["attributes"]["pulse.rule_errors"], 0);
+
+    let refits = poll(&app, "/api/phase4/traces?name=predictor.refit", |v| {
+        v["count"].as_u64() > Some(0)
+    })
+    .await;
+    let id = refits["traces"][0]["trace_id"].as_str().unwrap();
+    let (_, trace) = call(&app, get(&format!("/api/phase4/traces/{id}"))).await;
+    let names = shape(&trace);
+    assert_eq!(names[0], (0, "predictor.refit".into()), "{trace}");
+    assert!(
+        names.contains(&(1, "predictor.read_windows".into())),
+        "{trace}"
+    );
+    assert!(names.contains(&(1, "predictor.fit".into())), "{trace}");
+}

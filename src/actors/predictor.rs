@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use actix::prelude::*;
+use opentelemetry::trace::SpanKind;
 
 use crate::actors::window_store::WindowStoreActor;
 use crate::clock::Clock;
@@ -32,6 +33,7 @@ pub struct Predictor {
     running: bool,
     /// Why the last cycle could not read its windows, if it could not.
     read_error: Option<String>,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 impl Predictor {
@@ -50,7 +52,14 @@ impl Predictor {
             refit_interval,
             running: false,
             read_error: None,
+            telemetry: Default::default(),
         }
+    }
+
+    /// Traces each refit cycle through `telemetry` (off by default).
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     fn cycle(&mut self, ctx: &mut Context<Self>) {
@@ -67,7 +76,16 @@ impl Predictor {
             .iter()
             .map(|l| regex::escape(&l.limit_metric))
             .collect();
+        // One trace per cycle: reading the windows, fitting, writing the forecasts back
+        // (the window store's span hangs from it).
+        let span = self
+            .telemetry
+            .root("predictor.refit", SpanKind::Internal, None);
+        let read_span = span
+            .as_ref()
+            .map(|s| s.child("predictor.read_windows", SpanKind::Client));
         let read = async move {
+            let _read_span = read_span;
             let mut windows = Vec::new();
             for selector in &settings.watch {
                 let points = window
@@ -116,22 +134,33 @@ impl Predictor {
                 };
                 let horizon = act.engine.horizon_steps();
                 let levels = act.engine.settings().levels.clone();
+                let fit_span = span.as_ref().map(|s| {
+                    let f = s.child("predictor.fit", SpanKind::Internal);
+                    f.set("pulse.series", jobs.len() as i64);
+                    f
+                });
                 async move {
-                    tokio::task::spawn_blocking(move || {
+                    let outcomes = tokio::task::spawn_blocking(move || {
                         PredictorEngine::fit_all(jobs, horizon, &levels)
                     })
                     .await
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                    if let Some(f) = fit_span {
+                        let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+                        f.set("pulse.failed", failed as i64);
+                    }
+                    (outcomes, span)
                 }
                 .into_actor(act)
             })
-            .then(move |outcomes, act, _| {
+            .then(move |(outcomes, span), act, _| {
                 let samples = act.engine.absorb(outcomes, now);
                 let to_window = act.to_window.clone();
                 async move {
                     if !samples.is_empty() {
                         // Awaited: a busy store slows the predictor, nothing is dropped.
-                        let _ = to_window.send(SampleBatch::new(samples)).await;
+                        let batch = SampleBatch::new(samples).with_trace(span);
+                        let _ = to_window.send(batch).await;
                     }
                 }
                 .into_actor(act)

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
+use opentelemetry::trace::SpanKind;
 use serde::Serialize;
 
 use crate::actors::window_store::WindowStoreActor;
@@ -194,6 +195,7 @@ pub struct RuleEngine {
     store_error: Option<String>,
     last_eval_ms: f64,
     events_dropped: u64,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 impl RuleEngine {
@@ -226,7 +228,14 @@ impl RuleEngine {
             store_error: None,
             last_eval_ms: 0.0,
             events_dropped: 0,
+            telemetry: Default::default(),
         }
+    }
+
+    /// Traces each evaluation through `telemetry` (off by default).
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     fn view(&self, g: &GroupState, a: &Alert) -> AlertView {
@@ -310,16 +319,29 @@ impl RuleEngine {
             return;
         }
         let (indices, groups): (Vec<usize>, Vec<GroupState>) = due.into_iter().unzip();
+        let span = self
+            .telemetry
+            .root("rules.evaluate", SpanKind::Internal, None);
+        if let Some(s) = &span {
+            s.set("pulse.groups", groups.len() as i64);
+            s.set(
+                "pulse.rules",
+                groups.iter().map(|g| g.group.rules.len()).sum::<usize>() as i64,
+            );
+        }
         let started = std::time::Instant::now();
         let store = self.store.clone();
         let fut = async move { store.send(EvalGroups { groups, t_ms: now }).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
             act.last_eval_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let (mut errors, mut transitions) = (0, 0);
             match res {
                 Ok(results) => {
                     for (i, (g, outcome)) in indices.into_iter().zip(results) {
                         act.evaluations += 1;
                         act.eval_errors += outcome.errors.len() as u64;
+                        errors += outcome.errors.len();
+                        transitions += outcome.transitions.len();
                         act.apply(&g, outcome.transitions, now);
                         let interval = g.group.interval_ms;
                         act.slots[i] = Slot {
@@ -332,6 +354,14 @@ impl RuleEngine {
                     // The store is gone; the groups' state is lost with the message.
                     act.store_error = Some(format!("window store did not answer: {e}"));
                     act.eval_errors += 1;
+                    errors += 1;
+                }
+            }
+            if let Some(s) = span {
+                s.set("pulse.rule_errors", errors as i64);
+                s.set("pulse.alert_transitions", transitions as i64);
+                if let Some(e) = &act.store_error {
+                    s.error(e.clone());
                 }
             }
         }));
