@@ -1,0 +1,364 @@
+//! The Grafana dashboards, proven where there is no Grafana: every panel has a datasource,
+//! a unit and a query; and every query of every panel, with the dashboard variables filled
+//! the way Grafana fills them (`label_values` through Prometheus' API), returns data from a
+//! real Prometheus (Debian's `prometheus`) scraping the real `pulse` binary on loopback.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::process::{response, Pulse};
+use serde_json::{json, Value};
+
+fn dashboards() -> Vec<(String, Value)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/dashboards");
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.file_name().unwrap().to_string_lossy().into_owned(), v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn panels(d: &Value) -> &Vec<Value> {
+    d["panels"].as_array().unwrap()
+}
+
+#[test]
+fn every_panel_has_a_datasource_a_unit_and_a_query() {
+    let all = dashboards();
+    assert_eq!(
+        all.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+        [
+            "alerts.json",
+            "gpu-fleet.json",
+            "health.json",
+            "requests.json"
+        ]
+    );
+    let mut uids = std::collections::HashSet::new();
+    for (file, d) in &all {
+        assert!(
+            uids.insert(d["uid"].as_str().unwrap()),
+            "{file}: duplicate uid"
+        );
+        let vars: Vec<&str> = d["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(vars[0], "datasource", "{file}");
+        let mut ids = std::collections::HashSet::new();
+        for p in panels(d) {
+            let title = p["title"].as_str().unwrap();
+            assert!(
+                ids.insert(p["id"].as_u64().unwrap()),
+                "{file}: {title}: duplicate id"
+            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{file}: {title}");
+            let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+            assert!(!unit.is_empty(), "{file}: {title}: no unit");
+            let targets = p["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{file}: {title}: no query");
+            for t in targets {
+                let expr = t["expr"].as_str().unwrap();
+                // Every variable a query uses is defined on the dashboard.
+                for var in variables_in(expr) {
+                    assert!(
+                        var.starts_with("__") || vars.contains(&var.as_str()),
+                        "{file}: {title}: ${var} is not a variable of the dashboard"
+                    );
+                }
+            }
+        }
+    }
+    // Host and GPU can be chosen on the per-GPU dashboards.
+    for (file, d) in &all {
+        if file == "gpu-fleet.json" || file == "alerts.json" {
+            let names: Vec<&str> = d["templating"]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["name"].as_str().unwrap())
+                .collect();
+            assert!(names.contains(&"host") && names.contains(&"gpu"), "{file}");
+        }
+    }
+}
+
+/// `$name` and `${name}` in a query.
+fn variables_in(expr: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?").unwrap();
+    re.captures_iter(expr).map(|c| c[1].to_string()).collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Prometheus server scraping `target` every second, in a temporary directory.
+struct Prometheus {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: pulse\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package `prometheus`) must be installed");
+        let base = format!("http://127.0.0.1:{port}");
+        let p = Prometheus {
+            child,
+            base,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{}/-/ready", p.base)).call().is_err() {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    /// An instant query: `Ok(result vector)` or `Err(error)`.
+    fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+        let (status, v) = response(
+            ureq::get(&format!("{}/api/v1/query", self.base))
+                .query("query", expr)
+                .call(),
+        );
+        if status != 200 || v["status"] != "success" {
+            return Err(format!("HTTP {status}: {}", v["error"]));
+        }
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// What Grafana's `label_values(metric, label)` lists.
+    fn label_values(&self, query: &str) -> Vec<String> {
+        let re = regex::Regex::new(r"^label_values\((.*),\s*([A-Za-z_]+)\)$").unwrap();
+        let c = re
+            .captures(query)
+            .unwrap_or_else(|| panic!("unsupported variable query {query}"));
+        let (status, v) = response(
+            ureq::get(&format!("{}/api/v1/label/{}/values", self.base, &c[2]))
+                .query("match[]", &c[1])
+                .call(),
+        );
+        assert_eq!(status, 200, "{v}");
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fast pipeline: 100 ms sampling, short detector warm-up, forecasts after 3 s of window.
+const PIPELINE: &str = r#"
+[sources.gpu]
+mode = "simulated"
+interval_ms = 100
+[sources.gpu.simulated]
+gpus = 4
+scenarios = ["steady", "memory_leak", "thermal_throttle", "load_spike"]
+[sources.requests]
+interval_ms = 200
+[anomaly.detector]
+warmup_samples = 20
+settle_samples = 10
+[predictor]
+window_s = 10
+step_ms = 100
+refit_interval_ms = 500
+horizons_s = [1, 5]
+"#;
+
+/// A rule that fires at once, so the alert panels have an alert to show.
+const RULES: &str = r#"
+groups:
+  - name: dashboard-test
+    interval: 1s
+    rules:
+      - alert: DashboardTestAlwaysFiring
+        expr: max by (Hostname) (DCGM_FI_DEV_GPU_UTIL) >= 0
+        labels: {severity: info}
+        annotations: {summary: fires so that the alert panels have data}
+"#;
+
+/// Fills the dashboard's variables as a user picking the first value of each would.
+fn fill_variables(prom: &Prometheus, d: &Value) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for v in d["templating"]["list"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap().to_string();
+        if v["type"] != "query" {
+            continue;
+        }
+        let query = substitute(v["query"]["query"].as_str().unwrap(), &vars);
+        let values = prom.label_values(&query);
+        let first = values
+            .first()
+            .unwrap_or_else(|| panic!("variable {name}: {query} lists nothing"));
+        vars.insert(name, first.clone());
+    }
+    vars.insert("__rate_interval".into(), "5s".into());
+    vars.insert("__interval".into(), "1s".into());
+    vars
+}
+
+fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = expr.to_string();
+    // Longest names first, so `$gpu` does not eat part of a longer name.
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for name in names {
+        // As Grafana does for Prometheus: regex-escaped, then escaped again for the
+        // PromQL string the regex sits in.
+        let value = if name.starts_with("__") {
+            vars[name].clone()
+        } else {
+            regex::escape(&vars[name]).replace('\\', "\\\\")
+        };
+        out = out.replace(&format!("${{{name}}}"), &value);
+        out = out.replace(&format!("${name}"), &value);
+    }
+    out
+}
+
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_pulse() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, PIPELINE).unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::File::create(rules.join("test.yml"))
+        .unwrap()
+        .write_all(RULES.as_bytes())
+        .unwrap();
+    let pulse = Pulse::start(&[
+        ("PULSE_PIPELINE", pipeline.to_str().unwrap()),
+        (
+            "PULSE_RULE_PATHS",
+            &format!("[{:?}]", rules.to_str().unwrap()),
+        ),
+    ]);
+    let target = pulse.base.trim_start_matches("http://").to_string();
+    let prom = Prometheus::start(&target);
+
+    // Request records keep arriving, as from a live inference service.
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (stop, base) = (stop.clone(), pulse.base.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<Value> = (0..20)
+                    .map(|k| {
+                        i += 1;
+                        json!({"route": if k % 2 == 0 { "/v1/generate" } else { "/v1/embed" },
+                               "status": if i % 17 == 0 { 503 } else { 200 },
+                               "latency_ms": 5.0 + (i % 40) as f64 * 7.5,
+                               "gpu": (i % 4).to_string(), "service": "llm"})
+                    })
+                    .collect();
+                let _ = ureq::post(&format!("{base}/api/v1/requests"))
+                    .set("Content-Type", "application/json")
+                    .send_string(&Value::Array(batch).to_string());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Wait until what the slowest panels need has been scraped: forecasts, scores, the
+    // recorded p95 and the firing test alert.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for needed in [
+        "pulse_forecast",
+        "pulse_exhaustion_seconds",
+        "pulse_anomaly_score",
+        "service_route:http_request_duration_seconds:p95_5m",
+        r#"ALERTS{alertstate="firing"}"#,
+        "rate(http_requests_total[5s]) > 0",
+    ] {
+        while prom.query(needed).map_or(true, |r| r.is_empty()) {
+            assert!(Instant::now() < deadline, "Prometheus never had {needed}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (file, d) in dashboards() {
+        let vars = fill_variables(&prom, &d);
+        for p in panels(&d) {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = substitute(t["expr"].as_str().unwrap(), &vars);
+                checked += 1;
+                match prom.query(&expr) {
+                    Err(e) => failures.push(format!("{file}: {}: {expr}: {e}", p["title"])),
+                    Ok(r) if r.is_empty() => {
+                        failures.push(format!("{file}: {}: {expr}: no data", p["title"]))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    assert!(checked >= 50, "only {checked} queries");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} queries failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
