@@ -14,8 +14,7 @@ fn root() -> &'static Path {
 }
 
 fn yaml(path: &str) -> Value {
-    let text = std::fs::read_to_string(root().join(path))
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -65,23 +64,34 @@ fn compose_services_files_ports_and_volumes_agree() {
     for (name, s) in services {
         let name = name.as_str().unwrap();
         assert!(
-            s["healthcheck"]["test"].as_sequence().is_some_and(|t| !t.is_empty()),
+            s["healthcheck"]["test"]
+                .as_sequence()
+                .is_some_and(|t| !t.is_empty()),
             "{name}: no health check"
         );
         for (source, target) in mounts(s) {
             assert!(target.starts_with('/'), "{name}: {target}");
             if source.starts_with("./") {
-                assert!(root().join(&source).exists(), "{name}: {source} does not exist");
+                assert!(
+                    root().join(&source).exists(),
+                    "{name}: {source} does not exist"
+                );
             } else {
-                assert!(declared.contains(&source), "{name}: volume {source} is not declared");
+                assert!(
+                    declared.contains(&source),
+                    "{name}: volume {source} is not declared"
+                );
             }
         }
-        for dep in s["depends_on"].as_mapping().into_iter().flat_map(|m| m.keys()) {
+        for dep in s["depends_on"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys())
+        {
             let dep = dep.as_str().unwrap();
             assert!(names.contains(dep), "{name} depends on unknown {dep}");
-            assert_eq!(
+            assert!(
                 services[dep]["healthcheck"].is_mapping(),
-                true,
                 "{name} waits for {dep} to be healthy; it needs a health check"
             );
         }
@@ -92,7 +102,11 @@ fn compose_services_files_ports_and_volumes_agree() {
         assert!(services[always]["profiles"].is_null(), "{always}");
     }
     for optional in ["redis", "kafka"] {
-        assert_eq!(strs(&services[optional]["profiles"]), ["sinks"], "{optional}");
+        assert_eq!(
+            strs(&services[optional]["profiles"]),
+            ["sinks"],
+            "{optional}"
+        );
     }
 
     // Pulse: built from this repository, listening where it is published.
@@ -101,7 +115,10 @@ fn compose_services_files_ports_and_volumes_agree() {
     assert!(root().join("Dockerfile").exists());
     let listen = pulse["environment"]["PULSE_LISTEN"].as_str().unwrap();
     let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
-    assert!(published(pulse, port), "Pulse listens on {port}, which is not published");
+    assert!(
+        published(pulse, port),
+        "Pulse listens on {port}, which is not published"
+    );
     // The config files it is pointed at are the mounted ones, and they load.
     for (var, file) in [
         ("PULSE_CONFIG", "config/pulse.toml"),
@@ -123,7 +140,11 @@ fn compose_services_files_ports_and_volumes_agree() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Prometheus scrapes Pulse by service name on the port Pulse listens on.
     let prom = &services["prometheus"];
@@ -135,13 +156,20 @@ fn compose_services_files_ports_and_volumes_agree() {
     let config = yaml(source.trim_start_matches("./"));
     let targets = strs(&config["scrape_configs"][0]["static_configs"][0]["targets"]);
     assert_eq!(targets, [format!("pulse:{port}")]);
-    assert_eq!(config["scrape_configs"][0]["metrics_path"].as_str(), Some("/metrics"));
+    assert_eq!(
+        config["scrape_configs"][0]["metrics_path"].as_str(),
+        Some("/metrics")
+    );
     let check = Command::new("promtool")
         .args(["check", "config", &source])
         .current_dir(root())
         .output()
         .expect("promtool (Debian package prometheus) must be installed");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     assert!(published(prom, 9090));
 
     // Grafana: its datasource is that Prometheus, its dashboards are ours.
@@ -155,19 +183,30 @@ fn compose_services_files_ports_and_volumes_agree() {
         "{}/datasources/prometheus.yml",
         provisioning.0.trim_start_matches("./")
     ));
-    assert_eq!(ds["datasources"][0]["url"].as_str(), Some("http://prometheus:9090"));
+    assert_eq!(
+        ds["datasources"][0]["url"].as_str(),
+        Some("http://prometheus:9090")
+    );
     assert_eq!(ds["datasources"][0]["uid"].as_str(), Some("prometheus"));
     let dashboards = yaml(&format!(
         "{}/dashboards/pulse.yml",
         provisioning.0.trim_start_matches("./")
     ));
-    let path = dashboards["providers"][0]["options"]["path"].as_str().unwrap();
-    let mounted = g_mounts.iter().find(|(_, t)| t == path).expect("dashboard folder mounted");
+    let path = dashboards["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
+    let mounted = g_mounts
+        .iter()
+        .find(|(_, t)| t == path)
+        .expect("dashboard folder mounted");
     assert_eq!(mounted.0, "./grafana/dashboards");
     let home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
         .as_str()
         .unwrap();
     let home_file = home.strip_prefix(&format!("{path}/")).unwrap();
-    assert!(root().join("grafana/dashboards").join(home_file).exists(), "{home}");
+    assert!(
+        root().join("grafana/dashboards").join(home_file).exists(),
+        "{home}"
+    );
     assert!(published(grafana, 3000));
 }

@@ -304,7 +304,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_pulse() {
                     .map(|k| {
                         i += 1;
                         json!({"route": if k % 2 == 0 { "/v1/generate" } else { "/v1/embed" },
-                               "status": if i % 17 == 0 { 503 } else { 200 },
+                               "status": if i.is_multiple_of(17) { 503 } else { 200 },
                                "latency_ms": 5.0 + (i % 40) as f64 * 7.5,
                                "gpu": (i % 4).to_string(), "service": "llm"})
                     })

@@ -12,6 +12,7 @@ mod phase4;
 mod predictions;
 mod status;
 mod traces;
+mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,6 +68,10 @@ impl AppState {
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(web::index))
+        .route("/assets/pulse.js", get(web::script))
+        .route("/assets/pulse.css", get(web::style))
+        .route("/api/v1/series", get(web::series))
         .route("/api/phase4/gpu/profile", get(phase4::gpu_profile))
         .route("/api/phase4/gpu/cleanup", post(phase4::gpu_cleanup))
         .route(

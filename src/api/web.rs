@@ -1,0 +1,119 @@
+//! The live page at `/` and what it reads besides the REST API: `GET /api/v1/series`, the
+//! points of matching series over a trailing window. The page's assets are built into the
+//! binary, so it needs no network beyond Pulse itself.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::match_param;
+use super::AppState;
+use crate::messages::queries::SelectPoints;
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const PULSE_JS: &str = include_str!("../web/pulse.js");
+const PULSE_CSS: &str = include_str!("../web/pulse.css");
+
+/// Most series one `/api/v1/series` call returns; a broader match gets 400.
+pub const MAX_SERIES: usize = 500;
+
+pub async fn index() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        INDEX_HTML,
+    )
+}
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PULSE_JS,
+    )
+}
+
+pub async fn style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PULSE_CSS,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesParams {
+    /// Label matchers, e.g. `{__name__="DCGM_FI_DEV_GPU_UTIL", gpu="0"}`; required.
+    #[serde(rename = "match")]
+    matchers: Option<String>,
+    /// Trailing window, seconds (default 300, at most the window store's retention).
+    window_s: Option<u64>,
+}
+
+/// `GET /api/v1/series?match={__name__="DCGM_FI_DEV_GPU_UTIL"}&window_s=300`
+pub async fn series(
+    State(state): State<AppState>,
+    q: Result<Query<SeriesParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Some(text) = p.matchers.as_deref() else {
+        return Err(ApiError::BadRequest(
+            "match: give label matchers, e.g. {__name__=\"DCGM_FI_DEV_GPU_UTIL\"}".to_string(),
+        ));
+    };
+    let selector = match_param(Some(text))?;
+    let max = state.limits.max_profile_window_s;
+    let window_s = p.window_s.unwrap_or(300.min(max));
+    if window_s == 0 || window_s > max {
+        return Err(ApiError::BadRequest(format!(
+            "window_s: {window_s} is out of range (1-{max}, the window store's retention)"
+        )));
+    }
+    let now = state.handles.clock.now_ms();
+    let found = state
+        .handles
+        .window
+        .send(SelectPoints {
+            selector,
+            start_ms: now - window_s as i64 * 1000,
+            end_ms: now,
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("window store is not running: {e}")))?;
+    if found.len() > MAX_SERIES {
+        return Err(ApiError::BadRequest(format!(
+            "match: {} series match, more than {MAX_SERIES}; narrow the matchers",
+            found.len()
+        )));
+    }
+    let series: Vec<Value> = found
+        .into_iter()
+        .map(|s| {
+            let labels: serde_json::Map<String, Value> = s
+                .series
+                .labels()
+                .iter()
+                .filter(|(k, _)| &**k != "__name__")
+                .map(|(k, v)| (k.to_string(), Value::from(v.to_string())))
+                .collect();
+            json!({"metric": s.series.name(), "labels": labels, "points": s.points})
+        })
+        .collect();
+    Ok(Json(json!({
+        "window_s": window_s,
+        "count": series.len(),
+        "series": series,
+    })))
+}
