@@ -14,6 +14,7 @@ use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
 use crate::actors::predictor::Predictor;
 use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
+use crate::actors::redis_sink::{RedisSink, RedisSinkSettings};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
 use crate::actors::window_store::WindowStoreActor;
@@ -49,6 +50,8 @@ pub enum StartError {
     Rules(#[from] crate::rules::RuleError),
     #[error("tracing: {0}")]
     Tracing(#[from] crate::telemetry::TelemetryError),
+    #[error("redis.url: {0}")]
+    Redis(String),
 }
 
 /// A running component, for status and `/metrics`.
@@ -206,6 +209,23 @@ pub fn start(
 
     // 2. Sinks.
     let mut downstream = Vec::new();
+    if let Some(url) = &service.redis.url {
+        let r = &service.redis;
+        let gauge = MailboxGauge::default();
+        let settings = RedisSinkSettings {
+            url: url.0.clone(),
+            key_prefix: r.key_prefix.clone(),
+            history_max_points: r.history_max_points.get(),
+            history_ttl_s: r.history_ttl_s.get(),
+            buffer_max_samples: r.buffer_max_samples.get(),
+            write_batch_samples: r.write_batch_samples.get(),
+        };
+        let addr = RedisSink::new(settings, gauge.clone())
+            .map_err(|e| StartError::Redis(e.to_string()))?
+            .start();
+        component("redis_sink", "sink", false, addr.clone().recipient());
+        downstream.push(Mailbox::new(addr.recipient(), gauge));
+    }
     for (actor, gauge) in sinks {
         let name = format!("jsonl_sink:{}", actor.path().display());
         let addr = actor.start();

@@ -6,6 +6,7 @@ pub mod gpu_simulated;
 pub mod jsonl_sink;
 pub mod predictor;
 pub mod query;
+pub mod redis_sink;
 pub mod request_sampler;
 pub mod rule_engine;
 pub mod tracer;

@@ -41,6 +41,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "max_traces_per_second",
     ),
     ("PULSE_OTLP_ENDPOINT", "tracing", "otlp_endpoint"),
+    ("PULSE_REDIS_URL", "redis", "url"),
 ];
 
 /// The standard OpenTelemetry variable, used when `tracing.otlp_endpoint` is not set.
@@ -57,6 +58,63 @@ pub struct ServiceConfig {
     pub rules: RulesConfig,
     pub log: LogConfig,
     pub tracing: TracingConfig,
+    pub redis: RedisConfig,
+}
+
+/// The Redis sink: the latest value and recent history of every series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`; unset: no Redis sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<RedisUrl>,
+    /// Prefix of every key Pulse writes.
+    pub key_prefix: String,
+    /// Points kept per series in `<prefix>history:<series>`.
+    pub history_max_points: NonZeroUsize,
+    /// A series' history expires this long after its last write.
+    pub history_ttl_s: NonZeroU64,
+    /// Samples held while Redis is unreachable; past this the oldest are dropped (counted).
+    pub buffer_max_samples: NonZeroUsize,
+    /// Samples written per pipelined round trip at most.
+    pub write_batch_samples: NonZeroUsize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            key_prefix: "pulse:".to_string(),
+            history_max_points: NonZeroUsize::new(1000).unwrap(),
+            history_ttl_s: NonZeroU64::new(3600).unwrap(),
+            buffer_max_samples: NonZeroUsize::new(1_000_000).unwrap(),
+            write_batch_samples: NonZeroUsize::new(5000).unwrap(),
+        }
+    }
+}
+
+/// A Redis URL, checked when the file is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RedisUrl(pub String);
+
+impl TryFrom<String> for RedisUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if !(s.starts_with("redis://") || s.starts_with("unix://")) {
+            return Err(format!(
+                "{s:?} is not a Redis URL (redis://host:port[/db] or unix:///path)"
+            ));
+        }
+        redis::Client::open(s.as_str()).map_err(|e| format!("{s:?}: {e}"))?;
+        Ok(RedisUrl(s))
+    }
+}
+
+impl From<RedisUrl> for String {
+    fn from(u: RedisUrl) -> String {
+        u.0
+    }
 }
 
 /// OpenTelemetry tracing of Pulse's own work.

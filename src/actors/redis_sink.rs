@@ -1,0 +1,251 @@
+//! Redis sink: the latest value of every series in one hash, and each series' recent
+//! history in a bounded list, written in pipelined round trips.
+//!
+//! Keys (`<p>` is `redis.key_prefix`, `pulse:` by default; `<series>` is the series as
+//! Prometheus writes it, e.g. `DCGM_FI_DEV_GPU_UTIL{Hostname="h1",gpu="0"}`):
+//! - `<p>latest`: hash, field `<series>`, value `{"t_ms":...,"value":...}`;
+//! - `<p>history:<series>`: list of the same JSON, oldest first, at most
+//!   `history_max_points`, expiring `history_ttl_s` after its last write.
+//!
+//! The sink never makes the window store wait for Redis: a batch is buffered and the
+//! handler returns. A writer drains the buffer, one pipelined round trip of up to
+//! `write_batch_samples` samples at a time. While Redis is unreachable the buffer holds up
+//! to `buffer_max_samples`; past that the oldest batches are dropped and counted, never
+//! silently. The sink is degraded (with the error) until a write succeeds again, then
+//! catches up with what it held. Every sample received is either written, dropped (counted)
+//! or still buffered.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use actix::prelude::*;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::mailbox::MailboxGauge;
+use crate::messages::samples::SampleBatch;
+use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::model::series::Sample;
+
+/// Batches that may wait before the window store waits.
+pub const MAILBOX_CAPACITY: usize = 64;
+/// First wait before retrying a failed write; doubled up to `RETRY_MAX`.
+pub const RETRY_MIN: Duration = Duration::from_millis(200);
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+/// One round trip may take this long before it counts as failed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the sink is configured with.
+#[derive(Debug, Clone)]
+pub struct RedisSinkSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub history_max_points: usize,
+    pub history_ttl_s: u64,
+    pub buffer_max_samples: usize,
+    pub write_batch_samples: usize,
+}
+
+pub struct RedisSink {
+    settings: RedisSinkSettings,
+    conn: ConnectionManager,
+    /// Samples waiting to be written, oldest first.
+    buffer: VecDeque<Sample>,
+    /// A round trip is in flight (its samples are out of `buffer`).
+    writing: usize,
+    retry_delay: Duration,
+    gauge: MailboxGauge,
+    received: u64,
+    written: u64,
+    dropped: u64,
+    round_trips: u64,
+    last_error: Option<String>,
+}
+
+impl RedisSink {
+    /// Prepares the connection without connecting: Pulse starts (and reports the sink
+    /// degraded) when Redis is not there yet.
+    pub fn new(settings: RedisSinkSettings, gauge: MailboxGauge) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(settings.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(WRITE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(RETRY_MAX);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(RedisSink {
+            settings,
+            conn,
+            buffer: VecDeque::new(),
+            writing: 0,
+            retry_delay: RETRY_MIN,
+            gauge,
+            received: 0,
+            written: 0,
+            dropped: 0,
+            round_trips: 0,
+            last_error: None,
+        })
+    }
+
+    /// Drops the oldest buffered samples past the bound.
+    fn enforce_bound(&mut self) {
+        let max = self.settings.buffer_max_samples;
+        while self.buffer.len() + self.writing > max && !self.buffer.is_empty() {
+            self.buffer.pop_front();
+            self.dropped += 1;
+        }
+    }
+
+    /// Starts a round trip unless one is in flight or nothing waits.
+    fn write_next(&mut self, ctx: &mut Context<Self>) {
+        if self.writing > 0 || self.buffer.is_empty() {
+            return;
+        }
+        let n = self.buffer.len().min(self.settings.write_batch_samples);
+        let samples: Vec<Sample> = self.buffer.drain(..n).collect();
+        self.writing = samples.len();
+        let pipe = pipeline(&self.settings, &samples);
+        let mut conn = self.conn.clone();
+        let write = async move {
+            match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {} s", WRITE_TIMEOUT.as_secs())),
+            }
+        };
+        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+            act.writing = 0;
+            act.round_trips += 1;
+            match result {
+                Ok(()) => {
+                    act.written += samples.len() as u64;
+                    if act.last_error.take().is_some() {
+                        tracing::info!("redis sink: {} reachable again", act.settings.url);
+                    }
+                    act.retry_delay = RETRY_MIN;
+                    act.write_next(ctx);
+                }
+                Err(e) => {
+                    if act.last_error.is_none() {
+                        tracing::warn!("redis sink: write to {} failed: {e}", act.settings.url);
+                    }
+                    act.last_error = Some(e);
+                    // Back in front, in order; the bound then drops the oldest.
+                    for s in samples.into_iter().rev() {
+                        act.buffer.push_front(s);
+                    }
+                    act.enforce_bound();
+                    let delay = act.retry_delay;
+                    act.retry_delay = (delay * 2).min(RETRY_MAX);
+                    ctx.run_later(delay, |act, ctx| act.write_next(ctx));
+                }
+            }
+        }));
+    }
+}
+
+/// One round trip: the latest values, the histories, their trimming and expiry.
+fn pipeline(settings: &RedisSinkSettings, samples: &[Sample]) -> redis::Pipeline {
+    let latest = format!("{}latest", settings.key_prefix);
+    let mut pipe = redis::pipe();
+    let mut touched = std::collections::HashSet::new();
+    for s in samples {
+        let series = s.series.to_string();
+        let value = point_json(s.timestamp_ms, s.value);
+        pipe.hset(&latest, &series, &value).ignore();
+        let history = format!("{}history:{series}", settings.key_prefix);
+        pipe.rpush(&history, &value).ignore();
+        touched.insert(history);
+    }
+    let keep = settings.history_max_points as isize;
+    for history in touched {
+        pipe.ltrim(&history, -keep, -1).ignore();
+        pipe.expire(&history, settings.history_ttl_s as i64)
+            .ignore();
+    }
+    pipe
+}
+
+/// `{"t_ms":...,"value":...}`; a value JSON cannot hold (NaN, infinities, used as staleness
+/// markers) is written as a string, as Prometheus writes it.
+fn point_json(t_ms: i64, value: f64) -> String {
+    if value.is_finite() {
+        serde_json::json!({"t_ms": t_ms, "value": value}).to_string()
+    } else {
+        let text = if value.is_nan() {
+            "NaN".to_string()
+        } else if value > 0.0 {
+            "+Inf".to_string()
+        } else {
+            "-Inf".to_string()
+        };
+        serde_json::json!({"t_ms": t_ms, "value": text}).to_string()
+    }
+}
+
+impl Actor for RedisSink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<SampleBatch> for RedisSink {
+    type Result = ();
+
+    fn handle(&mut self, batch: SampleBatch, ctx: &mut Self::Context) {
+        let span = batch.span("sink.redis");
+        self.received += batch.len() as u64;
+        let dropped_before = self.dropped;
+        self.buffer.extend(batch.samples.iter().cloned());
+        self.enforce_bound();
+        if let Some(s) = span {
+            s.set("pulse.buffered", (self.buffer.len() + self.writing) as i64);
+            let dropped = self.dropped - dropped_before;
+            if dropped > 0 {
+                s.error(format!("{dropped} samples dropped: the buffer is full"));
+            }
+        }
+        self.write_next(ctx);
+    }
+}
+
+impl Handler<GetStats> for RedisSink {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut st = ComponentStats::new("redis_sink", "sink");
+        st.received_total = self.received;
+        st.emitted_total = self.written;
+        st.dropped_total = self.dropped;
+        st.mailbox_backlog = self.gauge.get();
+        let buffered = self.buffer.len() + self.writing;
+        st.extra.insert("redis_buffered_samples", buffered as f64);
+        st.extra
+            .insert("redis_round_trips_total", self.round_trips as f64);
+        st.reason = Some(format!("writing to {}", self.settings.url));
+        if let Some(e) = &self.last_error {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "redis at {} unreachable: {e}; {buffered} samples buffered, {} dropped so far",
+                self.settings.url, self.dropped
+            ));
+        }
+        MessageResult(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_are_json_and_non_finite_values_are_strings() {
+        assert_eq!(point_json(5, 1.5), r#"{"t_ms":5,"value":1.5}"#);
+        assert_eq!(point_json(5, f64::NAN), r#"{"t_ms":5,"value":"NaN"}"#);
+        assert_eq!(
+            point_json(5, f64::NEG_INFINITY),
+            r#"{"t_ms":5,"value":"-Inf"}"#
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! The Redis sink against a real `redis-server` (Debian package `redis-server`) started on a
+//! free loopback port: every series' latest value and bounded history land in Redis; when
+//! the server is killed Pulse keeps serving, the sink turns degraded with the reason and
+//! counts what it cannot hold; when the server comes back on the same port the sink turns
+//! operational and catches up. Every sample received is written, dropped or still buffered.
+
+mod common;
+
+use std::net::TcpListener;
+use std::num::NonZeroUsize;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{call, get};
+use pulse::config::service::RedisUrl;
+use redis::Commands;
+use serde_json::Value;
+
+struct RedisServer {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start(port: u16) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server) must be installed");
+        let server = RedisServer { child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while connection(port).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connection(port: u16) -> redis::RedisResult<redis::Connection> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn sink_stats(app: &axum::Router) -> Value {
+    let (status, v) = call(app, get("/api/phase4/status")).await;
+    assert!(status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE);
+    v["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "redis_sink")
+        .cloned()
+        .expect("a redis_sink component")
+}
+
+async fn wait_for(app: &axum::Router, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = sink_stats(app).await;
+        if ready(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Received = written + dropped + buffered.
+fn accounted(s: &Value) -> bool {
+    let n = |k: &str| {
+        s[k].as_f64()
+            .unwrap_or(s["extra"][k].as_f64().unwrap_or(-1.0))
+    };
+    n("received_total") == n("emitted_total") + n("dropped_total") + n("redis_buffered_samples")
+}
+
+#[actix::test]
+async fn series_land_in_redis_and_an_outage_is_survived_counted_and_caught_up() {
+    let port = free_port();
+    let server = RedisServer::start(port);
+    let (mut service, pipeline) = common::fast_simulated();
+    service.redis.url = Some(RedisUrl(format!("redis://127.0.0.1:{port}")));
+    service.redis.history_max_points = NonZeroUsize::new(5).unwrap();
+    // About 2 s of the fast fleet's samples.
+    service.redis.buffer_max_samples = NonZeroUsize::new(2000).unwrap();
+    let app = common::app(&service, &pipeline);
+
+    // Latest values and trimmed histories.
+    let series = "DCGM_FI_DEV_GPU_UTIL{Hostname=\"sim-host\"";
+    let mut conn = connection(port).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (field, latest) = loop {
+        let all: std::collections::HashMap<String, String> = conn.hgetall("pulse:latest").unwrap();
+        let found = all
+            .into_iter()
+            .find(|(k, _)| k.starts_with(series) && k.contains("gpu=\"0\""));
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no GPU utilisation in Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v: Value = serde_json::from_str(&latest).unwrap();
+    assert!(v["t_ms"].as_i64().unwrap() > 1_700_000_000_000, "{latest}");
+    assert!(v["value"].as_f64().is_some(), "{latest}");
+    let history_key = format!("pulse:history:{field}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while conn.llen::<_, usize>(&history_key).unwrap() < 5 {
+        assert!(Instant::now() < deadline, "history never reached 5 points");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let history: Vec<String> = conn.lrange(&history_key, 0, -1).unwrap();
+    assert_eq!(history.len(), 5, "trimmed to history_max_points");
+    let times: Vec<i64> = history
+        .iter()
+        .map(|h| {
+            serde_json::from_str::<Value>(h).unwrap()["t_ms"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {times:?}"
+    );
+    let ttl: i64 = conn.ttl(&history_key).unwrap();
+    assert!(ttl > 3000 && ttl <= 3600, "{ttl}");
+    let s = sink_stats(&app).await;
+    assert_eq!(s["state"], "operational", "{s}");
+
+    // Redis goes away: Pulse keeps serving; the sink says why and counts what it drops.
+    drop(conn);
+    drop(server);
+    let s = wait_for(&app, "never degraded", |s| s["state"] == "degraded").await;
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("redis at redis://127.0.0.1:{port} unreachable")),
+        "{s}"
+    );
+    let s = wait_for(&app, "the buffer never overflowed", |s| {
+        s["dropped_total"].as_u64() > Some(0)
+    })
+    .await;
+    assert!(
+        s["extra"]["redis_buffered_samples"].as_f64() <= Some(2000.0),
+        "{s}"
+    );
+    assert!(accounted(&s), "{s}");
+    let (status, _) = call(&app, get("/api/phase4/dashboard/summary")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Back on the same port: operational again, new values written, everything accounted.
+    let restarted = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let _server = RedisServer::start(port);
+    let s = wait_for(&app, "never recovered", |s| s["state"] == "operational").await;
+    assert!(accounted(&s), "{s}");
+    let mut conn = connection(port).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let latest: Option<String> = conn.hget("pulse:latest", &field).unwrap();
+        let t = latest
+            .map(|l| {
+                serde_json::from_str::<Value>(&l).unwrap()["t_ms"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .unwrap_or(0);
+        if t >= restarted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fresh value after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_bad_redis_url_names_the_key() {
+    let err = pulse::config::service::ServiceConfig::load(
+        "x.toml",
+        "[redis]\nurl = \"http://localhost:6379\"\n",
+        |_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("x.toml:2:7: `redis.url`"), "{err}");
+    assert!(err.contains("not a Redis URL"), "{err}");
+}
