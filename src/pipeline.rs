@@ -27,6 +27,7 @@ use crate::messages::commands::Command;
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::GetStats;
 use crate::requests::{AggregatorLimits, RequestAggregator, SelfMetricsBuffer, TracedRequests};
+use crate::rules::store::AlertStore;
 use crate::sim::fleet::SimFleet;
 use crate::telemetry::Telemetry;
 use crate::views::GpuSourceInfo;
@@ -271,7 +272,18 @@ pub fn start(
         service.rules.history_max.get(),
         Vec::new(),
     )
-    .with_telemetry(telemetry.clone())
+    .with_telemetry(telemetry.clone());
+    let rules = match &service.redis.url {
+        Some(url) => rules.with_alert_store(
+            AlertStore::new(
+                &url.0,
+                &service.redis.key_prefix,
+                service.rules.history_max.get(),
+            )
+            .map_err(|e| StartError::Redis(e.to_string()))?,
+        ),
+        None => rules,
+    }
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
 

@@ -6,62 +6,15 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::num::NonZeroUsize;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use common::redis::{connection, free_port, RedisServer};
 use common::{call, get};
 use pulse::config::service::RedisUrl;
 use redis::Commands;
 use serde_json::Value;
-
-struct RedisServer {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start(port: u16) -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed");
-        let server = RedisServer { child, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while connection(port).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn connection(port: u16) -> redis::RedisResult<redis::Connection> {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn sink_stats(app: &axum::Router) -> Value {
     let (status, v) = call(app, get("/api/phase4/status")).await;

@@ -19,6 +19,7 @@ use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::selector::Selector;
 use crate::rules::alerting::{Alert, AlertState, Transition};
 use crate::rules::group::GroupState;
+use crate::rules::store::{AlertStore, Change, Restored, StoredAlert};
 use crate::rules::{load_sources, RuleGroup};
 
 /// How often the engine checks which groups are due.
@@ -32,7 +33,7 @@ pub struct RuleSources {
 }
 
 /// An acknowledgement: someone has seen the alert. Not a silence: the alert keeps firing.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Acknowledgement {
     pub by: String,
     pub comment: String,
@@ -40,7 +41,7 @@ pub struct Acknowledgement {
 }
 
 /// An alert as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AlertView {
     #[serde(flatten)]
     pub alert: Alert,
@@ -107,6 +108,9 @@ pub enum AckError {
     NotFound(String),
     #[error("alert {0} is resolved; only active alerts can be acknowledged")]
     Resolved(String),
+    /// The acknowledgement could not be stored in Redis; it was not taken.
+    #[error("the acknowledgement could not be stored in Redis, so it was not taken: {0}")]
+    NotStored(String),
 }
 
 /// Acknowledge an active alert.
@@ -196,6 +200,15 @@ pub struct RuleEngine {
     last_eval_ms: f64,
     events_dropped: u64,
     telemetry: crate::telemetry::Telemetry,
+    /// Where alert state is kept across restarts (Redis), when configured.
+    alert_store: Option<AlertStore>,
+    /// Restoring from the store: no evaluation until it is done.
+    restoring: bool,
+    /// What the restore did, or why it failed.
+    restore_note: Option<String>,
+    /// The last failed write to the store (cleared by a successful one), and the count.
+    persist_error: Option<String>,
+    persist_failures: u64,
 }
 
 impl RuleEngine {
@@ -229,7 +242,94 @@ impl RuleEngine {
             last_eval_ms: 0.0,
             events_dropped: 0,
             telemetry: Default::default(),
+            alert_store: None,
+            restoring: false,
+            restore_note: None,
+            persist_error: None,
+            persist_failures: 0,
         }
+    }
+
+    /// Keeps alert state in `store` and restores it from there at start.
+    pub fn with_alert_store(mut self, store: AlertStore) -> Self {
+        self.alert_store = Some(store);
+        self
+    }
+
+    /// Puts what the store held back: acknowledgements, history, and each active alert
+    /// into its rule (same group, file and alert name). Alerts whose rule is gone are
+    /// removed from the store.
+    fn restore(&mut self, r: Restored, ctx: &mut Context<Self>) {
+        let mut placed = 0;
+        let mut orphans = Vec::new();
+        for stored in r.active {
+            let name = stored
+                .alert
+                .labels
+                .get("alertname")
+                .cloned()
+                .unwrap_or_default();
+            let rule = self
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.state.as_mut())
+                .filter(|g| g.group.name == stored.group && g.group.file == stored.file)
+                .flat_map(|g| g.alerts.iter_mut().flatten())
+                .find(|rule| rule.spec.name == name);
+            match rule {
+                Some(rule) => {
+                    rule.alerts.insert(stored.alert.id.clone(), stored.alert);
+                    placed += 1;
+                }
+                None => orphans.push(stored.alert.id),
+            }
+        }
+        self.acks = r.acks;
+        self.history = r.history.into_iter().collect();
+        while self.history.len() > self.history_max {
+            self.history.pop_front();
+        }
+        let note = format!(
+            "restored {placed} active alerts, {} acknowledgements, {} history entries from Redis{}{}",
+            self.acks.len(),
+            self.history.len(),
+            if orphans.is_empty() {
+                String::new()
+            } else {
+                format!("; {} alerts of rules no longer loaded dropped", orphans.len())
+            },
+            if r.unreadable > 0 {
+                format!("; {} unreadable entries skipped", r.unreadable)
+            } else {
+                String::new()
+            }
+        );
+        tracing::info!("{note}");
+        self.restore_note = Some(note);
+        if !orphans.is_empty() {
+            self.persist(orphans.into_iter().map(Change::Gone).collect(), ctx);
+        }
+    }
+
+    /// Writes alert-state changes to the store, in order, without waiting.
+    fn persist(&mut self, changes: Vec<Change>, ctx: &mut Context<Self>) {
+        let Some(store) = self.alert_store.clone() else {
+            return;
+        };
+        if changes.is_empty() {
+            return;
+        }
+        let write = async move { store.write(changes).await };
+        ctx.spawn(write.into_actor(self).map(|result, act, _| match result {
+            Ok(()) => act.persist_error = None,
+            Err(e) => {
+                if act.persist_error.is_none() {
+                    tracing::warn!("alert state not written to Redis: {e}");
+                }
+                act.persist_failures += 1;
+                act.persist_error = Some(e);
+            }
+        }));
     }
 
     /// Traces each evaluation through `telemetry` (off by default).
@@ -277,25 +377,44 @@ impl RuleEngine {
         }
     }
 
-    fn apply(&mut self, g: &GroupState, transitions: Vec<Transition>, at_ms: i64) {
+    fn apply(
+        &mut self,
+        g: &GroupState,
+        transitions: Vec<Transition>,
+        at_ms: i64,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut changes = Vec::new();
+        let stored = |a: &Alert| {
+            Change::Active(StoredAlert {
+                group: g.group.name.clone(),
+                file: g.group.file.clone(),
+                alert: a.clone(),
+            })
+        };
         for t in transitions {
             match t {
                 Transition::Pending(a) => {
                     tracing::debug!(alert = %a.labels["alertname"], id = %a.id, "pending");
                     self.emit(AlertEventKind::Pending, at_ms, &a);
+                    changes.push(stored(&a));
                 }
                 Transition::Firing(a) => {
                     tracing::info!(alert = %a.labels["alertname"], id = %a.id, value = a.value, "firing");
                     self.emit(AlertEventKind::Firing, at_ms, &a);
+                    changes.push(stored(&a));
                 }
                 Transition::Cancelled(a) => {
                     self.acks.remove(&a.id);
                     self.emit(AlertEventKind::Cancelled, at_ms, &a);
+                    changes.push(Change::Gone(a.id.clone()));
                 }
                 Transition::Resolved(a) => {
                     tracing::info!(alert = %a.labels["alertname"], id = %a.id, "resolved");
                     self.emit(AlertEventKind::Resolved, at_ms, &a);
                     let view = self.view(g, &a);
+                    changes.push(Change::Gone(a.id.clone()));
+                    changes.push(Change::History(Box::new(view.clone())));
                     self.acks.remove(&a.id);
                     self.history.push_back(view);
                     while self.history.len() > self.history_max {
@@ -304,10 +423,14 @@ impl RuleEngine {
                 }
             }
         }
+        self.persist(changes, ctx);
     }
 
     /// Sends the due groups to the window store for evaluation.
     fn eval_due(&mut self, ctx: &mut Context<Self>) {
+        if self.restoring {
+            return;
+        }
         let now = self.clock.now_ms();
         let mut due = Vec::new();
         for (i, s) in self.slots.iter_mut().enumerate() {
@@ -332,7 +455,7 @@ impl RuleEngine {
         let started = std::time::Instant::now();
         let store = self.store.clone();
         let fut = async move { store.send(EvalGroups { groups, t_ms: now }).await };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.last_eval_ms = started.elapsed().as_secs_f64() * 1000.0;
             let (mut errors, mut transitions) = (0, 0);
             match res {
@@ -342,7 +465,7 @@ impl RuleEngine {
                         act.eval_errors += outcome.errors.len() as u64;
                         errors += outcome.errors.len();
                         transitions += outcome.transitions.len();
-                        act.apply(&g, outcome.transitions, now);
+                        act.apply(&g, outcome.transitions, now, ctx);
                         let interval = g.group.interval_ms;
                         act.slots[i] = Slot {
                             next_due_ms: next_due(act.slots[i].next_due_ms, interval, now),
@@ -397,6 +520,23 @@ impl Actor for RuleEngine {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(store) = self.alert_store.clone() {
+            // No evaluation before the state is back, or restored alerts would fire anew.
+            self.restoring = true;
+            let load = async move { store.load().await };
+            ctx.wait(load.into_actor(self).map(|result, act, ctx| {
+                act.restoring = false;
+                match result {
+                    Ok(r) => act.restore(r, ctx),
+                    Err(e) => {
+                        tracing::warn!("alert state not restored from Redis: {e}");
+                        act.restore_note =
+                            Some(format!("alert state not restored from Redis: {e}"));
+                        act.persist_error = Some(e);
+                    }
+                }
+            }));
+        }
         ctx.run_interval(TICK, |act, ctx| act.eval_due(ctx));
         ctx.notify(Tick);
     }
@@ -449,9 +589,44 @@ impl Handler<GetAlertHistory> for RuleEngine {
 }
 
 impl Handler<Acknowledge> for RuleEngine {
-    type Result = Result<AlertView, AckError>;
+    type Result = ResponseActFuture<Self, Result<AlertView, AckError>>;
 
+    /// With a store, a new acknowledgement is written there before the answer; if that
+    /// fails it is taken back and the caller hears why.
     fn handle(&mut self, msg: Acknowledge, _: &mut Self::Context) -> Self::Result {
+        let id = msg.id.clone();
+        let known = self.acks.contains_key(&id);
+        let result = self.acknowledge(msg);
+        let store = match (&result, &self.alert_store, known) {
+            (Ok(view), Some(store), false) => Some((store.clone(), view.clone())),
+            _ => None,
+        };
+        let Some((store, view)) = store else {
+            return Box::pin(fut::ready(result));
+        };
+        let ack = view.acknowledgement.clone().expect("just acknowledged");
+        let write = async move { store.acknowledge(&id, &ack).await.map(|()| id) };
+        Box::pin(
+            write
+                .into_actor(self)
+                .map(move |written, act, _| match written {
+                    Ok(_) => {
+                        act.persist_error = None;
+                        Ok(view)
+                    }
+                    Err(e) => {
+                        act.acks.remove(&view.alert.id);
+                        act.persist_failures += 1;
+                        act.persist_error = Some(e.clone());
+                        Err(AckError::NotStored(e))
+                    }
+                }),
+        )
+    }
+}
+
+impl RuleEngine {
+    fn acknowledge(&mut self, msg: Acknowledge) -> Result<AlertView, AckError> {
         let mut found: Option<(AlertState, AlertView)> = None;
         for g in self.slots.iter().filter_map(|s| s.state.as_ref()) {
             for rule in g.alerts.iter().flatten() {
@@ -620,10 +795,27 @@ impl Handler<GetStats> for RuleEngine {
         st.extra.insert("alerts_firing", counts.firing as f64);
         st.extra.insert("alerts_pending", counts.pending as f64);
         st.reason = Some(format!(
-            "{} groups, {} rules",
-            self.load.groups, self.load.rules
+            "{} groups, {} rules{}",
+            self.load.groups,
+            self.load.rules,
+            self.restore_note
+                .as_ref()
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default()
         ));
-        if let Some(e) = &self.load.last_error {
+        if self.alert_store.is_some() {
+            st.extra.insert(
+                "alert_state_write_failures_total",
+                self.persist_failures as f64,
+            );
+        }
+        if let Some(e) = &self.persist_error {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "alert state cannot be written to Redis (alerts keep being evaluated; \
+                 acknowledgements are refused until it can): {e}"
+            ));
+        } else if let Some(e) = &self.load.last_error {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!(
                 "last rule reload failed, previous rules still running: {e}"

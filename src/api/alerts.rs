@@ -149,6 +149,7 @@ pub async fn acknowledge(
         Ok(view) => Ok(Json(view)),
         Err(e @ AckError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
         Err(e @ AckError::Resolved(_)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ AckError::NotStored(_)) => Err(ApiError::Unavailable(e.to_string())),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::AlertSpec;
 use crate::promql::{VecSample, NAME};
@@ -12,7 +12,7 @@ use crate::promql::{VecSample, NAME};
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
 
 /// An alert's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Pending,
@@ -32,7 +32,7 @@ impl AlertState {
 }
 
 /// One alert: a rule's result series with the rule's labels.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Alert {
     /// Stable id: a hash of the labels (the same alert gets the same id after a restart).
     pub id: String,

@@ -4,6 +4,7 @@
 pub mod alerting;
 pub mod group;
 pub mod promtool;
+pub mod store;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -86,6 +86,12 @@ impl Pulse {
         }
     }
 
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM, then the log lines printed until exit.
     pub fn stop(mut self) -> Vec<String> {
         Command::new("kill")

@@ -1,0 +1,158 @@
+//! The rule engine's state in Redis, so that a restart (even `kill -9`) gives back the
+//! active alerts (with their `for` timers), their acknowledgements and the history.
+//!
+//! Keys (`<p>` is `redis.key_prefix`):
+//! - `<p>alerts:active`: hash, alert id → `{"group","file","alert":{...}}`, written at every
+//!   transition (pending, firing) and removed when the alert resolves or is cancelled;
+//! - `<p>alerts:acks`: hash, alert id → `{"by","comment","at_ms"}`, written before the API
+//!   answers the acknowledgement;
+//! - `<p>alerts:history`: list of resolved alerts as the history endpoint shows them,
+//!   oldest first, trimmed to `rules.history_max`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use super::alerting::Alert;
+use crate::actors::rule_engine::{Acknowledgement, AlertView};
+
+/// How long a read or write may take before it counts as failed.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An active alert as stored: enough to put it back into its rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredAlert {
+    pub group: String,
+    pub file: String,
+    pub alert: Alert,
+}
+
+/// What a restart gets back.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub active: Vec<StoredAlert>,
+    pub acks: HashMap<String, Acknowledgement>,
+    /// Oldest first.
+    pub history: Vec<AlertView>,
+    /// Entries that did not parse (skipped, counted).
+    pub unreadable: usize,
+}
+
+/// A change to write.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Active(StoredAlert),
+    /// Resolved or cancelled: no longer active, its acknowledgement goes with it.
+    Gone(String),
+    /// Resolved, into the history.
+    History(Box<AlertView>),
+}
+
+#[derive(Clone)]
+pub struct AlertStore {
+    conn: ConnectionManager,
+    prefix: String,
+    history_max: usize,
+}
+
+impl AlertStore {
+    /// Prepares the connection; connects on first use.
+    pub fn new(url: &str, prefix: &str, history_max: usize) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(1);
+        Ok(AlertStore {
+            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            prefix: prefix.to_string(),
+            history_max,
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}alerts:{name}", self.prefix)
+    }
+
+    /// Reads everything back.
+    pub async fn load(&self) -> Result<Restored, String> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.key("active"))
+            .hgetall(self.key("acks"))
+            .lrange(self.key("history"), 0, -1);
+        type Raw = (
+            HashMap<String, String>,
+            HashMap<String, String>,
+            Vec<String>,
+        );
+        let (active, acks, history): Raw = timed(pipe.query_async(&mut conn)).await?;
+        let mut out = Restored::default();
+        for (_, v) in active {
+            match serde_json::from_str(&v) {
+                Ok(a) => out.active.push(a),
+                Err(_) => out.unreadable += 1,
+            }
+        }
+        for (id, v) in acks {
+            match serde_json::from_str(&v) {
+                Ok(a) => {
+                    out.acks.insert(id, a);
+                }
+                Err(_) => out.unreadable += 1,
+            }
+        }
+        for v in history {
+            match serde_json::from_str(&v) {
+                Ok(h) => out.history.push(h),
+                Err(_) => out.unreadable += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the changes in one round trip, in order.
+    pub async fn write(&self, changes: Vec<Change>) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        for c in &changes {
+            match c {
+                Change::Active(a) => {
+                    let json = serde_json::to_string(a).map_err(|e| e.to_string())?;
+                    pipe.hset(self.key("active"), &a.alert.id, json).ignore();
+                }
+                Change::Gone(id) => {
+                    pipe.hdel(self.key("active"), id).ignore();
+                    pipe.hdel(self.key("acks"), id).ignore();
+                }
+                Change::History(view) => {
+                    let json = serde_json::to_string(view).map_err(|e| e.to_string())?;
+                    pipe.rpush(self.key("history"), json).ignore();
+                    pipe.ltrim(self.key("history"), -(self.history_max as isize), -1)
+                        .ignore();
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        timed(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Writes one acknowledgement.
+    pub async fn acknowledge(&self, id: &str, ack: &Acknowledgement) -> Result<(), String> {
+        let json = serde_json::to_string(ack).map_err(|e| e.to_string())?;
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.hset(self.key("acks"), id, json).ignore();
+        timed(pipe.query_async::<()>(&mut conn)).await
+    }
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(TIMEOUT, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+    }
+}
