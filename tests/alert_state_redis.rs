@@ -1,7 +1,8 @@
 //! Alert state survives `kill -9`: the real binary with a real `redis-server`. Active
 //! alerts come back with their ids, `active_at_ms` (a pending alert's `for` timer keeps
 //! running) and acknowledgements, and the history comes back with a resolved alert. With
-//! Redis gone, an acknowledgement is refused with 503 instead of being taken and lost.
+//! Redis gone, an acknowledgement is refused with 503 instead of being taken and lost; when
+//! Redis comes back empty, Pulse writes its whole state again.
 
 mod common;
 
@@ -188,4 +189,54 @@ fn active_alerts_acknowledgements_and_history_survive_kill_9() {
     );
     let (_, active) = pulse.get("/api/phase4/alerts/active");
     assert!(alert(&active, "WaitingAnHour").unwrap()["acknowledgement"].is_null());
+    let engine = |pulse: &Pulse| {
+        let (_, status) = pulse.get("/api/phase4/status");
+        status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "rule_engine")
+            .cloned()
+            .unwrap()
+    };
+    // (Status reports are reused for 100 ms.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = engine(&pulse);
+        if e["state"] == "degraded" {
+            assert!(
+                e["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot be written to Redis"),
+                "{e}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Redis comes back empty (no persistence on its side): Pulse writes its whole state
+    // again, so a second kill -9 still loses nothing.
+    let _server = RedisServer::start(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while engine(&pulse)["state"] != "operational" {
+        assert!(
+            Instant::now() < deadline,
+            "never resynced: {}",
+            engine(&pulse)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pulse.kill9();
+    let pulse = start(dir.path(), &url);
+    let (_, active) = pulse.get("/api/phase4/alerts/active");
+    let again = alert(&active, "AlwaysFiring").expect("back after the resync");
+    assert_eq!(again["active_at_ms"], firing["active_at_ms"]);
+    assert_eq!(again["acknowledgement"]["by"], "ana");
+    assert_eq!(
+        alert(&active, "WaitingAnHour").unwrap()["active_at_ms"],
+        waiting["active_at_ms"]
+    );
 }

@@ -209,6 +209,10 @@ pub struct RuleEngine {
     /// The last failed write to the store (cleared by a successful one), and the count.
     persist_error: Option<String>,
     persist_failures: u64,
+    /// A write failed: Redis may be behind. The next evaluation writes the whole active
+    /// state again, and the history entries that did not get there.
+    resync: bool,
+    unsent_history: Vec<AlertView>,
 }
 
 impl RuleEngine {
@@ -247,6 +251,8 @@ impl RuleEngine {
             restore_note: None,
             persist_error: None,
             persist_failures: 0,
+            resync: false,
+            unsent_history: Vec::new(),
         }
     }
 
@@ -319,6 +325,13 @@ impl RuleEngine {
         if changes.is_empty() {
             return;
         }
+        let histories: Vec<AlertView> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::History(v) => Some((**v).clone()),
+                _ => None,
+            })
+            .collect();
         let write = async move { store.write(changes).await };
         ctx.spawn(write.into_actor(self).map(|result, act, _| match result {
             Ok(()) => act.persist_error = None,
@@ -328,8 +341,39 @@ impl RuleEngine {
                 }
                 act.persist_failures += 1;
                 act.persist_error = Some(e);
+                act.resync = true;
+                act.unsent_history.extend(histories);
+                let excess = act.unsent_history.len().saturating_sub(act.history_max);
+                act.unsent_history.drain(..excess);
             }
         }));
+    }
+
+    /// After a failed write: the whole active state (replacing what Redis holds) and the
+    /// history entries that did not get there. A failure sets `resync` again.
+    fn resync_if_needed(&mut self, ctx: &mut Context<Self>) {
+        if !self.resync || self.alert_store.is_none() {
+            return;
+        }
+        self.resync = false;
+        let mut active = Vec::new();
+        for g in self.slots.iter().filter_map(|s| s.state.as_ref()) {
+            for rule in g.alerts.iter().flatten() {
+                active.extend(rule.active().map(|a| StoredAlert {
+                    group: g.group.name.clone(),
+                    file: g.group.file.clone(),
+                    alert: a.clone(),
+                }));
+            }
+        }
+        let acks = self.acks.clone().into_iter().collect();
+        let mut changes = vec![Change::Snapshot { active, acks }];
+        changes.extend(
+            std::mem::take(&mut self.unsent_history)
+                .into_iter()
+                .map(|v| Change::History(Box::new(v))),
+        );
+        self.persist(changes, ctx);
     }
 
     /// Traces each evaluation through `telemetry` (off by default).
@@ -472,6 +516,7 @@ impl RuleEngine {
                             state: Some(g),
                         };
                     }
+                    act.resync_if_needed(ctx);
                 }
                 Err(e) => {
                     // The store is gone; the groups' state is lost with the message.
@@ -618,6 +663,8 @@ impl Handler<Acknowledge> for RuleEngine {
                         act.acks.remove(&view.alert.id);
                         act.persist_failures += 1;
                         act.persist_error = Some(e.clone());
+                        // Redis may have lost what it held (restarted without persistence).
+                        act.resync = true;
                         Err(AckError::NotStored(e))
                     }
                 }),

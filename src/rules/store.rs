@@ -48,6 +48,12 @@ pub enum Change {
     Gone(String),
     /// Resolved, into the history.
     History(Box<AlertView>),
+    /// Everything active and acknowledged now, replacing what the store holds (after a
+    /// failed write left it behind).
+    Snapshot {
+        active: Vec<StoredAlert>,
+        acks: Vec<(String, Acknowledgement)>,
+    },
 }
 
 #[derive(Clone)]
@@ -116,6 +122,8 @@ impl AlertStore {
     /// Writes the changes in one round trip, in order.
     pub async fn write(&self, changes: Vec<Change>) -> Result<(), String> {
         let mut pipe = redis::pipe();
+        // All or nothing: a snapshot never leaves the hashes half rewritten.
+        pipe.atomic();
         for c in &changes {
             match c {
                 Change::Active(a) => {
@@ -126,6 +134,18 @@ impl AlertStore {
                     pipe.hdel(self.key("active"), id).ignore();
                     pipe.hdel(self.key("acks"), id).ignore();
                 }
+                Change::Snapshot { active, acks } => {
+                    pipe.del(self.key("active")).ignore();
+                    pipe.del(self.key("acks")).ignore();
+                    for a in active {
+                        let json = serde_json::to_string(a).map_err(|e| e.to_string())?;
+                        pipe.hset(self.key("active"), &a.alert.id, json).ignore();
+                    }
+                    for (id, ack) in acks {
+                        let json = serde_json::to_string(ack).map_err(|e| e.to_string())?;
+                        pipe.hset(self.key("acks"), id, json).ignore();
+                    }
+                }
                 Change::History(view) => {
                     let json = serde_json::to_string(view).map_err(|e| e.to_string())?;
                     pipe.rpush(self.key("history"), json).ignore();
@@ -135,7 +155,10 @@ impl AlertStore {
             }
         }
         let mut conn = self.conn.clone();
-        timed(pipe.query_async::<()>(&mut conn)).await
+        // MULTI/EXEC answers with the (empty, all ignored) result list.
+        timed(pipe.query_async::<redis::Value>(&mut conn))
+            .await
+            .map(drop)
     }
 
     /// Writes one acknowledgement.
