@@ -103,8 +103,9 @@ impl Handler<SampleBatch> for WindowStoreActor {
         if self.processors.is_empty() {
             return AtomicResponse::new(Box::pin(self.forward_all(batch.0, None).map(
                 move |(), _, _| {
+                    // The store's span first: the root (held by `batch.1`) ends after it.
+                    end(span);
                     drop(batch.1);
-                    end(span)
                 },
             )));
         }
@@ -140,8 +141,8 @@ impl Handler<SampleBatch> for WindowStoreActor {
                     Some(SampleBatch::new(derived).with_trace(batch.trace.clone()))
                 };
                 act.forward_all(batch, derived).map(move |(), _, _| {
+                    end(span);
                     drop(root);
-                    end(span)
                 })
             },
         )))
