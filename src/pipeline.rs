@@ -8,13 +8,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::broadcast;
 
-use crate::actors::anomaly_detector::AnomalyDetector;
+use crate::actors::anomaly_detector::{AnomalyDetector, AnomalyList};
 use crate::actors::gpu_nvml::NvmlGpuSampler;
 use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
 use crate::actors::predictor::Predictor;
 use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
-use crate::actors::redis_sink::{RedisSink, RedisSinkSettings};
+use crate::actors::redis_sink::{lazy_connection, RedisSink, RedisSinkSettings};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
 use crate::actors::window_store::WindowStoreActor;
@@ -238,7 +238,15 @@ pub fn start(
     let mut processors = Vec::new();
     let anomalies = if pipeline.anomaly.enabled {
         let gauge = MailboxGauge::default();
-        let addr = AnomalyDetector::new(pipeline.anomaly.settings(), gauge.clone()).start();
+        let mut detector = AnomalyDetector::new(pipeline.anomaly.settings(), gauge.clone());
+        if let Some(url) = &service.redis.url {
+            detector = detector.with_redis(AnomalyList {
+                conn: lazy_connection(&url.0).map_err(|e| StartError::Redis(e.to_string()))?,
+                key: format!("{}anomalies", service.redis.key_prefix),
+                max: pipeline.anomaly.max_anomalies.get(),
+            });
+        }
+        let addr = detector.start();
         component(
             "anomaly_detector",
             "processor",

@@ -169,3 +169,31 @@ fn a_bad_redis_url_names_the_key() {
     assert!(err.starts_with("x.toml:2:7: `redis.url`"), "{err}");
     assert!(err.contains("not a Redis URL"), "{err}");
 }
+
+#[actix::test]
+async fn opened_anomalies_are_listed_in_redis() {
+    let port = free_port();
+    let _server = RedisServer::start(port);
+    let (mut service, mut pipeline) = common::fast_simulated();
+    service.redis.url = Some(RedisUrl(format!("redis://127.0.0.1:{port}")));
+    pipeline.sources.gpu.simulated.scenarios = vec![pulse::sim::fleet::Scenario::LoadSpike];
+    pipeline.anomaly.detector.warmup_samples = 20;
+    pipeline.anomaly.detector.rest_samples = 20;
+    let app = common::app(&service, &pipeline);
+    let mut conn = connection(port).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let list: Vec<String> = conn.lrange("pulse:anomalies", 0, -1).unwrap();
+        if let Some(first) = list.first() {
+            break serde_json::from_str::<Value>(first).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no anomaly in Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let id = first["id"].as_u64().unwrap();
+    let (status, api) = call(&app, get(&format!("/api/phase4/anomalies/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api["series"], first["series"]);
+    assert_eq!(api["first_ms"], first["first_ms"]);
+    assert_eq!(api["reason"], first["reason"]);
+}

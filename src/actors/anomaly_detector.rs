@@ -10,7 +10,7 @@ use crate::anomaly::{Anomaly, AnomalyEngine, EngineSettings};
 use crate::mailbox::MailboxGauge;
 use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
 use crate::messages::samples::ProcessBatch;
-use crate::messages::stats::{ComponentStats, GetStats};
+use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 
 /// Batches that may wait in the detector's mailbox before the window store waits.
@@ -23,6 +23,18 @@ pub struct AnomalyDetector {
     gauge: MailboxGauge,
     /// Samples received (watched or not).
     received: u64,
+    /// Where opened anomalies are also written, when Redis is configured.
+    redis: Option<AnomalyList>,
+    redis_failures: u64,
+    redis_error: Option<String>,
+}
+
+/// `<prefix>anomalies` in Redis: a list of anomalies as they were opened (the same JSON as
+/// `GET /api/phase4/anomalies/{id}` at that moment), oldest first, at most `max`.
+pub struct AnomalyList {
+    pub conn: redis::aio::ConnectionManager,
+    pub key: String,
+    pub max: usize,
 }
 
 impl AnomalyDetector {
@@ -31,7 +43,41 @@ impl AnomalyDetector {
             engine: AnomalyEngine::new(settings),
             gauge,
             received: 0,
+            redis: None,
+            redis_failures: 0,
+            redis_error: None,
         }
+    }
+
+    /// Also writes each opened anomaly to Redis.
+    pub fn with_redis(mut self, list: AnomalyList) -> Self {
+        self.redis = Some(list);
+        self
+    }
+
+    /// Appends anomalies to the Redis list, without making the stream wait.
+    fn write_to_redis(&mut self, opened: Vec<String>, ctx: &mut Context<Self>) {
+        let Some(list) = &self.redis else {
+            return;
+        };
+        if opened.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for json in &opened {
+            pipe.rpush(&list.key, json).ignore();
+        }
+        pipe.ltrim(&list.key, -(list.max as isize), -1).ignore();
+        let mut conn = list.conn.clone();
+        let n = opened.len() as u64;
+        let write = async move { pipe.query_async::<()>(&mut conn).await };
+        ctx.spawn(write.into_actor(self).map(move |r, act, _| match r {
+            Ok(()) => act.redis_error = None,
+            Err(e) => {
+                act.redis_failures += n;
+                act.redis_error = Some(e.to_string());
+            }
+        }));
     }
 }
 
@@ -46,7 +92,11 @@ impl Actor for AnomalyDetector {
 impl Handler<ProcessBatch> for AnomalyDetector {
     type Result = MessageResult<ProcessBatch>;
 
-    fn handle(&mut self, ProcessBatch(batch): ProcessBatch, _: &mut Self::Context) -> Self::Result {
+    fn handle(
+        &mut self,
+        ProcessBatch(batch): ProcessBatch,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
         let span = batch.span("processor.anomaly_detector");
         self.received += batch.len() as u64;
         let (scores, opened): (Vec<Sample>, Vec<u64>) = self.engine.process(&batch.samples);
@@ -54,8 +104,14 @@ impl Handler<ProcessBatch> for AnomalyDetector {
             s.set("pulse.scores", scores.len() as i64);
             s.set("pulse.anomalies_opened", opened.len() as i64);
         }
+        let mut for_redis = Vec::new();
         for id in opened {
             if let Some(a) = self.engine.get(id) {
+                if self.redis.is_some() {
+                    if let Ok(json) = serde_json::to_string(a) {
+                        for_redis.push(json);
+                    }
+                }
                 if let Some(s) = &span {
                     s.event(
                         "anomaly opened",
@@ -79,6 +135,7 @@ impl Handler<ProcessBatch> for AnomalyDetector {
                 );
             }
         }
+        self.write_to_redis(for_redis, ctx);
         MessageResult(scores)
     }
 }
@@ -139,6 +196,19 @@ impl Handler<GetStats> for AnomalyDetector {
             st.reason = Some(format!(
                 "{watched} series watched; samples of further series refused: max_series {} reached",
                 settings.max_series
+            ));
+        }
+        if self.redis.is_some() {
+            st.extra.insert(
+                "anomaly_redis_write_failures_total",
+                self.redis_failures as f64,
+            );
+        }
+        if let Some(e) = &self.redis_error {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "anomalies cannot be written to Redis ({} lost so far): {e}",
+                self.redis_failures
             ));
         }
         MessageResult(st)

@@ -61,17 +61,21 @@ pub struct RedisSink {
     last_error: Option<String>,
 }
 
+/// A Redis connection that connects on first use and reconnects after failures: Pulse
+/// starts (and reports what is degraded) when Redis is not there yet.
+pub fn lazy_connection(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(WRITE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(RETRY_MAX);
+    ConnectionManager::new_lazy_with_config(client, config)
+}
+
 impl RedisSink {
-    /// Prepares the connection without connecting: Pulse starts (and reports the sink
-    /// degraded) when Redis is not there yet.
     pub fn new(settings: RedisSinkSettings, gauge: MailboxGauge) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(settings.url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(WRITE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(RETRY_MAX);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = lazy_connection(&settings.url)?;
         Ok(RedisSink {
             settings,
             conn,

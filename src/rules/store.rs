@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::alerting::Alert;
@@ -66,13 +66,8 @@ pub struct AlertStore {
 impl AlertStore {
     /// Prepares the connection; connects on first use.
     pub fn new(url: &str, prefix: &str, history_max: usize) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1);
         Ok(AlertStore {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            conn: crate::actors::redis_sink::lazy_connection(url)?,
             prefix: prefix.to_string(),
             history_max,
         })
