@@ -12,6 +12,7 @@ use crate::actors::anomaly_detector::{AnomalyDetector, AnomalyList};
 use crate::actors::gpu_nvml::NvmlGpuSampler;
 use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
+use crate::actors::kafka_sink::{KafkaSink, KafkaSinkSettings};
 use crate::actors::predictor::Predictor;
 use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
 use crate::actors::redis_sink::{lazy_connection, RedisSink, RedisSinkSettings};
@@ -53,6 +54,8 @@ pub enum StartError {
     Tracing(#[from] crate::telemetry::TelemetryError),
     #[error("redis.url: {0}")]
     Redis(String),
+    #[error("kafka.brokers: {0}")]
+    Kafka(String),
 }
 
 /// A running component, for status and `/metrics`.
@@ -210,6 +213,25 @@ pub fn start(
 
     // 2. Sinks.
     let mut downstream = Vec::new();
+    let mut kafka = None;
+    if let Some(brokers) = &service.kafka.brokers {
+        let k = &service.kafka;
+        let gauge = MailboxGauge::default();
+        let settings = KafkaSinkSettings {
+            brokers: brokers.clone(),
+            topic_prefix: k.topic_prefix.clone(),
+            create_topics: k.create_topics,
+            partitions: k.partitions.get().min(i32::MAX as u64) as i32,
+            replication_factor: k.replication_factor.get().min(i32::MAX as u64) as i32,
+            buffer_max_records: k.buffer_max_records.get(),
+        };
+        let addr = KafkaSink::new(settings, gauge.clone())
+            .map_err(StartError::Kafka)?
+            .start();
+        component("kafka_sink", "sink", false, addr.clone().recipient());
+        downstream.push(Mailbox::new(addr.clone().recipient(), gauge));
+        kafka = Some(addr);
+    }
     if let Some(url) = &service.redis.url {
         let r = &service.redis;
         let gauge = MailboxGauge::default();
@@ -246,6 +268,9 @@ pub fn start(
                 max: pipeline.anomaly.max_anomalies.get(),
             });
         }
+        if let Some(k) = &kafka {
+            detector = detector.with_events(k.clone().recipient());
+        }
         let addr = detector.start();
         component(
             "anomaly_detector",
@@ -278,7 +303,10 @@ pub fn start(
         window.clone(),
         clock.clone(),
         service.rules.history_max.get(),
-        Vec::new(),
+        kafka
+            .iter()
+            .map(|k| k.clone().recipient::<crate::messages::alerts::AlertEvent>())
+            .collect(),
     )
     .with_telemetry(telemetry.clone());
     let rules = match &service.redis.url {

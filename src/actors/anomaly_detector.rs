@@ -6,6 +6,7 @@
 
 use actix::prelude::*;
 
+use crate::actors::kafka_sink::AnomalyOpened;
 use crate::anomaly::{Anomaly, AnomalyEngine, EngineSettings};
 use crate::mailbox::MailboxGauge;
 use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
@@ -27,6 +28,9 @@ pub struct AnomalyDetector {
     redis: Option<AnomalyList>,
     redis_failures: u64,
     redis_error: Option<String>,
+    /// Where opened anomalies go as events (the Kafka sink), and how many could not.
+    events: Vec<Recipient<AnomalyOpened>>,
+    events_dropped: u64,
 }
 
 /// `<prefix>anomalies` in Redis: a list of anomalies as they were opened (the same JSON as
@@ -46,7 +50,15 @@ impl AnomalyDetector {
             redis: None,
             redis_failures: 0,
             redis_error: None,
+            events: Vec::new(),
+            events_dropped: 0,
         }
+    }
+
+    /// Also sends each opened anomaly to `recipient` (the Kafka sink).
+    pub fn with_events(mut self, recipient: Recipient<AnomalyOpened>) -> Self {
+        self.events.push(recipient);
+        self
     }
 
     /// Also writes each opened anomaly to Redis.
@@ -110,6 +122,11 @@ impl Handler<ProcessBatch> for AnomalyDetector {
                 if self.redis.is_some() {
                     if let Ok(json) = serde_json::to_string(a) {
                         for_redis.push(json);
+                    }
+                }
+                for r in &self.events {
+                    if r.try_send(AnomalyOpened(a.clone())).is_err() {
+                        self.events_dropped += 1;
                     }
                 }
                 if let Some(s) = &span {
@@ -198,6 +215,7 @@ impl Handler<GetStats> for AnomalyDetector {
                 settings.max_series
             ));
         }
+        st.dropped_total += self.events_dropped;
         if self.redis.is_some() {
             st.extra.insert(
                 "anomaly_redis_write_failures_total",

@@ -4,6 +4,7 @@ pub mod anomaly_detector;
 pub mod gpu_nvml;
 pub mod gpu_simulated;
 pub mod jsonl_sink;
+pub mod kafka_sink;
 pub mod predictor;
 pub mod query;
 pub mod redis_sink;

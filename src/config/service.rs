@@ -42,6 +42,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ),
     ("PULSE_OTLP_ENDPOINT", "tracing", "otlp_endpoint"),
     ("PULSE_REDIS_URL", "redis", "url"),
+    ("PULSE_KAFKA_BROKERS", "kafka", "brokers"),
 ];
 
 /// The standard OpenTelemetry variable, used when `tracing.otlp_endpoint` is not set.
@@ -59,6 +60,39 @@ pub struct ServiceConfig {
     pub log: LogConfig,
     pub tracing: TracingConfig,
     pub redis: RedisConfig,
+    pub kafka: KafkaConfig,
+}
+
+/// The Kafka sink: samples, alert events, anomalies and predictions as JSON records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`; unset: no Kafka sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// Topics are `<prefix>samples`, `<prefix>alerts`, `<prefix>anomalies`,
+    /// `<prefix>predictions`.
+    pub topic_prefix: String,
+    /// Create the topics at start when they are missing.
+    pub create_topics: bool,
+    pub partitions: NonZeroU64,
+    pub replication_factor: NonZeroU64,
+    /// Records held while the brokers are unreachable; past this new records are dropped
+    /// (counted).
+    pub buffer_max_records: NonZeroUsize,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: None,
+            topic_prefix: "pulse.".to_string(),
+            create_topics: true,
+            partitions: NonZeroU64::new(6).unwrap(),
+            replication_factor: NonZeroU64::new(1).unwrap(),
+            buffer_max_records: NonZeroUsize::new(1_000_000).unwrap(),
+        }
+    }
 }
 
 /// The Redis sink: the latest value and recent history of every series.
