@@ -4,6 +4,7 @@
 //! store keeps and passes to the sinks, so rules and `/metrics` see them. It keeps the recent
 //! anomalies for `GET /api/phase4/anomalies` and logs each one it opens.
 
+use actix::dev::SendError;
 use actix::prelude::*;
 
 use crate::actors::kafka_sink::AnomalyOpened;
@@ -125,8 +126,12 @@ impl Handler<ProcessBatch> for AnomalyDetector {
                     }
                 }
                 for r in &self.events {
-                    if r.try_send(AnomalyOpened(a.clone())).is_err() {
-                        self.events_dropped += 1;
+                    // Past the sink's mailbox bound it is queued anyway (anomalies are
+                    // few); only a stopped sink drops it (counted).
+                    match r.try_send(AnomalyOpened(a.clone())) {
+                        Ok(()) => {}
+                        Err(SendError::Full(m)) => r.do_send(m),
+                        Err(SendError::Closed(_)) => self.events_dropped += 1,
                     }
                 }
                 if let Some(s) = &span {

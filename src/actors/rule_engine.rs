@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use actix::dev::SendError;
 use actix::prelude::*;
 use opentelemetry::trace::SpanKind;
 use serde::Serialize;
@@ -415,8 +416,13 @@ impl RuleEngine {
                 at_ms,
                 alert: alert.clone(),
             };
-            if d.try_send(event).is_err() {
-                self.events_dropped += 1;
+            // A burst of transitions (a whole pack firing at once) may outrun the sink's
+            // mailbox: queue it past the bound rather than lose it; only a stopped
+            // recipient drops (counted).
+            match d.try_send(event) {
+                Ok(()) => {}
+                Err(SendError::Full(event)) => d.do_send(event),
+                Err(SendError::Closed(_)) => self.events_dropped += 1,
             }
         }
     }
