@@ -96,6 +96,8 @@ pub struct KafkaSink {
     /// Records handed to the producer, and those refused because its queue was full.
     sent: u64,
     queue_full: u64,
+    /// Records the producer refused for another reason (e.g. larger than the broker takes).
+    refused: u64,
     topics_note: Option<String>,
 }
 
@@ -125,6 +127,7 @@ impl KafkaSink {
             gauge,
             sent: 0,
             queue_full: 0,
+            refused: 0,
             topics_note: None,
         })
     }
@@ -142,7 +145,7 @@ impl KafkaSink {
                 self.queue_full += 1;
             }
             Err((e, _)) => {
-                self.queue_full += 1;
+                self.refused += 1;
                 *self
                     .reports
                     .last_error
@@ -281,15 +284,17 @@ impl Handler<GetStats> for KafkaSink {
         let failed = self.reports.failed.load(Ordering::Relaxed);
         let in_flight = self.producer.in_flight_count().max(0) as u64;
         let mut st = ComponentStats::new("kafka_sink", "sink");
-        st.received_total = self.sent + self.queue_full;
+        st.received_total = self.sent + self.queue_full + self.refused;
         st.emitted_total = delivered;
-        st.dropped_total = self.queue_full + failed;
+        st.dropped_total = self.queue_full + self.refused + failed;
         st.mailbox_backlog = self.gauge.get();
         st.extra.insert("kafka_in_flight_records", in_flight as f64);
         st.extra
             .insert("kafka_queue_full_drops_total", self.queue_full as f64);
         st.extra
             .insert("kafka_delivery_failures_total", failed as f64);
+        st.extra
+            .insert("kafka_refused_records_total", self.refused as f64);
         st.reason = Some(format!(
             "producing to {}{}",
             self.settings.brokers,
@@ -309,7 +314,7 @@ impl Handler<GetStats> for KafkaSink {
             st.reason = Some(format!(
                 "kafka at {}: {e}; {in_flight} records waiting, {} dropped so far",
                 self.settings.brokers,
-                self.queue_full + failed
+                self.queue_full + self.refused + failed
             ));
         }
         MessageResult(st)
