@@ -100,7 +100,17 @@ impl Pulse {
             .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "pulse exited with {status}");
-        self.log.try_iter().collect()
+        // The reader thread may still be passing on the last lines: read until it reaches
+        // the end of stderr (the channel closes), for at most 5 s.
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
     }
 }
 
