@@ -41,18 +41,15 @@ groups:
 "#;
 
 fn start(dir: &std::path::Path, redis: &str) -> Pulse {
-    Pulse::start(&[
-        (
-            "PULSE_PIPELINE",
-            dir.join("pipeline.toml").to_str().unwrap(),
-        ),
-        (
-            "PULSE_RULE_PATHS",
-            &format!("[{:?}]", dir.join("rules").to_str().unwrap()),
-        ),
-        ("PULSE_RULES_BUILTIN_PACK", "false"),
-        ("PULSE_REDIS_URL", redis),
-    ])
+    Pulse::start_with_files(
+        dir,
+        PIPELINE,
+        RULES,
+        &[
+            ("PULSE_RULES_BUILTIN_PACK", "false"),
+            ("PULSE_REDIS_URL", redis),
+        ],
+    )
 }
 
 fn alert<'a>(active: &'a Value, name: &str) -> Option<&'a Value> {
@@ -77,9 +74,6 @@ fn wait(pulse: &Pulse, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -
 #[test]
 fn active_alerts_acknowledgements_and_history_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pipeline.toml"), PIPELINE).unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/restart.yml"), RULES).unwrap();
     let port = free_port();
     let server = RedisServer::start(port);
     let url = format!("redis://127.0.0.1:{port}");

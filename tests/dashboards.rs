@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -275,21 +274,7 @@ fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_pulse() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = dir.path().join("pipeline.toml");
-    std::fs::write(&pipeline, PIPELINE).unwrap();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::File::create(rules.join("test.yml"))
-        .unwrap()
-        .write_all(RULES.as_bytes())
-        .unwrap();
-    let pulse = Pulse::start(&[
-        ("PULSE_PIPELINE", pipeline.to_str().unwrap()),
-        (
-            "PULSE_RULE_PATHS",
-            &format!("[{:?}]", rules.to_str().unwrap()),
-        ),
-    ]);
+    let pulse = Pulse::start_with_files(dir.path(), PIPELINE, RULES, &[]);
     let target = pulse.base.trim_start_matches("http://").to_string();
     let prom = Prometheus::start(&target);
 

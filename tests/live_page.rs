@@ -186,18 +186,7 @@ fn acknowledged(pulse: &Pulse, id: &str) -> Option<Value> {
 #[test]
 fn the_live_page_draws_live_data_and_acknowledges_an_alert() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = dir.path().join("pipeline.toml");
-    std::fs::write(&pipeline, PIPELINE).unwrap();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(rules.join("test.yml"), RULES).unwrap();
-    let pulse = Pulse::start(&[
-        ("PULSE_PIPELINE", pipeline.to_str().unwrap()),
-        (
-            "PULSE_RULE_PATHS",
-            &format!("[{:?}]", rules.to_str().unwrap()),
-        ),
-    ]);
+    let pulse = Pulse::start_with_files(dir.path(), PIPELINE, RULES, &[]);
     let batch: Vec<Value> = (0..50)
         .map(|i| json!({"route": "/v1/generate", "status": 200, "latency_ms": 10.0 + i as f64, "gpu": "0"}))
         .collect();

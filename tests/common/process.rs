@@ -50,6 +50,28 @@ impl Pulse {
         Pulse { child, base, log }
     }
 
+    /// Starts pulse with this pipeline file and one rule file (written to `dir`), plus
+    /// `env`.
+    pub fn start_with_files(
+        dir: &std::path::Path,
+        pipeline: &str,
+        rules: &str,
+        env: &[(&str, &str)],
+    ) -> Pulse {
+        let pipeline_path = dir.join("pipeline.toml");
+        std::fs::write(&pipeline_path, pipeline).unwrap();
+        let rules_dir = dir.join("rules");
+        std::fs::create_dir_all(&rules_dir).unwrap();
+        std::fs::write(rules_dir.join("test.yml"), rules).unwrap();
+        let rule_paths = format!("[{:?}]", rules_dir.to_str().unwrap());
+        let mut all = vec![
+            ("PULSE_PIPELINE", pipeline_path.to_str().unwrap()),
+            ("PULSE_RULE_PATHS", rule_paths.as_str()),
+        ];
+        all.extend_from_slice(env);
+        Pulse::start(&all)
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         response(ureq::get(&format!("{}{path}", self.base)).call())
     }
