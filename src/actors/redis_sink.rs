@@ -53,6 +53,8 @@ pub struct RedisSink {
     /// A round trip is in flight (its samples are out of `buffer`).
     writing: usize,
     retry_delay: Duration,
+    /// After a failure, no write before this (the scheduled retry makes it).
+    retry_at: Option<std::time::Instant>,
     gauge: MailboxGauge,
     received: u64,
     written: u64,
@@ -82,6 +84,7 @@ impl RedisSink {
             buffer: VecDeque::new(),
             writing: 0,
             retry_delay: RETRY_MIN,
+            retry_at: None,
             gauge,
             received: 0,
             written: 0,
@@ -105,6 +108,12 @@ impl RedisSink {
         if self.writing > 0 || self.buffer.is_empty() {
             return;
         }
+        if self
+            .retry_at
+            .is_some_and(|at| std::time::Instant::now() < at)
+        {
+            return;
+        }
         let n = self.buffer.len().min(self.settings.write_batch_samples);
         let samples: Vec<Sample> = self.buffer.drain(..n).collect();
         self.writing = samples.len();
@@ -126,6 +135,7 @@ impl RedisSink {
                         tracing::info!("redis sink: {} reachable again", act.settings.url);
                     }
                     act.retry_delay = RETRY_MIN;
+                    act.retry_at = None;
                     act.write_next(ctx);
                 }
                 Err(e) => {
@@ -140,6 +150,7 @@ impl RedisSink {
                     act.enforce_bound();
                     let delay = act.retry_delay;
                     act.retry_delay = (delay * 2).min(RETRY_MAX);
+                    act.retry_at = Some(std::time::Instant::now() + delay);
                     ctx.run_later(delay, |act, ctx| act.write_next(ctx));
                 }
             }
