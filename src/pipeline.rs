@@ -89,6 +89,8 @@ pub struct Handles {
     pub stale_after_ms: i64,
     /// Tracing (spans, trace store, OTLP export); off when the config says so.
     pub telemetry: Telemetry,
+    /// The Redis sink, drained at shutdown.
+    pub redis_sink: Option<Addr<RedisSink>>,
     /// Request records that carry a trace id, for trace lookups.
     pub traced_requests: TracedRequests,
 }
@@ -214,6 +216,7 @@ pub fn start(
     // 2. Sinks.
     let mut downstream = Vec::new();
     let mut kafka = None;
+    let mut redis_sink = None;
     if let Some(brokers) = &service.kafka.brokers {
         let k = &service.kafka;
         let gauge = MailboxGauge::default();
@@ -247,7 +250,8 @@ pub fn start(
             .map_err(|e| StartError::Redis(e.to_string()))?
             .start();
         component("redis_sink", "sink", false, addr.clone().recipient());
-        downstream.push(Mailbox::new(addr.recipient(), gauge));
+        downstream.push(Mailbox::new(addr.clone().recipient(), gauge));
+        redis_sink = Some(addr);
     }
     for (actor, gauge) in sinks {
         let name = format!("jsonl_sink:{}", actor.path().display());
@@ -435,6 +439,7 @@ pub fn start(
         clock,
         stale_after_ms: settings.stale_after_ms,
         telemetry,
+        redis_sink,
         traced_requests: TracedRequests::new(req_cfg.max_traced.get()),
     })
 }

@@ -37,6 +37,7 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
     };
     spawn_reload_on_sighup(handles.rules.clone());
     let telemetry = handles.telemetry.clone();
+    let redis_sink = handles.redis_sink.clone();
     let app = api::router(AppState::new(handles, limits));
     if !local.ip().is_loopback() {
         tracing::warn!("listening on {local}, which is reachable from other hosts; the API has no authentication");
@@ -54,6 +55,17 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
         .await
         .context("HTTP server task")?
         .context("HTTP server")?;
+    // Write what the Redis sink still holds (up to 5 s); say what could not be.
+    if let Some(sink) = redis_sink {
+        let within = std::time::Duration::from_secs(5);
+        match sink.send(crate::actors::redis_sink::Drain(within)).await {
+            Ok(0) => {}
+            Ok(left) => {
+                tracing::warn!("{left} samples buffered for Redis were not written before shutdown")
+            }
+            Err(e) => tracing::warn!("redis sink: {e}"),
+        }
+    }
     // Flush spans still queued for the OTLP collector (waits up to the export timeout).
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     tracing::info!("shut down");

@@ -197,3 +197,37 @@ async fn opened_anomalies_are_listed_in_redis() {
     assert_eq!(api["first_ms"], first["first_ms"]);
     assert_eq!(api["reason"], first["reason"]);
 }
+
+#[actix::test]
+async fn drain_writes_everything_buffered_before_it_answers() {
+    use actix::Actor;
+    use pulse::actors::redis_sink::{Drain, RedisSink, RedisSinkSettings};
+    use pulse::messages::samples::SampleBatch;
+    use pulse::model::series::{Sample, SeriesKey};
+
+    let port = free_port();
+    let _server = RedisServer::start(port);
+    let sink = RedisSink::new(
+        RedisSinkSettings {
+            url: format!("redis://127.0.0.1:{port}"),
+            key_prefix: "drain:".to_string(),
+            history_max_points: 10,
+            history_ttl_s: 60,
+            buffer_max_samples: 1_000_000,
+            write_batch_samples: 100,
+        },
+        pulse::mailbox::MailboxGauge::default(),
+    )
+    .unwrap()
+    .start();
+    let samples: Vec<Sample> = (0..5000)
+        .map(|i| Sample::new(SeriesKey::shared("m", [("i", i.to_string())]), 1, i as f64))
+        .collect();
+    sink.send(SampleBatch::new(samples)).await.unwrap();
+    // 50 round trips of 100 are needed; the answer comes when they are done.
+    let left = sink.send(Drain(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(left, 0);
+    let mut conn = connection(port).unwrap();
+    let n: usize = conn.hlen("drain:latest").unwrap();
+    assert_eq!(n, 5000);
+}

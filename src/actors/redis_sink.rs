@@ -16,6 +16,7 @@
 //! or still buffered.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -222,6 +223,49 @@ impl Handler<SampleBatch> for RedisSink {
             }
         }
         self.write_next(ctx);
+    }
+}
+
+/// Writes what is buffered, for at most the given time; answers how many samples are still
+/// buffered (lost if the process now exits). Sent once the API has stopped, at shutdown.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct Drain(pub Duration);
+
+impl Handler<Drain> for RedisSink {
+    type Result = ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, Drain(within): Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.retry_at = None;
+        self.write_next(ctx);
+        let deadline = tokio::time::Instant::now() + within;
+        let wait = async move {
+            // Poll the actor's state between round trips.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Box::pin(
+            wait.into_actor(self)
+                .then(move |(), act, ctx| act.drain_until(deadline, ctx)),
+        )
+    }
+}
+
+impl RedisSink {
+    fn drain_until(
+        &mut self,
+        deadline: tokio::time::Instant,
+        ctx: &mut Context<Self>,
+    ) -> Pin<Box<dyn ActorFuture<Self, Output = usize>>> {
+        let left = self.buffer.len() + self.writing;
+        if left == 0 || tokio::time::Instant::now() >= deadline || self.last_error.is_some() {
+            return Box::pin(fut::ready(left));
+        }
+        self.write_next(ctx);
+        Box::pin(
+            tokio::time::sleep(Duration::from_millis(20))
+                .into_actor(self)
+                .then(move |(), act, ctx| act.drain_until(deadline, ctx)),
+        )
     }
 }
 
