@@ -25,6 +25,9 @@ use crate::rules::{load_sources, RuleGroup};
 
 /// How often the engine checks which groups are due.
 pub const TICK: Duration = Duration::from_millis(250);
+/// After restoring alerts, rules are first evaluated this much later: a restarted Pulse
+/// starts with empty windows, and a restored alert must not resolve for want of samples.
+pub const RESTORE_GRACE_MS: i64 = 5_000;
 
 /// Where rules come from.
 #[derive(Debug, Clone)]
@@ -289,6 +292,12 @@ impl RuleEngine {
                     placed += 1;
                 }
                 None => orphans.push(stored.alert.id),
+            }
+        }
+        if placed > 0 {
+            let first = self.clock.now_ms() + RESTORE_GRACE_MS;
+            for s in &mut self.slots {
+                s.next_due_ms = s.next_due_ms.max(first);
             }
         }
         self.acks = r.acks;
