@@ -89,10 +89,7 @@ impl RequestRecord {
             }
         }
         if let Some(t) = &self.trace_id {
-            if t.len() != 32
-                || !t.bytes().all(|b| b.is_ascii_hexdigit())
-                || t.bytes().all(|b| b == b'0')
-            {
+            if crate::telemetry::parse_trace_id(t).is_err() {
                 return Err((
                     "trace_id",
                     "must be 32 hex digits, not all zero (W3C trace id)".to_string(),

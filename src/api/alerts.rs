@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{match_param, JsonBody};
+use super::extract::{limit_param, match_param, JsonBody};
 use super::AppState;
 use crate::actors::rule_engine::GetRules;
 use crate::actors::rule_engine::{
@@ -101,12 +101,7 @@ pub async fn history(
             "state: the history holds resolved alerts only".to_string(),
         ));
     }
-    let limit = p.limit.unwrap_or(HISTORY_PAGE);
-    if limit == 0 || limit > HISTORY_PAGE_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "limit: {limit} is out of range (1-{HISTORY_PAGE_MAX})"
-        )));
-    }
+    let limit = limit_param(p.limit, HISTORY_PAGE, HISTORY_PAGE_MAX)?;
     let offset = p.offset.unwrap_or(0);
     let (total, alerts) = state
         .handles

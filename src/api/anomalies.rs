@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::match_param;
+use super::extract::{limit_param, match_param};
 use super::AppState;
 use crate::anomaly::AnomalyFilter;
 use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
@@ -39,12 +39,7 @@ pub async fn list(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = p.limit.unwrap_or(PAGE);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "limit: {limit} is out of range (1-{PAGE_MAX})"
-        )));
-    }
+    let limit = limit_param(p.limit, PAGE, PAGE_MAX)?;
     if let Some(m) = p.min_score {
         if !(0.0..=1.0).contains(&m) {
             return Err(ApiError::BadRequest(format!(

@@ -109,3 +109,26 @@ pub fn match_param(text: Option<&str>) -> Result<crate::model::selector::Selecto
         None => Ok(Default::default()),
     }
 }
+
+/// `limit`: `default` when absent, else 1 to `max`; the error names the parameter.
+pub fn limit_param(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(ApiError::BadRequest(format!(
+            "limit: {limit} is out of range (1-{max})"
+        )));
+    }
+    Ok(limit)
+}
+
+/// `window_s`: `default` (at most `max`) when absent, else 1 to `max`, the window store's
+/// retention.
+pub fn window_param(window_s: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    let window_s = window_s.unwrap_or(default.min(max));
+    if window_s == 0 || window_s > max {
+        return Err(ApiError::BadRequest(format!(
+            "window_s: {window_s} is out of range (1-{max}, the window store's retention)"
+        )));
+    }
+    Ok(window_s)
+}

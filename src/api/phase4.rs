@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::OptionalJsonBody;
+use super::extract::{window_param, OptionalJsonBody};
 use super::AppState;
 use crate::actors::query::{ClearCache, GetCacheStats, RunCleanup};
 use crate::cache::{CacheStats, View};
@@ -55,13 +55,11 @@ pub async fn gpu_profile(
     params: Result<Query<ProfileParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let max = state.limits.max_profile_window_s;
-    let window_s = params.window_s.unwrap_or(DEFAULT_PROFILE_WINDOW_S.min(max));
-    if window_s == 0 || window_s > max {
-        return Err(ApiError::BadRequest(format!(
-            "window_s: {window_s} is out of range (1-{max}, the window store's retention)"
-        )));
-    }
+    let window_s = window_param(
+        params.window_s,
+        DEFAULT_PROFILE_WINDOW_S,
+        state.limits.max_profile_window_s,
+    )?;
     view(&state, View::Profile { window_s }).await
 }
 

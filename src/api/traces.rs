@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::extract::limit_param;
 use super::AppState;
 use crate::messages::queries::SelectPoints;
 use crate::model::catalog as m;
@@ -32,16 +33,6 @@ pub const GPU_CONTEXT_METRICS: [&str; 5] = [
     m::POWER_USAGE,
     m::THROTTLE_REASONS,
 ];
-
-fn page(limit: Option<usize>) -> Result<usize, ApiError> {
-    let limit = limit.unwrap_or(PAGE);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "limit: {limit} is out of range (1-{PAGE_MAX})"
-        )));
-    }
-    Ok(limit)
-}
 
 fn tracing_off() -> Json<Value> {
     Json(json!({
@@ -72,7 +63,7 @@ pub async fn list(
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = page(p.limit)?;
+    let limit = limit_param(p.limit, PAGE, PAGE_MAX)?;
     if let Some(d) = p.min_duration_ms {
         if !d.is_finite() || d < 0.0 {
             return Err(ApiError::BadRequest(format!(
@@ -217,7 +208,7 @@ pub async fn traced_requests(
     q: Result<Query<TracedParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = page(p.limit)?;
+    let limit = limit_param(p.limit, PAGE, PAGE_MAX)?;
     if let Some(t) = &p.trace_id {
         parse_trace_id(t).map_err(|e| ApiError::BadRequest(format!("trace_id: {e}")))?;
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::match_param;
+use super::extract::{match_param, window_param};
 use super::AppState;
 use crate::messages::queries::SelectPoints;
 
@@ -74,13 +74,11 @@ pub async fn series(
         ));
     };
     let selector = match_param(Some(text))?;
-    let max = state.limits.max_profile_window_s;
-    let window_s = p.window_s.unwrap_or(300.min(max));
-    if window_s == 0 || window_s > max {
-        return Err(ApiError::BadRequest(format!(
-            "window_s: {window_s} is out of range (1-{max}, the window store's retention)"
-        )));
-    }
+    let window_s = window_param(
+        p.window_s,
+        super::phase4::DEFAULT_PROFILE_WINDOW_S,
+        state.limits.max_profile_window_s,
+    )?;
     let now = state.handles.clock.now_ms();
     let found = state
         .handles
