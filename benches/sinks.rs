@@ -116,14 +116,26 @@ async fn raw_redis(url: &str, batches: &[Vec<Sample>]) -> Duration {
     start.elapsed()
 }
 
-async fn wait_written(addr: &Recipient<GetStats>, n: u64) -> ComponentStats {
-    loop {
+/// Sends every batch to a sink (awaited, as the window store does) and waits until it has
+/// written them all; none may be dropped.
+async fn drive<A>(addr: Addr<A>, batches: &[Vec<Sample>]) -> Duration
+where
+    A: Actor<Context = Context<A>> + Handler<SampleBatch> + Handler<GetStats>,
+{
+    let n: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let start = Instant::now();
+    for b in batches {
+        addr.send(SampleBatch::new(b.clone())).await.unwrap();
+    }
+    let s: ComponentStats = loop {
         let s = addr.send(GetStats).await.unwrap();
         if s.emitted_total + s.dropped_total >= n {
-            return s;
+            break s;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    };
+    assert_eq!(s.dropped_total, 0);
+    start.elapsed()
 }
 
 async fn redis_sink(url: &str, batches: &[Vec<Sample>]) -> Duration {
@@ -135,17 +147,13 @@ async fn redis_sink(url: &str, batches: &[Vec<Sample>]) -> Duration {
         buffer_max_samples: 10_000_000,
         write_batch_samples: 5000,
     };
-    let addr = RedisSink::new(settings, MailboxGauge::default())
-        .unwrap()
-        .start();
-    let n: usize = batches.iter().map(Vec::len).sum();
-    let start = Instant::now();
-    for b in batches {
-        addr.send(SampleBatch::new(b.clone())).await.unwrap();
-    }
-    let s = wait_written(&addr.clone().recipient(), n as u64).await;
-    assert_eq!(s.dropped_total, 0);
-    start.elapsed()
+    drive(
+        RedisSink::new(settings, MailboxGauge::default())
+            .unwrap()
+            .start(),
+        batches,
+    )
+    .await
 }
 
 /// The baseline: a raw idempotent producer sending the same JSON records, then flushing.
@@ -186,17 +194,13 @@ async fn kafka_sink(bootstrap: &str, batches: &[Vec<Sample>]) -> Duration {
         replication_factor: 1,
         buffer_max_records: 10_000_000,
     };
-    let addr = KafkaSink::new(settings, MailboxGauge::default())
-        .unwrap()
-        .start();
-    let n: usize = batches.iter().map(Vec::len).sum();
-    let start = Instant::now();
-    for b in batches {
-        addr.send(SampleBatch::new(b.clone())).await.unwrap();
-    }
-    let s = wait_written(&addr.clone().recipient(), n as u64).await;
-    assert_eq!(s.dropped_total, 0);
-    start.elapsed()
+    drive(
+        KafkaSink::new(settings, MailboxGauge::default())
+            .unwrap()
+            .start(),
+        batches,
+    )
+    .await
 }
 
 fn rate(n: usize, d: Duration) -> f64 {

@@ -8,8 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use common::process::Pulse;
-use common::redis::{free_port, RedisServer};
+use common::redis::RedisServer;
 use serde_json::{json, Value};
 
 const PIPELINE: &str = r#"

@@ -6,13 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use common::process::{response, Pulse};
 use serde_json::{json, Value};
 
@@ -104,14 +104,6 @@ fn every_panel_has_a_datasource_a_unit_and_a_query() {
 fn variables_in(expr: &str) -> Vec<String> {
     let re = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?").unwrap();
     re.captures_iter(expr).map(|c| c[1].to_string()).collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Prometheus server scraping `target` every second, in a temporary directory.

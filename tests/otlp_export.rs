@@ -138,9 +138,7 @@ fn spans_reach_an_otlp_collector_and_an_unreachable_one_degrades_tracing() {
     drop(pulse);
 
     // Nothing listens on this port: exports fail, tracing says so, the API keeps serving.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
     let pulse = Pulse::start(&[("PULSE_OTLP_ENDPOINT", &dead)]);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

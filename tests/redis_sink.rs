@@ -10,8 +10,8 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::redis::{connection, free_port, RedisServer};
-use common::{call, get};
+use common::redis::{connection, RedisServer};
+use common::{call, free_port, get};
 use pulse::config::service::RedisUrl;
 use redis::Commands;
 use serde_json::Value;

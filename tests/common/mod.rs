@@ -91,3 +91,12 @@ pub async fn expect_bad_requests(app: &Router, cases: &[(&str, &str)]) {
         );
     }
 }
+
+/// A loopback port nothing listens on (bound once by the OS, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

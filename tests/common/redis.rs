@@ -1,7 +1,6 @@
 //! A real `redis-server` (Debian package `redis-server`) on a loopback port, in a
 //! temporary directory, for the tests that need one.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,12 +40,4 @@ impl Drop for RedisServer {
 
 pub fn connection(port: u16) -> redis::RedisResult<redis::Connection> {
     redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection()
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
