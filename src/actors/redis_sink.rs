@@ -238,26 +238,23 @@ impl Handler<Drain> for RedisSink {
     fn handle(&mut self, Drain(within): Drain, ctx: &mut Self::Context) -> Self::Result {
         self.retry_at = None;
         self.write_next(ctx);
-        let deadline = tokio::time::Instant::now() + within;
-        let wait = async move {
-            // Poll the actor's state between round trips.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        Box::pin(
-            wait.into_actor(self)
-                .then(move |(), act, ctx| act.drain_until(deadline, ctx)),
-        )
+        self.drain_until(tokio::time::Instant::now() + within, ctx)
     }
 }
 
 impl RedisSink {
+    /// Starts round trips until the buffer is empty, the deadline passes or a write fails,
+    /// looking again every 20 ms; answers what is left.
     fn drain_until(
         &mut self,
         deadline: tokio::time::Instant,
         ctx: &mut Context<Self>,
     ) -> Pin<Box<dyn ActorFuture<Self, Output = usize>>> {
         let left = self.buffer.len() + self.writing;
-        if left == 0 || tokio::time::Instant::now() >= deadline || self.last_error.is_some() {
+        // A failure counts once its round trip is over (an error from before the drain
+        // does not stop it while a new attempt is in flight).
+        let failed = self.last_error.is_some() && self.writing == 0;
+        if left == 0 || tokio::time::Instant::now() >= deadline || failed {
             return Box::pin(fut::ready(left));
         }
         self.write_next(ctx);
