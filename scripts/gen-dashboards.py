@@ -165,20 +165,20 @@ def alerts():
             [(f'pulse_exhaustion_seconds{{Hostname=~"$host", bound="{bound}"}}',
               f"{bound} {per_series}") for bound in ("estimate", "earliest")],
             description="Only GPUs on course to run out appear; the rest of the time the panel is empty.")
-    band = 'pulse_forecast{%s, metric="DCGM_FI_DEV_FB_USED", horizon="$horizon", bound="%s"}'
-    b.panel("timeseries", "GPU memory: actual and forecast with 80 % / 95 % bands", "decmbytes",
-            [(f"DCGM_FI_DEV_FB_USED{{{GPU}}}", "actual {{Hostname}} GPU {{gpu}}")]
-            + [(band % (GPU, bound), f"{bound} {{{{Hostname}}}} GPU {{{{gpu}}}}")
-               for bound in ("point", "lower_80", "upper_80", "lower_95", "upper_95")],
-            w=24, h=10,
-            description="The forecast is written at each refit for $horizon ahead; "
-                        "compare it with the actual value $horizon later.")
-    band_util = 'pulse_forecast{%s, metric="DCGM_FI_DEV_GPU_UTIL", horizon="$horizon", bound="%s"}'
-    b.panel("timeseries", "GPU utilisation: actual and forecast with 80 % band", "percent",
-            [(f"DCGM_FI_DEV_GPU_UTIL{{{GPU}}}", "actual {{Hostname}} GPU {{gpu}}")]
-            + [(band_util % (GPU, bound), f"{bound} {{{{Hostname}}}} GPU {{{{gpu}}}}")
-               for bound in ("point", "lower_80", "upper_80")],
-            w=24, h=10)
+    def forecast(title, metric, unit, bounds, **extra):
+        """A series against its forecast `$horizon` ahead, with the given bounds as bands."""
+        band = f'pulse_forecast{{{GPU}, metric="{metric}", horizon="$horizon", bound="%s"}}'
+        b.panel("timeseries", title, unit,
+                [(f"{metric}{{{GPU}}}", "actual {{Hostname}} GPU {{gpu}}")]
+                + [(band % bound, f"{bound} {{{{Hostname}}}} GPU {{{{gpu}}}}") for bound in bounds],
+                w=24, h=10, **extra)
+
+    forecast("GPU memory: actual and forecast with 80 % / 95 % bands", "DCGM_FI_DEV_FB_USED",
+             "decmbytes", ("point", "lower_80", "upper_80", "lower_95", "upper_95"),
+             description="The forecast is written at each refit for $horizon ahead; "
+                         "compare it with the actual value $horizon later.")
+    forecast("GPU utilisation: actual and forecast with 80 % band", "DCGM_FI_DEV_GPU_UTIL",
+             "percent", ("point", "lower_80", "upper_80"))
     b.variables.append(query_var("horizon", "Forecast horizon",
                                  "label_values(pulse_forecast, horizon)", multi=False))
     return b
