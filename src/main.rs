@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use pulse::config::pipeline::{self, PipelineConfig};
 use pulse::config::service::{self, ServiceConfig};
 use pulse::config::{read_text, ConfigError};
+use pulse::pipeline::Role;
 
 /// Exit status for a configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -24,6 +25,14 @@ struct Cli {
 enum Command {
     /// Run the pipeline and the HTTP API (the default).
     Serve(ConfigArgs),
+    /// Sample this host's GPUs (and take request records) and produce them to
+    /// `<prefix>samples` in Kafka; the aggregators do the rest. Needs `kafka.brokers`.
+    Agent(ConfigArgs),
+    /// Consume `<prefix>samples` in a consumer group shared with other aggregate
+    /// instances, and run rules, anomaly detector and predictor on this instance's share
+    /// of the hosts, into Redis and Kafka. Needs `kafka.brokers` (and `redis.url` for
+    /// state that moves between instances).
+    Aggregate(ConfigArgs),
     /// Parse and validate the configuration and the pipeline, then exit.
     CheckConfig(ConfigArgs),
     /// Read hardware once and print what was read, as JSON.
@@ -88,7 +97,15 @@ fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigErro
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(ConfigArgs::default())) {
+    let command = cli.command.unwrap_or(Command::Serve(ConfigArgs::default()));
+    let (role, command) = match command {
+        Command::Serve(args) => (Role::Standalone, Command::Serve(args)),
+        Command::Agent(args) => (Role::Agent, Command::Serve(args)),
+        Command::Aggregate(args) => (Role::Aggregate, Command::Serve(args)),
+        other => (Role::Standalone, other),
+    };
+    match command {
+        Command::Agent(_) | Command::Aggregate(_) => unreachable!("mapped to Serve above"),
         Command::Serve(args) => {
             let (service, pipeline) = match load(&args) {
                 Ok(c) => c,
@@ -104,7 +121,7 @@ fn main() -> ExitCode {
                 .finish()
                 .with(service.log.level.targets())
                 .init();
-            match pulse::server::run(service, pipeline) {
+            match pulse::server::run_as(role, service, pipeline) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pulse: {e:#}");

@@ -13,6 +13,7 @@ use crate::actors::gpu_nvml::NvmlGpuSampler;
 use crate::actors::gpu_simulated::SimulatedGpuSampler;
 use crate::actors::jsonl_sink::JsonlSink;
 use crate::actors::kafka_sink::{KafkaSink, KafkaSinkSettings};
+use crate::actors::kafka_source::{KafkaSource, KafkaSourceLinks, KafkaSourceSettings};
 use crate::actors::predictor::Predictor;
 use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
 use crate::actors::redis_sink::{lazy_connection, RedisSink, RedisSinkSettings};
@@ -32,6 +33,28 @@ use crate::rules::store::AlertStore;
 use crate::sim::fleet::SimFleet;
 use crate::telemetry::Telemetry;
 use crate::views::GpuSourceInfo;
+
+/// What this process is in a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// One Pulse: samplers, processors, sinks, API (`pulse serve`, the default).
+    Standalone,
+    /// `pulse agent`: this host's samplers → `<p>samples`; no rules, detector or predictor.
+    Agent,
+    /// `pulse aggregate`: `<p>samples` in a consumer group → window store → rules,
+    /// detector, predictor → Redis and Kafka; no GPU sampler.
+    Aggregate,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Standalone => "serve",
+            Role::Agent => "agent",
+            Role::Aggregate => "aggregate",
+        }
+    }
+}
 
 /// Commands kept for slow subscribers before they miss some (and are told so).
 pub const COMMAND_BUFFER: usize = 64;
@@ -164,6 +187,34 @@ pub fn start(
     pipeline: &PipelineConfig,
     clock: Clock,
 ) -> Result<Handles, StartError> {
+    start_as(Role::Standalone, service, pipeline, clock)
+}
+
+/// Starts the pipeline for `role` inside the current actix system.
+pub fn start_as(
+    role: Role,
+    service: &ServiceConfig,
+    pipeline: &PipelineConfig,
+    clock: Clock,
+) -> Result<Handles, StartError> {
+    if role != Role::Standalone && service.kafka.brokers.is_none() {
+        return Err(StartError::Kafka(format!(
+            "`pulse {}` needs Kafka: set kafka.brokers or PULSE_KAFKA_BROKERS",
+            role.name()
+        )));
+    }
+    // An agent only samples and produces; the aggregators do the rest.
+    let agent = role == Role::Agent;
+    if agent && service.redis.url.is_some() {
+        tracing::info!("pulse agent: redis.url is ignored (the aggregators write to Redis)");
+    }
+    let redis_url = service.redis.url.as_ref().filter(|_| !agent);
+    if role == Role::Aggregate && redis_url.is_none() {
+        tracing::warn!(
+            "pulse aggregate without Redis: windows and alerts of hosts taken over from \
+             another instance start empty"
+        );
+    }
     // 1. Validate and open everything first.
     let mut sinks = Vec::new();
     for sink in &pipeline.sinks {
@@ -190,8 +241,28 @@ pub fn start(
         builtin_pack: service.rules.builtin_pack,
         paths: service.rules.paths.clone(),
     };
-    let rule_groups = crate::rules::load_sources(rule_sources.builtin_pack, &rule_sources.paths)?;
-    let (gpu_choice, gpu_source) = choose_gpu_source(pipeline)?;
+    let rule_groups = if agent {
+        Vec::new()
+    } else {
+        crate::rules::load_sources(rule_sources.builtin_pack, &rule_sources.paths)?
+    };
+    let samples_topic = format!("{}samples", service.kafka.topic_prefix);
+    let (gpu_choice, gpu_source) = match role {
+        Role::Aggregate => (
+            None,
+            GpuSourceInfo {
+                kind: "kafka",
+                detail: format!(
+                    "pulse aggregate: samples from {samples_topic} (consumer group {})",
+                    service.kafka.group_id
+                ),
+            },
+        ),
+        _ => {
+            let (choice, info) = choose_gpu_source(pipeline)?;
+            (Some(choice), info)
+        }
+    };
     let endpoint = service
         .tracing
         .export_endpoint(|var| std::env::var(var).ok());
@@ -227,6 +298,8 @@ pub fn start(
             partitions: k.partitions.get().min(i32::MAX as u64) as i32,
             replication_factor: k.replication_factor.get().min(i32::MAX as u64) as i32,
             buffer_max_records: k.buffer_max_records.get(),
+            samples_topic: role != Role::Aggregate,
+            fallback_key: hostname(),
         };
         let addr = KafkaSink::new(settings, gauge.clone())
             .map_err(StartError::Kafka)?
@@ -235,7 +308,7 @@ pub fn start(
         downstream.push(Mailbox::new(addr.clone().recipient(), gauge));
         kafka = Some(addr);
     }
-    if let Some(url) = &service.redis.url {
+    if let Some(url) = redis_url {
         let r = &service.redis;
         let gauge = MailboxGauge::default();
         let settings = RedisSinkSettings {
@@ -262,10 +335,10 @@ pub fn start(
 
     // 3. Processors: the anomaly detector.
     let mut processors = Vec::new();
-    let anomalies = if pipeline.anomaly.enabled {
+    let anomalies = if pipeline.anomaly.enabled && !agent {
         let gauge = MailboxGauge::default();
         let mut detector = AnomalyDetector::new(pipeline.anomaly.settings(), gauge.clone());
-        if let Some(url) = &service.redis.url {
+        if let Some(url) = redis_url {
             detector = detector.with_redis(AnomalyList {
                 conn: lazy_connection(&url.0).map_err(|e| StartError::Redis(e.to_string()))?,
                 key: format!("{}anomalies", service.redis.key_prefix),
@@ -313,7 +386,12 @@ pub fn start(
             .collect(),
     )
     .with_telemetry(telemetry.clone());
-    let rules = match &service.redis.url {
+    let rules = if role == Role::Aggregate {
+        rules.scoped_to_adopted_hosts()
+    } else {
+        rules
+    };
+    let rules = match redis_url {
         Some(url) => rules.with_alert_store(
             AlertStore::new(
                 &url.0,
@@ -328,7 +406,7 @@ pub fn start(
     component("rule_engine", "processor", false, rules.clone().recipient());
 
     // 6. Predictor (reads windows from the store, writes forecasts back).
-    let predictor = pipeline.predictor.enabled.then(|| {
+    let predictor = (pipeline.predictor.enabled && !agent).then(|| {
         let p = &pipeline.predictor;
         let addr = Predictor::new(
             p.settings(),
@@ -348,7 +426,32 @@ pub fn start(
     let gpu_cfg = &pipeline.sources.gpu;
     let interval = Duration::from_millis(gpu_cfg.interval_ms.get());
     let gpu_stats: Recipient<GetStats> = match gpu_choice {
-        GpuChoice::Nvml(nvml) => {
+        None => {
+            let k = &service.kafka;
+            let settings = KafkaSourceSettings {
+                brokers: k.brokers.clone().expect("checked above"),
+                topic: samples_topic,
+                group_id: k.group_id.clone(),
+                batch_records: k.consume_batch_records.get(),
+                session_timeout_ms: k.session_timeout_ms.get(),
+                redis: match redis_url {
+                    Some(url) => Some((
+                        lazy_connection(&url.0).map_err(|e| StartError::Redis(e.to_string()))?,
+                        service.redis.key_prefix.clone(),
+                    )),
+                    None => None,
+                },
+            };
+            let links = KafkaSourceLinks {
+                window: window.clone(),
+                to_window: to_window.clone(),
+                rules: rules.clone(),
+                redis_sink: redis_sink.clone(),
+                kafka_sink: kafka.clone(),
+            };
+            KafkaSource::new(settings, links).start().recipient()
+        }
+        Some(GpuChoice::Nvml(nvml)) => {
             match NvmlGpuSampler::new(nvml, hostname(), interval, to_window.clone(), clock.clone())
             {
                 Ok(sampler) => sampler
@@ -358,7 +461,7 @@ pub fn start(
                 Err(e) => return Err(StartError::Nvml(e)),
             }
         }
-        GpuChoice::Simulated => {
+        Some(GpuChoice::Simulated) => {
             let sim = &gpu_cfg.simulated;
             let fleet = SimFleet::new(sim.gpus.get(), &sim.hostname, &sim.scenarios, sim.seed);
             SimulatedGpuSampler::new(
@@ -374,7 +477,12 @@ pub fn start(
             .recipient()
         }
     };
-    component("gpu_sampler", "source", true, gpu_stats);
+    let source_name = if role == Role::Aggregate {
+        "kafka_source"
+    } else {
+        "gpu_sampler"
+    };
+    component(source_name, "source", true, gpu_stats);
 
     let req_cfg = &pipeline.sources.requests;
     let self_metrics = SelfMetricsBuffer::new(SELF_METRICS_BUFFER);

@@ -14,22 +14,35 @@ use crate::pipeline;
 
 /// Starts the pipeline and serves the API until a shutdown signal.
 pub fn run(service: ServiceConfig, pipeline: PipelineConfig) -> anyhow::Result<()> {
+    run_as(pipeline::Role::Standalone, service, pipeline)
+}
+
+/// Starts the pipeline in `role` and serves the API until a shutdown signal.
+pub fn run_as(
+    role: pipeline::Role,
+    service: ServiceConfig,
+    pipeline: PipelineConfig,
+) -> anyhow::Result<()> {
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .expect("tokio runtime")
     });
-    system.block_on(serve(service, pipeline))
+    system.block_on(serve(role, service, pipeline))
 }
 
-async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::Result<()> {
+async fn serve(
+    role: pipeline::Role,
+    service: ServiceConfig,
+    pipeline_cfg: PipelineConfig,
+) -> anyhow::Result<()> {
     let addr = service.server.listen;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local: SocketAddr = listener.local_addr()?;
-    let handles = pipeline::start(&service, &pipeline_cfg, Clock::system())?;
+    let handles = pipeline::start_as(role, &service, &pipeline_cfg, Clock::system())?;
     let limits = ApiLimits {
         max_body_bytes: service.server.max_body_bytes.get(),
         max_settle_ms: service.cleanup.max_settle_ms,
@@ -43,8 +56,9 @@ async fn serve(service: ServiceConfig, pipeline_cfg: PipelineConfig) -> anyhow::
         tracing::warn!("listening on {local}, which is reachable from other hosts; the API has no authentication");
     }
     tracing::info!(
-        "Pulse {} listening on http://{local}",
-        env!("CARGO_PKG_VERSION")
+        "Pulse {} ({}) listening on http://{local}",
+        env!("CARGO_PKG_VERSION"),
+        role.name()
     );
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

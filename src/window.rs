@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::model::selector::Selector;
-use crate::model::series::{BuildPrehashed, Sample, Series};
+use crate::model::series::{BuildPrehashed, Sample, Series, SeriesKey};
 use crate::promql::is_stale;
 
 /// Retention settings (the pipeline file's `[window]`).
@@ -215,6 +215,26 @@ impl WindowStore {
             });
         }
         removed
+    }
+
+    /// Removes every series `drop` says so of (with its points); returns how many.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(&SeriesKey) -> bool) -> usize {
+        let before = self.series.len();
+        let mut dropped_points = 0;
+        self.series.retain(|s, ring| {
+            let gone = drop(s);
+            if gone {
+                dropped_points += ring.len();
+            }
+            !gone
+        });
+        self.points -= dropped_points;
+        let series = &self.series;
+        self.by_name.retain(|_, list| {
+            list.retain(|s| series.contains_key(s));
+            !list.is_empty()
+        });
+        before - self.series.len()
     }
 
     /// Number of series held.

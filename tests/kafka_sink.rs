@@ -177,16 +177,20 @@ async fn records_reach_their_topics_and_an_outage_below_the_bound_loses_nothing(
     let stop = Arc::new(AtomicBool::new(false));
     let seen = consume(&bootstrap, stop.clone());
 
-    // Samples keyed by series, alert events keyed by alert id.
+    // Samples keyed by host, alert events keyed by alert id.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = seen.lock().unwrap().clone();
         let sample = s
             .iter()
-            .find(|(t, k, _)| t == "pulse.samples" && k.starts_with("DCGM_FI_DEV_GPU_UTIL{"));
+            .find(|(t, _, v)| t == "pulse.samples" && v["metric"] == "DCGM_FI_DEV_GPU_UTIL");
         let alert = s.iter().find(|(t, _, _)| t == "pulse.alerts");
         if let (Some(sample), Some(alert)) = (sample, alert) {
-            assert_eq!(sample.2["metric"], "DCGM_FI_DEV_GPU_UTIL", "{sample:?}");
+            assert_eq!(
+                sample.1,
+                sample.2["labels"]["Hostname"].as_str().unwrap(),
+                "{sample:?}"
+            );
             assert!(sample.2["timestamp_ms"].as_i64() > Some(1_700_000_000_000));
             assert_eq!(alert.1, alert.2["alert"]["id"].as_str().unwrap());
             assert!(["pending", "firing"].contains(&alert.2["kind"].as_str().unwrap()));

@@ -2,10 +2,14 @@
 //!
 //! | topic | key | value |
 //! |---|---|---|
-//! | `<p>samples` | the series, as Prometheus writes it | `{"metric","labels","timestamp_ms","value"}` |
+//! | `<p>samples` | the sample's `Hostname` label (this host's name without one) | `{"metric","labels","timestamp_ms","value"}` |
 //! | `<p>predictions` | the series | the same, for `pulse_forecast` and `pulse_exhaustion_seconds` |
 //! | `<p>alerts` | the alert id (a fingerprint of its labels) | `{"kind","at_ms","alert":{...}}` |
 //! | `<p>anomalies` | the anomaly's series | the anomaly as `GET /api/phase4/anomalies/{id}` shows it when opened |
+//!
+//! Samples are keyed by host so that all of a host's series land on one partition, in
+//! order: `pulse aggregate` instances split the load by partition, and each sees whole
+//! hosts. The sink of a `pulse aggregate` instance leaves `<p>samples` alone (it reads it).
 //!
 //! The producer is idempotent with `acks=all`, so a record is written once and in order per
 //! partition, and records never time out: while the brokers are away they wait in the
@@ -44,7 +48,17 @@ pub struct KafkaSinkSettings {
     pub partitions: i32,
     pub replication_factor: i32,
     pub buffer_max_records: usize,
+    /// Write stream samples to `<p>samples` (off in `pulse aggregate`, which reads them).
+    pub samples_topic: bool,
+    /// The key of samples without a `Hostname` label: this host's name.
+    pub fallback_key: String,
 }
+
+/// Waits (up to the duration) until every record handed to the producer so far is
+/// delivered; answers why not otherwise. `pulse aggregate` commits offsets after this.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Flush(pub Duration);
 
 /// An opened anomaly, for the anomalies topic.
 #[derive(Debug, Clone, Message)]
@@ -90,7 +104,7 @@ impl ProducerContext for Counting {
 
 pub struct KafkaSink {
     settings: KafkaSinkSettings,
-    producer: ThreadedProducer<Counting>,
+    producer: Arc<ThreadedProducer<Counting>>,
     reports: Arc<Reports>,
     gauge: MailboxGauge,
     /// Records handed to the producer, and those refused because its queue was full.
@@ -122,7 +136,7 @@ impl KafkaSink {
             .map_err(|e| format!("kafka producer for {}: {e}", settings.brokers))?;
         Ok(KafkaSink {
             settings,
-            producer,
+            producer: Arc::new(producer),
             reports,
             gauge,
             sent: 0,
@@ -235,12 +249,13 @@ impl Handler<SampleBatch> for KafkaSink {
                 continue;
             };
             let name = s.series.name();
-            let topic = if name == m::FORECAST || name == m::EXHAUSTION_SECONDS {
-                &predictions
-            } else {
-                &samples
-            };
-            self.produce(topic, &s.series.to_string(), &value);
+            if name == m::FORECAST || name == m::EXHAUSTION_SECONDS {
+                self.produce(&predictions, &s.series.to_string(), &value);
+            } else if self.settings.samples_topic {
+                let key = s.series.label(m::HOSTNAME).map(str::to_string);
+                let key = key.unwrap_or_else(|| self.settings.fallback_key.clone());
+                self.produce(&samples, &key, &value);
+            }
         }
         if let Some(span) = span {
             let dropped = self.queue_full - full_before;
@@ -251,6 +266,31 @@ impl Handler<SampleBatch> for KafkaSink {
                 ));
             }
         }
+    }
+}
+
+impl Handler<Flush> for KafkaSink {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, Flush(within): Flush, _: &mut Self::Context) -> Self::Result {
+        let producer = self.producer.clone();
+        let reports = self.reports.clone();
+        Box::pin(async move {
+            let flushed = tokio::task::spawn_blocking(move || producer.flush(within))
+                .await
+                .map_err(|e| e.to_string())?;
+            flushed.map_err(|e| {
+                let last = reports
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                match last {
+                    Some(last) => format!("{e}: {last}"),
+                    None => e.to_string(),
+                }
+            })
+        })
     }
 }
 

@@ -5,6 +5,7 @@ pub mod gpu_nvml;
 pub mod gpu_simulated;
 pub mod jsonl_sink;
 pub mod kafka_sink;
+pub mod kafka_source;
 pub mod predictor;
 pub mod query;
 pub mod redis_sink;

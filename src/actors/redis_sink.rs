@@ -198,6 +198,73 @@ fn point_json(t_ms: i64, value: f64) -> String {
     }
 }
 
+/// Reads back the history of every series whose `Hostname` is one of `hosts`, oldest point
+/// first per series: how `pulse aggregate` rebuilds the windows of hosts whose partitions it
+/// has just taken over. Entries that do not parse are skipped.
+pub async fn read_history(
+    conn: &ConnectionManager,
+    prefix: &str,
+    hosts: &std::collections::HashSet<String>,
+) -> Result<Vec<Sample>, String> {
+    use crate::rules::store::timed;
+    let mut conn = conn.clone();
+    let keys: Vec<String> = timed(
+        redis::cmd("HKEYS")
+            .arg(format!("{prefix}latest"))
+            .query_async(&mut conn),
+    )
+    .await?;
+    let series: Vec<_> = keys
+        .iter()
+        .filter_map(|k| crate::model::series::SeriesKey::parse(k))
+        .filter(|s| {
+            s.label(crate::model::catalog::HOSTNAME)
+                .is_some_and(|h| hosts.contains(h))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for chunk in series.chunks(1_000) {
+        let mut pipe = redis::pipe();
+        for s in chunk {
+            pipe.lrange(format!("{prefix}history:{s}"), 0, -1);
+        }
+        let lists: Vec<Vec<String>> = timed(pipe.query_async(&mut conn)).await?;
+        for (s, points) in chunk.iter().zip(lists) {
+            out.extend(points.iter().filter_map(|p| {
+                let (t_ms, value) = parse_point(p)?;
+                Some(Sample::new(s.clone(), t_ms, value))
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads what [`point_json`] writes.
+fn parse_point(text: &str) -> Option<(i64, f64)> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(f64),
+        Text(String),
+    }
+    #[derive(serde::Deserialize)]
+    struct Point {
+        t_ms: i64,
+        value: Value,
+    }
+    let p: Point = serde_json::from_str(text).ok()?;
+    let value = match p.value {
+        Value::Number(v) => v,
+        Value::Text(t) => match t.as_str() {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            _ => return None,
+        },
+    };
+    Some((p.t_ms, value))
+}
+
 impl Actor for RedisSink {
     type Context = Context<Self>;
 
@@ -303,5 +370,16 @@ mod tests {
             point_json(5, f64::NEG_INFINITY),
             r#"{"t_ms":5,"value":"-Inf"}"#
         );
+    }
+
+    #[test]
+    fn points_read_back() {
+        for v in [1.5, f64::INFINITY, f64::NEG_INFINITY, -0.25] {
+            assert_eq!(parse_point(&point_json(7, v)), Some((7, v)));
+        }
+        let (t, nan) = parse_point(&point_json(7, f64::NAN)).unwrap();
+        assert!(t == 7 && nan.is_nan());
+        assert_eq!(parse_point(r#"{"t_ms":1,"value":"x"}"#), None);
+        assert_eq!(parse_point("nope"), None);
     }
 }

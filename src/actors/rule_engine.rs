@@ -4,7 +4,7 @@
 //! request (SIGHUP, `POST /api/v1/rules/reload`): a bad file keeps the old rules running.
 //! Each state change goes to its downstream as an [`AlertEvent`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -217,7 +217,30 @@ pub struct RuleEngine {
     /// state again, and the history entries that did not get there.
     resync: bool,
     unsent_history: Vec<AlertView>,
+    /// Removals (resolved, cancelled) whose write failed: sent again with the next resync.
+    unsent_gone: Vec<String>,
+    /// Whose alerts this engine keeps: every host's (`None`, one Pulse), or in
+    /// `pulse aggregate` the hosts whose partitions this instance owns. Alerts without a
+    /// `Hostname` label belong to every instance.
+    ownership: Option<HashSet<String>>,
+    /// Alerts read back for adopted hosts, waiting for their group to return from an
+    /// evaluation.
+    parked: Vec<StoredAlert>,
+    /// Adoptions in progress: no evaluation starts until their alerts are placed.
+    adopting: usize,
 }
+
+/// `pulse aggregate` took over these hosts: read their active alerts and acknowledgements
+/// back from Redis into the rules. Answers how many alerts were placed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, String>")]
+pub struct AdoptAlerts(pub HashSet<String>);
+
+/// `pulse aggregate` gave these hosts away: forget their alerts without writing anything
+/// (their new owner keeps them). Answers how many were dropped.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct ReleaseAlerts(pub HashSet<String>);
 
 impl RuleEngine {
     /// Starts from `groups` (loaded from `sources`, which reloads read again).
@@ -257,7 +280,99 @@ impl RuleEngine {
             persist_failures: 0,
             resync: false,
             unsent_history: Vec::new(),
+            unsent_gone: Vec::new(),
+            ownership: None,
+            parked: Vec::new(),
+            adopting: 0,
         }
+    }
+
+    /// Resolves once no group is out being evaluated.
+    fn groups_back(&mut self) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
+        if self.slots.iter().all(|s| s.state.is_some()) {
+            return Box::pin(fut::ready(()));
+        }
+        Box::pin(
+            tokio::time::sleep(Duration::from_millis(10))
+                .into_actor(self)
+                .then(|(), act, _| act.groups_back()),
+        )
+    }
+
+    /// Keeps only the alerts of hosts handed over with [`AdoptAlerts`] (`pulse aggregate`).
+    pub fn scoped_to_adopted_hosts(mut self) -> Self {
+        self.ownership = Some(HashSet::new());
+        self
+    }
+
+    fn owns(&self, a: &Alert) -> bool {
+        match (
+            &self.ownership,
+            a.labels.get(crate::model::catalog::HOSTNAME),
+        ) {
+            (Some(hosts), Some(h)) => hosts.contains(h),
+            _ => true,
+        }
+    }
+
+    /// Puts parked alerts into their rules: same group and alert name, in the same file if
+    /// that group is loaded from it (another aggregate instance may keep its rule files
+    /// elsewhere). Answers how many were placed, and the ids of those whose rule is no
+    /// longer loaded (known only once every group is back from evaluation; until then they
+    /// stay parked).
+    fn place_parked(&mut self) -> (usize, Vec<String>) {
+        let all_present = self.slots.iter().all(|s| s.state.is_some());
+        let (mut placed, mut orphans, mut waiting) = (0, Vec::new(), Vec::new());
+        for stored in std::mem::take(&mut self.parked) {
+            let name = stored
+                .alert
+                .labels
+                .get("alertname")
+                .cloned()
+                .unwrap_or_default();
+            let same_file = self.slots.iter().any(|s| {
+                s.state
+                    .as_ref()
+                    .is_some_and(|g| g.group.name == stored.group && g.group.file == stored.file)
+            });
+            let rule = self
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.state.as_mut())
+                .filter(|g| {
+                    g.group.name == stored.group && (!same_file || g.group.file == stored.file)
+                })
+                .flat_map(|g| g.alerts.iter_mut().flatten())
+                .find(|rule| rule.spec.name == name);
+            match rule {
+                Some(rule) => {
+                    rule.alerts.insert(stored.alert.id.clone(), stored.alert);
+                    placed += 1;
+                }
+                None if all_present => orphans.push(stored.alert.id),
+                None => waiting.push(stored),
+            }
+        }
+        self.parked = waiting;
+        (placed, orphans)
+    }
+
+    /// Drops the alerts (and their acknowledgements) of hosts this engine does not own.
+    fn drop_unowned(&mut self, g: &mut GroupState) -> usize {
+        let mut gone = Vec::new();
+        for rule in g.alerts.iter_mut().flatten() {
+            rule.alerts.retain(|id, a| {
+                let keep = self.owns(a);
+                if !keep {
+                    gone.push(id.clone());
+                }
+                keep
+            });
+        }
+        for id in &gone {
+            self.acks.remove(id);
+        }
+        gone.len()
     }
 
     /// Keeps alert state in `store` and restores it from there at start.
@@ -270,37 +385,27 @@ impl RuleEngine {
     /// into its rule (same group, file and alert name). Alerts whose rule is gone are
     /// removed from the store.
     fn restore(&mut self, r: Restored, ctx: &mut Context<Self>) {
-        let mut placed = 0;
-        let mut orphans = Vec::new();
-        for stored in r.active {
-            let name = stored
-                .alert
-                .labels
-                .get("alertname")
-                .cloned()
-                .unwrap_or_default();
-            let rule = self
-                .slots
-                .iter_mut()
-                .filter_map(|s| s.state.as_mut())
-                .filter(|g| g.group.name == stored.group && g.group.file == stored.file)
-                .flat_map(|g| g.alerts.iter_mut().flatten())
-                .find(|rule| rule.spec.name == name);
-            match rule {
-                Some(rule) => {
-                    rule.alerts.insert(stored.alert.id.clone(), stored.alert);
-                    placed += 1;
-                }
-                None => orphans.push(stored.alert.id),
-            }
-        }
+        // In `pulse aggregate`, other instances' alerts stay theirs.
+        let mine: Vec<StoredAlert> = r
+            .active
+            .into_iter()
+            .filter(|s| self.owns(&s.alert))
+            .collect();
+        let ids: HashSet<&str> = mine.iter().map(|s| s.alert.id.as_str()).collect();
+        let acks = r
+            .acks
+            .into_iter()
+            .filter(|(id, _)| ids.contains(id.as_str()))
+            .collect();
+        self.parked.extend(mine);
+        let (placed, orphans) = self.place_parked();
         if placed > 0 {
             let first = self.clock.now_ms() + RESTORE_GRACE_MS;
             for s in &mut self.slots {
                 s.next_due_ms = s.next_due_ms.max(first);
             }
         }
-        self.acks = r.acks;
+        self.acks = acks;
         self.history = r.history.into_iter().collect();
         while self.history.len() > self.history_max {
             self.history.pop_front();
@@ -335,6 +440,13 @@ impl RuleEngine {
         if changes.is_empty() {
             return;
         }
+        let gone: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Gone(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
         let histories: Vec<AlertView> = changes
             .iter()
             .filter_map(|c| match c {
@@ -353,6 +465,9 @@ impl RuleEngine {
                 act.persist_error = Some(e);
                 act.resync = true;
                 act.unsent_history.extend(histories);
+                if act.ownership.is_some() {
+                    act.unsent_gone.extend(gone);
+                }
                 let excess = act.unsent_history.len().saturating_sub(act.history_max);
                 act.unsent_history.drain(..excess);
             }
@@ -377,7 +492,17 @@ impl RuleEngine {
             }
         }
         let acks = self.acks.clone().into_iter().collect();
-        let mut changes = vec![Change::Snapshot { active, acks }];
+        let replace_all = self.ownership.is_none();
+        let mut changes = vec![Change::Snapshot {
+            active,
+            acks,
+            replace_all,
+        }];
+        changes.extend(
+            std::mem::take(&mut self.unsent_gone)
+                .into_iter()
+                .map(Change::Gone),
+        );
         changes.extend(
             std::mem::take(&mut self.unsent_history)
                 .into_iter()
@@ -452,6 +577,16 @@ impl RuleEngine {
             })
         };
         for t in transitions {
+            let alert = match &t {
+                Transition::Pending(a)
+                | Transition::Firing(a)
+                | Transition::Cancelled(a)
+                | Transition::Resolved(a) => a,
+            };
+            // Evaluated just before its host was given away: the new owner has it now.
+            if !self.owns(alert) {
+                continue;
+            }
             match t {
                 Transition::Pending(a) => {
                     tracing::debug!(alert = %a.labels["alertname"], id = %a.id, "pending");
@@ -487,7 +622,7 @@ impl RuleEngine {
 
     /// Sends the due groups to the window store for evaluation.
     fn eval_due(&mut self, ctx: &mut Context<Self>) {
-        if self.restoring {
+        if self.restoring || self.adopting > 0 {
             return;
         }
         let now = self.clock.now_ms();
@@ -525,6 +660,8 @@ impl RuleEngine {
                         errors += outcome.errors.len();
                         transitions += outcome.transitions.len();
                         act.apply(&g, outcome.transitions, now, ctx);
+                        let mut g = g;
+                        act.drop_unowned(&mut g);
                         let interval = g.group.interval_ms;
                         act.slots[i] = Slot {
                             next_due_ms: next_due(act.slots[i].next_due_ms, interval, now),
@@ -532,6 +669,10 @@ impl RuleEngine {
                         };
                     }
                     act.resync_if_needed(ctx);
+                    if !act.parked.is_empty() {
+                        let (_, orphans) = act.place_parked();
+                        act.persist(orphans.into_iter().map(Change::Gone).collect(), ctx);
+                    }
                 }
                 Err(e) => {
                     // The store is gone; the groups' state is lost with the message.
@@ -599,6 +740,81 @@ impl Actor for RuleEngine {
         }
         ctx.run_interval(TICK, |act, ctx| act.eval_due(ctx));
         ctx.notify(Tick);
+    }
+}
+
+impl Handler<AdoptAlerts> for RuleEngine {
+    type Result = ResponseActFuture<Self, Result<usize, String>>;
+
+    /// No evaluation runs from the moment the hosts are handed over until their alerts are
+    /// in place: an evaluation of the rebuilt windows in between would start those alerts
+    /// anew. Evaluations already out drop what they found for these hosts (not yet owned).
+    fn handle(&mut self, AdoptAlerts(hosts): AdoptAlerts, _: &mut Self::Context) -> Self::Result {
+        self.adopting += 1;
+        let store = self.alert_store.clone();
+        let load = self.groups_back().then(move |(), act, _| {
+            async move {
+                match store {
+                    Some(store) => store.load().await.map(Some),
+                    None => Ok(None),
+                }
+            }
+            .into_actor(act)
+        });
+        Box::pin(load.map(move |loaded, act, ctx| {
+            act.adopting -= 1;
+            if let Some(owned) = &mut act.ownership {
+                owned.extend(hosts.iter().cloned());
+            }
+            let Some(r) = loaded? else {
+                return Ok(0);
+            };
+            let of_hosts = |a: &Alert| {
+                a.labels
+                    .get(crate::model::catalog::HOSTNAME)
+                    .is_some_and(|h| hosts.contains(h))
+            };
+            let adopted: Vec<StoredAlert> = r
+                .active
+                .into_iter()
+                .filter(|s| of_hosts(&s.alert))
+                .collect();
+            for s in &adopted {
+                if let Some(ack) = r.acks.get(&s.alert.id) {
+                    act.acks.insert(s.alert.id.clone(), ack.clone());
+                }
+            }
+            act.parked.extend(adopted);
+            let (placed, orphans) = act.place_parked();
+            act.persist(orphans.into_iter().map(Change::Gone).collect(), ctx);
+            Ok(placed)
+        }))
+    }
+}
+
+impl Handler<ReleaseAlerts> for RuleEngine {
+    type Result = usize;
+
+    fn handle(&mut self, ReleaseAlerts(hosts): ReleaseAlerts, _: &mut Self::Context) -> usize {
+        let Some(owned) = &mut self.ownership else {
+            return 0;
+        };
+        owned.retain(|h| !hosts.contains(h));
+        self.parked.retain(|s| {
+            s.alert
+                .labels
+                .get(crate::model::catalog::HOSTNAME)
+                .is_none_or(|h| !hosts.contains(h))
+        });
+        // Groups out for evaluation drop theirs when they return.
+        let mut slots = std::mem::take(&mut self.slots);
+        let dropped = slots
+            .iter_mut()
+            .filter_map(|s| s.state.as_mut())
+            .map(|g| self.drop_unowned(g))
+            .sum();
+        self.slots = slots;
+        dropped
     }
 }
 

@@ -4,6 +4,7 @@
 //! derive (scores), then forwards both to its downstream (sinks). Sends are awaited, in
 //! order, so a slow processor or sink slows the store's intake instead of losing data.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -185,6 +186,49 @@ impl WindowStoreActor {
         forward
             .into_actor(self)
             .map(|failures, act, _| act.forward_failures += failures)
+    }
+}
+
+/// `pulse aggregate` took over these hosts' partitions: read their series' history back from
+/// Redis into the windows (before their new samples arrive), so that range functions and
+/// `for` timers see what the previous owner saw. Answers the points read.
+#[derive(Message)]
+#[rtype(result = "Result<usize, String>")]
+pub struct RebuildHosts {
+    pub redis: redis::aio::ConnectionManager,
+    pub key_prefix: String,
+    pub hosts: HashSet<String>,
+}
+
+impl Handler<RebuildHosts> for WindowStoreActor {
+    type Result = AtomicResponse<Self, Result<usize, String>>;
+
+    fn handle(&mut self, msg: RebuildHosts, _: &mut Self::Context) -> Self::Result {
+        let read = async move {
+            crate::actors::redis_sink::read_history(&msg.redis, &msg.key_prefix, &msg.hosts).await
+        };
+        AtomicResponse::new(Box::pin(read.into_actor(self).map(|read, act, _| {
+            let samples = read?;
+            let outcome = act.store.ingest(&samples);
+            Ok(outcome.stored as usize)
+        })))
+    }
+}
+
+/// `pulse aggregate` gave these hosts' partitions away: forget their series (another
+/// instance owns them now). Answers the series removed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ReleaseHosts(pub HashSet<String>);
+
+impl Handler<ReleaseHosts> for WindowStoreActor {
+    type Result = usize;
+
+    fn handle(&mut self, ReleaseHosts(hosts): ReleaseHosts, _: &mut Self::Context) -> usize {
+        self.store.remove_where(|s| {
+            s.label(crate::model::catalog::HOSTNAME)
+                .is_some_and(|h| hosts.contains(h))
+        })
     }
 }
 

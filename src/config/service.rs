@@ -43,6 +43,13 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_OTLP_ENDPOINT", "tracing", "otlp_endpoint"),
     ("PULSE_REDIS_URL", "redis", "url"),
     ("PULSE_KAFKA_BROKERS", "kafka", "brokers"),
+    ("PULSE_KAFKA_GROUP", "kafka", "group_id"),
+    ("PULSE_KAFKA_CREATE_TOPICS", "kafka", "create_topics"),
+    (
+        "PULSE_KAFKA_SESSION_TIMEOUT_MS",
+        "kafka",
+        "session_timeout_ms",
+    ),
 ];
 
 /// The standard OpenTelemetry variable, used when `tracing.otlp_endpoint` is not set.
@@ -80,6 +87,13 @@ pub struct KafkaConfig {
     /// Records held while the brokers are unreachable; past this new records are dropped
     /// (counted).
     pub buffer_max_records: NonZeroUsize,
+    /// The consumer group `pulse aggregate` instances share.
+    pub group_id: String,
+    /// Records `pulse aggregate` takes from `<prefix>samples` per batch: the unit it
+    /// stores, writes and then commits.
+    pub consume_batch_records: NonZeroUsize,
+    /// An aggregate instance silent this long leaves the group, and its partitions move.
+    pub session_timeout_ms: NonZeroU64,
 }
 
 impl Default for KafkaConfig {
@@ -91,6 +105,9 @@ impl Default for KafkaConfig {
             partitions: NonZeroU64::new(6).unwrap(),
             replication_factor: NonZeroU64::new(1).unwrap(),
             buffer_max_records: NonZeroUsize::new(1_000_000).unwrap(),
+            group_id: "pulse-aggregate".to_string(),
+            consume_batch_records: NonZeroUsize::new(5_000).unwrap(),
+            session_timeout_ms: NonZeroU64::new(10_000).unwrap(),
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct MetricInfo {
 }
 
 // GPU metrics, dcgm-exporter names and units.
+/// The label naming a GPU's host (dcgm-exporter's name): the unit `pulse aggregate`
+/// instances split the fleet by.
+pub const HOSTNAME: &str = "Hostname";
+
 pub const GPU_UTIL: &str = "DCGM_FI_DEV_GPU_UTIL";
 pub const MEM_COPY_UTIL: &str = "DCGM_FI_DEV_MEM_COPY_UTIL";
 pub const FB_USED: &str = "DCGM_FI_DEV_FB_USED";

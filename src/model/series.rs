@@ -161,6 +161,55 @@ impl fmt::Display for SeriesKey {
     }
 }
 
+impl SeriesKey {
+    /// Reads back what `Display` writes (`name{a="x",b="y"}`), as the Redis keys hold it;
+    /// `None` for anything else.
+    pub fn parse(text: &str) -> Option<Series> {
+        let (name, rest) = match text.find('{') {
+            Some(i) => (&text[..i], &text[i + 1..]),
+            None => (text, ""),
+        };
+        if name.is_empty() {
+            return None;
+        }
+        let mut labels = Vec::new();
+        let mut chars = rest.chars().peekable();
+        if !rest.is_empty() {
+            loop {
+                if chars.peek() == Some(&'}') {
+                    chars.next();
+                    break;
+                }
+                let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                if key.is_empty() || chars.next() != Some('"') {
+                    return None;
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => match chars.next()? {
+                            'n' => value.push('\n'),
+                            c => value.push(c),
+                        },
+                        c => value.push(c),
+                    }
+                }
+                labels.push((key, value));
+                match chars.next()? {
+                    ',' => {}
+                    '}' => break,
+                    _ => return None,
+                }
+            }
+            if chars.next().is_some() {
+                return None;
+            }
+        }
+        Some(Self::shared(name, labels))
+    }
+}
+
 /// Escapes a label value for the Prometheus text format.
 pub fn escape_label_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -290,6 +339,28 @@ mod tests {
             SeriesKey::new("up", Vec::<(&str, &str)>::new()).to_string(),
             "up"
         );
+    }
+
+    #[test]
+    fn parse_reads_back_what_display_writes() {
+        for k in [
+            SeriesKey::new("m", [("r", "a\"b\\c\nd"), ("gpu", "0"), ("e", "")]),
+            SeriesKey::new("up", Vec::<(&str, &str)>::new()),
+            SeriesKey::new("x", [("a", "{,}=")]),
+        ] {
+            let back = SeriesKey::parse(&k.to_string()).expect("parses");
+            assert_eq!(*back, k, "{k}");
+        }
+        for bad in [
+            "",
+            "{a=\"b\"}",
+            "m{a=b}",
+            "m{a=\"b\"",
+            "m{a=\"b\"}x",
+            "m{a=\"b\";}",
+        ] {
+            assert!(SeriesKey::parse(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -48,11 +48,14 @@ pub enum Change {
     Gone(String),
     /// Resolved, into the history.
     History(Box<AlertView>),
-    /// Everything active and acknowledged now, replacing what the store holds (after a
-    /// failed write left it behind).
+    /// Everything active and acknowledged now, written again after a failed write left the
+    /// store behind. With `replace_all` (one Pulse owns every alert) it replaces what the
+    /// store holds; without (`pulse aggregate`, where other instances own other hosts'
+    /// alerts) it only adds, and the removals that failed are sent again as `Gone`.
     Snapshot {
         active: Vec<StoredAlert>,
         acks: Vec<(String, Acknowledgement)>,
+        replace_all: bool,
     },
 }
 
@@ -129,9 +132,15 @@ impl AlertStore {
                     pipe.hdel(self.key("active"), id).ignore();
                     pipe.hdel(self.key("acks"), id).ignore();
                 }
-                Change::Snapshot { active, acks } => {
-                    pipe.del(self.key("active")).ignore();
-                    pipe.del(self.key("acks")).ignore();
+                Change::Snapshot {
+                    active,
+                    acks,
+                    replace_all,
+                } => {
+                    if *replace_all {
+                        pipe.del(self.key("active")).ignore();
+                        pipe.del(self.key("acks")).ignore();
+                    }
                     for a in active {
                         let json = serde_json::to_string(a).map_err(|e| e.to_string())?;
                         pipe.hset(self.key("active"), &a.alert.id, json).ignore();
@@ -166,7 +175,8 @@ impl AlertStore {
     }
 }
 
-async fn timed<T>(
+/// A Redis round trip that fails after [`TIMEOUT`], with the error as text.
+pub(crate) async fn timed<T>(
     f: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(TIMEOUT, f).await {

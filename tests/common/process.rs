@@ -17,8 +17,14 @@ pub struct Pulse {
 impl Pulse {
     /// Starts pulse with these extra environment variables; waits for its listening line.
     pub fn start(env: &[(&str, &str)]) -> Pulse {
+        Pulse::start_as("serve", env)
+    }
+
+    /// Starts `pulse <command>` (`serve`, `agent`, `aggregate`) with these extra environment
+    /// variables; waits for its listening line.
+    pub fn start_as(command: &str, env: &[(&str, &str)]) -> Pulse {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulse"));
-        cmd.arg("serve")
+        cmd.arg(command)
             .env("PULSE_LISTEN", "127.0.0.1:0")
             .env_remove("PULSE_CONFIG")
             .env_remove("PULSE_PIPELINE")
@@ -58,6 +64,17 @@ impl Pulse {
         rules: &str,
         env: &[(&str, &str)],
     ) -> Pulse {
+        Pulse::start_with_files_as("serve", dir, pipeline, rules, env)
+    }
+
+    /// [`Pulse::start_with_files`] for `pulse <command>`.
+    pub fn start_with_files_as(
+        command: &str,
+        dir: &std::path::Path,
+        pipeline: &str,
+        rules: &str,
+        env: &[(&str, &str)],
+    ) -> Pulse {
         let pipeline_path = dir.join("pipeline.toml");
         std::fs::write(&pipeline_path, pipeline).unwrap();
         let rules_dir = dir.join("rules");
@@ -69,7 +86,7 @@ impl Pulse {
             ("PULSE_RULE_PATHS", rule_paths.as_str()),
         ];
         all.extend_from_slice(env);
-        Pulse::start(&all)
+        Pulse::start_as(command, &all)
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
