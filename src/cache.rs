@@ -1,6 +1,11 @@
 //! The query-result cache (moka) in front of computed views, keyed by view and refresh
 //! epoch (`now / refresh_ms`): every client polling within one refresh period shares one
 //! computation. Hits, misses and evictions are counted here.
+//!
+//! With Redis configured, a second tier: each computed view is also written to
+//! `<p>cache:<view>:<epoch>` (expiring with the cache TTL), and a first-tier miss reads it
+//! before computing. A restarted Pulse, or another `pulse serve` process reading the same
+//! Redis, serves a view of the current period without computing it again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +30,136 @@ pub struct ViewKey {
     pub epoch: i64,
 }
 
+impl ViewKey {
+    /// The second tier's key: `<prefix>cache:summary:<epoch>`,
+    /// `<prefix>cache:profile:<window_s>:<epoch>`.
+    pub fn redis_key(&self, prefix: &str) -> String {
+        match &self.view {
+            View::Summary => format!("{prefix}cache:summary:{}", self.epoch),
+            View::Profile { window_s } => {
+                format!("{prefix}cache:profile:{window_s}:{}", self.epoch)
+            }
+        }
+    }
+}
+
+/// The second tier's figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SecondTierStats {
+    /// Where (`redis://...`).
+    pub redis: String,
+    pub hits: u64,
+    pub misses: u64,
+    /// Reads and writes that failed (Redis unreachable): the view is computed instead.
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// The second tier, in Redis.
+#[derive(Clone)]
+pub struct SecondTier {
+    conn: redis::aio::ConnectionManager,
+    url: String,
+    prefix: String,
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl SecondTier {
+    pub fn new(url: &str, prefix: &str) -> redis::RedisResult<Self> {
+        Ok(SecondTier {
+            conn: crate::actors::redis_sink::lazy_connection(url)?,
+            url: url.to_string(),
+            prefix: prefix.to_string(),
+            hits: Arc::default(),
+            misses: Arc::default(),
+            errors: Arc::default(),
+            last_error: Arc::default(),
+        })
+    }
+
+    fn failed(&self, e: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+
+    /// The view, when another process (or this one before a restart) computed it.
+    async fn get(&self, key: &ViewKey) -> Option<Bytes> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("GET").arg(key.redis_key(&self.prefix)).clone();
+        match crate::rules::store::timed(cmd.query_async::<Option<Vec<u8>>>(&mut conn)).await {
+            Ok(Some(v)) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(Bytes::from(v))
+            }
+            Ok(None) => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => {
+                self.failed(e);
+                None
+            }
+        }
+    }
+
+    async fn put(&self, key: &ViewKey, value: &Bytes, ttl_ms: u64) {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("SET")
+            .arg(key.redis_key(&self.prefix))
+            .arg(value.as_ref())
+            .arg("PX")
+            .arg(ttl_ms)
+            .clone();
+        if let Err(e) = crate::rules::store::timed(cmd.query_async::<()>(&mut conn)).await {
+            self.failed(e);
+        }
+    }
+
+    /// Deletes every second-tier entry; answers how many.
+    async fn clear(&self) -> Result<u64, String> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}cache:*", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .clone();
+            let (next, keys): (u64, Vec<String>) =
+                crate::rules::store::timed(scan.query_async(&mut conn)).await?;
+            if !keys.is_empty() {
+                let del = redis::cmd("UNLINK").arg(&keys).clone();
+                deleted += crate::rules::store::timed(del.query_async::<u64>(&mut conn)).await?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    fn stats(&self) -> SecondTierStats {
+        SecondTierStats {
+            redis: self.url.clone(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
 /// `GET /api/phase4/cache/stats`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CacheStats {
@@ -37,6 +172,17 @@ pub struct CacheStats {
     pub evictions: u64,
     pub max_entries: u64,
     pub ttl_ms: u64,
+    /// The Redis tier; null without Redis.
+    pub redis_tier: Option<SecondTierStats>,
+}
+
+/// What `POST /api/phase4/cache/clear` removed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Cleared {
+    /// Entries of this process's cache.
+    pub cleared: u64,
+    /// Entries of the Redis tier (null without Redis).
+    pub cleared_redis: Option<u64>,
 }
 
 /// Serialised views, ready to send.
@@ -48,6 +194,7 @@ pub struct ViewCache {
     evictions: Arc<AtomicU64>,
     max_entries: u64,
     ttl_ms: u64,
+    second: Option<SecondTier>,
 }
 
 impl ViewCache {
@@ -70,7 +217,46 @@ impl ViewCache {
             evictions,
             max_entries,
             ttl_ms: ttl.as_millis() as u64,
+            second: None,
         }
+    }
+
+    /// Adds the Redis tier.
+    pub fn with_second_tier(mut self, second: SecondTier) -> Self {
+        self.second = Some(second);
+        self
+    }
+
+    /// A first-tier miss: the Redis tier's entry (then also kept in the first), if any.
+    pub async fn get_second(&self, key: &ViewKey) -> Option<Bytes> {
+        let bytes = self.second.as_ref()?.get(key).await?;
+        self.cache.insert(key.clone(), bytes.clone());
+        Some(bytes)
+    }
+
+    /// Keeps a computed view in both tiers (the Redis write is awaited by the caller's
+    /// task, after the view is answered).
+    pub fn insert_both(&self, key: ViewKey, value: Bytes) -> impl std::future::Future<Output = ()> {
+        self.cache.insert(key.clone(), value.clone());
+        let (second, ttl_ms) = (self.second.clone(), self.ttl_ms);
+        async move {
+            if let Some(s) = second {
+                s.put(&key, &value, ttl_ms).await;
+            }
+        }
+    }
+
+    /// Empties both tiers.
+    pub async fn clear_both(&self) -> Result<Cleared, String> {
+        let cleared = self.clear();
+        let cleared_redis = match &self.second {
+            Some(s) => Some(s.clear().await?),
+            None => None,
+        };
+        Ok(Cleared {
+            cleared,
+            cleared_redis,
+        })
     }
 
     /// Looks a view up, counting the hit or miss.
@@ -122,6 +308,7 @@ impl ViewCache {
             evictions: self.evictions.load(Ordering::Relaxed),
             max_entries: self.max_entries,
             ttl_ms: self.ttl_ms,
+            redis_tier: self.second.as_ref().map(SecondTier::stats),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::actors::redis_sink::{lazy_connection, RedisSink, RedisSinkSettings};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
 use crate::actors::window_store::WindowStoreActor;
-use crate::cache::ViewCache;
+use crate::cache::{SecondTier, ViewCache};
 use crate::clock::Clock;
 use crate::config::pipeline::{GpuMode, PipelineConfig, SinkConfig};
 use crate::config::service::ServiceConfig;
@@ -514,6 +514,15 @@ pub fn start_as(
         service.cache.max_entries.get(),
         Duration::from_millis(service.cache.ttl_ms.get()),
     );
+    // Aggregate instances each see their own share of the hosts: their views are not
+    // interchangeable, so they keep no shared tier.
+    let cache = match redis_url.filter(|_| role == Role::Standalone) {
+        Some(url) => cache.with_second_tier(
+            SecondTier::new(&url.0, &service.redis.key_prefix)
+                .map_err(|e| StartError::Redis(e.to_string()))?,
+        ),
+        None => cache,
+    };
     let settings = QuerySettings {
         refresh_ms: dash.refresh_ms.get() as i64,
         stale_after_ms: dash.stale_after_ms.get() as i64,

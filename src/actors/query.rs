@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use crate::actors::request_sampler::{GetRequestSummary, RequestSampler};
 use crate::actors::rule_engine::{GetAlertCounts, RuleEngine};
 use crate::actors::window_store::WindowStoreActor;
-use crate::cache::{CacheStats, View, ViewCache, ViewKey};
+use crate::cache::{CacheStats, Cleared, View, ViewCache, ViewKey};
 use crate::cleanup::{pair_readings, CleanupReport, CleanupRequest};
 use crate::clock::Clock;
 use crate::messages::commands::Command;
@@ -77,9 +77,10 @@ impl Views {
 #[rtype(result = "CacheStats")]
 pub struct GetCacheStats;
 
-/// Empty the cache; answers how many entries were removed.
+/// Empty the cache (both tiers); answers how many entries were removed, or why the Redis
+/// tier could not be emptied.
 #[derive(Debug, Message)]
-#[rtype(result = "u64")]
+#[rtype(result = "Result<Cleared, String>")]
 pub struct ClearCache;
 
 /// Run a GPU cleanup.
@@ -209,6 +210,9 @@ impl Handler<ComputeView> for QueryActor {
         let (settings, gpu_source) = (self.settings, self.gpu_source.clone());
         let fresh_since = now - settings.stale_after_ms;
         Box::pin(async move {
+            if let Some(bytes) = cache.get_second(&key).await {
+                return Ok(bytes);
+            }
             let bytes = match view {
                 View::Summary => {
                     let selector = Selector::default().with(
@@ -276,7 +280,7 @@ impl Handler<ComputeView> for QueryActor {
                     })
                 }
             };
-            cache.insert(key, bytes.clone());
+            tokio::spawn(cache.insert_both(key, bytes.clone()));
             Ok(bytes)
         })
     }
@@ -291,10 +295,11 @@ impl Handler<GetCacheStats> for QueryActor {
 }
 
 impl Handler<ClearCache> for QueryActor {
-    type Result = u64;
+    type Result = ResponseFuture<Result<Cleared, String>>;
 
-    fn handle(&mut self, _: ClearCache, _: &mut Self::Context) -> u64 {
-        self.cache.clear()
+    fn handle(&mut self, _: ClearCache, _: &mut Self::Context) -> Self::Result {
+        let cache = self.cache.clone();
+        Box::pin(async move { cache.clear_both().await })
     }
 }
 
@@ -461,7 +466,8 @@ mod tests {
         views.get(View::Summary).await.unwrap();
         views.get(View::Profile { window_s: 60 }).await.unwrap();
         views.get(View::Summary).await.unwrap();
-        assert_eq!(query.send(ClearCache).await.unwrap(), 2);
+        let cleared = query.send(ClearCache).await.unwrap().unwrap();
+        assert_eq!((cleared.cleared, cleared.cleared_redis), (2, None));
         views.get(View::Summary).await.unwrap();
         let stats = query.send(GetCacheStats).await.unwrap();
         assert_eq!((stats.hits, stats.misses, stats.entries), (1, 3, 1));

@@ -7,13 +7,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{window_param, OptionalJsonBody};
 use super::AppState;
 use crate::actors::query::{ClearCache, GetCacheStats, RunCleanup};
-use crate::cache::{CacheStats, View};
+use crate::cache::{CacheStats, Cleared, View};
 use crate::cleanup::{CleanupReport, CleanupRequest};
 
 /// Default range of the profile's min/avg/max.
@@ -103,14 +102,17 @@ pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStat
 }
 
 /// `POST /api/phase4/cache/clear`
-pub async fn cache_clear(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn cache_clear(State(state): State<AppState>) -> Result<Json<Cleared>, ApiError> {
     let cleared = state
         .handles
         .query
         .send(ClearCache)
         .await
-        .map_err(mailbox_down("query"))?;
-    Ok(Json(json!({ "cleared": cleared })))
+        .map_err(mailbox_down("query"))?
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "this process's cache was cleared, the Redis tier was not: {e}"
+            ))
+        })?;
+    Ok(Json(cleared))
 }
