@@ -169,7 +169,8 @@ fn raw_kafka(bootstrap: &str, batches: &[Vec<Sample>]) -> Duration {
     let start = Instant::now();
     for s in batches.iter().flatten() {
         let value = serde_json::to_vec(s).unwrap();
-        let key = s.series.to_string();
+        // The sink's key: the host.
+        let key = s.series.label("Hostname").unwrap().to_string();
         let mut record = BaseRecord::to("raw.samples").key(&key).payload(&value);
         loop {
             match producer.send(record) {
@@ -193,6 +194,8 @@ async fn kafka_sink(bootstrap: &str, batches: &[Vec<Sample>]) -> Duration {
         partitions: 3,
         replication_factor: 1,
         buffer_max_records: 10_000_000,
+        samples_topic: true,
+        fallback_key: "bench-host".to_string(),
     };
     drive(
         KafkaSink::new(settings, MailboxGauge::default())

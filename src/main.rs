@@ -25,13 +25,16 @@ struct Cli {
 enum Command {
     /// Run the pipeline and the HTTP API (the default).
     Serve(ConfigArgs),
-    /// Sample this host's GPUs (and take request records) and produce them to
-    /// `<prefix>samples` in Kafka; the aggregators do the rest. Needs `kafka.brokers`.
+    /// Sample this host and produce to Kafka (needs kafka.brokers).
+    ///
+    /// Runs the samplers (and takes request records) and produces every sample to
+    /// `<prefix>samples`, keyed by host; the aggregators do the rest.
     Agent(ConfigArgs),
-    /// Consume `<prefix>samples` in a consumer group shared with other aggregate
-    /// instances, and run rules, anomaly detector and predictor on this instance's share
-    /// of the hosts, into Redis and Kafka. Needs `kafka.brokers` (and `redis.url` for
-    /// state that moves between instances).
+    /// Consume the agents' samples in a consumer group (needs kafka.brokers).
+    ///
+    /// Runs rules, anomaly detector and predictor on this instance's share of the hosts,
+    /// into Redis and Kafka. With `redis.url`, hosts taken over from another instance keep
+    /// their windows and alerts.
     Aggregate(ConfigArgs),
     /// Parse and validate the configuration and the pipeline, then exit.
     CheckConfig(ConfigArgs),
@@ -114,6 +117,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            if role != Role::Standalone && service.kafka.brokers.is_none() {
+                eprintln!(
+                    "pulse: configuration error: `pulse {}` needs kafka.brokers \
+                     (or PULSE_KAFKA_BROKERS)",
+                    role.name()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())

@@ -52,7 +52,15 @@ fn compose_services_files_ports_and_volumes_agree() {
     let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["grafana", "kafka", "prometheus", "pulse", "redis"])
+        BTreeSet::from([
+            "agent",
+            "aggregate",
+            "grafana",
+            "kafka",
+            "prometheus",
+            "pulse",
+            "redis"
+        ])
     );
     let declared: BTreeSet<String> = compose["volumes"]
         .as_mapping()
@@ -97,16 +105,33 @@ fn compose_services_files_ports_and_volumes_agree() {
         }
     }
     // `docker compose up` starts Pulse, Prometheus and Grafana; Redis and Kafka come with
-    // the `sinks` profile.
+    // the `sinks` profile, and with agent and aggregators in the `scale-out` profile.
     for always in ["pulse", "prometheus", "grafana"] {
         assert!(services[always]["profiles"].is_null(), "{always}");
     }
     for optional in ["redis", "kafka"] {
         assert_eq!(
             strs(&services[optional]["profiles"]),
-            ["sinks"],
+            ["sinks", "scale-out"],
             "{optional}"
         );
+    }
+    // Agent and aggregators: Pulse's image, its subcommands, the services' names for the
+    // brokers and Redis.
+    for (role, needs_redis) in [("agent", false), ("aggregate", true)] {
+        let s = &services[role];
+        assert_eq!(strs(&s["profiles"]), ["scale-out"], "{role}");
+        assert_eq!(s["image"], services["pulse"]["image"], "{role}");
+        assert_eq!(strs(&s["command"]), [role]);
+        assert_eq!(
+            s["environment"]["PULSE_KAFKA_BROKERS"].as_str(),
+            Some("kafka:9092")
+        );
+        let redis = s["environment"]["PULSE_REDIS_URL"].as_str();
+        assert_eq!(redis.is_some(), needs_redis, "{role}");
+        if let Some(url) = redis {
+            assert_eq!(url, "redis://redis:6379");
+        }
     }
 
     // Pulse: built from this repository, listening where it is published.

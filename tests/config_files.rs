@@ -133,8 +133,27 @@ fn version_and_help() {
     );
     let out = pulse().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "check-config", "probe"] {
+    for cmd in ["serve", "agent", "aggregate", "check-config", "probe"] {
         assert!(help.contains(cmd), "{help}");
+    }
+}
+
+#[test]
+fn agent_and_aggregate_without_brokers_are_a_configuration_error() {
+    for role in ["agent", "aggregate"] {
+        let out = pulse()
+            .arg(role)
+            .env_remove("PULSE_KAFKA_BROKERS")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{role}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "`pulse {role}` needs kafka.brokers (or PULSE_KAFKA_BROKERS)"
+            )),
+            "{err}"
+        );
     }
 }
 
