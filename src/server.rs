@@ -51,9 +51,32 @@ async fn serve(
     spawn_reload_on_sighup(handles.rules.clone());
     let telemetry = handles.telemetry.clone();
     let redis_sink = handles.redis_sink.clone();
-    let app = api::router(AppState::new(handles, limits));
+    let auth = api::Auth {
+        token: service.auth.token.as_ref().map(|t| t.0.clone()),
+        protect_reads: service.auth.protect_reads,
+    };
+    let authenticated = auth.token.is_some();
+    if auth.protect_reads && !authenticated {
+        tracing::warn!("auth.protect_reads has no effect without auth.token (PULSE_AUTH_TOKEN)");
+    }
+    let reads_open = !auth.protect_reads;
+    let app = api::router(AppState::new(handles, limits).with_auth(auth));
     if !local.ip().is_loopback() {
-        tracing::warn!("listening on {local}, which is reachable from other hosts; the API has no authentication");
+        match (authenticated, reads_open) {
+            (false, _) => tracing::warn!(
+                "bound to {local}, which is reachable from other hosts, without \
+                 authentication: set auth.token (PULSE_AUTH_TOKEN)"
+            ),
+            (true, true) => tracing::warn!(
+                "bound to {local}, which is reachable from other hosts; mutating \
+                 endpoints need the bearer token, read endpoints are open \
+                 (auth.protect_reads = false)"
+            ),
+            (true, false) => tracing::info!(
+                "bound to {local}, reachable from other hosts; every endpoint needs \
+                 the bearer token"
+            ),
+        }
     }
     tracing::info!(
         "Pulse {} ({}) listening on http://{local}",

@@ -11,6 +11,9 @@ pub enum ApiError {
     /// 400: the request is malformed; `detail` names the field.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no or a wrong bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 404
     #[error("{0}")]
     NotFound(String),
@@ -41,6 +44,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -67,6 +71,14 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({ "error": error, "detail": detail }))).into_response()
+        let mut response =
+            (status, Json(json!({ "error": error, "detail": detail }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"pulse\""),
+            );
+        }
+        response
     }
 }

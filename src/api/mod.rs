@@ -52,6 +52,66 @@ pub struct AppState {
     pub started: Instant,
     /// Recent component reports, shared by status and `/metrics`.
     pub status_cache: Arc<status::StatusCache>,
+    /// Who may call what.
+    pub auth: Arc<Auth>,
+}
+
+/// The API's authentication: a bearer token for mutating endpoints, and optionally for
+/// reads.
+#[derive(Debug, Default)]
+pub struct Auth {
+    pub token: Option<String>,
+    pub protect_reads: bool,
+}
+
+impl Auth {
+    /// Whether a request with this method and these headers may go on; why not otherwise.
+    fn check(
+        &self,
+        method: &axum::http::Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), String> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+        // The live page's files hold no data (a browser cannot send a bearer token when
+        // it opens a page); the page then calls the API with the token.
+        let page = path == "/" || path.starts_with("/assets/");
+        if read && (!self.protect_reads || page) {
+            return Ok(());
+        }
+        let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+            return Err("this endpoint needs `Authorization: Bearer <token>`".to_string());
+        };
+        let given = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or("the Authorization header is not `Bearer <token>`")?;
+        if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err("the bearer token is not the configured one".to_string())
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken says nothing of
+/// where the token differs.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match state
+        .auth
+        .check(req.method(), req.uri().path(), req.headers())
+    {
+        Ok(()) => next.run(req).await,
+        Err(why) => axum::response::IntoResponse::into_response(ApiError::Unauthorized(why)),
+    }
 }
 
 impl AppState {
@@ -61,7 +121,14 @@ impl AppState {
             limits,
             started: Instant::now(),
             status_cache: Arc::default(),
+            auth: Arc::default(),
         }
+    }
+
+    /// Requires a bearer token (see [`Auth`]).
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = Arc::new(auth);
+        self
     }
 }
 
@@ -98,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/requests", post(ingest::ingest_requests))
         .route("/api/v1/commands", get(commands::subscribe))
         .route("/metrics", get(metrics::metrics))
+        .route_layer(from_fn_with_state(state.clone(), require_token))
         .route_layer(from_fn_with_state(state.clone(), record_own_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -18,6 +18,8 @@ pub const EMBEDDED_NAME: &str = "<built-in config/pulse.toml>";
 /// `DASHBOARD_HISTORY_SIZE` is the original system's name, honoured as is.
 pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_LISTEN", "server", "listen"),
+    ("PULSE_AUTH_TOKEN", "auth", "token"),
+    ("PULSE_AUTH_PROTECT_READS", "auth", "protect_reads"),
     ("PULSE_MAX_BODY_BYTES", "server", "max_body_bytes"),
     ("PULSE_DASHBOARD_REFRESH_MS", "dashboard", "refresh_ms"),
     (
@@ -60,6 +62,7 @@ pub const OTEL_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub dashboard: DashboardConfig,
     pub cache: CacheConfig,
     pub cleanup: CleanupConfig,
@@ -141,6 +144,56 @@ impl Default for RedisConfig {
             buffer_max_samples: NonZeroUsize::new(1_000_000).unwrap(),
             write_batch_samples: NonZeroUsize::new(5000).unwrap(),
         }
+    }
+}
+
+/// Who may call the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// With a token, every mutating endpoint (every POST: ingest, cleanup, cache clear,
+    /// acknowledge, rule reload) needs `Authorization: Bearer <token>` and answers 401
+    /// without it. Unset: no authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<AuthToken>,
+    /// With a token, read endpoints (every GET, `/metrics` and the live page included) need
+    /// it too.
+    pub protect_reads: bool,
+}
+
+/// A bearer token: at least 16 characters, no whitespace; never printed.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AuthToken(pub String);
+
+/// Shortest token accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+impl TryFrom<String> for AuthToken {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.chars().count() < MIN_TOKEN_CHARS {
+            return Err(format!(
+                "a token must be at least {MIN_TOKEN_CHARS} characters (this one has {})",
+                s.chars().count()
+            ));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("a token must not contain whitespace or control characters".to_string());
+        }
+        Ok(AuthToken(s))
+    }
+}
+
+impl From<AuthToken> for String {
+    fn from(t: AuthToken) -> String {
+        t.0
+    }
+}
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthToken(<redacted>)")
     }
 }
 

@@ -10,8 +10,25 @@ const latency = []; // [t_ms, p50, p95, p99], one per refresh
 
 const $ = (sel) => document.querySelector(sel);
 
+// With `auth.token` set, Pulse answers 401 to calls without `Authorization: Bearer`; the
+// page asks for the token once and keeps it for this tab.
+function withToken(options) {
+  const token = sessionStorage.getItem("pulse.token");
+  if (!token) return options;
+  const o = Object.assign({}, options);
+  o.headers = Object.assign({}, o.headers, { Authorization: `Bearer ${token}` });
+  return o;
+}
+
 async function getJson(path, options) {
-  const r = await fetch(path, options);
+  let r = await fetch(path, withToken(options));
+  if (r.status === 401) {
+    const token = window.prompt("Pulse needs its API token (auth.token):");
+    if (token) {
+      sessionStorage.setItem("pulse.token", token.trim());
+      r = await fetch(path, withToken(options));
+    }
+  }
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status} ${body.detail || body.error || ""}`);
   return body;

@@ -11,6 +11,8 @@ use serde_json::Value;
 pub struct Pulse {
     child: Child,
     pub base: String,
+    /// What Pulse logged up to its listening line (included).
+    pub startup_log: Vec<String>,
     log: mpsc::Receiver<String>,
 }
 
@@ -42,6 +44,7 @@ impl Pulse {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut startup_log = Vec::new();
         let base = loop {
             let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             else {
@@ -49,11 +52,17 @@ impl Pulse {
                 let _ = child.wait();
                 panic!("pulse did not print its listening line");
             };
+            startup_log.push(line.clone());
             if let Some(addr) = line.split("listening on ").nth(1) {
                 break addr.trim().to_string();
             }
         };
-        Pulse { child, base, log }
+        Pulse {
+            child,
+            base,
+            startup_log,
+            log,
+        }
     }
 
     /// Starts pulse with this pipeline file and one rule file (written to `dir`), plus
