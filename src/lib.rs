@@ -17,6 +17,7 @@
 //! - [`sim`] — the simulated fleet; [`nvml`] — reading real GPUs.
 //! - [`api`] — the axum router and handlers.
 //! - [`server`] — runs the actix system and the HTTP server together.
+//! - [`fuzzing`] — entry points of the fuzz targets under `fuzz/`.
 
 pub mod actors;
 pub mod anomaly;
@@ -26,6 +27,7 @@ pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod exposition;
+pub mod fuzzing;
 pub mod mailbox;
 pub mod messages;
 pub mod model;

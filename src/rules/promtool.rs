@@ -195,9 +195,16 @@ fn parse_number(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("{s:?} is not a number"))
 }
 
+/// Points one test group may load, all series together: a test file is not a load test,
+/// and a typo (`1x1000000000`) must be an error, not the machine's memory.
+pub const MAX_POINTS: usize = 10_000_000;
+/// Evaluation steps one test group may take (`eval_time / interval`).
+pub const MAX_STEPS: i64 = 10_000_000;
+
 /// Expands promtool's series notation: `1 2 _ stale 0+10x5 3-1x2 7x3 _x2`.
 pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
-    let mut out = Vec::new();
+    let mut out: Vec<Option<f64>> = Vec::new();
+    let too_many = || format!("more than {MAX_POINTS} points");
     for token in values.split_whitespace() {
         match token {
             "_" => out.push(None),
@@ -211,6 +218,9 @@ pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
                     continue;
                 };
                 let n: usize = times.parse().expect("checked");
+                if n >= MAX_POINTS - out.len() {
+                    return Err(too_many());
+                }
                 if head == "_" {
                     out.extend(std::iter::repeat_n(None, n));
                     continue;
@@ -268,6 +278,26 @@ pub fn run_file(path: &Path) -> FileReport {
     report
 }
 
+/// Runs the tests of a test file's text against `groups` (its `rule_files` are not read):
+/// the failures, or why the file cannot run. The fuzz target's entry.
+pub fn run_text(text: &str, groups: &[super::RuleGroup]) -> Result<Vec<String>, String> {
+    let doc: TestFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let eval_interval = doc
+        .evaluation_interval
+        .as_deref()
+        .map(duration_ms)
+        .transpose()?
+        .unwrap_or(DEFAULT_INTERVAL_MS);
+    if eval_interval <= 0 {
+        return Err("evaluation_interval must be positive".to_string());
+    }
+    let mut failures = Vec::new();
+    for tg in doc.tests {
+        run_group(&tg, groups, eval_interval, &mut failures)?;
+    }
+    Ok(failures)
+}
+
 fn run_doc(path: &Path, doc: TestFile, failures: &mut Vec<String>) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut groups = Vec::new();
@@ -312,11 +342,15 @@ fn run_group(
         .map(duration_ms)
         .transpose()?
         .unwrap_or(eval_interval);
+    if interval <= 0 {
+        return Err("interval must be positive".to_string());
+    }
     let mut store = WindowStore::new(Retention {
         max_points: usize::MAX / 2,
         max_age_ms: i64::MAX / 4,
         max_series: usize::MAX / 2,
     });
+    let mut points = 0usize;
     for s in &tg.input_series {
         let labels = parse_series_labels(&s.series)?;
         let name = labels.get(NAME).cloned().unwrap_or_default();
@@ -330,9 +364,13 @@ fn run_group(
         let samples: Vec<Sample> = expand_values(&s.values)
             .map_err(|e| format!("series {:?}: {e}", s.series))?
             .into_iter()
+            .inspect(|_| points += 1)
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| Sample::new(key.clone(), i as i64 * interval, v)))
+            .filter_map(|(i, v)| v.map(|v| Sample::new(key.clone(), (i as i64).saturating_mul(interval), v)))
             .collect();
+        if points > MAX_POINTS {
+            return Err(format!("input_series: more than {MAX_POINTS} points"));
+        }
         store.ingest(&samples);
     }
     let mut states: Vec<GroupState> = groups.iter().cloned().map(GroupState::new).collect();
@@ -355,6 +393,12 @@ fn run_group(
         .max()
         .unwrap_or(0);
 
+    if maxt / eval_interval > MAX_STEPS {
+        return Err(format!(
+            "eval_time {maxt} ms at evaluation_interval {eval_interval} ms is more than \
+             {MAX_STEPS} evaluations"
+        ));
+    }
     let mut next_alert_test = 0;
     let mut ts = 0;
     while ts <= maxt {
@@ -362,7 +406,7 @@ fn run_group(
             g.eval(&mut store, ts);
         }
         while next_alert_test < alert_tests.len()
-            && alert_tests[next_alert_test].0 < ts + eval_interval
+            && alert_tests[next_alert_test].0 < ts.saturating_add(eval_interval)
         {
             let (t, test) = alert_tests[next_alert_test];
             next_alert_test += 1;
@@ -371,7 +415,10 @@ fn run_group(
             }
             check_alerts(test, &states, failures);
         }
-        ts += eval_interval;
+        let Some(next) = ts.checked_add(eval_interval) else {
+            break;
+        };
+        ts = next;
     }
 
     for (test, t) in tg.promql_expr_test.iter().zip(expr_times) {

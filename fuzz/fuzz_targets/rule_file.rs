@@ -1,0 +1,4 @@
+//! See `pulse::fuzzing::rule_file`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pulse::fuzzing::rule_file(data));
