@@ -22,6 +22,10 @@ pub const PULSE_SERVICE: &str = "pulse";
 pub const OTHER_ROUTE: &str = "__other__";
 /// Longest route label accepted.
 pub const MAX_ROUTE_LEN: usize = 256;
+/// A record's timestamp may be this far ahead of Pulse's clock (clock skew), no more.
+pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
+/// A record's timestamp may be this old, no more (a replay of a day's buffer is fine).
+pub const MAX_AGE_MS: i64 = 24 * 3_600_000;
 
 /// One request, as an inference service reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,6 +109,31 @@ impl RequestRecord {
             }
         }
         Ok(())
+    }
+
+    /// [`RequestRecord::validate`], and a timestamp within [`MAX_AGE_MS`] before and
+    /// [`MAX_FUTURE_MS`] after `now_ms`.
+    pub fn validate_at(&self, now_ms: i64) -> Result<(), (&'static str, String)> {
+        self.validate()?;
+        match self.timestamp {
+            Some(ts) if ts > now_ms + MAX_FUTURE_MS => Err((
+                "timestamp",
+                format!(
+                    "{ts} is {} s ahead of Pulse's clock (at most {} s)",
+                    (ts - now_ms) / 1000,
+                    MAX_FUTURE_MS / 1000
+                ),
+            )),
+            Some(ts) if ts < now_ms - MAX_AGE_MS => Err((
+                "timestamp",
+                format!(
+                    "{ts} is {} h old (at most {} h)",
+                    (now_ms - ts) / 3_600_000,
+                    MAX_AGE_MS / 3_600_000
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn is_error(&self) -> bool {

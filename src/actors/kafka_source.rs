@@ -134,10 +134,22 @@ struct WireSample {
     value: Option<f64>,
 }
 
-/// Reads one record; `None` for a record that is not a sample (counted by the caller).
+/// Labels a sample may carry; more is not a GPU or request series but a mistake.
+pub const MAX_LABELS: usize = 64;
+/// Longest metric name, label name or label value accepted.
+pub const MAX_LABEL_BYTES: usize = 1024;
+
+/// Reads one record; `None` for a record that is not a sample, or one with an enormous
+/// label set (counted by the caller).
 fn decode(payload: &[u8]) -> Option<Sample> {
     let w: WireSample = serde_json::from_slice(payload).ok()?;
-    if w.metric.is_empty() {
+    if w.metric.is_empty()
+        || w.metric.len() > MAX_LABEL_BYTES
+        || w.labels.len() > MAX_LABELS
+        || w.labels
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > MAX_LABEL_BYTES || v.len() > MAX_LABEL_BYTES)
+    {
         return None;
     }
     let series = SeriesKey::shared(w.metric, w.labels);
@@ -467,5 +479,15 @@ mod tests {
         ] {
             assert!(decode(bad).is_none());
         }
+        // Enormous label sets are refused.
+        let many: std::collections::BTreeMap<String, String> = (0..=MAX_LABELS)
+            .map(|i| (format!("l{i}"), "v".to_string()))
+            .collect();
+        let rec = serde_json::json!({"metric":"m","labels":many,"timestamp_ms":1,"value":1.0});
+        assert!(decode(rec.to_string().as_bytes()).is_none());
+        let long = "v".repeat(MAX_LABEL_BYTES + 1);
+        let rec =
+            serde_json::json!({"metric":"m","labels":{"a":long},"timestamp_ms":1,"value":1.0});
+        assert!(decode(rec.to_string().as_bytes()).is_none());
     }
 }

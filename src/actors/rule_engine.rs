@@ -825,21 +825,24 @@ impl Handler<Tick> for RuleEngine {
     }
 }
 
+// Handlers that read or change the groups wait until none is out being evaluated: a group
+// in flight is not in its slot, and its alerts would be missing from the answer (or, on a
+// reload, lost).
+
 impl Handler<GetActiveAlerts> for RuleEngine {
-    type Result = MessageResult<GetActiveAlerts>;
+    type Result = ResponseActFuture<Self, Vec<AlertView>>;
 
     fn handle(
         &mut self,
         GetActiveAlerts(filter): GetActiveAlerts,
         _: &mut Self::Context,
     ) -> Self::Result {
-        let views = self.active_views();
-        MessageResult(
-            views
+        Box::pin(self.groups_back().map(move |(), act, _| {
+            act.active_views()
                 .into_iter()
                 .filter(|a| filter.accepts(a, a.alert.active_at_ms))
-                .collect(),
-        )
+                .collect()
+        }))
     }
 }
 
@@ -870,6 +873,18 @@ impl Handler<Acknowledge> for RuleEngine {
     /// With a store, a new acknowledgement is written there before the answer; if that
     /// fails it is taken back and the caller hears why.
     fn handle(&mut self, msg: Acknowledge, _: &mut Self::Context) -> Self::Result {
+        Box::pin(
+            self.groups_back()
+                .then(move |(), act, _| act.acknowledge_and_store(msg)),
+        )
+    }
+}
+
+impl RuleEngine {
+    fn acknowledge_and_store(
+        &mut self,
+        msg: Acknowledge,
+    ) -> ResponseActFuture<Self, Result<AlertView, AckError>> {
         let id = msg.id.clone();
         let known = self.acks.contains_key(&id);
         let result = self.acknowledge(msg);
@@ -941,9 +956,15 @@ impl RuleEngine {
 }
 
 impl Handler<ReloadRules> for RuleEngine {
-    type Result = Result<LoadStatus, String>;
+    type Result = ResponseActFuture<Self, Result<LoadStatus, String>>;
 
     fn handle(&mut self, _: ReloadRules, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.groups_back().map(|(), act, _| act.reload()))
+    }
+}
+
+impl RuleEngine {
+    fn reload(&mut self) -> Result<LoadStatus, String> {
         let now = self.clock.now_ms();
         let groups = match load_sources(self.sources.builtin_pack, &self.sources.paths) {
             Ok(g) => g,
@@ -1008,11 +1029,16 @@ impl RuleEngine {
 }
 
 impl Handler<GetRules> for RuleEngine {
-    type Result = MessageResult<GetRules>;
+    type Result = ResponseActFuture<Self, Vec<GroupInfo>>;
 
     fn handle(&mut self, _: GetRules, _: &mut Self::Context) -> Self::Result {
-        let groups = self
-            .slots
+        Box::pin(self.groups_back().map(|(), act, _| act.rules_info()))
+    }
+}
+
+impl RuleEngine {
+    fn rules_info(&self) -> Vec<GroupInfo> {
+        self.slots
             .iter()
             .filter_map(|s| s.state.as_ref())
             .map(|g| GroupInfo {
@@ -1040,16 +1066,15 @@ impl Handler<GetRules> for RuleEngine {
                     })
                     .collect(),
             })
-            .collect();
-        MessageResult(groups)
+            .collect()
     }
 }
 
 impl Handler<GetAlertCounts> for RuleEngine {
-    type Result = MessageResult<GetAlertCounts>;
+    type Result = ResponseActFuture<Self, AlertCounts>;
 
     fn handle(&mut self, _: GetAlertCounts, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.counts())
+        Box::pin(self.groups_back().map(|(), act, _| act.counts()))
     }
 }
 

@@ -58,7 +58,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path.is_empty() {
+        // A cut-off body has no field to name (the path ends in `?`).
+        if path == "." || path.is_empty() || path.contains('?') {
             ApiError::BadRequest(format!("invalid JSON: {inner}"))
         } else {
             ApiError::BadRequest(format!("invalid JSON at `{path}`: {inner}"))

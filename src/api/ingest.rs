@@ -29,8 +29,9 @@ pub async fn ingest_requests(
     headers: HeaderMap,
     JsonBody(mut records): JsonBody<Vec<RequestRecord>>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let now = state.handles.clock.now_ms();
     for (i, r) in records.iter().enumerate() {
-        r.validate()
+        r.validate_at(now)
             .map_err(|(field, why)| ApiError::BadRequest(format!("[{i}].{field}: {why}")))?;
     }
     // Records without a trace id of their own take the batch's `traceparent`.
@@ -39,7 +40,6 @@ pub async fn ingest_requests(
         Some(Err(why)) => (None, Some(format!("traceparent ignored: {why}"))),
         None => (None, None),
     };
-    let now = state.handles.clock.now_ms();
     let mut traced = Vec::new();
     for r in &mut records {
         if r.trace_id.is_none() {

@@ -366,7 +366,9 @@ fn run_group(
             .into_iter()
             .inspect(|_| points += 1)
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| Sample::new(key.clone(), (i as i64).saturating_mul(interval), v)))
+            .filter_map(|(i, v)| {
+                v.map(|v| Sample::new(key.clone(), (i as i64).saturating_mul(interval), v))
+            })
             .collect();
         if points > MAX_POINTS {
             return Err(format!("input_series: more than {MAX_POINTS} points"));
