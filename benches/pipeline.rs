@@ -212,13 +212,20 @@ async fn everything_on(gpus: usize, rounds: usize) -> (Duration, u64, f64) {
     let mut fleet = SimFleet::new(gpus, "bench-host", &scenarios, 1);
     let t0 = Clock::system().now_ms() - rounds as i64 * 1000;
     let evaluations = |s: pulse::messages::stats::ComponentStats| {
-        s.extra.get("rule_evaluations_total").copied().unwrap_or(0.0)
+        s.extra
+            .get("rule_evaluations_total")
+            .copied()
+            .unwrap_or(0.0)
     };
     let before = evaluations(handles.rules.send(GetStats).await.unwrap());
     let start = Instant::now();
     for r in 0..rounds {
         let samples = fleet.sample(t0 + r as i64 * 1000);
-        handles.window.send(SampleBatch::new(samples)).await.unwrap();
+        handles
+            .window
+            .send(SampleBatch::new(samples))
+            .await
+            .unwrap();
     }
     let elapsed = start.elapsed();
     let stored = handles.window.send(GetStats).await.unwrap().emitted_total;

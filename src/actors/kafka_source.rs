@@ -213,14 +213,19 @@ impl Actor for KafkaSource {
             return;
         }
         let links = self.links.take().expect("started once");
-        let task = consume(consumer, self.settings.clone(), links, self.shared.clone());
+        let task = consume(
+            Arc::new(consumer),
+            self.settings.clone(),
+            links,
+            self.shared.clone(),
+        );
         ctx.spawn(task.into_actor(self));
     }
 }
 
 /// The consuming loop: batch, store, confirm, commit (see the module's docs).
 async fn consume(
-    consumer: StreamConsumer<GroupContext>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     settings: KafkaSourceSettings,
     links: KafkaSourceLinks,
     shared: Arc<Shared>,
@@ -336,10 +341,18 @@ async fn consume(
                 tracing::warn!("kafka: offset for partition {p}: {e}");
             }
         }
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => {
+        // A synchronous commit (its outcome is known here), off the actors' thread: it
+        // waits for the brokers.
+        let c = consumer.clone();
+        let committed = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
+        match committed {
+            Ok(Ok(())) => {
                 shared.committed_batches.fetch_add(1, Ordering::Relaxed);
                 *lock(&shared.last_error) = None;
+            }
+            Ok(Err(e)) => {
+                shared.uncommitted_batches.fetch_add(1, Ordering::Relaxed);
+                *lock(&shared.last_error) = Some(format!("commit: {e}"));
             }
             Err(e) => {
                 shared.uncommitted_batches.fetch_add(1, Ordering::Relaxed);
