@@ -21,9 +21,12 @@ fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// A fuzz target: its name and its entry point.
+type Target = (&'static str, fn(&[u8]));
+
 #[test]
 fn every_seed_runs_through_its_target() {
-    let targets: [(&str, fn(&[u8])); 5] = [
+    let targets: [Target; 5] = [
         ("request_batch", pulse::fuzzing::request_batch),
         ("promql", pulse::fuzzing::promql),
         ("rule_file", pulse::fuzzing::rule_file),
