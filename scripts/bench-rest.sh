@@ -5,6 +5,7 @@
 #   scripts/bench-rest.sh [duration_s] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 duration=${1:-10}
 conns=${2:-64}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
@@ -13,9 +14,9 @@ cargo build --release --quiet --bin pulse --example bare_axum
 pulse_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 bare_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-PULSE_LISTEN=127.0.0.1:$pulse_port PULSE_LOG=warn target/release/pulse serve 2>/tmp/pulse-bench.log &
+PULSE_LISTEN=127.0.0.1:$pulse_port PULSE_LOG=warn "$target"/release/pulse serve 2>/tmp/pulse-bench.log &
 pulse_pid=$!
-target/release/examples/bare_axum 127.0.0.1:$bare_port 2>/dev/null &
+"$target"/release/examples/bare_axum 127.0.0.1:$bare_port 2>/dev/null &
 bare_pid=$!
 trap 'kill $pulse_pid $bare_pid 2>/dev/null || true' EXIT
 for url in "http://127.0.0.1:$pulse_port/api/phase4/status" "http://127.0.0.1:$bare_port/bare"; do

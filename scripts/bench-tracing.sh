@@ -7,6 +7,7 @@
 #   scripts/bench-tracing.sh [duration_s] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 duration=${1:-10}
 conns=${2:-64}
 rounds=${3:-3}
@@ -20,7 +21,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 start() { # name, then environment assignments
   local name=$1; shift
   port[$name]=$(free_port)
-  env PULSE_LISTEN=127.0.0.1:${port[$name]} PULSE_LOG=warn "$@" target/release/pulse serve 2>/tmp/pulse-bench-$name.log &
+  env PULSE_LISTEN=127.0.0.1:${port[$name]} PULSE_LOG=warn "$@" "$target"/release/pulse serve 2>/tmp/pulse-bench-$name.log &
   pids+=($!)
 }
 start off PULSE_TRACING_ENABLED=false
