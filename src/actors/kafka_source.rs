@@ -3,9 +3,9 @@
 //! samples are keyed by host, so each instance sees whole hosts.
 //!
 //! One batch at a time, in this order:
-//! 1. partitions revoked by a rebalance: their hosts' windows and alerts are forgotten here
-//!    (their new owner has them), and records of those partitions not yet stored are left
-//!    for the new owner;
+//! 1. partitions a rebalance took away (revoked and, once it settles, not assigned back):
+//!    their hosts' windows and alerts are forgotten here (their new owner has them);
+//!    records of partitions not held now are left for whoever holds them next;
 //! 2. hosts seen for the first time: their windows are rebuilt from the Redis history and
 //!    their active alerts and acknowledgements read back from Redis, before their samples;
 //! 3. the batch goes into the window store (then processors and sinks, as on one Pulse);
@@ -83,6 +83,8 @@ struct Shared {
     hosts: Mutex<usize>,
     /// Partitions revoked and not yet handled by the consuming task.
     revoked: Mutex<Vec<i32>>,
+    /// A rebalance revoked partitions and has not assigned any yet (since when).
+    rebalancing_since: Mutex<Option<std::time::Instant>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -108,6 +110,7 @@ impl ConsumerContext for GroupContext {
             tracing::info!("kafka: partitions {parts:?} revoked");
             lock(&self.0.assigned).retain(|p| !parts.contains(p));
             lock(&self.0.revoked).extend(parts);
+            lock(&self.0.rebalancing_since).get_or_insert_with(std::time::Instant::now);
         }
     }
 
@@ -120,6 +123,7 @@ impl ConsumerContext for GroupContext {
             assigned.extend(parts);
             assigned.sort_unstable();
             assigned.dedup();
+            *lock(&self.0.rebalancing_since) = None;
         }
     }
 }
@@ -257,12 +261,27 @@ async fn consume(
             }
         }
 
-        // 1. Revoked partitions.
-        let revoked: HashSet<i32> = std::mem::take(&mut *lock(&shared.revoked))
-            .into_iter()
-            .collect();
-        if !revoked.is_empty() {
-            records.retain(|r| !revoked.contains(&r.partition));
+        // 1. Only records of partitions held now are stored (the rest is read again by
+        // whoever holds them next, from the last commit). Partitions revoked are let go
+        // once the rebalance has settled, and only those not assigned back: a rebalance
+        // revokes every partition and then assigns most of them again.
+        let assigned: HashSet<i32> = lock(&shared.assigned).iter().copied().collect();
+        records.retain(|r| assigned.contains(&r.partition));
+        let settled = match *lock(&shared.rebalancing_since) {
+            None => true,
+            // No assignment for this long: this instance has left the group.
+            Some(since) => since.elapsed() > Duration::from_millis(2 * settings.session_timeout_ms),
+        };
+        let lost: HashSet<i32> = if settled {
+            std::mem::take(&mut *lock(&shared.revoked))
+                .into_iter()
+                .filter(|p| !assigned.contains(p))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        if !lost.is_empty() {
+            let revoked = lost;
             let gone: HashSet<String> = hosts
                 .iter()
                 .filter(|(_, p)| revoked.contains(p))
@@ -330,16 +349,19 @@ async fn consume(
             continue;
         }
 
-        // 5. Commit, for the partitions still assigned.
-        let still_revoked: Vec<i32> = lock(&shared.revoked).clone();
+        // 5. Commit, for the partitions still held.
+        let held: Vec<i32> = lock(&shared.assigned).clone();
         let mut tpl = TopicPartitionList::new();
         for (p, next) in offsets {
-            if still_revoked.contains(&p) {
+            if !held.contains(&p) {
                 continue;
             }
             if let Err(e) = tpl.add_partition_offset(&settings.topic, p, Offset::Offset(next)) {
                 tracing::warn!("kafka: offset for partition {p}: {e}");
             }
+        }
+        if tpl.count() == 0 {
+            continue;
         }
         // A synchronous commit (its outcome is known here), off the actors' thread: it
         // waits for the brokers.

@@ -287,16 +287,23 @@ impl RuleEngine {
         }
     }
 
-    /// Resolves once no group is out being evaluated.
+    /// Resolves once no group is out being evaluated. The check is made when the future is
+    /// polled, in the same poll as whatever is chained after it: an evaluation cannot take
+    /// a group out in between.
     fn groups_back(&mut self) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
-        if self.slots.iter().all(|s| s.state.is_some()) {
-            return Box::pin(fut::ready(()));
-        }
-        Box::pin(
-            tokio::time::sleep(Duration::from_millis(10))
-                .into_actor(self)
-                .then(|(), act, _| act.groups_back()),
-        )
+        Box::pin(fut::ready(()).then(|(), act: &mut Self, _| {
+            let wait: std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> =
+                if act.slots.iter().all(|s| s.state.is_some()) {
+                    Box::pin(fut::ready(()))
+                } else {
+                    Box::pin(
+                        tokio::time::sleep(Duration::from_millis(10))
+                            .into_actor(act)
+                            .then(|(), act, _| act.groups_back()),
+                    )
+                };
+            wait
+        }))
     }
 
     /// Keeps only the alerts of hosts handed over with [`AdoptAlerts`] (`pulse aggregate`).
