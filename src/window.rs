@@ -180,6 +180,15 @@ impl WindowStore {
                 self.points -= 1;
             }
             ring.stale += usize::from(is_stale(s.value));
+            // The ring never holds more than `max_points` live points plus a dead prefix of
+            // a quarter of that (see `compact`): grow by doubling up to that, never past it
+            // (doubling past it would give every full series twice the memory it uses).
+            if ring.points.len() == ring.points.capacity() {
+                let most = max_points + max_points / 4 + 1;
+                let upper = most.max(ring.points.len() + 1);
+                let want = (ring.points.capacity() * 2).max(4).min(upper);
+                ring.points.reserve_exact(want - ring.points.len());
+            }
             ring.points.push((s.timestamp_ms, s.value));
             ring.compact(max_points);
             self.points += 1;
@@ -424,9 +433,11 @@ mod tests {
         assert_eq!((points[0].0, points[99].0), (9_900, 9_999));
         assert_eq!(w.point_count(), 100);
         let ring = w.series.values().next().unwrap();
+        // The dead prefix is cut off at a quarter of max_points, and the buffer never grows
+        // past max_points + max_points / 4 + 1 (doubling would have given it 256).
         assert!(
-            ring.points.capacity() <= 256,
-            "dead prefix is cut off: {}",
+            ring.points.capacity() <= 126,
+            "capacity {}",
             ring.points.capacity()
         );
         assert_eq!(
