@@ -159,6 +159,17 @@ async fn window_store(
     (elapsed, stored)
 }
 
+/// The simulated fleet the sampler rows run: four scenarios, seed 1.
+fn bench_fleet(gpus: usize) -> SimFleet {
+    let scenarios = [
+        Scenario::Steady,
+        Scenario::MemoryLeak,
+        Scenario::ThermalThrottle,
+        Scenario::LoadSpike,
+    ];
+    SimFleet::new(gpus, "bench-host", &scenarios, 1)
+}
+
 async fn sampler_to_store(
     gpus: usize,
     rounds: usize,
@@ -166,13 +177,7 @@ async fn sampler_to_store(
     trace: &Telemetry,
 ) -> (Duration, u64) {
     let (addr, mailbox) = start_store_with(rounds, detector);
-    let scenarios = [
-        Scenario::Steady,
-        Scenario::MemoryLeak,
-        Scenario::ThermalThrottle,
-        Scenario::LoadSpike,
-    ];
-    let mut fleet = SimFleet::new(gpus, "bench-host", &scenarios, 1);
+    let mut fleet = bench_fleet(gpus);
     let start = Instant::now();
     for r in 0..rounds {
         let samples = fleet.sample(1_000_000 + r as i64 * 1000);
@@ -203,13 +208,7 @@ async fn everything_on(gpus: usize, rounds: usize) -> (Duration, u64, f64) {
     pipeline.sources.gpu.interval_ms = NonZeroU64::new(3_600_000).unwrap();
     pipeline.sources.gpu.simulated.gpus = NonZeroUsize::new(1).unwrap();
     let handles = pulse::pipeline::start(&service, &pipeline, Clock::system()).unwrap();
-    let scenarios = [
-        Scenario::Steady,
-        Scenario::MemoryLeak,
-        Scenario::ThermalThrottle,
-        Scenario::LoadSpike,
-    ];
-    let mut fleet = SimFleet::new(gpus, "bench-host", &scenarios, 1);
+    let mut fleet = bench_fleet(gpus);
     let t0 = Clock::system().now_ms() - rounds as i64 * 1000;
     let evaluations = |s: pulse::messages::stats::ComponentStats| {
         s.extra

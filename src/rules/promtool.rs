@@ -282,19 +282,8 @@ pub fn run_file(path: &Path) -> FileReport {
 /// the failures, or why the file cannot run. The fuzz target's entry.
 pub fn run_text(text: &str, groups: &[super::RuleGroup]) -> Result<Vec<String>, String> {
     let doc: TestFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-    let eval_interval = doc
-        .evaluation_interval
-        .as_deref()
-        .map(duration_ms)
-        .transpose()?
-        .unwrap_or(DEFAULT_INTERVAL_MS);
-    if eval_interval <= 0 {
-        return Err("evaluation_interval must be positive".to_string());
-    }
     let mut failures = Vec::new();
-    for tg in doc.tests {
-        run_group(&tg, groups, eval_interval, &mut failures)?;
-    }
+    run_tests(doc, groups, &mut failures)?;
     Ok(failures)
 }
 
@@ -314,6 +303,15 @@ fn run_doc(path: &Path, doc: TestFile, failures: &mut Vec<String>) -> Result<(),
         };
         groups.sort_by_key(|g| order(&g.name));
     }
+    run_tests(doc, &groups, failures)
+}
+
+/// Runs every test group of `doc` against `groups`, at the file's evaluation interval.
+fn run_tests(
+    doc: TestFile,
+    groups: &[super::RuleGroup],
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
     let eval_interval = doc
         .evaluation_interval
         .as_deref()
@@ -324,7 +322,7 @@ fn run_doc(path: &Path, doc: TestFile, failures: &mut Vec<String>) -> Result<(),
         return Err("evaluation_interval must be positive".to_string());
     }
     for tg in doc.tests {
-        run_group(&tg, &groups, eval_interval, failures)?;
+        run_group(&tg, groups, eval_interval, failures)?;
     }
     Ok(())
 }
