@@ -163,7 +163,12 @@ impl SecondTier {
 /// `GET /api/phase4/cache/stats`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CacheStats {
+    /// Lookups answered from the cache, `stale_hits` included.
     pub hits: u64,
+    /// Of the hits, those answered with the previous period's view while this period's
+    /// was being computed.
+    pub stale_hits: u64,
+    /// Lookups that waited for a computation.
     pub misses: u64,
     /// hits / (hits + misses); null before the first lookup.
     pub hit_rate: Option<f64>,
@@ -190,6 +195,7 @@ pub struct Cleared {
 pub struct ViewCache {
     cache: Cache<ViewKey, Bytes>,
     hits: Arc<AtomicU64>,
+    stale_hits: Arc<AtomicU64>,
     misses: Arc<AtomicU64>,
     evictions: Arc<AtomicU64>,
     max_entries: u64,
@@ -213,6 +219,7 @@ impl ViewCache {
         ViewCache {
             cache,
             hits: Arc::default(),
+            stale_hits: Arc::default(),
             misses: Arc::default(),
             evictions,
             max_entries,
@@ -259,15 +266,26 @@ impl ViewCache {
         })
     }
 
-    /// Looks a view up, counting the hit or miss.
+    /// Looks a view up, counting a hit when found. A miss is counted by
+    /// [`get_stale`](Self::get_stale), which decides whether the caller waits.
     pub fn get(&self, key: &ViewKey) -> Option<Bytes> {
         let got = self.cache.get(key);
-        let counter = if got.is_some() {
-            &self.hits
+        if got.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    /// After a [`get`](Self::get) miss: the previous period's view, counted as a stale
+    /// hit, or a miss when there is none.
+    pub fn get_stale(&self, previous: &ViewKey) -> Option<Bytes> {
+        let got = self.cache.get(previous);
+        if got.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.stale_hits.fetch_add(1, Ordering::Relaxed);
         } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
         got
     }
 
@@ -302,6 +320,7 @@ impl ViewCache {
         let misses = self.misses.load(Ordering::Relaxed);
         CacheStats {
             hits,
+            stale_hits: self.stale_hits.load(Ordering::Relaxed),
             misses,
             hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
             entries: self.cache.entry_count(),

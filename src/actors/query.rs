@@ -3,10 +3,13 @@
 //! the view, caches it serialised. Also runs GPU cleanup: publishes the command on the
 //! command stream, waits the settle period, and reports memory before and after as seen.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 use axum::body::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -45,18 +48,31 @@ fn unavailable(component: &'static str) -> impl FnOnce(MailboxError) -> QueryErr
 #[rtype(result = "Result<Bytes, QueryError>")]
 pub struct ComputeView(pub ViewKey);
 
+/// A view being computed, awaited by every request that wants it.
+type Pending = Shared<BoxFuture<'static, Result<Bytes, QueryError>>>;
+
 /// How handlers get views: a counted cache lookup on the caller's thread, and a message to
 /// the query actor only on a miss, so a cached view costs no actor round trip.
+///
+/// Two rules keep a miss from costing every client at once:
+/// - one computation per view and period (single flight): concurrent misses await the
+///   same one;
+/// - stale while revalidating: when a new period starts and the previous period's view is
+///   still cached, requests get that one (its `generated_at_ms` says when it was made) while
+///   this period's view is computed in the background. A served view is at most one refresh
+///   period plus one computation old.
 #[derive(Clone)]
 pub struct Views {
     query: Addr<QueryActor>,
     cache: ViewCache,
     clock: Clock,
     refresh_ms: i64,
+    in_flight: Arc<Mutex<HashMap<ViewKey, Pending>>>,
 }
 
 impl Views {
-    /// The view as of now: from the cache when this refresh period already computed it.
+    /// The view as of now: from the cache when this refresh period already computed it,
+    /// else the previous period's while this one's is computed, else computed now.
     pub async fn get(&self, view: View) -> Result<Bytes, QueryError> {
         let key = ViewKey {
             view,
@@ -65,10 +81,38 @@ impl Views {
         if let Some(bytes) = self.cache.get(&key) {
             return Ok(bytes);
         }
-        self.query
-            .send(ComputeView(key))
-            .await
-            .map_err(unavailable("query"))?
+        let previous = ViewKey {
+            view: key.view.clone(),
+            epoch: key.epoch - 1,
+        };
+        let pending = self.computation(key);
+        if let Some(bytes) = self.cache.get_stale(&previous) {
+            return Ok(bytes);
+        }
+        pending.await
+    }
+
+    /// The computation of `key`: the one already running, or a new one. It runs to its end
+    /// (and fills the cache) even when nobody awaits it any more.
+    fn computation(&self, key: ViewKey) -> Pending {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pending) = in_flight.get(&key) {
+            return pending.clone();
+        }
+        let (query, map, k) = (self.query.clone(), self.in_flight.clone(), key.clone());
+        let pending = async move {
+            let result = match query.send(ComputeView(k.clone())).await {
+                Ok(result) => result,
+                Err(e) => Err(unavailable("query")(e)),
+            };
+            map.lock().unwrap_or_else(|p| p.into_inner()).remove(&k);
+            result
+        }
+        .boxed()
+        .shared();
+        in_flight.insert(key, pending.clone());
+        tokio::spawn(pending.clone());
+        pending
     }
 }
 
@@ -177,6 +221,7 @@ impl QueryActor {
             cache,
             clock,
             refresh_ms,
+            in_flight: Arc::default(),
         };
         (query, views)
     }
@@ -369,6 +414,8 @@ impl Handler<GetStats> for QueryActor {
             .insert("views_computed_total", self.views_computed as f64);
         st.extra.insert("cleanups_total", self.cleanups as f64);
         st.extra.insert("cache_hits_total", cache.hits as f64);
+        st.extra
+            .insert("cache_stale_hits_total", cache.stale_hits as f64);
         st.extra.insert("cache_misses_total", cache.misses as f64);
         st.extra.insert("cache_entries", cache.entries as f64);
         st.extra
@@ -455,8 +502,51 @@ mod tests {
         }
         let stats = query.send(GetCacheStats).await.unwrap();
         assert_eq!(stats.hits + stats.misses, 300);
-        assert_eq!(stats.misses, 30, "one computation per refresh period");
+        // Only the very first poll waited; each later period's first poll (and any poll
+        // before the new view landed) got the previous view while the new one was computed.
+        assert_eq!(stats.misses, 1, "{stats:?}");
+        assert!(stats.stale_hits >= 29, "{stats:?}");
         assert!(stats.hit_rate.unwrap() > 0.85, "{stats:?}");
+        let computed = query.send(GetStats).await.unwrap().extra["views_computed_total"];
+        assert_eq!(computed, 30.0, "one computation per refresh period");
+    }
+
+    fn generated_at(bytes: &Bytes) -> i64 {
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v["generated_at_ms"].as_i64().unwrap()
+    }
+
+    #[actix::test]
+    async fn a_new_period_serves_the_previous_view_while_one_computation_runs() {
+        tokio::time::pause();
+        let clock = Clock::tokio_anchored(7_000_100);
+        let (query, views) = query_actor(clock).await;
+        // Fifty concurrent first requests: one computation, all wait for it.
+        let first = futures_util::future::join_all((0..50).map(|_| views.get(View::Summary))).await;
+        let first: Vec<Bytes> = first.into_iter().map(Result::unwrap).collect();
+        assert!(first.iter().all(|b| b == &first[0]));
+        assert_eq!(generated_at(&first[0]), 7_000_100);
+        let stats = query.send(GetStats).await.unwrap();
+        assert_eq!(stats.extra["views_computed_total"], 1.0);
+
+        // Next period: fifty concurrent requests get the previous view at once...
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        let second = futures_util::future::join_all((0..50).map(|_| views.get(View::Summary))).await;
+        assert!(second.iter().all(|b| generated_at(b.as_ref().unwrap()) == 7_000_100));
+        // ...while exactly one computation of this period ran, and is served from now on.
+        let mut latest = views.get(View::Summary).await.unwrap();
+        for _ in 0..100 {
+            if generated_at(&latest) != 7_000_100 {
+                break;
+            }
+            tokio::task::yield_now().await;
+            latest = views.get(View::Summary).await.unwrap();
+        }
+        assert_eq!(generated_at(&latest), 7_001_100);
+        let stats = query.send(GetStats).await.unwrap();
+        assert_eq!(stats.extra["views_computed_total"], 2.0);
+        let cache = query.send(GetCacheStats).await.unwrap();
+        assert_eq!((cache.misses, cache.stale_hits >= 50), (50, true), "{cache:?}");
     }
 
     #[actix::test]
