@@ -19,7 +19,7 @@ use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
 use crate::actors::redis_sink::{lazy_connection, RedisSink, RedisSinkSettings};
 use crate::actors::request_sampler::RequestSampler;
 use crate::actors::rule_engine::{RuleEngine, RuleSources};
-use crate::actors::window_store::WindowStoreActor;
+use crate::actors::window_store::{NotifyStored, WindowStoreActor};
 use crate::cache::{SecondTier, ViewCache};
 use crate::clock::Clock;
 use crate::config::pipeline::{GpuMode, PipelineConfig, SinkConfig};
@@ -391,6 +391,11 @@ pub fn start_as(
     } else {
         rules
     };
+    let rules = if service.rules.evaluate_on_ingest {
+        rules.evaluating_on_ingest(service.rules.min_eval_gap_ms)
+    } else {
+        rules
+    };
     let rules = match redis_url {
         Some(url) => rules.with_alert_store(
             AlertStore::new(
@@ -404,6 +409,9 @@ pub fn start_as(
     }
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
+    if service.rules.evaluate_on_ingest {
+        window.do_send(NotifyStored(rules.clone().recipient()));
+    }
 
     // 6. Predictor (reads windows from the store, writes forecasts back).
     let predictor = (pipeline.predictor.enabled && !agent).then(|| {

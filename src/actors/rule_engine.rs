@@ -1,5 +1,6 @@
-//! Rule engine actor: evaluates the rule groups on their intervals (each evaluation runs on
-//! the window store's thread, see `EvalGroups`), keeps the alerts' states, their
+//! Rule engine actor: evaluates the rule groups on their intervals, and (when evaluation on
+//! ingest is on) as soon as samples a group reads are stored, at most once per minimum gap
+//! (each evaluation runs on the window store's thread, see `EvalGroups`), keeps the alerts' states, their
 //! acknowledgements and a bounded history of resolved alerts, and reloads the rule files on
 //! request (SIGHUP, `POST /api/v1/rules/reload`): a bad file keeps the old rules running.
 //! Each state change goes to its downstream as an [`AlertEvent`].
@@ -15,13 +16,13 @@ use serde::Serialize;
 
 use crate::actors::window_store::WindowStoreActor;
 use crate::clock::Clock;
-use crate::messages::alerts::{AlertEvent, AlertEventKind, EvalGroups};
+use crate::messages::alerts::{AlertEvent, AlertEventKind, EvalGroups, Stored};
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::selector::Selector;
 use crate::rules::alerting::{Alert, AlertState, Transition};
 use crate::rules::group::GroupState;
 use crate::rules::store::{AlertStore, Change, Restored, StoredAlert};
-use crate::rules::{load_sources, RuleGroup};
+use crate::rules::{load_sources, Reads, RuleGroup};
 
 /// How often the engine checks which groups are due.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -181,6 +182,12 @@ struct Slot {
     /// `None` while the group is out being evaluated.
     state: Option<GroupState>,
     next_due_ms: i64,
+    /// The metric names the group reads.
+    reads: Reads,
+    /// Samples it reads were stored since its last evaluation started.
+    dirty: bool,
+    /// When its last evaluation started.
+    started_ms: i64,
 }
 
 /// The rule engine.
@@ -228,6 +235,13 @@ pub struct RuleEngine {
     parked: Vec<StoredAlert>,
     /// Adoptions in progress: no evaluation starts until their alerts are placed.
     adopting: usize,
+    /// Evaluation on ingest: the least time between two evaluations of a group it starts
+    /// (`None`: off, groups run on their intervals only).
+    ingest_gap_ms: Option<i64>,
+    /// When a wake-up for a group waiting out that gap is set.
+    wake_at: Option<i64>,
+    /// Evaluations started by stored samples rather than the interval.
+    ingest_evaluations: u64,
 }
 
 /// `pulse aggregate` took over these hosts: read their active alerts and acknowledgements
@@ -284,7 +298,18 @@ impl RuleEngine {
             ownership: None,
             parked: Vec::new(),
             adopting: 0,
+            ingest_gap_ms: None,
+            wake_at: None,
+            ingest_evaluations: 0,
         }
+    }
+
+    /// Evaluates a group as soon as samples it reads are stored (the window store must be
+    /// told to send [`Stored`] here), at most once per `min_gap_ms`; the interval still runs
+    /// it when no such samples come.
+    pub fn evaluating_on_ingest(mut self, min_gap_ms: u64) -> Self {
+        self.ingest_gap_ms = Some(min_gap_ms as i64);
+        self
     }
 
     /// Resolves once no group is out being evaluated. The check is made when the future is
@@ -627,16 +652,46 @@ impl RuleEngine {
         self.persist(changes, ctx);
     }
 
-    /// Sends the due groups to the window store for evaluation.
+    /// Sends the due groups to the window store for evaluation: those whose interval has
+    /// come, and those that read samples stored since their last evaluation (once the
+    /// minimum gap has passed; a wake-up is set for those still inside it).
     fn eval_due(&mut self, ctx: &mut Context<Self>) {
         if self.restoring || self.adopting > 0 {
             return;
         }
         let now = self.clock.now_ms();
         let mut due = Vec::new();
+        let mut wake: Option<i64> = None;
         for (i, s) in self.slots.iter_mut().enumerate() {
-            if s.state.is_some() && s.next_due_ms <= now {
+            if s.state.is_none() {
+                continue;
+            }
+            let by_ingest = match self.ingest_gap_ms {
+                Some(gap) if s.dirty => {
+                    let at = s.started_ms.saturating_add(gap);
+                    if at > now {
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                    }
+                    at <= now
+                }
+                _ => false,
+            };
+            if s.next_due_ms <= now || by_ingest {
+                if s.next_due_ms > now {
+                    self.ingest_evaluations += 1;
+                }
+                s.dirty = false;
+                s.started_ms = now;
                 due.push((i, s.state.take().expect("checked")));
+            }
+        }
+        if let Some(at) = wake {
+            if self.wake_at.is_none_or(|w| w > at) {
+                self.wake_at = Some(at);
+                ctx.run_later(Duration::from_millis((at - now) as u64), |act, ctx| {
+                    act.wake_at = None;
+                    act.eval_due(ctx);
+                });
             }
         }
         if due.is_empty() {
@@ -670,15 +725,23 @@ impl RuleEngine {
                         let mut g = g;
                         act.drop_unowned(&mut g);
                         let interval = g.group.interval_ms;
-                        act.slots[i] = Slot {
-                            next_due_ms: next_due(act.slots[i].next_due_ms, interval, now),
-                            state: Some(g),
+                        let s = &mut act.slots[i];
+                        // Run early by stored samples: the interval counts from this run.
+                        s.next_due_ms = if now < s.next_due_ms {
+                            now + interval
+                        } else {
+                            next_due(s.next_due_ms, interval, now)
                         };
+                        s.state = Some(g);
                     }
                     act.resync_if_needed(ctx);
                     if !act.parked.is_empty() {
                         let (_, orphans) = act.place_parked();
                         act.persist(orphans.into_iter().map(Change::Gone).collect(), ctx);
+                    }
+                    // Samples stored while these groups were out.
+                    if act.slots.iter().any(|s| s.dirty) {
+                        act.eval_due(ctx);
                     }
                 }
                 Err(e) => {
@@ -701,8 +764,11 @@ impl RuleEngine {
 
 fn slot(state: GroupState, now: i64) -> Slot {
     Slot {
+        reads: Reads::of(&state.group),
         state: Some(state),
         next_due_ms: now,
+        dirty: false,
+        started_ms: i64::MIN / 2,
     }
 }
 
@@ -829,6 +895,28 @@ impl Handler<Tick> for RuleEngine {
     type Result = ();
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
         self.eval_due(ctx);
+    }
+}
+
+impl Handler<Stored> for RuleEngine {
+    type Result = ();
+
+    /// Marks the groups reading these names and evaluates those free to run. A group out
+    /// being evaluated stays marked and runs again when it is back.
+    fn handle(&mut self, Stored { names }: Stored, ctx: &mut Self::Context) {
+        if self.ingest_gap_ms.is_none() {
+            return;
+        }
+        let mut any = false;
+        for s in &mut self.slots {
+            if !s.dirty && s.reads.any_of(names.iter().map(String::as_str)) {
+                s.dirty = true;
+                any = true;
+            }
+        }
+        if any {
+            self.eval_due(ctx);
+        }
     }
 }
 
@@ -1099,6 +1187,10 @@ impl Handler<GetStats> for RuleEngine {
             .insert("rule_evaluation_errors_total", self.eval_errors as f64);
         st.extra
             .insert("rule_evaluation_last_ms", self.last_eval_ms);
+        st.extra.insert(
+            "rule_evaluations_on_ingest_total",
+            self.ingest_evaluations as f64,
+        );
         st.extra
             .insert("alert_history_entries", self.history.len() as f64);
         let counts = self.counts();
@@ -1277,5 +1369,103 @@ mod tests {
             engine.send(again).await.unwrap(),
             Err(AckError::Resolved(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod on_ingest_tests {
+    use super::*;
+    use crate::actors::window_store::NotifyStored;
+    use crate::mailbox::MailboxGauge;
+    use crate::messages::samples::SampleBatch;
+    use crate::model::series::{Sample, SeriesKey};
+    use crate::rules::parse_file;
+    use crate::window::Retention;
+
+    const RULES: &str = "groups:
+  - name: temps
+    interval: 60s
+    rules:
+      - alert: Hot
+        expr: temp > 80
+  - name: others
+    interval: 60s
+    rules:
+      - alert: Other
+        expr: other > 1
+";
+
+    async fn active(engine: &Addr<RuleEngine>) -> Vec<String> {
+        let mut gpus: Vec<String> = engine
+            .send(GetActiveAlerts(AlertFilter::default()))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.alert.labels["gpu"].clone())
+            .collect();
+        gpus.sort();
+        gpus
+    }
+
+    #[actix::test]
+    async fn stored_samples_run_the_groups_reading_them_at_once_and_at_most_once_per_gap() {
+        tokio::time::pause();
+        let clock = Clock::tokio_anchored(1_000_000);
+        let retention = Retention {
+            max_points: 100,
+            max_age_ms: 600_000,
+            max_series: 100,
+        };
+        let store =
+            WindowStoreActor::new(retention, vec![], clock.clone(), MailboxGauge::default())
+                .start();
+        let sources = RuleSources {
+            builtin_pack: false,
+            paths: vec![],
+        };
+        let groups = parse_file("r.yml", RULES).unwrap();
+        let engine = RuleEngine::new(groups, sources, store.clone(), clock.clone(), 10, vec![])
+            .evaluating_on_ingest(100)
+            .start();
+        store.send(NotifyStored(engine.clone().recipient())).await.unwrap();
+        // The first evaluation (at start) is done; the interval is a minute away.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let evaluations = || async {
+            engine.send(GetStats).await.unwrap().extra["rule_evaluations_on_ingest_total"]
+        };
+        assert_eq!(evaluations().await, 0.0);
+
+        let hot = |gpu: &str| {
+            SampleBatch::new(vec![Sample::new(
+                SeriesKey::shared("temp", [("gpu", gpu)]),
+                clock.now_ms(),
+                90.0,
+            )])
+        };
+        store.send(hot("0")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(active(&engine).await, ["0"], "evaluated on ingest");
+        assert_eq!(evaluations().await, 1.0, "only the group reading `temp`");
+
+        // Within the gap: held back until it has passed, then run once.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store.send(hot("1")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(active(&engine).await, ["0"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(active(&engine).await, ["0", "1"]);
+        assert_eq!(evaluations().await, 2.0);
+
+        // Samples no group reads start nothing.
+        store
+            .send(SampleBatch::new(vec![Sample::new(
+                SeriesKey::shared("unread", [("gpu", "0")]),
+                clock.now_ms(),
+                1.0,
+            )]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(evaluations().await, 2.0);
     }
 }

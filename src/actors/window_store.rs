@@ -11,10 +11,11 @@ use actix::prelude::*;
 
 use crate::clock::Clock;
 use crate::mailbox::{Mailbox, MailboxGauge};
-use crate::messages::alerts::EvalGroups;
+use crate::messages::alerts::{EvalGroups, Stored};
 use crate::messages::queries::{SelectLatest, SelectPoints, SelectStats};
 use crate::messages::samples::{ProcessBatch, SampleBatch};
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::model::series::Sample;
 use crate::window::{Retention, WindowStore};
 
 /// Batches that may wait in the store's mailbox before senders wait.
@@ -41,6 +42,22 @@ pub struct WindowStoreActor {
     refused: u64,
     /// Batches a downstream actor could not take (it had stopped).
     forward_failures: u64,
+    /// Told which metric names each stored batch held (the rule engine, when it evaluates
+    /// on ingest).
+    on_stored: Option<Recipient<Stored>>,
+}
+
+/// Sets who hears of each stored batch's metric names.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyStored(pub Recipient<Stored>);
+
+impl Handler<NotifyStored> for WindowStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, NotifyStored(to): NotifyStored, _: &mut Self::Context) {
+        self.on_stored = Some(to);
+    }
 }
 
 impl WindowStoreActor {
@@ -60,6 +77,23 @@ impl WindowStoreActor {
             stored: 0,
             refused: 0,
             forward_failures: 0,
+            on_stored: None,
+        }
+    }
+
+    /// Tells the listener which metric names `samples` held. A full mailbox drops the
+    /// notice: the groups still run on their interval.
+    fn notify_stored(&self, samples: &[Sample]) {
+        let Some(to) = &self.on_stored else { return };
+        let mut seen = HashSet::new();
+        let names: Vec<String> = samples
+            .iter()
+            .map(|s| s.series.name())
+            .filter(|n| seen.insert(*n))
+            .map(str::to_string)
+            .collect();
+        if !names.is_empty() {
+            let _ = to.try_send(Stored { names });
         }
     }
 
@@ -87,6 +121,9 @@ impl Handler<SampleBatch> for WindowStoreActor {
     fn handle(&mut self, batch: SampleBatch, _ctx: &mut Self::Context) -> Self::Result {
         let span = batch.span("window_store.ingest");
         let outcome = self.store.ingest(&batch.samples);
+        if outcome.stored + outcome.replaced > 0 {
+            self.notify_stored(&batch.samples);
+        }
         self.received += batch.len() as u64;
         self.stored += outcome.stored + outcome.replaced;
         self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
@@ -137,6 +174,9 @@ impl Handler<SampleBatch> for WindowStoreActor {
                 } else {
                     act.received += derived.len() as u64;
                     let outcome = act.store.ingest(&derived);
+                    if outcome.stored + outcome.replaced > 0 {
+                        act.notify_stored(&derived);
+                    }
                     act.stored += outcome.stored + outcome.replaced;
                     act.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
                     Some(SampleBatch::new(derived).with_trace(batch.trace.clone()))

@@ -35,6 +35,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_LOG", "log", "level"),
     ("PULSE_RULES_BUILTIN_PACK", "rules", "builtin_pack"),
     ("PULSE_RULE_PATHS", "rules", "paths"),
+    ("PULSE_RULES_EVALUATE_ON_INGEST", "rules", "evaluate_on_ingest"),
     ("PULSE_TRACING_ENABLED", "tracing", "enabled"),
     ("PULSE_TRACING_SAMPLING_RATIO", "tracing", "sampling_ratio"),
     (
@@ -338,6 +339,11 @@ pub struct RulesConfig {
     pub paths: Vec<std::path::PathBuf>,
     /// Resolved alerts kept in the history; the oldest fall out first.
     pub history_max: NonZeroUsize,
+    /// Evaluate a group as soon as samples it reads are stored, not only on its interval.
+    pub evaluate_on_ingest: bool,
+    /// Least time between two evaluations of a group started by stored samples (the
+    /// interval's evaluations are not held back by it).
+    pub min_eval_gap_ms: u64,
 }
 
 impl Default for RulesConfig {
@@ -346,6 +352,8 @@ impl Default for RulesConfig {
             builtin_pack: true,
             paths: Vec::new(),
             history_max: NonZeroUsize::new(10_000).unwrap(),
+            evaluate_on_ingest: true,
+            min_eval_gap_ms: 100,
         }
     }
 }

@@ -15,6 +15,15 @@ pub struct EvalGroups {
     pub t_ms: i64,
 }
 
+/// Samples of these metric names were just stored (a sampler's or processor's batch; not
+/// what rules wrote). The window store tells the rule engine, which evaluates the groups
+/// reading them without waiting for their interval.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Stored {
+    pub names: Vec<String>,
+}
+
 /// What happened to an alert.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -51,7 +51,11 @@ impl Matcher {
 
     /// Whether a series passes this matcher.
     pub fn matches(&self, series: &SeriesKey) -> bool {
-        let v = series.label(&self.label).unwrap_or("");
+        self.matches_value(series.label(&self.label).unwrap_or(""))
+    }
+
+    /// Whether a label value (`""` for a missing label) passes this matcher.
+    pub fn matches_value(&self, v: &str) -> bool {
         match self.op {
             MatchOp::Eq => v == self.value,
             MatchOp::Ne => v != self.value,

@@ -93,6 +93,42 @@ pub struct Query {
     pub text: String,
 }
 
+impl Query {
+    /// Every series selector in the expression (those of range selectors included), or
+    /// `None` when one cannot be turned into matchers (a bad regex: evaluation reports it).
+    pub fn selectors(&self) -> Option<Vec<crate::model::selector::Selector>> {
+        fn walk(e: &Expr, out: &mut Vec<crate::model::selector::Selector>) -> Option<()> {
+            match e {
+                Expr::Aggregate(a) => {
+                    walk(&a.expr, out)?;
+                    if let Some(p) = &a.param {
+                        walk(p, out)?;
+                    }
+                }
+                Expr::Unary(u) => walk(&u.expr, out)?,
+                Expr::Binary(b) => {
+                    walk(&b.lhs, out)?;
+                    walk(&b.rhs, out)?;
+                }
+                Expr::Paren(p) => walk(&p.expr, out)?,
+                Expr::Subquery(s) => walk(&s.expr, out)?,
+                Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+                Expr::VectorSelector(vs) => out.push(eval::selector_of(vs).ok()?),
+                Expr::MatrixSelector(ms) => out.push(eval::selector_of(&ms.vs).ok()?),
+                Expr::Call(c) => {
+                    for a in &c.args.args {
+                        walk(a, out)?;
+                    }
+                }
+            }
+            Some(())
+        }
+        let mut out = Vec::new();
+        walk(&self.expr, &mut out)?;
+        Some(out)
+    }
+}
+
 /// Parses label matchers written as a selector, `{severity="critical", gpu=~"0|1"}`.
 pub fn parse_matchers(text: &str) -> Result<crate::model::selector::Selector, String> {
     match parser::parse(text)? {

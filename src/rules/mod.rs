@@ -65,6 +65,51 @@ pub struct AlertSpec {
     pub annotations: Vec<(String, Template)>,
 }
 
+/// The metric names a group's rules read: the rule engine evaluates a group when samples
+/// of one of them are stored (besides its interval).
+#[derive(Debug, Clone)]
+pub enum Reads {
+    /// A selector pins no metric name: samples of any metric may change the result.
+    Any,
+    /// Per selector, its `__name__` matchers: a name read is one passing all of them.
+    Names(Vec<Vec<crate::model::selector::Matcher>>),
+}
+
+impl Reads {
+    pub fn of(group: &RuleGroup) -> Reads {
+        let mut names = Vec::new();
+        for rule in &group.rules {
+            let Some(selectors) = rule.query.selectors() else {
+                return Reads::Any;
+            };
+            for s in selectors {
+                let on_name: Vec<_> = s
+                    .matchers
+                    .into_iter()
+                    .filter(|m| m.label == promql::NAME)
+                    .collect();
+                if on_name.is_empty() {
+                    return Reads::Any;
+                }
+                names.push(on_name);
+            }
+        }
+        Reads::Names(names)
+    }
+
+    /// Whether the group reads any of `names`.
+    pub fn any_of<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> bool {
+        match self {
+            Reads::Any => true,
+            Reads::Names(selectors) => names.any(|n| {
+                selectors
+                    .iter()
+                    .any(|ms| ms.iter().all(|m| m.matches_value(n)))
+            }),
+        }
+    }
+}
+
 impl Rule {
     /// `alert "X"` or `record "x"`, for messages.
     pub fn describe(&self) -> String {
@@ -334,6 +379,27 @@ pub fn load_file(path: &Path) -> Result<Vec<RuleGroup>, RuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reads(expr: &str) -> Reads {
+        let file = format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: '{expr}'\n"
+        );
+        Reads::of(&parse_file("r.yml", &file).unwrap()[0])
+    }
+
+    #[test]
+    fn a_group_reads_the_metric_names_of_its_selectors() {
+        let r = reads("sum(rate(a_total[5m])) / on() group_left b > 1");
+        assert!(r.any_of(["x", "a_total"].into_iter()));
+        assert!(r.any_of(["b"].into_iter()));
+        assert!(!r.any_of(["a", "c", "ALERTS"].into_iter()));
+        let r = reads(r#"{__name__=~"DCGM_.*", __name__!="DCGM_X"} > 1"#);
+        assert!(r.any_of(["DCGM_FI_DEV_GPU_UTIL"].into_iter()));
+        assert!(!r.any_of(["DCGM_X", "dcgm"].into_iter()));
+        // A selector without a name: anything may change it.
+        assert!(reads(r#"{job="x"} > 1"#).any_of(["whatever"].into_iter()));
+        assert!(!reads("time() > bool 0").any_of(["whatever"].into_iter()));
+    }
 
     #[test]
     fn loads_both_kinds_of_rules() {
