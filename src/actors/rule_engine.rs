@@ -186,8 +186,9 @@ struct Slot {
     reads: Reads,
     /// Samples it reads were stored since its last evaluation started.
     dirty: bool,
-    /// When its last evaluation started.
-    started_ms: i64,
+    /// When its last evaluation started by stored samples started (the gap is counted
+    /// from it: an interval run just before does not hold the next samples back).
+    ingest_started_ms: i64,
 }
 
 /// The rule engine.
@@ -242,6 +243,8 @@ pub struct RuleEngine {
     wake_at: Option<i64>,
     /// Evaluations started by stored samples rather than the interval.
     ingest_evaluations: u64,
+    /// Signalled when an evaluation's groups are back in their slots.
+    back: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// `pulse aggregate` took over these hosts: read their active alerts and acknowledgements
@@ -301,6 +304,7 @@ impl RuleEngine {
             ingest_gap_ms: None,
             wake_at: None,
             ingest_evaluations: 0,
+            back: Default::default(),
         }
     }
 
@@ -321,10 +325,16 @@ impl RuleEngine {
                 if act.slots.iter().all(|s| s.state.is_some()) {
                     Box::pin(fut::ready(()))
                 } else {
+                    // Woken when an evaluation brings its groups back (registered now, so
+                    // a return before the first poll is not missed); the timeout is a
+                    // safety net.
+                    let back = act.back.clone().notified_owned();
                     Box::pin(
-                        tokio::time::sleep(Duration::from_millis(10))
-                            .into_actor(act)
-                            .then(|(), act, _| act.groups_back()),
+                        async move {
+                            let _ = tokio::time::timeout(Duration::from_millis(10), back).await;
+                        }
+                        .into_actor(act)
+                        .then(|(), act, _| act.groups_back()),
                     )
                 };
             wait
@@ -668,7 +678,7 @@ impl RuleEngine {
             }
             let by_ingest = match self.ingest_gap_ms {
                 Some(gap) if s.dirty => {
-                    let at = s.started_ms.saturating_add(gap);
+                    let at = s.ingest_started_ms.saturating_add(gap);
                     if at > now {
                         wake = Some(wake.map_or(at, |w| w.min(at)));
                     }
@@ -679,9 +689,9 @@ impl RuleEngine {
             if s.next_due_ms <= now || by_ingest {
                 if s.next_due_ms > now {
                     self.ingest_evaluations += 1;
+                    s.ingest_started_ms = now;
                 }
                 s.dirty = false;
-                s.started_ms = now;
                 due.push((i, s.state.take().expect("checked")));
             }
         }
@@ -751,6 +761,7 @@ impl RuleEngine {
                     errors += 1;
                 }
             }
+            act.back.notify_waiters();
             if let Some(s) = span {
                 s.set("pulse.rule_errors", errors as i64);
                 s.set("pulse.alert_transitions", transitions as i64);
@@ -768,7 +779,7 @@ fn slot(state: GroupState, now: i64) -> Slot {
         state: Some(state),
         next_due_ms: now,
         dirty: false,
-        started_ms: i64::MIN / 2,
+        ingest_started_ms: i64::MIN / 2,
     }
 }
 

@@ -342,7 +342,7 @@ pub struct RulesConfig {
     /// Evaluate a group as soon as samples it reads are stored, not only on its interval.
     pub evaluate_on_ingest: bool,
     /// Least time between two evaluations of a group started by stored samples (the
-    /// interval's evaluations are not held back by it).
+    /// interval's evaluations neither wait for it nor count in it).
     pub min_eval_gap_ms: u64,
 }
 
