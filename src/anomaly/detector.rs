@@ -137,7 +137,9 @@ pub struct Verdict {
     pub score: f64,
     pub reason: Reason,
     /// Range the detector expected the value in, from what followed the same context before
-    /// (or the range seen so far where the context says nothing); `None` while warming up.
+    /// (or the range seen so far where the context says nothing); `None` while warming up,
+    /// and for a novel-transition score below [`Detector::expecting_from`]'s level (working
+    /// it out reads every bin's count, a large share of the cost of a sample).
     pub expected: Option<(f64, f64)>,
 }
 
@@ -254,6 +256,8 @@ pub struct Detector {
     /// Bins in use: `cfg.bins`, or fewer for a series with few distinct values (one bin per
     /// step between them, so that neighbouring values are neighbouring bins).
     bins: u32,
+    /// Scores below this come without the expected range (see [`Verdict::expected`]).
+    expected_from: f64,
 }
 
 impl Detector {
@@ -282,7 +286,15 @@ impl Detector {
             since_fire: u64::MAX / 2,
             bins,
             rebins: 0,
+            expected_from: 0.0,
         }
+    }
+
+    /// Works out the expected range only for scores at or above `level` (the level at which
+    /// the caller reports an anomaly); by default for every score. Scores do not change.
+    pub fn expecting_from(mut self, level: f64) -> Self {
+        self.expected_from = level;
+        self
     }
 
     pub fn samples_seen(&self) -> u64 {
@@ -343,17 +355,21 @@ impl Detector {
             Some(reason) => {
                 let expected = self.bins_range(0, self.bins as i32 - 1);
                 self.rebin();
-                (1.0, reason, expected)
+                (1.0, reason, Some(expected))
             }
             None => {
-                let expected = self.expected_successors();
-                let novelty = self.learn(value);
-                let reason = if novelty >= FIRE_LEVEL {
+                let s = self.symbol(value);
+                let judged = self.judge(s);
+                // Before the value is counted in, so the range is what was expected of it.
+                let expected =
+                    (judged.novelty >= self.expected_from).then(|| self.expected_successors());
+                self.count_in(s, &judged);
+                let reason = if judged.novelty >= FIRE_LEVEL {
                     Reason::NovelTransition
                 } else {
                     Reason::Normal
                 };
-                (novelty, reason, expected)
+                (judged.novelty, reason, expected)
             }
         };
 
@@ -371,7 +387,7 @@ impl Detector {
             return Verdict {
                 score: 0.0,
                 reason: Reason::Resting,
-                expected: Some(expected),
+                expected,
             };
         }
         if raw >= FIRE_LEVEL {
@@ -380,7 +396,7 @@ impl Detector {
         Verdict {
             score: raw,
             reason,
-            expected: Some(expected),
+            expected,
         }
     }
 
@@ -462,10 +478,17 @@ impl Detector {
         }
     }
 
-    /// Scores `value` against the contexts, then counts it in. The score is high when the
-    /// preceding bins are well known and neither this bin nor a neighbour ever followed them.
+    /// Scores `value` against the contexts, then counts it in.
     fn learn(&mut self, value: f64) -> f64 {
         let s = self.symbol(value);
+        let judged = self.judge(s);
+        self.count_in(s, &judged);
+        judged.novelty
+    }
+
+    /// Scores bin `s` against the contexts (reads only). The score is high when the
+    /// preceding bins are well known and neither this bin nor a neighbour ever followed them.
+    fn judge(&self, s: i32) -> Judged {
         let order = self.cfg.context_order as usize;
         // ngrams[d][n]: hash of the n-gram (newest first) ending in bin s - 1 + d.
         let mut ngrams = [[0u64; MAX_ORDER + 2]; 3];
@@ -500,15 +523,7 @@ impl Detector {
             supported += 1;
         }
 
-        let own = ngrams[1];
-        for hash in &own[1..=len] {
-            self.counts.bump(*hash);
-        }
-        self.prev_ngrams = own;
-        self.history.rotate_right(1);
-        self.history[0] = s;
-
-        if len == 1 {
+        let novelty = if len == 1 {
             // No context at all (start, or after a gap): nothing to judge by.
             0.0
         } else if supported == 0 {
@@ -517,8 +532,33 @@ impl Detector {
             1.0
         } else {
             0.5 * lowest + 0.5 * sum / supported as f64
+        };
+        Judged {
+            novelty,
+            own: ngrams[1],
+            len,
         }
     }
+
+    /// Counts bin `s` in after [`judge`](Self::judge): its n-grams, and it as the newest
+    /// context.
+    fn count_in(&mut self, s: i32, judged: &Judged) {
+        for hash in &judged.own[1..=judged.len] {
+            self.counts.bump(*hash);
+        }
+        self.prev_ngrams = judged.own;
+        self.history.rotate_right(1);
+        self.history[0] = s;
+    }
+}
+
+/// A bin judged against the contexts, before it is counted in.
+struct Judged {
+    novelty: f64,
+    /// Hashes of the n-grams ending in the bin (index = length).
+    own: [u64; MAX_ORDER + 2],
+    /// N-grams of lengths 1..len exist (the history was that long).
+    len: usize,
 }
 
 #[cfg(test)]
@@ -544,6 +584,30 @@ mod tests {
         assert_eq!(spike.reason, Reason::NewHigh);
         let (lo, hi) = spike.expected.unwrap();
         assert!(lo < 31.0 && hi > 69.0 && hi < 75.0, "expected {lo}..{hi}");
+    }
+
+    #[test]
+    fn the_expected_range_only_from_a_level_changes_no_score() {
+        let mut all = Detector::new(DetectorConfig::default());
+        let mut lazy = Detector::new(DetectorConfig::default()).expecting_from(0.78);
+        // A wave with jumps and new extremes now and then.
+        let values = (0..6000).map(|i| match i % 997 {
+            0 => 300.0 + i as f64,
+            500 => 12.0,
+            _ => wave(i),
+        });
+        let mut reported = 0;
+        for v in values {
+            let (a, b) = (all.update(v), lazy.update(v));
+            assert_eq!((a.score, a.reason), (b.score, b.reason));
+            if b.score >= 0.78 {
+                assert_eq!(b.expected, a.expected);
+                reported += 1;
+            } else if a.reason == Reason::Normal {
+                assert_eq!(b.expected, None);
+            }
+        }
+        assert!(reported >= 5, "{reported}");
     }
 
     #[test]

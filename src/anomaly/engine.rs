@@ -207,7 +207,11 @@ impl AnomalyEngine {
                 return None;
             } else {
                 self.watched += 1;
-                Slot::Watched(Box::new(Watched::new(series, &self.settings.detector)))
+                Slot::Watched(Box::new(Watched::new(
+                    series,
+                    &self.settings.detector,
+                    self.settings.threshold,
+                )))
             };
             self.series.insert(series.clone(), slot);
         }
@@ -350,9 +354,10 @@ impl AnomalyEngine {
 }
 
 impl Watched {
-    fn new(series: &SeriesKey, cfg: &DetectorConfig) -> Self {
+    fn new(series: &SeriesKey, cfg: &DetectorConfig, threshold: f64) -> Self {
         Watched {
-            detector: Detector::new(cfg.clone()),
+            // The expected range is shown only with an anomaly.
+            detector: Detector::new(cfg.clone()).expecting_from(threshold),
             score_series: derived_series(series, SCORE_METRIC, &[]),
             // Counters and histogram parts only grow: they are judged by their rate.
             is_counter: catalog::is_cumulative(series.name()),
