@@ -531,8 +531,11 @@ mod tests {
 
         // Next period: fifty concurrent requests get the previous view at once...
         tokio::time::advance(Duration::from_millis(1000)).await;
-        let second = futures_util::future::join_all((0..50).map(|_| views.get(View::Summary))).await;
-        assert!(second.iter().all(|b| generated_at(b.as_ref().unwrap()) == 7_000_100));
+        let second =
+            futures_util::future::join_all((0..50).map(|_| views.get(View::Summary))).await;
+        assert!(second
+            .iter()
+            .all(|b| generated_at(b.as_ref().unwrap()) == 7_000_100));
         // ...while exactly one computation of this period ran, and is served from now on.
         let mut latest = views.get(View::Summary).await.unwrap();
         for _ in 0..100 {
@@ -546,7 +549,11 @@ mod tests {
         let stats = query.send(GetStats).await.unwrap();
         assert_eq!(stats.extra["views_computed_total"], 2.0);
         let cache = query.send(GetCacheStats).await.unwrap();
-        assert_eq!((cache.misses, cache.stale_hits >= 50), (50, true), "{cache:?}");
+        assert_eq!(
+            (cache.misses, cache.stale_hits >= 50),
+            (50, true),
+            "{cache:?}"
+        );
     }
 
     #[actix::test]

@@ -1438,7 +1438,10 @@ mod on_ingest_tests {
         let engine = RuleEngine::new(groups, sources, store.clone(), clock.clone(), 10, vec![])
             .evaluating_on_ingest(100)
             .start();
-        store.send(NotifyStored(engine.clone().recipient())).await.unwrap();
+        store
+            .send(NotifyStored(engine.clone().recipient()))
+            .await
+            .unwrap();
         // The first evaluation (at start) is done; the interval is a minute away.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let evaluations = || async {

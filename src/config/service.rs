@@ -35,7 +35,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_LOG", "log", "level"),
     ("PULSE_RULES_BUILTIN_PACK", "rules", "builtin_pack"),
     ("PULSE_RULE_PATHS", "rules", "paths"),
-    ("PULSE_RULES_EVALUATE_ON_INGEST", "rules", "evaluate_on_ingest"),
+    (
+        "PULSE_RULES_EVALUATE_ON_INGEST",
+        "rules",
+        "evaluate_on_ingest",
+    ),
     ("PULSE_TRACING_ENABLED", "tracing", "enabled"),
     ("PULSE_TRACING_SAMPLING_RATIO", "tracing", "sampling_ratio"),
     (

@@ -381,9 +381,8 @@ mod tests {
     use super::*;
 
     fn reads(expr: &str) -> Reads {
-        let file = format!(
-            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: '{expr}'\n"
-        );
+        let file =
+            format!("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: '{expr}'\n");
         Reads::of(&parse_file("r.yml", &file).unwrap()[0])
     }
 
