@@ -1,7 +1,7 @@
 //! Rule engine actor: evaluates the rule groups on their intervals, and (when evaluation on
 //! ingest is on) as soon as samples a group reads are stored, at most once per minimum gap
-//! (each evaluation runs on the window store's thread, see `EvalGroups`), keeps the alerts' states, their
-//! acknowledgements and a bounded history of resolved alerts, and reloads the rule files on
+//! (each evaluation runs on the window store's thread, see `EvalGroups`). Keeps the alerts'
+//! states, their acknowledgements and a bounded history of resolved alerts, and reloads the rule files on
 //! request (SIGHUP, `POST /api/v1/rules/reload`): a bad file keeps the old rules running.
 //! Each state change goes to its downstream as an [`AlertEvent`].
 
@@ -186,8 +186,8 @@ struct Slot {
     reads: Reads,
     /// Samples it reads were stored since its last evaluation started.
     dirty: bool,
-    /// When its last evaluation started by stored samples started (the gap is counted
-    /// from it: an interval run just before does not hold the next samples back).
+    /// When the last evaluation that stored samples started began (the gap counts from it:
+    /// an interval run just before does not hold the next samples back).
     ingest_started_ms: i64,
 }
 
@@ -241,6 +241,9 @@ pub struct RuleEngine {
     ingest_gap_ms: Option<i64>,
     /// When a wake-up for a group waiting out that gap is set.
     wake_at: Option<i64>,
+    /// No evaluation on ingest before this (the grace after restoring alerts, which the
+    /// first samples of a restarted Pulse must not cut short).
+    ingest_not_before_ms: i64,
     /// Evaluations started by stored samples rather than the interval.
     ingest_evaluations: u64,
     /// Signalled when an evaluation's groups are back in their slots.
@@ -303,6 +306,7 @@ impl RuleEngine {
             adopting: 0,
             ingest_gap_ms: None,
             wake_at: None,
+            ingest_not_before_ms: i64::MIN,
             ingest_evaluations: 0,
             back: Default::default(),
         }
@@ -446,6 +450,7 @@ impl RuleEngine {
             for s in &mut self.slots {
                 s.next_due_ms = s.next_due_ms.max(first);
             }
+            self.ingest_not_before_ms = first;
         }
         self.acks = acks;
         self.history = r.history.into_iter().collect();
@@ -678,7 +683,10 @@ impl RuleEngine {
             }
             let by_ingest = match self.ingest_gap_ms {
                 Some(gap) if s.dirty => {
-                    let at = s.ingest_started_ms.saturating_add(gap);
+                    let at = s
+                        .ingest_started_ms
+                        .saturating_add(gap)
+                        .max(self.ingest_not_before_ms);
                     if at > now {
                         wake = Some(wake.map_or(at, |w| w.min(at)));
                     }
@@ -1481,5 +1489,67 @@ mod on_ingest_tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(evaluations().await, 2.0);
+    }
+
+    /// A restarted Pulse's first samples must not resolve restored alerts before the grace
+    /// is over (its windows are nearly empty): evaluation on ingest waits for it too.
+    #[actix::test]
+    async fn restored_alerts_outlive_the_first_samples_until_the_grace_is_over() {
+        tokio::time::pause();
+        let clock = Clock::tokio_anchored(2_000_000);
+        let retention = Retention {
+            max_points: 100,
+            max_age_ms: 600_000,
+            max_series: 100,
+        };
+        let store =
+            WindowStoreActor::new(retention, vec![], clock.clone(), MailboxGauge::default())
+                .start();
+        let alert: Alert = serde_json::from_value(serde_json::json!({
+            "id": "restored", "labels": {"alertname": "Hot", "gpu": "0"}, "annotations": {},
+            "state": "firing", "value": 90.0, "active_at_ms": 1_000_000,
+            "fired_at_ms": 1_000_000, "resolved_at_ms": null
+        }))
+        .unwrap();
+        let restored = Restored {
+            active: vec![StoredAlert {
+                group: "temps".into(),
+                file: "r.yml".into(),
+                alert,
+            }],
+            ..Restored::default()
+        };
+        let groups = parse_file("r.yml", RULES).unwrap();
+        let sources = RuleSources {
+            builtin_pack: false,
+            paths: vec![],
+        };
+        let (s, c) = (store.clone(), clock.clone());
+        let engine = RuleEngine::create(move |ctx| {
+            let mut engine =
+                RuleEngine::new(groups, sources, s, c, 10, vec![]).evaluating_on_ingest(100);
+            engine.restore(restored, ctx);
+            engine
+        });
+        store
+            .send(NotifyStored(engine.clone().recipient()))
+            .await
+            .unwrap();
+
+        // Samples of another GPU: an evaluation now would resolve GPU 0's alert.
+        let hot = |gpu: &str| {
+            SampleBatch::new(vec![Sample::new(
+                SeriesKey::shared("temp", [("gpu", gpu)]),
+                clock.now_ms(),
+                90.0,
+            )])
+        };
+        store.send(hot("1")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(active(&engine).await, ["0"]);
+        tokio::time::sleep(Duration::from_millis(RESTORE_GRACE_MS as u64)).await;
+        store.send(hot("1")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(active(&engine).await, ["1"]);
     }
 }
