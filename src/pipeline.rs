@@ -409,7 +409,8 @@ pub fn start_as(
     }
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
-    if service.rules.evaluate_on_ingest {
+    // An agent has no rules to run.
+    if service.rules.evaluate_on_ingest && !agent {
         window.do_send(NotifyStored(rules.clone().recipient()));
     }
 
