@@ -1414,6 +1414,31 @@ mod on_ingest_tests {
         expr: other > 1
 ";
 
+    fn store(clock: &Clock) -> Addr<WindowStoreActor> {
+        let retention = Retention {
+            max_points: 100,
+            max_age_ms: 600_000,
+            max_series: 100,
+        };
+        WindowStoreActor::new(retention, vec![], clock.clone(), MailboxGauge::default()).start()
+    }
+
+    fn no_sources() -> RuleSources {
+        RuleSources {
+            builtin_pack: false,
+            paths: vec![],
+        }
+    }
+
+    /// `temp{gpu}` at 90, now.
+    fn hot(clock: &Clock, gpu: &str) -> SampleBatch {
+        SampleBatch::new(vec![Sample::new(
+            SeriesKey::shared("temp", [("gpu", gpu)]),
+            clock.now_ms(),
+            90.0,
+        )])
+    }
+
     async fn active(engine: &Addr<RuleEngine>) -> Vec<String> {
         let mut gpus: Vec<String> = engine
             .send(GetActiveAlerts(AlertFilter::default()))
@@ -1430,22 +1455,18 @@ mod on_ingest_tests {
     async fn stored_samples_run_the_groups_reading_them_at_once_and_at_most_once_per_gap() {
         tokio::time::pause();
         let clock = Clock::tokio_anchored(1_000_000);
-        let retention = Retention {
-            max_points: 100,
-            max_age_ms: 600_000,
-            max_series: 100,
-        };
-        let store =
-            WindowStoreActor::new(retention, vec![], clock.clone(), MailboxGauge::default())
-                .start();
-        let sources = RuleSources {
-            builtin_pack: false,
-            paths: vec![],
-        };
+        let store = store(&clock);
         let groups = parse_file("r.yml", RULES).unwrap();
-        let engine = RuleEngine::new(groups, sources, store.clone(), clock.clone(), 10, vec![])
-            .evaluating_on_ingest(100)
-            .start();
+        let engine = RuleEngine::new(
+            groups,
+            no_sources(),
+            store.clone(),
+            clock.clone(),
+            10,
+            vec![],
+        )
+        .evaluating_on_ingest(100)
+        .start();
         store
             .send(NotifyStored(engine.clone().recipient()))
             .await
@@ -1457,13 +1478,7 @@ mod on_ingest_tests {
         };
         assert_eq!(evaluations().await, 0.0);
 
-        let hot = |gpu: &str| {
-            SampleBatch::new(vec![Sample::new(
-                SeriesKey::shared("temp", [("gpu", gpu)]),
-                clock.now_ms(),
-                90.0,
-            )])
-        };
+        let hot = |gpu: &str| hot(&clock, gpu);
         store.send(hot("0")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(active(&engine).await, ["0"], "evaluated on ingest");
@@ -1497,14 +1512,7 @@ mod on_ingest_tests {
     async fn restored_alerts_outlive_the_first_samples_until_the_grace_is_over() {
         tokio::time::pause();
         let clock = Clock::tokio_anchored(2_000_000);
-        let retention = Retention {
-            max_points: 100,
-            max_age_ms: 600_000,
-            max_series: 100,
-        };
-        let store =
-            WindowStoreActor::new(retention, vec![], clock.clone(), MailboxGauge::default())
-                .start();
+        let store = store(&clock);
         let alert: Alert = serde_json::from_value(serde_json::json!({
             "id": "restored", "labels": {"alertname": "Hot", "gpu": "0"}, "annotations": {},
             "state": "firing", "value": 90.0, "active_at_ms": 1_000_000,
@@ -1520,14 +1528,10 @@ mod on_ingest_tests {
             ..Restored::default()
         };
         let groups = parse_file("r.yml", RULES).unwrap();
-        let sources = RuleSources {
-            builtin_pack: false,
-            paths: vec![],
-        };
         let (s, c) = (store.clone(), clock.clone());
         let engine = RuleEngine::create(move |ctx| {
             let mut engine =
-                RuleEngine::new(groups, sources, s, c, 10, vec![]).evaluating_on_ingest(100);
+                RuleEngine::new(groups, no_sources(), s, c, 10, vec![]).evaluating_on_ingest(100);
             engine.restore(restored, ctx);
             engine
         });
@@ -1537,13 +1541,7 @@ mod on_ingest_tests {
             .unwrap();
 
         // Samples of another GPU: an evaluation now would resolve GPU 0's alert.
-        let hot = |gpu: &str| {
-            SampleBatch::new(vec![Sample::new(
-                SeriesKey::shared("temp", [("gpu", gpu)]),
-                clock.now_ms(),
-                90.0,
-            )])
-        };
+        let hot = |gpu: &str| hot(&clock, gpu);
         store.send(hot("1")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(active(&engine).await, ["0"]);
