@@ -201,6 +201,9 @@ pub struct ViewCache {
     max_entries: u64,
     ttl_ms: u64,
     second: Option<SecondTier>,
+    /// Bumped by every clear: a view whose computation began before a clear is answered
+    /// to those waiting for it, but not kept.
+    generation: Arc<AtomicU64>,
 }
 
 impl ViewCache {
@@ -225,6 +228,7 @@ impl ViewCache {
             max_entries,
             ttl_ms: ttl.as_millis() as u64,
             second: None,
+            generation: Arc::default(),
         }
     }
 
@@ -234,18 +238,35 @@ impl ViewCache {
         self
     }
 
-    /// A first-tier miss: the Redis tier's entry (then also kept in the first), if any.
-    pub async fn get_second(&self, key: &ViewKey) -> Option<Bytes> {
+    /// Which clear the cache is at; a computation notes it when it begins.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A first-tier miss: the Redis tier's entry (then also kept in the first, unless the
+    /// cache was cleared since `generation`), if any.
+    pub async fn get_second(&self, key: &ViewKey, generation: u64) -> Option<Bytes> {
         let bytes = self.second.as_ref()?.get(key).await?;
-        self.cache.insert(key.clone(), bytes.clone());
+        if self.generation() == generation {
+            self.cache.insert(key.clone(), bytes.clone());
+        }
         Some(bytes)
     }
 
-    /// Keeps a computed view in both tiers (the Redis write is awaited by the caller's
-    /// task, after the view is answered).
-    pub fn insert_both(&self, key: ViewKey, value: Bytes) -> impl std::future::Future<Output = ()> {
-        self.cache.insert(key.clone(), value.clone());
-        let (second, ttl_ms) = (self.second.clone(), self.ttl_ms);
+    /// Keeps a view computed since `generation` in both tiers, unless the cache was cleared
+    /// meanwhile (the Redis write is awaited by the caller's task, after the view is
+    /// answered).
+    pub fn insert_both(
+        &self,
+        generation: u64,
+        key: ViewKey,
+        value: Bytes,
+    ) -> impl std::future::Future<Output = ()> {
+        let kept = self.generation() == generation;
+        if kept {
+            self.cache.insert(key.clone(), value.clone());
+        }
+        let (second, ttl_ms) = (self.second.clone().filter(|_| kept), self.ttl_ms);
         async move {
             if let Some(s) = second {
                 s.put(&key, &value, ttl_ms).await;
@@ -300,6 +321,7 @@ impl ViewCache {
 
     /// Empties the cache; returns how many entries it held.
     pub fn clear(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.run_pending_tasks();
         let n = self.cache.entry_count();
         self.cache.invalidate_all();

@@ -245,6 +245,7 @@ impl Handler<ComputeView> for QueryActor {
             .now_ms()
             .max(key.epoch * self.settings.refresh_ms);
         let view = key.view.clone();
+        let generation = self.cache.generation();
         self.views_computed += 1;
         let (window, requests, rules, cache) = (
             self.window.clone(),
@@ -255,7 +256,7 @@ impl Handler<ComputeView> for QueryActor {
         let (settings, gpu_source) = (self.settings, self.gpu_source.clone());
         let fresh_since = now - settings.stale_after_ms;
         Box::pin(async move {
-            if let Some(bytes) = cache.get_second(&key).await {
+            if let Some(bytes) = cache.get_second(&key, generation).await {
                 return Ok(bytes);
             }
             let bytes = match view {
@@ -325,7 +326,7 @@ impl Handler<ComputeView> for QueryActor {
                     })
                 }
             };
-            tokio::spawn(cache.insert_both(key, bytes.clone()));
+            tokio::spawn(cache.insert_both(generation, key, bytes.clone()));
             Ok(bytes)
         })
     }
