@@ -272,19 +272,14 @@ async fn consume(
             // No assignment for this long: this instance has left the group.
             Some(since) => since.elapsed() > Duration::from_millis(2 * settings.session_timeout_ms),
         };
-        let lost: HashSet<i32> = if settled {
-            std::mem::take(&mut *lock(&shared.revoked))
+        if settled {
+            let lost: HashSet<i32> = std::mem::take(&mut *lock(&shared.revoked))
                 .into_iter()
                 .filter(|p| !assigned.contains(p))
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        if !lost.is_empty() {
-            let revoked = lost;
+                .collect();
             let gone: HashSet<String> = hosts
                 .iter()
-                .filter(|(_, p)| revoked.contains(p))
+                .filter(|(_, p)| lost.contains(p))
                 .map(|(h, _)| h.clone())
                 .collect();
             hosts.retain(|h, _| !gone.contains(h));
