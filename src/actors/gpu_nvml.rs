@@ -18,43 +18,62 @@ use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::model::series::{Sample, Series, SeriesKey};
-use crate::nvml::{describe, identity, read_device, DeviceIdentity};
+use crate::nvml::{describe, identity, read_device, DeviceIdentity, ProcessMemory};
 use crate::sampling::{emit_and_reschedule, Sampler, SamplerCounters, Tick};
 
 /// One GPU as the sampler knows it.
 struct Gpu {
     identity: DeviceIdentity,
     labels: Vec<(String, String)>,
-    /// Series keys built once per metric name (and per pid for process memory).
+    /// Series keys built once per metric name.
     series: HashMap<String, Series>,
+    /// Process memory series of the processes seen on the last read, by pid and name. A
+    /// process gone is forgotten: a host running short jobs would otherwise keep a key
+    /// for every process it ever ran.
+    processes: HashMap<(u32, String), Series>,
     /// Last critical XID seen since the previous tick (0 when none).
     pending_xid: f64,
     lost: bool,
 }
 
 impl Gpu {
-    fn series(&mut self, name: &str, extra: &[(&str, String)]) -> Series {
-        let key = if extra.is_empty() {
-            name.to_string()
-        } else {
-            format!(
-                "{name}|{}",
-                extra
-                    .iter()
-                    .map(|(_, v)| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            )
-        };
+    fn new(identity: DeviceIdentity, labels: Vec<(String, String)>) -> Self {
+        Gpu {
+            identity,
+            labels,
+            series: HashMap::new(),
+            processes: HashMap::new(),
+            pending_xid: 0.0,
+            lost: false,
+        }
+    }
+
+    fn series(&mut self, name: &str) -> Series {
         let labels = &self.labels;
         self.series
-            .entry(key)
-            .or_insert_with(|| {
-                let mut l = labels.clone();
-                l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-                SeriesKey::shared(name, l)
-            })
+            .entry(name.to_string())
+            .or_insert_with(|| SeriesKey::shared(name, labels.clone()))
             .clone()
+    }
+
+    /// Process memory samples of this read's processes; keys of processes no longer
+    /// running are dropped.
+    fn process_samples(&mut self, processes: &[ProcessMemory], now_ms: i64) -> Vec<Sample> {
+        let mut previous = std::mem::take(&mut self.processes);
+        processes
+            .iter()
+            .map(|p| {
+                let key = (p.pid, p.name.clone());
+                let series = previous.remove(&key).unwrap_or_else(|| {
+                    let mut l = self.labels.clone();
+                    l.push(("pid".to_string(), p.pid.to_string()));
+                    l.push(("process_name".to_string(), p.name.clone()));
+                    SeriesKey::shared(m::PROCESS_FB_USED, l)
+                });
+                self.processes.insert(key, series.clone());
+                Sample::new(series, now_ms, p.used_mib)
+            })
+            .collect()
     }
 }
 
@@ -102,13 +121,7 @@ impl NvmlGpuSampler {
                 ("modelName".to_string(), id.model_name.clone()),
                 ("Hostname".to_string(), hostname.clone()),
             ];
-            gpus.push(Gpu {
-                identity: id,
-                labels,
-                series: HashMap::new(),
-                pending_xid: 0.0,
-                lost: false,
-            });
+            gpus.push(Gpu::new(id, labels));
         }
         let events = Self::register_xid_events(nvml, count);
         Ok(NvmlGpuSampler {
@@ -180,7 +193,7 @@ impl NvmlGpuSampler {
                 Err(e) => {
                     self.note_lost(i, &describe(&e));
                     let gpu = &mut self.gpus[i];
-                    out.push(Sample::new(gpu.series(m::GPU_LOST, &[]), now_ms, 1.0));
+                    out.push(Sample::new(gpu.series(m::GPU_LOST), now_ms, 1.0));
                     continue;
                 }
             };
@@ -194,26 +207,19 @@ impl NvmlGpuSampler {
             }
             let gpu = &mut self.gpus[i];
             for (metric, value) in &reading.metrics {
-                out.push(Sample::new(gpu.series(metric, &[]), now_ms, *value));
+                out.push(Sample::new(gpu.series(metric), now_ms, *value));
             }
             if self.events.is_some() {
                 out.push(Sample::new(
-                    gpu.series(m::XID_ERRORS, &[]),
+                    gpu.series(m::XID_ERRORS),
                     now_ms,
                     gpu.pending_xid,
                 ));
                 gpu.pending_xid = 0.0;
             }
-            for p in &reading.processes {
-                let extra = [("pid", p.pid.to_string()), ("process_name", p.name.clone())];
-                out.push(Sample::new(
-                    gpu.series(m::PROCESS_FB_USED, &extra),
-                    now_ms,
-                    p.used_mib,
-                ));
-            }
+            out.extend(gpu.process_samples(&reading.processes, now_ms));
             out.push(Sample::new(
-                gpu.series(m::GPU_LOST, &[]),
+                gpu.series(m::GPU_LOST),
                 now_ms,
                 if gpu.lost { 1.0 } else { 0.0 },
             ));
@@ -283,5 +289,46 @@ impl Handler<GetStats> for NvmlGpuSampler {
             st.reason = Some(format!("NVML, last read error: {e}"));
         }
         MessageResult(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(pid: u32, name: &str, used_mib: f64) -> ProcessMemory {
+        ProcessMemory {
+            pid,
+            name: name.to_string(),
+            used_mib,
+        }
+    }
+
+    #[test]
+    fn process_series_are_kept_while_the_process_runs_and_forgotten_after() {
+        let identity = DeviceIdentity {
+            index: 0,
+            uuid: "GPU-test".to_string(),
+            model_name: "test".to_string(),
+            pci_bus_id: None,
+        };
+        let mut gpu = Gpu::new(identity, vec![("gpu".to_string(), "0".to_string())]);
+        let first = gpu.process_samples(&[process(10, "a", 1.0), process(11, "b", 2.0)], 1);
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].series.label("pid"), Some("10"));
+        assert_eq!(first[1].series.label("process_name"), Some("b"));
+        assert_eq!(gpu.processes.len(), 2);
+        // 10 goes on (same key, same Arc), 11 ends, 12 starts.
+        let second = gpu.process_samples(&[process(10, "a", 3.0), process(12, "c", 4.0)], 2);
+        assert!(std::sync::Arc::ptr_eq(&first[0].series, &second[0].series));
+        assert_eq!(second[0].value, 3.0);
+        let mut pids: Vec<u32> = gpu.processes.keys().map(|k| k.0).collect();
+        pids.sort();
+        assert_eq!(pids, vec![10, 12]);
+        // A thousand short jobs later, only the running ones are held.
+        for pid in 100..1100 {
+            gpu.process_samples(&[process(pid, "job", 1.0)], pid as i64);
+        }
+        assert_eq!(gpu.processes.len(), 1);
     }
 }
