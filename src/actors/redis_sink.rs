@@ -159,10 +159,13 @@ impl RedisSink {
     }
 }
 
-/// One round trip: the latest values, the histories, their trimming and expiry.
+/// One round trip: the latest values, the histories, their trimming and expiry. In one
+/// transaction (MULTI/EXEC), so that a reader never sees a history longer than
+/// `history_max_points` between a push and its trim.
 fn pipeline(settings: &RedisSinkSettings, samples: &[Sample]) -> redis::Pipeline {
     let latest = format!("{}latest", settings.key_prefix);
     let mut pipe = redis::pipe();
+    pipe.atomic();
     let mut touched = std::collections::HashSet::new();
     for s in samples {
         let series = s.series.to_string();
