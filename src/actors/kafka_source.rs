@@ -9,8 +9,9 @@
 //! 2. hosts seen for the first time: their windows are rebuilt from the Redis history and
 //!    their active alerts and acknowledgements read back from Redis, before their samples;
 //! 3. the batch goes into the window store (then processors and sinks, as on one Pulse);
-//! 4. the sinks confirm: the Redis sink has written everything it held, the Kafka producer
-//!    has delivered everything it was handed;
+//! 4. the processors' scores for the batch are stored and forwarded, then the sinks
+//!    confirm: the Redis sink has written everything it held, the Kafka producer has
+//!    delivered everything it was handed;
 //! 5. only then are the batch's offsets committed.
 //!
 //! A crash between 3 and 5 means the batch is read again, by this instance or another:
@@ -35,7 +36,7 @@ use serde::Deserialize;
 use crate::actors::kafka_sink::{Flush, KafkaSink};
 use crate::actors::redis_sink::{Drain, RedisSink};
 use crate::actors::rule_engine::{AdoptAlerts, ReleaseAlerts, RuleEngine};
-use crate::actors::window_store::{RebuildHosts, ReleaseHosts, WindowStoreActor};
+use crate::actors::window_store::{ProcessingDone, RebuildHosts, ReleaseHosts, WindowStoreActor};
 use crate::mailbox::Mailbox;
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
@@ -337,7 +338,11 @@ async fn consume(
         }
         shared.stored.fetch_add(n, Ordering::Relaxed);
 
-        // 4. The sinks confirm.
+        // 4. The processors' scores are stored and forwarded, then the sinks confirm.
+        if links.window.send(ProcessingDone).await.is_err() {
+            *lock(&shared.last_error) = Some("the window store stopped".to_string());
+            return;
+        }
         if let Err(why) = confirm(&links).await {
             shared.uncommitted_batches.fetch_add(1, Ordering::Relaxed);
             *lock(&shared.last_error) = Some(format!("offsets not committed: {why}"));

@@ -1,8 +1,13 @@
 //! Window store actor: keeps every series' recent points (see `window.rs`) and answers
-//! queries from the query actor. Receives [`SampleBatch`] from the samplers; hands each
-//! batch, after storing it, to its processors (the anomaly detector), stores what they
-//! derive (scores), then forwards both to its downstream (sinks). Sends are awaited, in
-//! order, so a slow processor or sink slows the store's intake instead of losing data.
+//! queries from the query actor. Receives [`SampleBatch`] from the samplers; stores each
+//! batch, forwards it to its downstream (sinks) and hands it to its processors (the
+//! anomaly detector); what they derive (scores) is stored and forwarded when they answer.
+//!
+//! The processors work on one batch while the store takes the next: up to
+//! [`PROCESSING_AHEAD`] batches wait for them, in order, before the store's intake waits.
+//! Every send is awaited, so a slow processor or sink slows the intake instead of losing
+//! data. [`ProcessingDone`] answers once everything handed to the processors so far has
+//! been stored and forwarded (`pulse aggregate` waits for it before committing offsets).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -20,14 +25,21 @@ use crate::window::{Retention, WindowStore};
 
 /// Batches that may wait in the store's mailbox before senders wait.
 pub const MAILBOX_CAPACITY: usize = 256;
+/// Batches handed to the processors that may wait for them before the store's intake
+/// waits. The processors run on their own threads: the store stores the next batches
+/// while they work.
+pub const PROCESSING_AHEAD: usize = 4;
 /// How often points past `max_age` are dropped.
 pub const EVICT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Owns the window store.
 pub struct WindowStoreActor {
     store: WindowStore,
-    /// Where each stored batch goes first; what they answer is stored too.
+    /// Where each stored batch goes too; what they answer is stored and forwarded.
     processors: Vec<Mailbox<ProcessBatch>>,
+    /// The queue of batches for the processors (see [`process_in_order`]); set when the
+    /// actor starts, if it has processors.
+    to_process: Option<tokio::sync::mpsc::Sender<Job>>,
     /// Where each stored batch, and what the processors derived from it, goes next.
     downstream: Vec<Mailbox<SampleBatch>>,
     /// Time source for age eviction.
@@ -70,6 +82,7 @@ impl WindowStoreActor {
         WindowStoreActor {
             store: WindowStore::new(retention),
             processors: Vec::new(),
+            to_process: None,
             downstream,
             clock,
             gauge,
@@ -109,6 +122,11 @@ impl Actor for WindowStoreActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if !self.processors.is_empty() {
+            let (tx, rx) = tokio::sync::mpsc::channel(PROCESSING_AHEAD);
+            self.to_process = Some(tx);
+            actix::spawn(process_in_order(rx, self.processors.clone(), ctx.address()));
+        }
         ctx.run_interval(EVICT_INTERVAL, |act, _| {
             act.store.evict(act.clock.now_ms());
         });
@@ -136,57 +154,166 @@ impl Handler<SampleBatch> for WindowStoreActor {
             s.set("pulse.series", self.store.series_count() as i64);
         }
         // Processors and sinks hang their spans from this one; the batch's root stays
-        // open while `batch` is held below.
-        let batch = (batch.with_trace(span.clone()), batch);
-        if self.processors.is_empty() {
-            return AtomicResponse::new(Box::pin(self.forward_all(batch.0, None).map(
+        // open while `root` is held, until the processors' answer is stored.
+        let (batch, root) = (batch.with_trace(span.clone()), batch);
+        let Some(to_process) = self.to_process.clone() else {
+            return AtomicResponse::new(Box::pin(self.forward_all(batch, None).map(
                 move |(), _, _| {
-                    // The store's span first: the root (held by `batch.1`) ends after it.
-                    end(span);
-                    drop(batch.1);
-                },
-            )));
-        }
-        let processors = self.processors.clone();
-        let process = async move {
-            let (batch, root) = batch;
-            let mut derived = Vec::new();
-            let mut failures = 0;
-            for p in &processors {
-                match p.send(ProcessBatch(batch.clone())).await {
-                    Ok(mut samples) => derived.append(&mut samples),
-                    Err(_) => failures += 1,
-                }
-            }
-            (batch, root, derived, failures)
-        };
-        AtomicResponse::new(Box::pin(process.into_actor(self).then(
-            move |(batch, root, derived, failures), act, _| {
-                act.forward_failures += failures;
-                if let Some(s) = &span {
-                    s.set("pulse.derived", derived.len() as i64);
-                    if failures > 0 {
-                        s.error(format!("{failures} processors did not answer"));
-                    }
-                }
-                let derived = if derived.is_empty() {
-                    None
-                } else {
-                    act.received += derived.len() as u64;
-                    let outcome = act.store.ingest(&derived);
-                    if outcome.stored + outcome.replaced > 0 {
-                        act.notify_stored(&derived);
-                    }
-                    act.stored += outcome.stored + outcome.replaced;
-                    act.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
-                    Some(SampleBatch::new(derived).with_trace(batch.trace.clone()))
-                };
-                act.forward_all(batch, derived).map(move |(), _, _| {
+                    // The store's span first: the root (held by `root`) ends after it.
                     end(span);
                     drop(root);
-                })
+                },
+            )));
+        };
+        let job = Job::Batch {
+            batch: batch.clone(),
+            root,
+            span,
+        };
+        let queued = async move { to_process.send(job).await.is_ok() };
+        AtomicResponse::new(Box::pin(queued.into_actor(self).then(
+            move |queued, act, _| {
+                if !queued {
+                    act.forward_failures += 1;
+                }
+                act.forward_all(batch, None)
             },
         )))
+    }
+}
+
+/// What the store hands to [`process_in_order`].
+enum Job {
+    /// A stored batch, traced under the store's span; the root is held until the end.
+    Batch {
+        batch: SampleBatch,
+        root: SampleBatch,
+        span: Option<crate::telemetry::SpanCx>,
+    },
+    /// Answered when everything queued before it has been stored and forwarded.
+    Marker(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Runs beside the store: hands each queued batch to every processor, in order, and
+/// sends what they answer back to the store ([`Derived`]), in the same order. The store's
+/// mailbox takes these past its capacity (`do_send`): at most [`PROCESSING_AHEAD`] + 1
+/// are outstanding, and the store never waits on this task for room.
+async fn process_in_order(
+    mut jobs: tokio::sync::mpsc::Receiver<Job>,
+    processors: Vec<Mailbox<ProcessBatch>>,
+    store: Addr<WindowStoreActor>,
+) {
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Batch { batch, root, span } => {
+                let mut derived = Vec::new();
+                let mut failures = 0;
+                for p in &processors {
+                    match p.send(ProcessBatch(batch.clone())).await {
+                        Ok(mut samples) => derived.append(&mut samples),
+                        Err(_) => failures += 1,
+                    }
+                }
+                store.do_send(Derived {
+                    derived,
+                    failures,
+                    trace: batch.trace,
+                    root: Some(root),
+                    span,
+                    marker: None,
+                });
+            }
+            Job::Marker(done) => store.do_send(Derived::marker(done)),
+        }
+    }
+}
+
+/// What the processors derived from one batch, to store and forward; or a marker.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Derived {
+    derived: Vec<Sample>,
+    failures: u64,
+    trace: Option<crate::telemetry::SpanCx>,
+    root: Option<SampleBatch>,
+    span: Option<crate::telemetry::SpanCx>,
+    marker: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Derived {
+    fn marker(done: tokio::sync::oneshot::Sender<()>) -> Self {
+        Derived {
+            derived: Vec::new(),
+            failures: 0,
+            trace: None,
+            root: None,
+            span: None,
+            marker: Some(done),
+        }
+    }
+}
+
+impl Handler<Derived> for WindowStoreActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Derived, _: &mut Self::Context) -> Self::Result {
+        let Derived {
+            derived,
+            failures,
+            trace,
+            root,
+            span,
+            marker,
+        } = msg;
+        self.forward_failures += failures;
+        if let Some(s) = &span {
+            s.set("pulse.derived", derived.len() as i64);
+            if failures > 0 {
+                s.error(format!("{failures} processors did not answer"));
+            }
+        }
+        let batch = if derived.is_empty() {
+            SampleBatch::new(Vec::new())
+        } else {
+            self.received += derived.len() as u64;
+            let outcome = self.store.ingest(&derived);
+            if outcome.stored + outcome.replaced > 0 {
+                self.notify_stored(&derived);
+            }
+            self.stored += outcome.stored + outcome.replaced;
+            self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
+            SampleBatch::new(derived).with_trace(trace)
+        };
+        AtomicResponse::new(Box::pin(self.forward_all(batch, None).map(
+            move |(), _, _| {
+                end(span);
+                drop(root);
+                if let Some(done) = marker {
+                    let _ = done.send(());
+                }
+            },
+        )))
+    }
+}
+
+/// Answers once every batch the store handed to its processors before this message has
+/// had what they derived stored and forwarded downstream. At once without processors.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProcessingDone;
+
+impl Handler<ProcessingDone> for WindowStoreActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: ProcessingDone, _: &mut Self::Context) -> Self::Result {
+        let to_process = self.to_process.clone();
+        Box::pin(async move {
+            let Some(to_process) = to_process else { return };
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if to_process.send(Job::Marker(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        })
     }
 }
 
@@ -416,6 +543,111 @@ mod tests {
         assert_eq!(stats.extra["series"], 0.0);
         assert_eq!(stats.received_total, 3);
         assert_eq!(stats.emitted_total, 3);
+    }
+
+    /// A processor that derives `<name>_x10` (value × 10) from every sample, slowly, on
+    /// its own thread, and counts the batches it has seen.
+    struct Times10 {
+        seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Actor for Times10 {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ProcessBatch> for Times10 {
+        type Result = MessageResult<ProcessBatch>;
+
+        fn handle(&mut self, ProcessBatch(b): ProcessBatch, _: &mut Self::Context) -> Self::Result {
+            std::thread::sleep(Duration::from_millis(20));
+            self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            MessageResult(
+                b.samples
+                    .iter()
+                    .map(|s| {
+                        let name = format!("{}_x10", s.series.name());
+                        let series = SeriesKey::shared(name.as_str(), [("gpu", "0")]);
+                        Sample::new(series, s.timestamp_ms, s.value * 10.0)
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    #[actix::test]
+    async fn processors_work_behind_the_store_in_order_and_lose_nothing() {
+        let rec = Recorder::start();
+        let seen = std::sync::Arc::default();
+        let processor = {
+            let seen = std::sync::Arc::clone(&seen);
+            Times10::start_in_arbiter(&Arbiter::new().handle(), move |_| Times10 { seen })
+        };
+        let store = WindowStoreActor::new(
+            Retention {
+                max_points: 100,
+                ..retention()
+            },
+            vec![rec.mailbox()],
+            Clock::system(),
+            MailboxGauge::default(),
+        )
+        .with_processors(vec![Mailbox::new(
+            processor.recipient(),
+            MailboxGauge::default(),
+        )])
+        .start();
+        let series = SeriesKey::shared("m", [("gpu", "0")]);
+        let n = 10;
+        for i in 0..n {
+            let batch = SampleBatch::new(vec![Sample::new(series.clone(), 1_000 + i, i as f64)]);
+            store.send(batch).await.unwrap();
+        }
+        // The store took every batch while the processor was still at the first ones.
+        let seen_when_taken = seen.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(seen_when_taken < n as usize, "{seen_when_taken}");
+
+        store.send(ProcessingDone).await.unwrap();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), n as usize);
+        // Every derived sample stored (none refused as out of order) and forwarded, each
+        // series in order.
+        let stats = store.send(GetStats).await.unwrap();
+        assert_eq!(
+            (stats.emitted_total, stats.dropped_total),
+            (2 * n as u64, 0)
+        );
+        let forwarded = rec.samples().await;
+        let values = |name: &str| -> Vec<f64> {
+            forwarded
+                .iter()
+                .filter(|s| s.series.name() == name)
+                .map(|s| s.value)
+                .collect()
+        };
+        assert_eq!(values("m"), (0..n).map(|i| i as f64).collect::<Vec<_>>());
+        assert_eq!(
+            values("m_x10"),
+            (0..n).map(|i| i as f64 * 10.0).collect::<Vec<_>>()
+        );
+        let latest = store
+            .send(SelectLatest {
+                selector: Selector::metric("m_x10"),
+                since_ms: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(latest[0].2, (n - 1) as f64 * 10.0);
+    }
+
+    #[actix::test]
+    async fn processing_done_answers_at_once_without_processors() {
+        let store = WindowStoreActor::new(
+            retention(),
+            vec![],
+            Clock::system(),
+            MailboxGauge::default(),
+        )
+        .start();
+        store.send(ProcessingDone).await.unwrap();
     }
 
     #[actix::test]
