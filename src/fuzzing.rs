@@ -102,11 +102,14 @@ pub fn config(data: &[u8]) {
 /// Rules the promtool target's tests run against (`fuzz/rules.yml`).
 const PROMTOOL_RULES: &str = include_str!("../fuzz/rules.yml");
 
-/// A promtool test file, run against [`PROMTOOL_RULES`].
+/// A promtool test file, run against [`PROMTOOL_RULES`] (loaded once: the rules are not
+/// what this target varies, and loading them took most of each execution's time).
 pub fn promtool_file(data: &[u8]) {
+    static GROUPS: std::sync::OnceLock<Vec<crate::rules::RuleGroup>> = std::sync::OnceLock::new();
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let groups = crate::rules::parse_file("fuzz-rules.yml", PROMTOOL_RULES).expect("valid");
-    let _ = crate::rules::promtool::run_text(text, &groups);
+    let groups = GROUPS
+        .get_or_init(|| crate::rules::parse_file("fuzz-rules.yml", PROMTOOL_RULES).expect("valid"));
+    let _ = crate::rules::promtool::run_text(text, groups);
 }
