@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use pulse::actors::anomaly_detector::AnomalyDetector;
-use pulse::actors::window_store::WindowStoreActor;
+use pulse::actors::window_store::{ProcessingDone, WindowStoreActor};
 use pulse::clock::Clock;
 use pulse::config::service::TracingConfig;
 use pulse::mailbox::{Mailbox, MailboxGauge};
@@ -186,6 +186,8 @@ async fn sampler_to_store(
             .await
             .unwrap();
     }
+    // Until the detector's scores for the last batches are stored too.
+    addr.send(ProcessingDone).await.unwrap();
     let elapsed = start.elapsed();
     let stored = addr.send(GetStats).await.unwrap().emitted_total;
     (elapsed, stored)
@@ -227,6 +229,7 @@ async fn everything_on(gpus: usize, rounds: usize, on_ingest: bool) -> (Duration
             .await
             .unwrap();
     }
+    handles.window.send(ProcessingDone).await.unwrap();
     let elapsed = start.elapsed();
     let stored = handles.window.send(GetStats).await.unwrap().emitted_total;
     let evaluated = evaluations(handles.rules.send(GetStats).await.unwrap()) - before;
