@@ -144,3 +144,33 @@ fn histogram_quantile_interpolates_within_the_bucket() {
     let v = vector(eval(&w, "histogram_quantile(0.99, h_bucket)", 0));
     assert_eq!(v[0].1, 1.0);
 }
+
+#[test]
+fn numbers_a_duration_cannot_hold_are_refused_instead_of_panicking() {
+    // promql-parser panics on these (Duration::from_secs_f64); the first is what the
+    // fuzzer found.
+    for q in [
+        "sum_over_time(m[33333333333333333333333333333333333333333333333333333333316])",
+        "m[1e300]",
+        "rate(m[5m])[1e300:1]",
+        "rate(m[5m])[5:1e300]",
+        "m offset inf",
+        "m offset -1e300",
+        "m offset + nan",
+    ] {
+        let err = parse(q).err().unwrap_or_else(|| panic!("{q} parsed"));
+        assert!(err.contains("is not a duration"), "{q}: {err}");
+    }
+    // Numbers as durations that fit, and infinities where they are values, still parse.
+    for q in [
+        "m[5]",
+        "m[0x10]",
+        "m offset 5",
+        "m offset -5",
+        "m > inf",
+        "m + -inf",
+        "m[5m] offset 1.5",
+    ] {
+        assert!(parse(q).is_ok(), "{q}: {:?}", parse(q).err());
+    }
+}

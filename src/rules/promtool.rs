@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 use serde::{Deserialize, Deserializer};
 
 use super::group::GroupState;
@@ -172,7 +172,7 @@ pub fn parse_series_labels(s: &str) -> Result<Labels, String> {
     if s.trim() == "{}" {
         return Ok(Labels::new());
     }
-    let expr = parser::parse(s).map_err(|e| format!("series {s:?}: {e}"))?;
+    let expr = crate::promql::parse_expr(s).map_err(|e| format!("series {s:?}: {e}"))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("series {s:?}: not a series"));
     };
