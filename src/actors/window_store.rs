@@ -196,8 +196,9 @@ enum Job {
 
 /// Runs beside the store: hands each queued batch to every processor, in order, and
 /// sends what they answer back to the store ([`Derived`]), in the same order. The store's
-/// mailbox takes these past its capacity (`do_send`): at most [`PROCESSING_AHEAD`] + 1
-/// are outstanding, and the store never waits on this task for room.
+/// mailbox takes these past its capacity (`do_send`, one per batch the store took), so
+/// this task never waits for the store, and the store, waiting for room in the queue,
+/// never waits for itself.
 async fn process_in_order(
     mut jobs: tokio::sync::mpsc::Receiver<Job>,
     processors: Vec<Mailbox<ProcessBatch>>,
@@ -218,38 +219,37 @@ async fn process_in_order(
                     derived,
                     failures,
                     trace: batch.trace,
-                    root: Some(root),
+                    root,
                     span,
-                    marker: None,
                 });
             }
-            Job::Marker(done) => store.do_send(Derived::marker(done)),
+            Job::Marker(done) => store.do_send(Drained(done)),
         }
     }
 }
 
-/// What the processors derived from one batch, to store and forward; or a marker.
+/// What the processors derived from one batch, to store and forward.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Derived {
     derived: Vec<Sample>,
     failures: u64,
     trace: Option<crate::telemetry::SpanCx>,
-    root: Option<SampleBatch>,
+    root: SampleBatch,
     span: Option<crate::telemetry::SpanCx>,
-    marker: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Derived {
-    fn marker(done: tokio::sync::oneshot::Sender<()>) -> Self {
-        Derived {
-            derived: Vec::new(),
-            failures: 0,
-            trace: None,
-            root: None,
-            span: None,
-            marker: Some(done),
-        }
+/// Comes after the [`Derived`] of every batch queued before a [`ProcessingDone`]; those
+/// are handled one at a time, forwarding included, so by then they are all done.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Drained(tokio::sync::oneshot::Sender<()>);
+
+impl Handler<Drained> for WindowStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, Drained(done): Drained, _: &mut Self::Context) {
+        let _ = done.send(());
     }
 }
 
@@ -263,7 +263,6 @@ impl Handler<Derived> for WindowStoreActor {
             trace,
             root,
             span,
-            marker,
         } = msg;
         self.forward_failures += failures;
         if let Some(s) = &span {
@@ -288,9 +287,6 @@ impl Handler<Derived> for WindowStoreActor {
             move |(), _, _| {
                 end(span);
                 drop(root);
-                if let Some(done) = marker {
-                    let _ = done.send(());
-                }
             },
         )))
     }
