@@ -247,6 +247,10 @@ fn humanize(v: f64) -> String {
     }
 }
 
+/// Digits of precision `printf` gives at most; more is taken as this many (Rust's
+/// formatter panics past 65 535, and no annotation needs a hundred digits).
+const MAX_PRECISION: usize = 100;
+
 /// The one-verb `printf` formats rule packs use: `%.Nf`, `%f`, `%d`, `%s`, `%v`, `%g`.
 fn printf(fmt: &str, v: &Val) -> String {
     let Some(pos) = fmt.find('%') else {
@@ -260,7 +264,10 @@ fn printf(fmt: &str, v: &Val) -> String {
     let (flags, rest) = spec.split_at(verb_at);
     let verb = rest.chars().next().unwrap_or('v');
     let tail = rest.get(1..).unwrap_or("");
-    let precision: Option<usize> = flags.strip_prefix('.').and_then(|p| p.parse().ok());
+    let precision: Option<usize> = flags
+        .strip_prefix('.')
+        .and_then(|p| p.parse().ok())
+        .map(|p: usize| p.min(MAX_PRECISION));
     let body = match verb {
         'f' => format!("{:.*}", precision.unwrap_or(6), v.num()),
         'd' => format!("{}", v.num() as i64),
@@ -279,6 +286,20 @@ mod tests {
 
     fn labels() -> BTreeMap<String, String> {
         [("gpu".to_string(), "3".to_string())].into_iter().collect()
+    }
+
+    #[test]
+    fn a_huge_printf_precision_is_capped_instead_of_panicking() {
+        // Found by the rule_file fuzz target: `{:.*}` panics past 65 535 digits.
+        for verb in ["f", "g"] {
+            let t = Template::parse(&format!("{{{{ $value | printf \"%.99999999{verb}\" }}}}"))
+                .unwrap();
+            let out = t.expand(&labels(), 0.5);
+            assert!(out.starts_with("0.5"), "{out}");
+            assert!(out.len() <= MAX_PRECISION + 2, "{}", out.len());
+        }
+        let t = Template::parse("{{ $value | printf \"%.101f\" }}").unwrap();
+        assert_eq!(t.expand(&labels(), 0.25).len(), 2 + MAX_PRECISION);
     }
 
     #[test]
