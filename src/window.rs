@@ -183,10 +183,18 @@ impl WindowStore {
             // The ring never holds more than `max_points` live points plus a dead prefix of
             // a quarter of that (see `compact`): grow by doubling up to that, never past it
             // (doubling past it would give every full series twice the memory it uses).
+            // Once a doubling would hold `max_points`, grow to that size at once: growing to
+            // 2 048 and later to 2 251 (with 1 800 points) moved every series' buffer twice,
+            // the second time 34 minutes in, which showed as a step in the soak's RSS.
             if ring.points.len() == ring.points.capacity() {
                 let most = max_points + max_points / 4 + 1;
                 let upper = most.max(ring.points.len() + 1);
-                let want = (ring.points.capacity() * 2).max(4).min(upper);
+                let doubled = (ring.points.capacity() * 2).max(4);
+                let want = if doubled >= max_points {
+                    upper
+                } else {
+                    doubled
+                };
                 ring.points.reserve_exact(want - ring.points.len());
             }
             ring.points.push((s.timestamp_ms, s.value));
@@ -444,6 +452,23 @@ mod tests {
             w.select_slices(&Selector::all(), 9_950, 9_960)[0].1.len(),
             11
         );
+    }
+
+    #[test]
+    fn a_ring_reaches_its_final_size_in_one_step_once_a_doubling_would_hold_max_points() {
+        let mut w = store(1_800, 1_000_000_000, 10);
+        let a = s("m", "0");
+        let mut capacities = vec![];
+        for i in 0..5_000 {
+            w.ingest(&[Sample::new(a.clone(), i, i as f64)]);
+            let cap = w.series.values().next().unwrap().points.capacity();
+            if capacities.last() != Some(&cap) {
+                capacities.push(cap);
+            }
+        }
+        // 4, 8, ... 512, 1 024, then 2 251 (not 2 048 and later 2 251).
+        assert_eq!(capacities.len(), 10, "{capacities:?}");
+        assert_eq!(capacities[8..], [1_024, 1_800 + 450 + 1]);
     }
 
     #[test]
