@@ -110,7 +110,21 @@ impl WindowStoreActor {
         }
     }
 
-    /// Adds processors, which see every sampler batch before the sinks do.
+    /// Stores `samples`, counting what was received, stored and refused, and tells the
+    /// listener which metric names were stored.
+    fn store_counted(&mut self, samples: &[Sample]) -> crate::window::IngestOutcome {
+        let outcome = self.store.ingest(samples);
+        if outcome.stored + outcome.replaced > 0 {
+            self.notify_stored(samples);
+        }
+        self.received += samples.len() as u64;
+        self.stored += outcome.stored + outcome.replaced;
+        self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
+        outcome
+    }
+
+    /// Adds processors, which see every sampler batch after it is stored and passed to the
+    /// sinks (see [`process_in_order`]).
     pub fn with_processors(mut self, processors: Vec<Mailbox<ProcessBatch>>) -> Self {
         self.processors = processors;
         self
@@ -138,13 +152,7 @@ impl Handler<SampleBatch> for WindowStoreActor {
 
     fn handle(&mut self, batch: SampleBatch, _ctx: &mut Self::Context) -> Self::Result {
         let span = batch.span("window_store.ingest");
-        let outcome = self.store.ingest(&batch.samples);
-        if outcome.stored + outcome.replaced > 0 {
-            self.notify_stored(&batch.samples);
-        }
-        self.received += batch.len() as u64;
-        self.stored += outcome.stored + outcome.replaced;
-        self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
+        let outcome = self.store_counted(&batch.samples);
         if let Some(s) = &span {
             s.set("pulse.stored", (outcome.stored + outcome.replaced) as i64);
             s.set(
@@ -157,13 +165,11 @@ impl Handler<SampleBatch> for WindowStoreActor {
         // open while `root` is held, until the processors' answer is stored.
         let (batch, root) = (batch.with_trace(span.clone()), batch);
         let Some(to_process) = self.to_process.clone() else {
-            return AtomicResponse::new(Box::pin(self.forward_all(batch, None).map(
-                move |(), _, _| {
-                    // The store's span first: the root (held by `root`) ends after it.
-                    end(span);
-                    drop(root);
-                },
-            )));
+            return AtomicResponse::new(Box::pin(self.forward_all(batch).map(move |(), _, _| {
+                // The store's span first: the root (held by `root`) ends after it.
+                end(span);
+                drop(root);
+            })));
         };
         let job = Job::Batch {
             batch: batch.clone(),
@@ -176,7 +182,7 @@ impl Handler<SampleBatch> for WindowStoreActor {
                 if !queued {
                     act.forward_failures += 1;
                 }
-                act.forward_all(batch, None)
+                act.forward_all(batch)
             },
         )))
     }
@@ -271,24 +277,14 @@ impl Handler<Derived> for WindowStoreActor {
                 s.error(format!("{failures} processors did not answer"));
             }
         }
-        let batch = if derived.is_empty() {
-            SampleBatch::new(Vec::new())
-        } else {
-            self.received += derived.len() as u64;
-            let outcome = self.store.ingest(&derived);
-            if outcome.stored + outcome.replaced > 0 {
-                self.notify_stored(&derived);
-            }
-            self.stored += outcome.stored + outcome.replaced;
-            self.refused += outcome.refused_series_limit + outcome.refused_out_of_order;
-            SampleBatch::new(derived).with_trace(trace)
-        };
-        AtomicResponse::new(Box::pin(self.forward_all(batch, None).map(
-            move |(), _, _| {
-                end(span);
-                drop(root);
-            },
-        )))
+        if !derived.is_empty() {
+            self.store_counted(&derived);
+        }
+        let batch = SampleBatch::new(derived).with_trace(trace);
+        AtomicResponse::new(Box::pin(self.forward_all(batch).map(move |(), _, _| {
+            end(span);
+            drop(root);
+        })))
     }
 }
 
@@ -322,24 +318,17 @@ fn end(span: Option<crate::telemetry::SpanCx>) {
 impl WindowStoreActor {
     /// Sends a batch to every downstream actor, in order, waiting for each.
     fn forward(&mut self, batch: SampleBatch) -> AtomicResponse<Self, ()> {
-        AtomicResponse::new(Box::pin(self.forward_all(batch, None)))
+        AtomicResponse::new(Box::pin(self.forward_all(batch)))
     }
 
-    /// Sends `batch`, then `derived`, to every downstream actor, in order, waiting for each.
-    fn forward_all(
-        &mut self,
-        batch: SampleBatch,
-        derived: Option<SampleBatch>,
-    ) -> impl ActorFuture<Self, Output = ()> + 'static {
+    /// Sends `batch` (unless empty) to every downstream actor, in order, waiting for each.
+    fn forward_all(&mut self, batch: SampleBatch) -> impl ActorFuture<Self, Output = ()> + 'static {
         let downstream = self.downstream.clone();
         let forward = async move {
             let mut failures = 0;
-            for b in std::iter::once(batch).chain(derived) {
-                if b.is_empty() {
-                    continue;
-                }
+            if !batch.is_empty() {
                 for d in &downstream {
-                    if d.send(b.clone()).await.is_err() {
+                    if d.send(batch.clone()).await.is_err() {
                         failures += 1;
                     }
                 }
