@@ -60,7 +60,7 @@ async fn serve(
         tracing::warn!("auth.protect_reads has no effect without auth.token (PULSE_AUTH_TOKEN)");
     }
     let reads_open = !auth.protect_reads;
-    let app = api::router(AppState::new(handles, limits).with_auth(auth));
+    let app = api::router(AppState::with_auth(handles, limits, auth));
     if !local.ip().is_loopback() {
         match (authenticated, reads_open) {
             (false, _) => tracing::warn!(
