@@ -100,7 +100,9 @@ async fn raw_channel(batches: &[SampleBatch]) -> Duration {
     start.elapsed()
 }
 
-fn start_store(rounds: usize) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>) {
+/// A store on its own arbiter. Stop the arbiter after the run: a store left running keeps
+/// its series and sweeps them every second, which took CPU from the rows after it.
+fn start_store(rounds: usize) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>, Arbiter) {
     start_store_with(rounds, false)
 }
 
@@ -108,7 +110,7 @@ fn start_store(rounds: usize) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>) 
 fn start_store_with(
     rounds: usize,
     detector: bool,
-) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>) {
+) -> (Addr<WindowStoreActor>, Mailbox<SampleBatch>, Arbiter) {
     let gauge = MailboxGauge::default();
     let mut store =
         WindowStoreActor::new(retention(rounds), vec![], Clock::system(), gauge.clone());
@@ -118,9 +120,10 @@ fn start_store_with(
         let addr = AnomalyDetector::new(settings, dgauge.clone()).start();
         store = store.with_processors(vec![Mailbox::new(addr.recipient(), dgauge)]);
     }
-    let addr = WindowStoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
+    let arbiter = Arbiter::new();
+    let addr = WindowStoreActor::start_in_arbiter(&arbiter.handle(), move |_| store);
     let mailbox = Mailbox::new(addr.clone().recipient(), gauge);
-    (addr, mailbox)
+    (addr, mailbox, arbiter)
 }
 
 /// Tracing as `pulse serve` starts it: `every` traces every batch, otherwise the default
@@ -138,7 +141,7 @@ async fn window_store(
     rounds: usize,
     trace: &Telemetry,
 ) -> (Duration, u64) {
-    let (addr, mailbox) = start_store(rounds);
+    let (addr, mailbox, arbiter) = start_store(rounds);
     let start = Instant::now();
     // Keep several sends in flight, as several samplers would.
     let mut pending = futures_util::stream::FuturesOrdered::new();
@@ -156,6 +159,7 @@ async fn window_store(
     }
     let elapsed = start.elapsed();
     let stored = addr.send(GetStats).await.unwrap().emitted_total;
+    arbiter.stop();
     (elapsed, stored)
 }
 
@@ -176,7 +180,7 @@ async fn sampler_to_store(
     detector: bool,
     trace: &Telemetry,
 ) -> (Duration, u64) {
-    let (addr, mailbox) = start_store_with(rounds, detector);
+    let (addr, mailbox, arbiter) = start_store_with(rounds, detector);
     let mut fleet = bench_fleet(gpus);
     let start = Instant::now();
     for r in 0..rounds {
@@ -190,6 +194,7 @@ async fn sampler_to_store(
     addr.send(ProcessingDone).await.unwrap();
     let elapsed = start.elapsed();
     let stored = addr.send(GetStats).await.unwrap().emitted_total;
+    arbiter.stop();
     (elapsed, stored)
 }
 
