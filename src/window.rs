@@ -66,6 +66,11 @@ struct Ring {
     head: usize,
     /// Live staleness markers: queries skip the scan for them when there are none.
     stale: usize,
+    /// Timestamp of the newest point (meaningless while the ring is empty). Kept beside the
+    /// map's key so that ingest checks a sample's order without reading the points buffer:
+    /// that read missed the cache for nearly every sample (`perf annotate` of the pipeline
+    /// bench: 40 % of `ingest`); the append that follows is a write, which does not stall.
+    newest_ms: i64,
 }
 
 impl Ring {
@@ -78,7 +83,8 @@ impl Ring {
     }
 
     fn drop_oldest(&mut self) {
-        if is_stale(self.points[self.head].1) {
+        // Reads the oldest point (cold memory) only when a staleness marker may be there.
+        if self.stale > 0 && is_stale(self.points[self.head].1) {
             self.stale -= 1;
         }
         self.head += 1;
@@ -161,12 +167,12 @@ impl WindowStore {
                     self.series.entry(s.series.clone()).or_default()
                 }
             };
-            if let Some(last) = ring.live().last() {
-                if s.timestamp_ms < last.0 {
+            if ring.len() > 0 {
+                if s.timestamp_ms < ring.newest_ms {
                     out.refused_out_of_order += 1;
                     continue;
                 }
-                if s.timestamp_ms == last.0 {
+                if s.timestamp_ms == ring.newest_ms {
                     let last = ring.points.last_mut().expect("live point");
                     ring.stale =
                         ring.stale + usize::from(is_stale(s.value)) - usize::from(is_stale(last.1));
@@ -198,6 +204,7 @@ impl WindowStore {
                 ring.points.reserve_exact(want - ring.points.len());
             }
             ring.points.push((s.timestamp_ms, s.value));
+            ring.newest_ms = s.timestamp_ms;
             ring.compact(max_points);
             self.points += 1;
             out.stored += 1;
