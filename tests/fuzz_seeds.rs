@@ -65,4 +65,20 @@ fn promtool_limits_refuse_runaway_files() {
     let long = "evaluation_interval: 1ms\ntests:\n  - interval: 1ms\n    promql_expr_test:\n      - expr: up\n        eval_time: 1000d\n        exp_samples: []\n";
     let err = pulse::rules::promtool::run_text(long, &groups).unwrap_err();
     assert!(err.contains("evaluations"), "{err}");
+    // Found by the fuzzer: ten years at a minute took 21 s with the target's two rules.
+    let years = "tests:\n  - interval: 1m\n    promql_expr_test:\n      - expr: up\n        eval_time: 10y\n        exp_samples: []\n";
+    let err = pulse::rules::promtool::run_text(years, &groups).unwrap_err();
+    assert!(err.contains("more than 1000000 evaluations"), "{err}");
+    // Fewer steps, but too many of them for the number of rules.
+    let three = pulse::rules::parse_file(
+        "r.yml",
+        "groups:\n  - name: g\n    rules:\n      - record: a\n        expr: up\n      - record: b\n        expr: up\n      - record: c\n        expr: up\n",
+    )
+    .unwrap();
+    let days = "tests:\n  - interval: 1m\n    promql_expr_test:\n      - expr: up\n        eval_time: 625d\n        exp_samples: []\n";
+    let err = pulse::rules::promtool::run_text(days, &three).unwrap_err();
+    assert!(
+        err.contains("evaluates the 3 rules 900001 times: more than 2000000 rule evaluations"),
+        "{err}"
+    );
 }

@@ -198,8 +198,12 @@ fn parse_number(s: &str) -> Result<f64, String> {
 /// Points one test group may load, all series together: a test file is not a load test,
 /// and a typo (`1x1000000000`) must be an error, not the machine's memory.
 pub const MAX_POINTS: usize = 10_000_000;
-/// Evaluation steps one test group may take (`eval_time / interval`).
-pub const MAX_STEPS: i64 = 10_000_000;
+/// Evaluation steps one test group may take (`eval_time / interval`): a year at a minute.
+/// Every step evaluates every rule; 5 M steps of a few rules took 21 s (found by the
+/// `promtool_file` fuzzer: `eval_time: 10y`).
+pub const MAX_STEPS: i64 = 1_000_000;
+/// Rule evaluations one test group may take (steps × rules): about 4 s of work here.
+pub const MAX_RULE_EVALUATIONS: i64 = 2_000_000;
 
 /// Expands promtool's series notation: `1 2 _ stale 0+10x5 3-1x2 7x3 _x2`.
 pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
@@ -393,10 +397,18 @@ fn run_group(
         .max()
         .unwrap_or(0);
 
-    if maxt / eval_interval > MAX_STEPS {
+    let steps = maxt / eval_interval + 1;
+    if steps > MAX_STEPS {
         return Err(format!(
             "eval_time {maxt} ms at evaluation_interval {eval_interval} ms is more than \
              {MAX_STEPS} evaluations"
+        ));
+    }
+    let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+    if steps.saturating_mul(rules as i64) > MAX_RULE_EVALUATIONS {
+        return Err(format!(
+            "eval_time {maxt} ms at evaluation_interval {eval_interval} ms evaluates the \
+             {rules} rules {steps} times: more than {MAX_RULE_EVALUATIONS} rule evaluations"
         ));
     }
     let mut next_alert_test = 0;
