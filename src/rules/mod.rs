@@ -168,7 +168,16 @@ fn scalar_text(v: &serde_yaml::Value) -> Option<String> {
 }
 
 /// Parses a Prometheus duration (`30s`, `1m`, `1h30m`, `500ms`) into milliseconds.
+///
+/// A plain number is refused, as Prometheus refuses it in rule and test files.
+/// promql-parser 0.11 reads one as seconds and panics on `-1`, `NaN` or `1e300`
+/// (the `promtool_file` fuzzer found `evaluation_interval: -0001`).
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    if s != "0" && s.trim().parse::<f64>().is_ok() {
+        return Err(format!(
+            "invalid duration {s:?}: a number needs a unit (ms, s, m, h, d, w, y)"
+        ));
+    }
     promql_parser::util::parse_duration(s)
         .map(|d| d.as_millis() as i64)
         .map_err(|e| format!("invalid duration {s:?}: {e}"))
@@ -384,6 +393,18 @@ mod tests {
         let file =
             format!("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: '{expr}'\n");
         Reads::of(&parse_file("r.yml", &file).unwrap()[0])
+    }
+
+    #[test]
+    fn a_duration_needs_a_unit_and_never_panics() {
+        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        for bad in ["-1", "-0001", "1.5", "30", "NaN", "inf", "1e300", " 7"] {
+            let err = parse_duration_ms(bad).unwrap_err();
+            assert!(err.contains("needs a unit"), "{bad}: {err}");
+        }
+        assert!(parse_duration_ms("0").is_err());
+        assert!(parse_duration_ms("5x").is_err());
     }
 
     #[test]
