@@ -277,9 +277,7 @@ impl Handler<Derived> for WindowStoreActor {
                 s.error(format!("{failures} processors did not answer"));
             }
         }
-        if !derived.is_empty() {
-            self.store_counted(&derived);
-        }
+        self.store_counted(&derived);
         let batch = SampleBatch::new(derived).with_trace(trace);
         AtomicResponse::new(Box::pin(self.forward_all(batch).map(move |(), _, _| {
             end(span);

@@ -58,19 +58,11 @@ async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
 /// through serde_path_to_error, for the field's path (tracking the path of every field
 /// took most of the ingest handler's parse time in profiles).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    match serde_json::from_slice(bytes) {
-        Ok(value) => Ok(value),
-        Err(_) => Err(parse_json_error::<T>(bytes)),
-    }
-}
-
-/// The error of a body plain serde_json refused, with the path of the field at fault.
-fn parse_json_error<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
-    match parse_json_tracking_path::<T>(bytes) {
-        Err(e) => e,
+    serde_json::from_slice(bytes).map_err(|plain| match parse_json_tracking_path::<T>(bytes) {
+        Err(with_path) => with_path,
         // Not expected: both parsers read the same grammar into the same type.
-        Ok(_) => ApiError::BadRequest("invalid JSON".to_string()),
-    }
+        Ok(_) => ApiError::BadRequest(format!("invalid JSON: {plain}")),
+    })
 }
 
 fn parse_json_tracking_path<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
