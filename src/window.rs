@@ -58,6 +58,19 @@ pub struct SeriesPoints {
     pub points: Vec<(i64, f64)>,
 }
 
+/// Writes the whole spare capacity of a ring's final buffer once, so that the kernel backs
+/// it with memory now. Without this the buffer's pages became resident one by one as points
+/// arrived, and the process' RSS kept rising until every window had filled and cycled its
+/// dead prefix: 37 minutes after a series first appeared, with the default 30-minute window
+/// (the hour soak in `docs/soak-1h.md`). With it, a series reaches its final memory when its
+/// ring takes its final size (256 points at the default window, four minutes in), and RSS
+/// says early what the fleet will cost.
+fn prefault(points: &mut Vec<(i64, f64)>) {
+    let len = points.len();
+    points.resize(points.capacity(), (0, 0.0));
+    points.truncate(len);
+}
+
 /// One series' points, oldest first.
 #[derive(Debug, Default)]
 struct Ring {
@@ -187,21 +200,23 @@ impl WindowStore {
             }
             ring.stale += usize::from(is_stale(s.value));
             // The ring never holds more than `max_points` live points plus a dead prefix of
-            // a quarter of that (see `compact`): grow by doubling up to that, never past it
-            // (doubling past it would give every full series twice the memory it uses).
-            // Once a doubling would hold `max_points`, grow to that size at once: growing to
-            // 2 048 and later to 2 251 (with 1 800 points) moved every series' buffer twice,
-            // the second time 34 minutes in, which showed as a step in the soak's RSS.
+            // a quarter of that (see `compact`): grow by doubling while the series is young,
+            // never past that size (doubling past it would give every full series twice the
+            // memory it uses). Once a doubling would reach an eighth of `max_points` (256
+            // points with 1 800: four minutes at 1 s), take the final buffer at once and
+            // back it with memory (`prefault`): a series that has lived that long usually
+            // lives on, and growing further in steps moved every series' buffer again 9, 17
+            // and 34 minutes in, each a step in the soak's RSS.
             if ring.points.len() == ring.points.capacity() {
                 let most = max_points + max_points / 4 + 1;
                 let upper = most.max(ring.points.len() + 1);
                 let doubled = (ring.points.capacity() * 2).max(4);
-                let want = if doubled >= max_points {
-                    upper
+                if doubled >= max_points / 8 {
+                    ring.points.reserve_exact(upper - ring.points.len());
+                    prefault(&mut ring.points);
                 } else {
-                    doubled
-                };
-                ring.points.reserve_exact(want - ring.points.len());
+                    ring.points.reserve_exact(doubled - ring.points.len());
+                }
             }
             ring.points.push((s.timestamp_ms, s.value));
             ring.newest_ms = s.timestamp_ms;
@@ -466,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn a_ring_reaches_its_final_size_in_one_step_once_a_doubling_would_hold_max_points() {
+    fn a_ring_takes_its_final_size_in_one_step_once_a_doubling_would_reach_an_eighth() {
         let mut w = store(1_800, 1_000_000_000, 10);
         let a = s("m", "0");
         let mut capacities = vec![];
@@ -477,9 +492,8 @@ mod tests {
                 capacities.push(cap);
             }
         }
-        // 4, 8, ... 512, 1 024, then 2 251 (not 2 048 and later 2 251).
-        assert_eq!(capacities.len(), 10, "{capacities:?}");
-        assert_eq!(capacities[8..], [1_024, 1_800 + 450 + 1]);
+        // 4, 8, ... 64, 128, then 2 251 (not 256, 512, 1 024, 2 048 and later 2 251).
+        assert_eq!(capacities, [4, 8, 16, 32, 64, 128, 1_800 + 450 + 1]);
     }
 
     #[test]

@@ -39,6 +39,17 @@ impl Matcher {
         })
     }
 
+    /// A `=~` or `!~` matcher with its regex already compiled (by the PromQL parser, which
+    /// anchors it the same way and reads Go's literal braces, `a{b}`, as Prometheus does).
+    pub fn regex(label: &str, negated: bool, value: &str, regex: Regex) -> Self {
+        Matcher {
+            label: label.to_string(),
+            op: if negated { MatchOp::NotRe } else { MatchOp::Re },
+            value: value.to_string(),
+            regex: Some(regex),
+        }
+    }
+
     /// `label = value`.
     pub fn eq(label: &str, value: &str) -> Self {
         Matcher {
@@ -46,6 +57,14 @@ impl Matcher {
             op: MatchOp::Eq,
             value: value.to_string(),
             regex: None,
+        }
+    }
+
+    /// `label != value`.
+    pub fn ne(label: &str, value: &str) -> Self {
+        Matcher {
+            op: MatchOp::Ne,
+            ..Matcher::eq(label, value)
         }
     }
 

@@ -94,38 +94,36 @@ pub struct Query {
 }
 
 impl Query {
-    /// Every series selector in the expression (those of range selectors included), or
-    /// `None` when one cannot be turned into matchers (a bad regex: evaluation reports it).
-    pub fn selectors(&self) -> Option<Vec<crate::model::selector::Selector>> {
-        fn walk(e: &Expr, out: &mut Vec<crate::model::selector::Selector>) -> Option<()> {
+    /// Every series selector in the expression (those of range selectors included).
+    pub fn selectors(&self) -> Vec<crate::model::selector::Selector> {
+        fn walk(e: &Expr, out: &mut Vec<crate::model::selector::Selector>) {
             match e {
                 Expr::Aggregate(a) => {
-                    walk(&a.expr, out)?;
+                    walk(&a.expr, out);
                     if let Some(p) = &a.param {
-                        walk(p, out)?;
+                        walk(p, out);
                     }
                 }
-                Expr::Unary(u) => walk(&u.expr, out)?,
+                Expr::Unary(u) => walk(&u.expr, out),
                 Expr::Binary(b) => {
-                    walk(&b.lhs, out)?;
-                    walk(&b.rhs, out)?;
+                    walk(&b.lhs, out);
+                    walk(&b.rhs, out);
                 }
-                Expr::Paren(p) => walk(&p.expr, out)?,
-                Expr::Subquery(s) => walk(&s.expr, out)?,
+                Expr::Paren(p) => walk(&p.expr, out),
+                Expr::Subquery(s) => walk(&s.expr, out),
                 Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
-                Expr::VectorSelector(vs) => out.push(eval::selector_of(vs).ok()?),
-                Expr::MatrixSelector(ms) => out.push(eval::selector_of(&ms.vs).ok()?),
+                Expr::VectorSelector(vs) => out.push(eval::selector_of(vs)),
+                Expr::MatrixSelector(ms) => out.push(eval::selector_of(&ms.vs)),
                 Expr::Call(c) => {
                     for a in &c.args.args {
-                        walk(a, out)?;
+                        walk(a, out);
                     }
                 }
             }
-            Some(())
         }
         let mut out = Vec::new();
-        walk(&self.expr, &mut out)?;
-        Some(out)
+        walk(&self.expr, &mut out);
+        out
     }
 }
 
@@ -177,7 +175,7 @@ fn check_number_durations(text: &str) -> Result<(), String> {
 pub fn parse_matchers(text: &str) -> Result<crate::model::selector::Selector, String> {
     match parse_expr(text)? {
         Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
-            eval::selector_of(&vs).map_err(|e| e.0)
+            Ok(eval::selector_of(&vs))
         }
         _ => Err(format!(
             "{text:?} is not a set of label matchers like {{severity=\"critical\"}}"

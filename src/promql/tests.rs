@@ -174,3 +174,21 @@ fn numbers_a_duration_cannot_hold_are_refused_instead_of_panicking() {
         assert!(parse(q).is_ok(), "{q}: {:?}", parse(q).err());
     }
 }
+
+#[test]
+fn regex_matchers_are_anchored_and_read_go_braces_as_prometheus_does() {
+    let w = store(&[
+        ("up", &[("job", "a{b}")], &[(0, 1.0)]),
+        ("up", &[("job", "xa{b}")], &[(0, 2.0)]),
+        ("up", &[("job", "aa")], &[(0, 3.0)]),
+    ]);
+    // `{b}` is not a repetition in Go's syntax: a literal, as in Prometheus.
+    let v = vector(eval(&w, r#"up{job=~"a{b}"}"#, 1_000));
+    assert_eq!(v.iter().map(|s| s.1).collect::<Vec<_>>(), [1.0]);
+    let v = vector(eval(&w, r#"up{job=~"a{2}"}"#, 1_000));
+    assert_eq!(v.iter().map(|s| s.1).collect::<Vec<_>>(), [3.0]);
+    let v = vector(eval(&w, r#"up{job!~"a.*"}"#, 1_000));
+    assert_eq!(v.iter().map(|s| s.1).collect::<Vec<_>>(), [2.0]);
+    // A regex no syntax reads is the parser's error, with the regex named.
+    assert!(parse(r#"up{job=~"a("}"#).unwrap_err().contains("a("));
+}

@@ -79,10 +79,7 @@ impl Reads {
     pub fn of(group: &RuleGroup) -> Reads {
         let mut names = Vec::new();
         for rule in &group.rules {
-            let Some(selectors) = rule.query.selectors() else {
-                return Reads::Any;
-            };
-            for s in selectors {
+            for s in rule.query.selectors() {
                 let on_name: Vec<_> = s
                     .matchers
                     .into_iter()
