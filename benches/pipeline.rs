@@ -351,8 +351,109 @@ fn best(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The rows before the every-processor-on ones: the window store and sampler paths beside
+/// the raw channel, then what tracing costs.
+async fn other_rows(
+    raw: f64,
+    (store, sampler, detected): (Vec<f64>, Vec<f64>, Vec<f64>),
+    batches: &[SampleBatch],
+    size: &Size,
+    gpus: usize,
+    bench: bool,
+) {
+    let total = size.series * size.rounds;
+    let fleet_total = gpus * 17 * size.rounds;
+    let (store, sampler, detected) = (best(store), best(sampler), best(detected));
+    println!(
+        "\nPipeline throughput, {} series x {} rounds, batches of {BATCH}, median of {} runs\n",
+        size.series, size.rounds, size.repeats
+    );
+    println!("| path | samples/s | ratio to raw channel |");
+    println!("|---|---:|---:|");
+    println!(
+        "| raw tokio channel pass-through (baseline) | {:.2} M | 1.00 |",
+        raw / 1e6
+    );
+    println!(
+        "| window store actor (mailbox, awaited sends) | {:.2} M | {:.2} |",
+        store / 1e6,
+        store / raw
+    );
+    println!(
+        "| simulated sampler -> window store | {:.2} M | {:.2} |",
+        sampler / 1e6,
+        sampler / raw
+    );
+    println!(
+        "| simulated sampler -> window store + anomaly detector (7 of 17 series watched) | {:.2} M | {:.2} |",
+        detected / 1e6,
+        detected / raw
+    );
+
+    // Tracing: off / default / every batch, interleaved so drift hits all three alike.
+    let mut rows: [[Vec<f64>; 3]; 2] = Default::default();
+    let mut traced = [0usize; 2];
+    for _ in 0..size.repeats * 6 {
+        for (i, every) in [None, Some(false), Some(true)].into_iter().enumerate() {
+            let t = every.map_or_else(Telemetry::off, telemetry);
+            let (d, _) = window_store(batches, size.rounds, &t).await;
+            rows[0][i].push(rate(total, d));
+            if every == Some(true) {
+                traced[0] = t.store().unwrap().stats().counters.spans_stored_total as usize;
+            }
+            let t = every.map_or_else(Telemetry::off, telemetry);
+            let (d, _) = sampler_to_store(gpus, size.rounds, true, &t).await;
+            rows[1][i].push(rate(fleet_total, d));
+            if every == Some(true) {
+                traced[1] = t.store().unwrap().stats().counters.spans_stored_total as usize;
+            }
+        }
+    }
+    println!(
+        "\nTracing cost, median of {} interleaved runs (spans per run when every batch is traced: {} and {})\n",
+        size.repeats * 6,
+        traced[0],
+        traced[1]
+    );
+    println!("Ratios are medians of the per-round ratios to the tracing-off run beside them,");
+    println!("with their 25th-75th percentile range: the bench's own run-to-run noise.\n");
+    println!("| path | tracing off | default sampling | ratio (p25-p75) | every batch traced | ratio (p25-p75) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, r) in [
+        ("window store, batches of 1 000", &rows[0]),
+        (
+            "simulated sampler -> window store + anomaly detector",
+            &rows[1],
+        ),
+    ] {
+        let ratios = |k: usize| {
+            let mut v: Vec<f64> = r[k].iter().zip(&r[0]).map(|(a, b)| a / b).collect();
+            v.sort_by(f64::total_cmp);
+            let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+            format!("{:.3} ({:.3}-{:.3})", q(0.5), q(0.25), q(0.75))
+        };
+        println!(
+            "| {name} | {:.2} M | {:.2} M | {} | {:.2} M | {} |",
+            best(r[0].clone()) / 1e6,
+            best(r[1].clone()) / 1e6,
+            ratios(1),
+            best(r[2].clone()) / 1e6,
+            ratios(2),
+        );
+    }
+    println!("\nWhat tracing costs per unit of work (best of 5 x 20 000 calls)\n");
+    println!("| what | cost |");
+    println!("|---|---:|");
+    for (what, ns) in span_costs(if bench { 20_000 } else { 100 }) {
+        println!("| {what} | {:.2} µs |", ns / 1000.0);
+    }
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
+    // `cargo bench --bench pipeline -- everything`: the raw channel, then only the
+    // every-processor-on rows (what a profile of the whole pipeline wants).
+    let only_everything = std::env::args().any(|a| a == "everything");
     let size = if bench {
         Size {
             series: 10_000,
@@ -379,6 +480,9 @@ fn main() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..size.repeats {
             raw.push(rate(total, raw_channel(&batches).await));
+            if only_everything {
+                continue;
+            }
             let (d, stored) = window_store(&batches, size.rounds, &off).await;
             assert_eq!(stored as usize, total, "every sample stored");
             store.push(rate(total, d));
@@ -389,87 +493,9 @@ fn main() {
             assert!(stored as usize > fleet_total, "samples and their scores stored");
             detected.push(rate(fleet_total, d));
         }
-        let (raw, store, sampler, detected) =
-            (best(raw), best(store), best(sampler), best(detected));
-        println!(
-            "\nPipeline throughput, {} series x {} rounds, batches of {BATCH}, median of {} runs\n",
-            size.series, size.rounds, size.repeats
-        );
-        println!("| path | samples/s | ratio to raw channel |");
-        println!("|---|---:|---:|");
-        println!(
-            "| raw tokio channel pass-through (baseline) | {:.2} M | 1.00 |",
-            raw / 1e6
-        );
-        println!(
-            "| window store actor (mailbox, awaited sends) | {:.2} M | {:.2} |",
-            store / 1e6,
-            store / raw
-        );
-        println!(
-            "| simulated sampler -> window store | {:.2} M | {:.2} |",
-            sampler / 1e6,
-            sampler / raw
-        );
-        println!(
-            "| simulated sampler -> window store + anomaly detector (7 of 17 series watched) | {:.2} M | {:.2} |",
-            detected / 1e6,
-            detected / raw
-        );
-
-        // Tracing: off / default / every batch, interleaved so drift hits all three alike.
-        let mut rows: [[Vec<f64>; 3]; 2] = Default::default();
-        let mut traced = [0usize; 2];
-        for _ in 0..size.repeats * 6 {
-            for (i, every) in [None, Some(false), Some(true)].into_iter().enumerate() {
-                let t = every.map_or_else(Telemetry::off, telemetry);
-                let (d, _) = window_store(&batches, size.rounds, &t).await;
-                rows[0][i].push(rate(total, d));
-                if every == Some(true) {
-                    traced[0] = t.store().unwrap().stats().counters.spans_stored_total as usize;
-                }
-                let t = every.map_or_else(Telemetry::off, telemetry);
-                let (d, _) = sampler_to_store(gpus, size.rounds, true, &t).await;
-                rows[1][i].push(rate(fleet_total, d));
-                if every == Some(true) {
-                    traced[1] = t.store().unwrap().stats().counters.spans_stored_total as usize;
-                }
-            }
-        }
-        println!(
-            "\nTracing cost, median of {} interleaved runs (spans per run when every batch is traced: {} and {})\n",
-            size.repeats * 6,
-            traced[0],
-            traced[1]
-        );
-        println!("Ratios are medians of the per-round ratios to the tracing-off run beside them,");
-        println!("with their 25th-75th percentile range: the bench's own run-to-run noise.\n");
-        println!("| path | tracing off | default sampling | ratio (p25-p75) | every batch traced | ratio (p25-p75) |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for (name, r) in [
-            ("window store, batches of 1 000", &rows[0]),
-            ("simulated sampler -> window store + anomaly detector", &rows[1]),
-        ] {
-            let ratios = |k: usize| {
-                let mut v: Vec<f64> = r[k].iter().zip(&r[0]).map(|(a, b)| a / b).collect();
-                v.sort_by(f64::total_cmp);
-                let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-                format!("{:.3} ({:.3}-{:.3})", q(0.5), q(0.25), q(0.75))
-            };
-            println!(
-                "| {name} | {:.2} M | {:.2} M | {} | {:.2} M | {} |",
-                best(r[0].clone()) / 1e6,
-                best(r[1].clone()) / 1e6,
-                ratios(1),
-                best(r[2].clone()) / 1e6,
-                ratios(2),
-            );
-        }
-        println!("\nWhat tracing costs per unit of work (best of 5 x 20 000 calls)\n");
-        println!("| what | cost |");
-        println!("|---|---:|");
-        for (what, ns) in span_costs(if bench { 20_000 } else { 100 }) {
-            println!("| {what} | {:.2} µs |", ns / 1000.0);
+        let raw = best(raw);
+        if !only_everything {
+            other_rows(raw, (store, sampler, detected), &batches, &size, gpus, bench).await;
         }
 
         // Everything on, once each, each in a system of its own that stops after it. The

@@ -84,6 +84,9 @@ struct Ring {
     /// that read missed the cache for nearly every sample (`perf annotate` of the pipeline
     /// bench: 40 % of `ingest`); the append that follows is a write, which does not stall.
     newest_ms: i64,
+    /// The series' metric name, as an index into `WindowStore::names`: ingest tells which
+    /// names a batch stored without reading the series keys (see `stored_names`).
+    name_id: u32,
 }
 
 impl Ring {
@@ -144,42 +147,109 @@ impl Ring {
 #[derive(Debug)]
 pub struct WindowStore {
     retention: Retention,
-    series: HashMap<Series, Ring, BuildPrehashed>,
+    series: hashbrown::HashMap<Series, Ring, BuildPrehashed>,
     /// Series by metric name: selectors that name their metric scan only these.
-    by_name: HashMap<String, Vec<Series>>,
+    by_name: HashMap<String, NameEntry>,
+    /// Metric names by id (a ring's `name_id`), with the last ingest that stored one; ids
+    /// of names whose last series went away are in `free_name_ids`, for reuse.
+    names: Vec<NameSlot>,
+    free_name_ids: Vec<u32>,
+    /// Ingests so far, and the names the last one stored (ids, each once).
+    ingests: u64,
+    stored_name_ids: Vec<u32>,
     /// Points currently held across all series.
     points: usize,
+}
+
+/// The series of one metric name.
+#[derive(Debug)]
+struct NameEntry {
+    id: u32,
+    series: Vec<Series>,
+}
+
+#[derive(Debug, Default)]
+struct NameSlot {
+    name: String,
+    stored_in: u64,
 }
 
 impl WindowStore {
     pub fn new(retention: Retention) -> Self {
         WindowStore {
             retention,
-            series: HashMap::default(),
+            series: hashbrown::HashMap::default(),
             by_name: HashMap::new(),
+            names: Vec::new(),
+            free_name_ids: Vec::new(),
+            ingests: 0,
+            stored_name_ids: Vec::new(),
             points: 0,
         }
+    }
+
+    /// The id of a metric name, given to it on its first series.
+    fn name_id(&mut self, series: &Series) -> u32 {
+        if let Some(entry) = self.by_name.get_mut(series.name()) {
+            entry.series.push(series.clone());
+            return entry.id;
+        }
+        let slot = NameSlot {
+            name: series.name().to_string(),
+            stored_in: 0,
+        };
+        let id = match self.free_name_ids.pop() {
+            Some(id) => {
+                self.names[id as usize] = slot;
+                id
+            }
+            None => {
+                self.names.push(slot);
+                (self.names.len() - 1) as u32
+            }
+        };
+        let entry = NameEntry {
+            id,
+            series: vec![series.clone()],
+        };
+        self.by_name.insert(series.name().to_string(), entry);
+        id
+    }
+
+    /// Metric names the last [`WindowStore::ingest`] stored a point of (each once).
+    pub fn stored_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.stored_name_ids
+            .iter()
+            .map(|&id| self.names[id as usize].name.as_str())
     }
 
     /// Stores a batch, one sample at a time, in order.
     pub fn ingest(&mut self, samples: &[Sample]) -> IngestOutcome {
         let mut out = IngestOutcome::default();
         let max_points = self.retention.max_points;
+        self.ingests += 1;
+        self.stored_name_ids.clear();
         for s in samples {
-            let ring = match self.series.get_mut(&s.series) {
+            let ring = match self.series.get_mut(&s.key()) {
                 Some(ring) => ring,
                 None => {
                     if self.series.len() >= self.retention.max_series {
                         out.refused_series_limit += 1;
                         continue;
                     }
-                    self.by_name
-                        .entry(s.series.name().to_string())
-                        .or_default()
-                        .push(s.series.clone());
-                    self.series.entry(s.series.clone()).or_default()
+                    let name_id = self.name_id(&s.series);
+                    let ring = self.series.entry(s.series.clone()).or_default();
+                    ring.name_id = name_id;
+                    ring
                 }
             };
+            let named = &mut self.names[ring.name_id as usize].stored_in;
+            if *named != self.ingests {
+                // Marked before the order check: an out-of-order sample marks its name
+                // too, which at worst runs a rule group once more.
+                *named = self.ingests;
+                self.stored_name_ids.push(ring.name_id);
+            }
             if ring.len() > 0 {
                 if s.timestamp_ms < ring.newest_ms {
                     out.refused_out_of_order += 1;
@@ -252,9 +322,13 @@ impl WindowStore {
         let removed = before - self.series.len();
         if removed > 0 {
             let series = &self.series;
-            self.by_name.retain(|_, list| {
-                list.retain(|s| series.contains_key(s));
-                !list.is_empty()
+            let free = &mut self.free_name_ids;
+            self.by_name.retain(|_, entry| {
+                entry.series.retain(|s| series.contains_key(s));
+                if entry.series.is_empty() {
+                    free.push(entry.id);
+                }
+                !entry.series.is_empty()
             });
         }
         removed
@@ -273,9 +347,13 @@ impl WindowStore {
         });
         self.points -= dropped_points;
         let series = &self.series;
-        self.by_name.retain(|_, list| {
-            list.retain(|s| series.contains_key(s));
-            !list.is_empty()
+        let free = &mut self.free_name_ids;
+        self.by_name.retain(|_, entry| {
+            entry.series.retain(|s| series.contains_key(s));
+            if entry.series.is_empty() {
+                free.push(entry.id);
+            }
+            !entry.series.is_empty()
         });
         before - self.series.len()
     }
@@ -410,7 +488,7 @@ impl WindowStore {
                 self.by_name
                     .get(name)
                     .into_iter()
-                    .flatten()
+                    .flat_map(|entry| &entry.series)
                     .filter(move |s| sel.matches_besides_name(s))
                     .filter_map(move |s| self.series.get_key_value(s)),
             ),
@@ -452,6 +530,33 @@ mod tests {
         );
         assert!(w.select_last(&Selector::metric("m"), 41, 100).is_empty());
         assert_eq!(w.point_count(), 3);
+    }
+
+    #[test]
+    fn ingest_names_each_metric_it_stored_once_and_reuses_ids_of_names_gone() {
+        let mut w = store(100, 1_000, 10);
+        let names = |w: &WindowStore| {
+            let mut v: Vec<String> = w.stored_names().map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        let (a0, a1, b0) = (s("a", "0"), s("a", "1"), s("b", "0"));
+        w.ingest(&[
+            Sample::new(a0.clone(), 10, 1.0),
+            Sample::new(b0.clone(), 10, 1.0),
+            Sample::new(a1.clone(), 10, 1.0),
+        ]);
+        assert_eq!(names(&w), ["a", "b"]);
+        w.ingest(&[Sample::new(b0.clone(), 20, 1.0)]);
+        assert_eq!(names(&w), ["b"]);
+        // `a` goes away with its series; `c` takes its id and is named as `c`.
+        w.remove_where(|k| k.name() == "a");
+        w.ingest(&[Sample::new(s("c", "0"), 30, 1.0)]);
+        assert_eq!(names(&w), ["c"]);
+        assert_eq!(w.names.len(), 2, "the id of `a` was reused");
+        w.ingest(&[Sample::new(a0, 40, 1.0), Sample::new(b0, 40, 1.0)]);
+        assert_eq!(names(&w), ["a", "b"]);
+        assert_eq!(w.select(&Selector::metric("a"), 0, 100).len(), 1);
     }
 
     #[test]

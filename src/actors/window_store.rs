@@ -94,17 +94,11 @@ impl WindowStoreActor {
         }
     }
 
-    /// Tells the listener which metric names `samples` held. A full mailbox drops the
+    /// Tells the listener which metric names the last ingest stored. A full mailbox drops the
     /// notice: the groups still run on their interval.
-    fn notify_stored(&self, samples: &[Sample]) {
+    fn notify_stored(&self) {
         let Some(to) = &self.on_stored else { return };
-        let mut seen = HashSet::new();
-        let names: Vec<String> = samples
-            .iter()
-            .map(|s| s.series.name())
-            .filter(|n| seen.insert(*n))
-            .map(str::to_string)
-            .collect();
+        let names: Vec<String> = self.store.stored_names().map(str::to_string).collect();
         if !names.is_empty() {
             let _ = to.try_send(Stored { names });
         }
@@ -115,7 +109,7 @@ impl WindowStoreActor {
     fn store_counted(&mut self, samples: &[Sample]) -> crate::window::IngestOutcome {
         let outcome = self.store.ingest(samples);
         if outcome.stored + outcome.replaced > 0 {
-            self.notify_stored(samples);
+            self.notify_stored();
         }
         self.received += samples.len() as u64;
         self.stored += outcome.stored + outcome.replaced;

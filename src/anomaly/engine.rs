@@ -4,7 +4,7 @@
 //! Time comes in with the samples; nothing here reads a clock.
 
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::detector::{Detector, DetectorConfig, Reason};
 use crate::model::catalog;
@@ -124,7 +124,7 @@ enum Slot {
 /// The engine.
 pub struct AnomalyEngine {
     settings: EngineSettings,
-    series: HashMap<Series, Slot, BuildPrehashed>,
+    series: hashbrown::HashMap<Series, Slot, BuildPrehashed>,
     watched: usize,
     anomalies: VecDeque<Anomaly>,
     next_id: u64,
@@ -138,7 +138,7 @@ impl AnomalyEngine {
     pub fn new(settings: EngineSettings) -> Self {
         AnomalyEngine {
             settings,
-            series: HashMap::default(),
+            series: hashbrown::HashMap::default(),
             watched: 0,
             anomalies: VecDeque::new(),
             next_id: 1,
@@ -195,8 +195,9 @@ impl AnomalyEngine {
         self.counts.evicted += evicted as u64;
     }
 
-    fn slot(&mut self, series: &Series) -> Option<&mut Watched> {
-        if !self.series.contains_key(series) {
+    fn slot(&mut self, sample: &Sample) -> Option<&mut Watched> {
+        let series = &sample.series;
+        if !self.series.contains_key(&sample.key()) {
             let watch = series.name() != SCORE_METRIC
                 && self.settings.watch.iter().any(|s| s.matches(series));
             let slot = if !watch {
@@ -215,7 +216,7 @@ impl AnomalyEngine {
             };
             self.series.insert(series.clone(), slot);
         }
-        match self.series.get_mut(series) {
+        match self.series.get_mut(&sample.key()) {
             Some(Slot::Watched(w)) => Some(w),
             _ => None,
         }
@@ -225,7 +226,7 @@ impl AnomalyEngine {
         let gap_intervals = self.settings.gap_intervals;
         let threshold = self.settings.threshold;
         let merge_samples = 2 * self.settings.detector.rest_samples as u64;
-        let w = self.slot(&sample.series)?;
+        let w = self.slot(sample)?;
         let t = sample.timestamp_ms;
         let mut gap = false;
         let mut reset = false;
@@ -324,7 +325,7 @@ impl AnomalyEngine {
                     while self.anomalies.len() > self.settings.max_anomalies {
                         self.anomalies.pop_front();
                     }
-                    if let Some(Slot::Watched(w)) = self.series.get_mut(&sample.series) {
+                    if let Some(Slot::Watched(w)) = self.series.get_mut(&sample.key()) {
                         w.open = Some((id, verdict.reason));
                     }
                     self.counts.opened += 1;
