@@ -188,8 +188,9 @@ impl WindowStore {
         }
     }
 
-    /// The id of a metric name, given to it on its first series.
-    fn name_id(&mut self, series: &Series) -> u32 {
+    /// Files a new series under its metric name; answers the name's id (given to a name
+    /// with its first series).
+    fn index_by_name(&mut self, series: &Series) -> u32 {
         if let Some(entry) = self.by_name.get_mut(series.name()) {
             entry.series.push(series.clone());
             return entry.id;
@@ -237,7 +238,7 @@ impl WindowStore {
                         out.refused_series_limit += 1;
                         continue;
                     }
-                    let name_id = self.name_id(&s.series);
+                    let name_id = self.index_by_name(&s.series);
                     let ring = self.series.entry(s.series.clone()).or_default();
                     ring.name_id = name_id;
                     ring
