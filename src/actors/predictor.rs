@@ -14,7 +14,7 @@ use crate::actors::window_store::WindowStoreActor;
 use crate::clock::Clock;
 use crate::mailbox::Mailbox;
 use crate::messages::predictions::ListPredictions;
-use crate::messages::queries::{SelectLatest, SelectPoints};
+use crate::messages::queries::{SelectGrids, SelectLatest};
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::selector::{MatchOp, Matcher, Selector};
@@ -70,6 +70,7 @@ impl Predictor {
         self.running = true;
         let now = self.clock.now_ms();
         let settings = self.engine.settings().clone();
+        let buckets = self.engine.buckets();
         let window = self.window.clone();
         let limit_names: Vec<String> = settings
             .limits
@@ -88,14 +89,16 @@ impl Predictor {
             let _read_span = read_span;
             let mut windows = Vec::new();
             for selector in &settings.watch {
-                let points = window
-                    .send(SelectPoints {
+                let grids = window
+                    .send(SelectGrids {
                         selector: selector.clone(),
                         start_ms: now - settings.window_ms,
                         end_ms: now,
+                        step_ms: settings.step_ms,
+                        buckets,
                     })
                     .await?;
-                windows.extend(points);
+                windows.extend(grids);
             }
             // A series matched by two selectors is fitted once.
             windows.sort_by(|a, b| a.series.cmp(&b.series));
@@ -125,7 +128,7 @@ impl Predictor {
                 let jobs = match read {
                     Ok((windows, limits)) => {
                         act.read_error = None;
-                        act.engine.jobs(windows, &limits, now)
+                        act.engine.jobs_from_grids(windows, &limits, now)
                     }
                     Err(e) => {
                         act.read_error = Some(format!("window store: {e}"));

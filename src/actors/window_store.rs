@@ -17,7 +17,7 @@ use actix::prelude::*;
 use crate::clock::Clock;
 use crate::mailbox::{Mailbox, MailboxGauge};
 use crate::messages::alerts::{EvalGroups, Stored};
-use crate::messages::queries::{SelectLatest, SelectPoints, SelectStats};
+use crate::messages::queries::{SelectGrids, SelectLatest, SelectPoints, SelectStats};
 use crate::messages::samples::{ProcessBatch, SampleBatch};
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
@@ -429,6 +429,28 @@ impl Handler<SelectPoints> for WindowStoreActor {
     }
 }
 
+impl Handler<SelectGrids> for WindowStoreActor {
+    type Result = MessageResult<SelectGrids>;
+
+    fn handle(&mut self, q: SelectGrids, _: &mut Self::Context) -> Self::Result {
+        use crate::predict::model::{resample, SeriesGrid};
+        let mut grids: Vec<SeriesGrid> = self
+            .store
+            .select_slices(&q.selector, q.start_ms, q.end_ms)
+            .into_iter()
+            .map(|(series, points)| {
+                let counter = crate::model::catalog::is_cumulative(series.name());
+                SeriesGrid {
+                    series: series.clone(),
+                    grid: resample(points, q.end_ms, q.step_ms, q.buckets, counter),
+                }
+            })
+            .collect();
+        grids.sort_by(|a, b| a.series.cmp(&b.series));
+        MessageResult(grids)
+    }
+}
+
 impl Handler<SelectStats> for WindowStoreActor {
     type Result = MessageResult<SelectStats>;
 
@@ -520,6 +542,64 @@ mod tests {
         assert_eq!(stats.extra["series"], 0.0);
         assert_eq!(stats.received_total, 3);
         assert_eq!(stats.emitted_total, 3);
+    }
+
+    #[actix::test]
+    async fn grids_are_the_windows_resampled_where_they_are() {
+        use crate::predict::model::resample;
+        let clock = Clock::tokio_anchored(1_000_000);
+        let retention = Retention {
+            max_points: 1_000,
+            max_age_ms: 10_000_000,
+            max_series: 100,
+        };
+        let store =
+            WindowStoreActor::new(retention, vec![], clock, MailboxGauge::default()).start();
+        // A gauge, and a counter with a reset: the grid holds the counter's rate.
+        let gauge = SeriesKey::shared("DCGM_FI_DEV_GPU_UTIL", [("gpu", "0")]);
+        let counter = SeriesKey::shared("http_requests_total", [("route", "/a")]);
+        let mut samples = Vec::new();
+        for i in 0..120i64 {
+            let t = 1_000_000 + i * 1_000;
+            samples.push(Sample::new(gauge.clone(), t, (i % 7) as f64));
+            let total = if i < 60 { i * 3 } else { (i - 60) * 2 };
+            samples.push(Sample::new(counter.clone(), t, total as f64));
+        }
+        store.send(SampleBatch::new(samples)).await.unwrap();
+        let (start_ms, end_ms, step_ms, buckets) = (1_030_000, 1_119_000, 10_000, 9);
+        let grids = store
+            .send(SelectGrids {
+                selector: Selector::all(),
+                start_ms,
+                end_ms,
+                step_ms,
+                buckets,
+            })
+            .await
+            .unwrap();
+        let windows = store
+            .send(SelectPoints {
+                selector: Selector::all(),
+                start_ms,
+                end_ms,
+            })
+            .await
+            .unwrap();
+        assert_eq!(grids.len(), 2);
+        for (g, w) in grids.iter().zip(&windows) {
+            assert_eq!(g.series, w.series);
+            let counter = g.series.name() == "http_requests_total";
+            let expected = resample(&w.points, end_ms, step_ms, buckets, counter);
+            assert_eq!(g.grid, expected, "{}", g.series);
+        }
+        let rate = &grids
+            .iter()
+            .find(|g| g.series.name() == "http_requests_total")
+            .unwrap()
+            .grid;
+        assert_eq!(rate.values.len(), 9);
+        assert_eq!(rate.values[0], 3.0, "3 requests a second before the reset");
+        assert_eq!(rate.values[8], 2.0, "2 a second after it");
     }
 
     /// A processor that derives `<name>_x10` (value × 10) from every sample, slowly, on

@@ -15,6 +15,20 @@ pub struct SelectPoints {
     pub end_ms: i64,
 }
 
+/// Matching series' points in `[start_ms, end_ms]`, put onto `buckets` steps of `step_ms`
+/// ending at `end_ms` where they are ([`crate::predict::model::resample`], counters as
+/// rates), sorted by series. The predictor's read: copying its windows out instead took 29 MB
+/// a refit (30 minutes of 1 000 series at 1 s), which the allocator kept for the next one.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<crate::predict::model::SeriesGrid>")]
+pub struct SelectGrids {
+    pub selector: Selector,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step_ms: i64,
+    pub buckets: usize,
+}
+
 /// Latest/min/max/avg of matching series in `[start_ms, end_ms]`.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<SeriesStats>")]

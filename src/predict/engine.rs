@@ -6,7 +6,7 @@
 use serde::Serialize;
 use std::collections::HashMap;
 
-use super::model::{self, describe_span, exhaustion, robust_trend, Calibration};
+use super::model::{self, describe_span, exhaustion, robust_trend, Calibration, SeriesGrid};
 use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{derived_series, BuildPrehashed, Sample, Series, SeriesKey};
@@ -201,11 +201,38 @@ impl PredictorEngine {
         self.counts.cycles_skipped += 1;
     }
 
-    /// Builds this cycle's jobs from the window's points and the limits' newest values.
-    /// Series in back-off are skipped (and their back-off counted down).
+    /// Buckets of the grid a window is resampled onto.
+    pub fn buckets(&self) -> usize {
+        (self.settings.window_ms / self.settings.step_ms) as usize
+    }
+
+    /// [`PredictorEngine::jobs_from_grids`] from the windows' raw points.
     pub fn jobs(
         &mut self,
         windows: Vec<SeriesPoints>,
+        limits: &[(Series, f64)],
+        now_ms: i64,
+    ) -> Vec<FitJob> {
+        let (step_ms, buckets) = (self.settings.step_ms, self.buckets());
+        let grids = windows
+            .into_iter()
+            .map(|w| {
+                let counter = catalog::is_cumulative(w.series.name());
+                SeriesGrid {
+                    grid: model::resample(&w.points, now_ms, step_ms, buckets, counter),
+                    series: w.series,
+                }
+            })
+            .collect();
+        self.jobs_from_grids(grids, limits, now_ms)
+    }
+
+    /// Builds this cycle's jobs from the windows on the grid (`SelectGrids`) and the
+    /// limits' newest values. Series in back-off are skipped (and their back-off counted
+    /// down).
+    pub fn jobs_from_grids(
+        &mut self,
+        windows: Vec<SeriesGrid>,
         limits: &[(Series, f64)],
         now_ms: i64,
     ) -> Vec<FitJob> {
@@ -219,7 +246,6 @@ impl PredictorEngine {
         self.failures.retain(|s, _| present.contains(s));
         let limit_of: HashMap<LimitKey, f64> =
             limits.iter().map(|(s, v)| (limit_key(s), *v)).collect();
-        let buckets = (self.settings.window_ms / self.settings.step_ms) as usize;
         let mut jobs = Vec::new();
         for w in windows {
             let name = w.series.name();
@@ -239,7 +265,7 @@ impl PredictorEngine {
                 continue;
             }
             let is_rate = catalog::is_cumulative(name);
-            let grid = model::resample(&w.points, now_ms, self.settings.step_ms, buckets, is_rate);
+            let grid = w.grid;
             if grid.trailing_gap > STALE_STEPS {
                 // Silent for a while: its forecast and calibration go; it is not a failure.
                 self.predictions.remove(&w.series);

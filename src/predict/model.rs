@@ -50,6 +50,13 @@ pub struct Grid {
     pub trailing_gap: usize,
 }
 
+/// One series' window on the grid, resampled where the window is (see `SelectGrids`).
+#[derive(Debug, Clone)]
+pub struct SeriesGrid {
+    pub series: crate::model::series::Series,
+    pub grid: Grid,
+}
+
 /// Puts `points` (time-ordered) onto `buckets` steps of `step_ms` ending at `end_ms`: the
 /// mean of each step's points, carried forward over empty steps. For a counter, each step
 /// holds the per-second rate over it (a reset counts from zero). Leading empty steps are
