@@ -63,7 +63,7 @@ pub struct SeriesPoints {
 /// arrived, and the process' RSS kept rising until every window had filled and cycled its
 /// dead prefix: 37 minutes after a series first appeared, with the default 30-minute window
 /// (the hour soak in `docs/soak-1h.md`). With it, a series reaches its final memory when its
-/// ring takes its final size (256 points at the default window, four minutes in), and RSS
+/// ring takes its final size (its 129th point at the default window, two minutes in), and RSS
 /// says early what the fleet will cost.
 fn prefault(points: &mut Vec<(i64, f64)>) {
     let len = points.len();
@@ -273,11 +273,11 @@ impl WindowStore {
             // The ring never holds more than `max_points` live points plus a dead prefix of
             // a quarter of that (see `compact`): grow by doubling while the series is young,
             // never past that size (doubling past it would give every full series twice the
-            // memory it uses). Once a doubling would reach an eighth of `max_points` (256
-            // points with 1 800: four minutes at 1 s), take the final buffer at once and
-            // back it with memory (`prefault`): a series that has lived that long usually
-            // lives on, and growing further in steps moved every series' buffer again 9, 17
-            // and 34 minutes in, each a step in the soak's RSS.
+            // memory it uses). Once a doubling would reach an eighth of `max_points` (from
+            // 128 to 256 points with 1 800: two minutes in at 1 s), take the final buffer
+            // at once and back it with memory (`prefault`): a series that has lived that
+            // long usually lives on, and growing further in steps moved every series'
+            // buffer again 9, 17 and 34 minutes in, each a step in the soak's RSS.
             if ring.points.len() == ring.points.capacity() {
                 let most = max_points + max_points / 4 + 1;
                 let upper = most.max(ring.points.len() + 1);
