@@ -276,8 +276,8 @@ impl WindowStore {
             // memory it uses). Once a doubling would reach an eighth of `max_points` (from
             // 128 to 256 points with 1 800: two minutes in at 1 s), take the final buffer
             // at once and back it with memory (`prefault`): a series that has lived that
-            // long usually lives on, and growing further in steps moved every series'
-            // buffer again 9, 17 and 34 minutes in, each a step in the soak's RSS.
+            // long usually lives on, and doubling on moved every series' buffer again 4, 9
+            // and 17 minutes in, each a step in the soak's RSS.
             if ring.points.len() == ring.points.capacity() {
                 let most = max_points + max_points / 4 + 1;
                 let upper = most.max(ring.points.len() + 1);
