@@ -322,15 +322,7 @@ impl WindowStore {
         self.points -= dropped_points;
         let removed = before - self.series.len();
         if removed > 0 {
-            let series = &self.series;
-            let free = &mut self.free_name_ids;
-            self.by_name.retain(|_, entry| {
-                entry.series.retain(|s| series.contains_key(s));
-                if entry.series.is_empty() {
-                    free.push(entry.id);
-                }
-                !entry.series.is_empty()
-            });
+            self.forget_removed_in_index();
         }
         removed
     }
@@ -347,6 +339,13 @@ impl WindowStore {
             !gone
         });
         self.points -= dropped_points;
+        self.forget_removed_in_index();
+        before - self.series.len()
+    }
+
+    /// Takes series no longer held out of the name index; a name left with none goes, and
+    /// its id is free for the next new name.
+    fn forget_removed_in_index(&mut self) {
         let series = &self.series;
         let free = &mut self.free_name_ids;
         self.by_name.retain(|_, entry| {
@@ -356,7 +355,6 @@ impl WindowStore {
             }
             !entry.series.is_empty()
         });
-        before - self.series.len()
     }
 
     /// Number of series held.
