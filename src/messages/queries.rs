@@ -18,7 +18,7 @@ pub struct SelectPoints {
 /// Matching series' points in `[start_ms, end_ms]`, put onto `buckets` steps of `step_ms`
 /// ending at `end_ms` where they are ([`crate::predict::model::resample`], counters as
 /// rates), sorted by series. The predictor's read: copying its windows out instead took 29 MB
-/// a refit (30 minutes of 1 000 series at 1 s), which the allocator kept for the next one.
+/// a refit (30 minutes of 1 000 series at 1 s), a copy that grew as the windows filled.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<crate::predict::model::SeriesGrid>")]
 pub struct SelectGrids {
