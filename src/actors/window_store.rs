@@ -433,17 +433,13 @@ impl Handler<SelectGrids> for WindowStoreActor {
     type Result = MessageResult<SelectGrids>;
 
     fn handle(&mut self, q: SelectGrids, _: &mut Self::Context) -> Self::Result {
-        use crate::predict::model::{resample, SeriesGrid};
+        use crate::predict::model::SeriesGrid;
         let mut grids: Vec<SeriesGrid> = self
             .store
             .select_slices(&q.selector, q.start_ms, q.end_ms)
             .into_iter()
             .map(|(series, points)| {
-                let counter = crate::model::catalog::is_cumulative(series.name());
-                SeriesGrid {
-                    series: series.clone(),
-                    grid: resample(points, q.end_ms, q.step_ms, q.buckets, counter),
-                }
+                SeriesGrid::resample(series.clone(), points, q.end_ms, q.step_ms, q.buckets)
             })
             .collect();
         grids.sort_by(|a, b| a.series.cmp(&b.series));

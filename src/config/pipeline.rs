@@ -3,6 +3,7 @@
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -189,7 +190,10 @@ impl Default for AnomalyConfig {
     fn default() -> Self {
         AnomalyConfig {
             enabled: true,
-            watch: default_watch().to_vec(),
+            watch: {
+                static PARSED: OnceLock<Vec<WatchSelector>> = OnceLock::new();
+                built_in(&PARSED, DEFAULT_WATCH)
+            },
             threshold: 0.78,
             max_series: NonZeroUsize::new(10_000).unwrap(),
             max_anomalies: NonZeroUsize::new(10_000).unwrap(),
@@ -207,17 +211,18 @@ pub const DEFAULT_WATCH: &[&str] = &[
     r#"{__name__="http_requests_total", service!="pulse"}"#,
 ];
 
-/// [`DEFAULT_WATCH`], parsed once: every pipeline file without an `[anomaly] watch` list
-/// starts from it, and parsing its regex again for each file took 11 % of the `config`
-/// fuzz target's time.
-fn default_watch() -> &'static [WatchSelector] {
-    static PARSED: std::sync::OnceLock<Vec<WatchSelector>> = std::sync::OnceLock::new();
-    PARSED.get_or_init(|| {
-        DEFAULT_WATCH
-            .iter()
-            .map(|s| WatchSelector::try_from(s.to_string()).expect("built-in selector"))
-            .collect()
-    })
+/// A built-in selector list ([`DEFAULT_WATCH`], [`DEFAULT_FORECAST`]), parsed once into
+/// `parsed`: every pipeline file without its own list starts from it, and parsing the
+/// anomaly list's regex again for each file took 11 % of the `config` fuzz target's time.
+fn built_in(parsed: &'static OnceLock<Vec<WatchSelector>>, texts: &[&str]) -> Vec<WatchSelector> {
+    parsed
+        .get_or_init(|| {
+            texts
+                .iter()
+                .map(|s| WatchSelector::try_from(s.to_string()).expect("built-in selector"))
+                .collect()
+        })
+        .clone()
 }
 
 /// A PromQL selector in the pipeline file, checked when the file is read.
@@ -344,10 +349,10 @@ impl Default for PredictorConfig {
     fn default() -> Self {
         PredictorConfig {
             enabled: true,
-            watch: DEFAULT_FORECAST
-                .iter()
-                .map(|s| WatchSelector::try_from(s.to_string()).expect("built-in selector"))
-                .collect(),
+            watch: {
+                static PARSED: OnceLock<Vec<WatchSelector>> = OnceLock::new();
+                built_in(&PARSED, DEFAULT_FORECAST)
+            },
             window_s: NonZeroU64::new(1800).unwrap(),
             step_ms: NonZeroU64::new(10_000).unwrap(),
             refit_interval_ms: NonZeroU64::new(60_000).unwrap(),

@@ -297,7 +297,8 @@ impl Hash for SeriesRef<'_> {
 
 impl hashbrown::Equivalent<Series> for SeriesRef<'_> {
     fn equivalent(&self, key: &Series) -> bool {
-        Arc::ptr_eq(self.series, key) || **self.series == **key
+        // `SeriesKey`'s equality compares the pointers first: the same `Arc` is not read.
+        self.series == key
     }
 }
 

@@ -10,7 +10,6 @@ use super::model::{self, describe_span, exhaustion, robust_trend, Calibration, S
 use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{derived_series, BuildPrehashed, Sample, Series, SeriesKey};
-use crate::window::SeriesPoints;
 
 /// Forecast series: the watched series' labels plus `metric`, `horizon` and `bound`.
 pub const FORECAST_METRIC: &str = catalog::FORECAST;
@@ -206,23 +205,19 @@ impl PredictorEngine {
         (self.settings.window_ms / self.settings.step_ms) as usize
     }
 
-    /// [`PredictorEngine::jobs_from_grids`] from the windows' raw points.
+    /// [`PredictorEngine::jobs_from_grids`] from the windows' raw points (what the unit
+    /// tests give it; the actor reads grids).
+    #[cfg(test)]
     pub fn jobs(
         &mut self,
-        windows: Vec<SeriesPoints>,
+        windows: Vec<crate::window::SeriesPoints>,
         limits: &[(Series, f64)],
         now_ms: i64,
     ) -> Vec<FitJob> {
         let (step_ms, buckets) = (self.settings.step_ms, self.buckets());
         let grids = windows
             .into_iter()
-            .map(|w| {
-                let counter = catalog::is_cumulative(w.series.name());
-                SeriesGrid {
-                    grid: model::resample(&w.points, now_ms, step_ms, buckets, counter),
-                    series: w.series,
-                }
-            })
+            .map(|w| SeriesGrid::resample(w.series, &w.points, now_ms, step_ms, buckets))
             .collect();
         self.jobs_from_grids(grids, limits, now_ms)
     }
@@ -532,6 +527,7 @@ fn who(series: &SeriesKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::SeriesPoints;
 
     fn settings() -> PredictorSettings {
         PredictorSettings {

@@ -57,6 +57,23 @@ pub struct SeriesGrid {
     pub grid: Grid,
 }
 
+impl SeriesGrid {
+    /// [`resample`] of one series' points, as a rate when the series is a counter.
+    pub fn resample(
+        series: crate::model::series::Series,
+        points: &[(i64, f64)],
+        end_ms: i64,
+        step_ms: i64,
+        buckets: usize,
+    ) -> Self {
+        let counter = crate::model::catalog::is_cumulative(series.name());
+        SeriesGrid {
+            grid: resample(points, end_ms, step_ms, buckets, counter),
+            series,
+        }
+    }
+}
+
 /// Puts `points` (time-ordered) onto `buckets` steps of `step_ms` ending at `end_ms`: the
 /// mean of each step's points, carried forward over empty steps. For a counter, each step
 /// holds the per-second rate over it (a reset counts from zero). Leading empty steps are
