@@ -18,8 +18,10 @@
 //! - [`api`] — the axum router and handlers.
 //! - [`server`] — runs the actix system and the HTTP server together.
 //! - [`fuzzing`] — entry points of the fuzz targets under `fuzz/`.
+//! - [`allocator`] — handing freed memory back to the kernel (glibc's `malloc_trim`).
 
 pub mod actors;
+pub mod allocator;
 pub mod anomaly;
 pub mod api;
 pub mod cache;

@@ -33,6 +33,9 @@ pub struct Predictor {
     running: bool,
     /// Why the last cycle could not read its windows, if it could not.
     read_error: Option<String>,
+    /// How long the last cycle's allocator trim took, and how many trims released memory.
+    last_trim_ms: f64,
+    trims_released: u64,
     telemetry: crate::telemetry::Telemetry,
 }
 
@@ -52,6 +55,8 @@ impl Predictor {
             refit_interval,
             running: false,
             read_error: None,
+            last_trim_ms: 0.0,
+            trims_released: 0,
             telemetry: Default::default(),
         }
     }
@@ -165,10 +170,23 @@ impl Predictor {
                         let batch = SampleBatch::new(samples).with_trace(span);
                         let _ = to_window.send(batch).await;
                     }
+                    // The cycle's grids and fits are freed now: hand that memory back
+                    // (src/allocator.rs), off the actor's thread.
+                    tokio::task::spawn_blocking(|| {
+                        let started = std::time::Instant::now();
+                        let released = crate::allocator::trim();
+                        (started.elapsed().as_secs_f64() * 1000.0, released)
+                    })
+                    .await
+                    .unwrap_or((0.0, false))
                 }
                 .into_actor(act)
             })
-            .map(|_, act, _| act.running = false);
+            .map(|(trim_ms, released), act, _| {
+                act.running = false;
+                act.last_trim_ms = trim_ms;
+                act.trims_released += u64::from(released);
+            });
         ctx.spawn(fut);
     }
 }
@@ -219,6 +237,12 @@ impl Handler<GetStats> for Predictor {
             .insert("predictor_fit_timeouts_total", c.fit_timeouts as f64);
         st.extra
             .insert("predictor_last_cycle_fit_ms", c.last_cycle_fit_ms);
+        st.extra
+            .insert("predictor_last_allocator_trim_ms", self.last_trim_ms);
+        st.extra.insert(
+            "predictor_allocator_trims_released_total",
+            self.trims_released as f64,
+        );
         let failures = self.engine.failures();
         st.reason = Some(format!(
             "{} series forecast, refit every {:.1} s",
