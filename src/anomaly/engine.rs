@@ -3,6 +3,7 @@
 //! score samples built, anomalies opened and merged, and a bounded list of recent ones.
 //! Time comes in with the samples; nothing here reads a clock.
 
+use hashbrown::hash_map::EntryRef;
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -197,28 +198,32 @@ impl AnomalyEngine {
 
     fn slot(&mut self, sample: &Sample) -> Option<&mut Watched> {
         let series = &sample.series;
-        if !self.series.contains_key(&sample.key()) {
-            let watch = series.name() != SCORE_METRIC
-                && self.settings.watch.iter().any(|s| s.matches(series));
-            let slot = if !watch {
-                Slot::Ignored
-            } else if self.watched >= self.settings.max_series {
-                // Not remembered: the series may get its turn when others go away.
-                self.counts.refused += 1;
-                return None;
-            } else {
-                self.watched += 1;
-                Slot::Watched(Box::new(Watched::new(
-                    series,
-                    &self.settings.detector,
-                    self.settings.threshold,
-                )))
-            };
-            self.series.insert(series.clone(), slot);
-        }
-        match self.series.get_mut(&sample.key()) {
-            Some(Slot::Watched(w)) => Some(w),
-            _ => None,
+        // One probe for a known series (every sample but a series' first).
+        let slot = match self.series.entry_ref(&sample.key()) {
+            EntryRef::Occupied(o) => o.into_mut(),
+            EntryRef::Vacant(v) => {
+                let watch = series.name() != SCORE_METRIC
+                    && self.settings.watch.iter().any(|s| s.matches(series));
+                let slot = if !watch {
+                    Slot::Ignored
+                } else if self.watched >= self.settings.max_series {
+                    // Not remembered: the series may get its turn when others go away.
+                    self.counts.refused += 1;
+                    return None;
+                } else {
+                    self.watched += 1;
+                    Slot::Watched(Box::new(Watched::new(
+                        series,
+                        &self.settings.detector,
+                        self.settings.threshold,
+                    )))
+                };
+                v.insert_with_key(series.clone(), slot)
+            }
+        };
+        match slot {
+            Slot::Watched(w) => Some(w),
+            Slot::Ignored => None,
         }
     }
 
