@@ -106,9 +106,15 @@ impl Ring {
         self.head += 1;
     }
 
-    /// Cuts the dead prefix off once it is a quarter of `max_points` (amortised O(1)).
+    /// Cuts the dead prefix off once it is as long as the live points (at least 16 of
+    /// them) or a quarter of `max_points`, whichever comes first. Amortised O(1): a cut
+    /// moves at most as many live points as were dropped since the last one. A series held
+    /// by age with few points (a forecast written once a minute keeps about 30) keeps a
+    /// buffer the size of its window; with a quarter of `max_points` alone, its dead prefix
+    /// piled up toward 450 points and, at 129, took it to a dense series' final buffer.
     fn compact(&mut self, max_points: usize) {
-        if self.head > 0 && (self.head >= max_points / 4 || self.head == self.points.len()) {
+        let most_dead = (max_points / 4).min(self.len().max(16));
+        if self.head > 0 && (self.head >= most_dead || self.head == self.points.len()) {
             self.points.drain(..self.head);
             self.head = 0;
         }
@@ -271,7 +277,8 @@ impl WindowStore {
             }
             ring.stale += usize::from(is_stale(s.value));
             // The ring never holds more than `max_points` live points plus a dead prefix of
-            // a quarter of that (see `compact`): grow by doubling while the series is young,
+            // at most a quarter of that, and at most as many as it holds live (see
+            // `compact`; a sparse series stays small): grow by doubling while it is young,
             // never past that size (doubling past it would give every full series twice the
             // memory it uses). Once a doubling would reach an eighth of `max_points` (from
             // 128 to 256 points with 1 800: two minutes in at 1 s), take the final buffer
@@ -598,6 +605,28 @@ mod tests {
         }
         // 4, 8, ... 64, 128, then 2 251 (not 256, 512, 1 024, 2 048 and later 2 251).
         assert_eq!(capacities, [4, 8, 16, 32, 64, 128, 1_800 + 450 + 1]);
+    }
+
+    #[test]
+    fn a_sparse_series_held_by_age_keeps_a_buffer_the_size_of_its_window() {
+        // A forecast series: one point a minute, 30 minutes kept, in a store sized for 1 s
+        // sampling (1 800 points). It holds about 30 live points; its dead prefix must not
+        // pile up toward a quarter of max_points (450), which took its ring to 129 points
+        // after 2 h 9 min and then to the 2 251-point buffer of a dense series.
+        let minute = 60_000;
+        let mut w = store(1_800, 30 * minute, 10);
+        let a = s("pulse_forecast", "0");
+        let mut most = 0;
+        for i in 0..600 {
+            let now = i * minute;
+            w.ingest(&[Sample::new(a.clone(), now, i as f64)]);
+            w.evict(now);
+            let ring = w.series.values().next().unwrap();
+            assert!(ring.len() <= 31, "live points {}", ring.len());
+            most = most.max(ring.points.capacity());
+        }
+        assert!(most <= 64, "capacity reached {most}");
+        assert_eq!(w.point_count(), 31);
     }
 
     #[test]
