@@ -7,7 +7,7 @@ mod common;
 use std::num::NonZeroUsize;
 
 use axum::http::StatusCode;
-use common::{call, get, poll_until as poll};
+use common::{call, get, poll_until as poll, urlencode};
 use pulse::sim::fleet::Scenario;
 
 const RULE: &str = r#"
@@ -147,13 +147,4 @@ async fn a_disabled_detector_says_so() {
     assert_eq!(body["count"], 0);
     let (_, metrics) = call(&app, get("/metrics")).await;
     assert!(!metrics.as_str().unwrap().contains("pulse_anomaly_score{"));
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use common::{call, get, post_json};
+use common::{call, get, post_json, urlencode};
 use pulse::model::series::{Sample, SeriesKey};
 use pulse::window::{Retention, WindowStore};
 use serde_json::{json, Value};
@@ -218,6 +218,41 @@ async fn unknown_and_invalid_ids() {
         let (s, v) = call(&app, req).await;
         assert_eq!((s, &v), (status, &expected), "{uri}");
     }
+}
+
+/// A label matcher whose regex would compile to more than 4 MiB (here a million states): 400
+/// naming the regex and the limit; the same selector with a small regex is served.
+#[actix::test]
+async fn oversized_regex_in_a_selector() {
+    let rules = tempfile::tempdir().unwrap();
+    let app = app_with_accepted_batch(rules.path()).await;
+    let (status, v) = call(
+        &app,
+        get(&format!(
+            "/api/v1/series?match={}",
+            urlencode(r#"{__name__=~"(a{1000}){1000}"}"#)
+        )),
+    )
+    .await;
+    assert_eq!(
+        (status, v),
+        (
+            StatusCode::BAD_REQUEST,
+            bad(
+                "match: the regex \"(a{1000}){1000}\" is too large: compiled, it would take \
+                 more than 4096 KiB (the limit for one label matcher)"
+            )
+        )
+    );
+    let (status, v) = call(
+        &app,
+        get(&format!(
+            "/api/v1/series?match={}",
+            urlencode(r#"{__name__=~"(a{10}){10}"}"#)
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
 }
 
 /// A bad rule file: the reload is refused with 422 naming file, group, rule and field; the

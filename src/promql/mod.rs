@@ -127,20 +127,34 @@ impl Query {
     }
 }
 
-/// The PromQL parser, with the input it would panic on refused first: promql-parser
-/// 0.5 turns a plain number used as a duration (`x[5]`, `offset 5`, `[5:1]`) into a
-/// `Duration` with `Duration::from_secs_f64`, which panics on `inf`, `nan`, negative and
-/// enormous numbers (found by `fuzz/` promql target: `x[3333...3316]`). Every parse in
-/// Pulse goes through here.
+/// The most memory one label matcher's regex may take once compiled. The regex crate's
+/// own limit is 10 MiB, and promql-parser compiles a regex that fails twice (the second
+/// time with Go's literal braces escaped): a config file's selector with huge counted
+/// repetitions (found by the `config` fuzz target) took 1.15 s to be refused. A list of a
+/// thousand pod names takes about 2 MiB; ten thousand take more than the regex crate's
+/// own limit.
+pub const MAX_REGEX_BYTES: usize = 4 << 20;
+
+/// The PromQL parser, with the input it would panic on or be slow on refused first:
+/// promql-parser 0.5 turns a plain number used as a duration (`x[5]`, `offset 5`,
+/// `[5:1]`) into a `Duration` with `Duration::from_secs_f64`, which panics on `inf`,
+/// `nan`, negative and enormous numbers (found by `fuzz/` promql target:
+/// `x[3333...3316]`), and it compiles regexes with the regex crate's default size limit
+/// (see [`MAX_REGEX_BYTES`]). Every parse in Pulse goes through here.
 pub fn parse_expr(text: &str) -> Result<Expr, String> {
-    check_number_durations(text)?;
+    precheck(text)?;
     parser::parse(text)
 }
 
-/// Refuses a number in a duration position that `std::time::Duration` cannot hold.
-fn check_number_durations(text: &str) -> Result<(), String> {
+/// Refuses a number in a duration position that `std::time::Duration` cannot hold, and a
+/// label matcher's regex that compiles to more than [`MAX_REGEX_BYTES`]. Any other error
+/// is the parser's to report.
+fn precheck(text: &str) -> Result<(), String> {
     use lrpar::{Lexeme, Lexer, NonStreamingLexer};
-    use parser::token::{T_ADD, T_COLON, T_LEFT_BRACKET, T_NUMBER, T_OFFSET, T_SUB};
+    use parser::token::{
+        T_ADD, T_COLON, T_EQL_REGEX, T_LEFT_BRACKET, T_NEQ_REGEX, T_NUMBER, T_OFFSET, T_STRING,
+        T_SUB,
+    };
     // A lexer error is the parser's to report.
     let Ok(lexer) = parser::lexer(text) else {
         return Ok(());
@@ -166,9 +180,69 @@ fn check_number_durations(text: &str) -> Result<(), String> {
                 }
             }
         }
+        if id == T_STRING && matches!(previous, Some(T_EQL_REGEX | T_NEQ_REGEX)) {
+            check_regex_size(lexer.span_str(lexeme.span()))?;
+        }
         (before, previous) = (previous, Some(id));
     }
     Ok(())
+}
+
+/// Compiles a matcher's regex (a quoted string as written) under [`MAX_REGEX_BYTES`],
+/// anchored as the parser anchors it; only "too big" is an error here. A regex that
+/// cannot come near the limit is not compiled here (the parser compiles it): most are
+/// small, and compiling each twice made every parse slower.
+fn check_regex_size(quoted: &str) -> Result<(), String> {
+    let Ok(value) = promql_parser::util::unquote_string(quoted) else {
+        return Ok(());
+    };
+    let pattern = format!("^(?:{value})$");
+    match regex_syntax::Parser::new().parse(&pattern) {
+        Ok(hir) if nfa_states_bound(&hir) <= SMALL_REGEX_STATES => return Ok(()),
+        // A syntax error is the parser's to report (it may read Go's literal braces).
+        Err(_) => return Ok(()),
+        Ok(_) => {}
+    }
+    match regex::RegexBuilder::new(&pattern)
+        .size_limit(MAX_REGEX_BYTES)
+        .build()
+    {
+        Err(regex::Error::CompiledTooBig(_)) => {
+            let shown: String = value.chars().take(80).collect();
+            let more = if shown.len() < value.len() { "…" } else { "" };
+            Err(format!(
+                "the regex {shown:?}{more} is too large: compiled, it would take more than {} KiB (the limit for one label matcher)",
+                MAX_REGEX_BYTES >> 10
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Regexes with at most this many NFA states by [`nfa_states_bound`] compile to well under
+/// [`MAX_REGEX_BYTES`] (a state takes tens of bytes).
+const SMALL_REGEX_STATES: u64 = 16_384;
+
+/// More than the states the regex crate's Thompson compiler builds for `hir`: a byte of
+/// a literal is a state, a Unicode range at most 40 (its UTF-8 sequences), a repetition
+/// one copy of its body per count, plus one for every join.
+fn nfa_states_bound(hir: &regex_syntax::hir::Hir) -> u64 {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(literal) => literal.0.len() as u64 + 1,
+        HirKind::Class(Class::Unicode(class)) => 40 * class.ranges().len() as u64 + 1,
+        HirKind::Class(Class::Bytes(class)) => class.ranges().len() as u64 + 1,
+        HirKind::Repetition(rep) => {
+            let copies = u64::from(rep.max.unwrap_or(rep.min)) + 1;
+            copies.saturating_mul(nfa_states_bound(&rep.sub))
+        }
+        HirKind::Capture(capture) => nfa_states_bound(&capture.sub) + 2,
+        HirKind::Concat(parts) | HirKind::Alternation(parts) => parts
+            .iter()
+            .map(nfa_states_bound)
+            .fold(parts.len() as u64 + 1, u64::saturating_add),
+    }
 }
 
 /// Parses label matchers written as a selector, `{severity="critical", gpu=~"0|1"}`.

@@ -192,3 +192,54 @@ fn regex_matchers_are_anchored_and_read_go_braces_as_prometheus_does() {
     // A regex no syntax reads is the parser's error, with the regex named.
     assert!(parse(r#"up{job=~"a("}"#).unwrap_err().contains("a("));
 }
+
+#[test]
+fn a_regex_too_large_to_compile_is_refused_with_its_limit_and_a_list_of_names_is_not() {
+    for text in [
+        r#"up{job=~"(a{1000}){1000}"}"#,
+        r#"up{job!~"x{0,1000000}"}"#,
+        r#"rate(up{job=~"[a-z]{1000000}"}[5m])"#,
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(
+            err.contains("too large") && err.contains("4096 KiB"),
+            "{text}: {err}"
+        );
+    }
+    // A thousand pod names, as a user might list them (about 2 MiB compiled): accepted, and
+    // it matches.
+    let pods: Vec<String> = (0..1000)
+        .map(|i| format!("inference-server-{i:04}-7f9c"))
+        .collect();
+    let w = store(&[("up", &[("pod", "inference-server-0999-7f9c")], &[(0, 1.0)])]);
+    let v = vector(eval(
+        &w,
+        &format!(r#"up{{pod=~"{}"}}"#, pods.join("|")),
+        1_000,
+    ));
+    assert_eq!(v.len(), 1);
+}
+
+#[test]
+fn the_regexes_the_size_check_skips_compile_well_under_the_limit() {
+    // Near the skip threshold, with the bodies that compile to the most states per
+    // unit of the bound: wide Unicode ranges, case folding, nested repetitions.
+    for pattern in [
+        r"[\x{80}-\x{10FFFF}]{390}",
+        r"[^a]{190}",
+        r"(?i)[a-z]{100}",
+        r"((.{4}){5}){5}",
+        r"(\d|\s){4}",
+        r"(abc|def|[0-9]+){160}",
+    ] {
+        let hir = regex_syntax::Parser::new()
+            .parse(&format!("^(?:{pattern})$"))
+            .unwrap();
+        let bound = super::nfa_states_bound(&hir);
+        assert!(bound <= super::SMALL_REGEX_STATES, "{pattern}: {bound}");
+        let compiled = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(super::MAX_REGEX_BYTES / 4)
+            .build();
+        assert!(compiled.is_ok(), "{pattern} (bound {bound}): {compiled:?}");
+    }
+}
