@@ -71,6 +71,27 @@ fn prefault(points: &mut Vec<(i64, f64)>) {
     points.truncate(len);
 }
 
+/// The buffer a ring settles in: the live points its window will hold at the cadence seen
+/// so far (a quarter more, for a cadence that wavers; at most `max_points`), and as many
+/// again for the dead prefix [`Ring::compact`] lets pile up. A series sampled every second
+/// gets `max_points` and a quarter (2 251 points at the defaults); one sampled every 10 s
+/// gets 451 instead of the same 2 251. A series that turns denser fills it and grows
+/// again, to at most the dense buffer.
+fn settled_capacity(ring: &Ring, retention: &Retention) -> usize {
+    let live = ring.live();
+    let dense = retention.max_points + retention.max_points / 4 + 1;
+    let (Some(first), Some(last)) = (live.first(), live.last()) else {
+        return dense;
+    };
+    let span_ms = last.0 - first.0;
+    if span_ms <= 0 {
+        return dense;
+    }
+    let per_window = retention.max_age_ms as f64 / span_ms as f64 * (live.len() - 1) as f64;
+    let kept = ((per_window * 1.25).ceil() as usize).min(retention.max_points);
+    kept + kept.min(retention.max_points / 4) + 1
+}
+
 /// One series' points, oldest first.
 #[derive(Debug, Default)]
 struct Ring {
@@ -282,15 +303,17 @@ impl WindowStore {
             // never past that size (doubling past it would give every full series twice the
             // memory it uses). Once a doubling would reach an eighth of `max_points` (from
             // 128 to 256 points with 1 800: two minutes in at 1 s), take the final buffer
-            // at once and back it with memory (`prefault`): a series that has lived that
-            // long usually lives on, and doubling on moved every series' buffer again 4, 9
-            // and 17 minutes in, each a step in the soak's RSS.
+            // at once, sized for the series' cadence so far (`settled_capacity`), and back
+            // it with memory (`prefault`): a series that has lived that long usually lives
+            // on, and doubling on moved every series' buffer again 4, 9 and 17 minutes in,
+            // each a step in the soak's RSS.
             if ring.points.len() == ring.points.capacity() {
-                let most = max_points + max_points / 4 + 1;
-                let upper = most.max(ring.points.len() + 1);
                 let doubled = (ring.points.capacity() * 2).max(4);
                 if doubled >= max_points / 8 {
-                    ring.points.reserve_exact(upper - ring.points.len());
+                    let settled = settled_capacity(ring, &self.retention).max(doubled);
+                    let most = max_points + max_points / 4 + 1;
+                    let size = settled.min(most).max(ring.points.len() + 1);
+                    ring.points.reserve_exact(size - ring.points.len());
                     prefault(&mut ring.points);
                 } else {
                     ring.points.reserve_exact(doubled - ring.points.len());
@@ -627,6 +650,44 @@ mod tests {
         }
         assert!(most <= 64, "capacity reached {most}");
         assert_eq!(w.point_count(), 31);
+    }
+
+    #[test]
+    fn a_series_sampled_every_10_s_takes_a_final_buffer_for_its_cadence_not_for_1_s() {
+        // 30 minutes kept at 10 s: 180 live points, in a store sized for 1 s (1 800).
+        let mut w = store(1_800, 1_800_000, 10);
+        let a = s("m", "0");
+        let mut capacities = vec![];
+        for i in 0..3_600 {
+            let now = i * 10_000;
+            w.ingest(&[Sample::new(a.clone(), now, i as f64)]);
+            w.evict(now);
+            let cap = w.series.values().next().unwrap().points.capacity();
+            if capacities.last() != Some(&cap) {
+                capacities.push(cap);
+            }
+        }
+        // 180 live points and a quarter more for a cadence that wavers (225), and as many
+        // again for the dead prefix `compact` allows: 451, taken once, never 2 251.
+        assert_eq!(capacities, [4, 8, 16, 32, 64, 128, 225 + 225 + 1]);
+        assert_eq!(w.point_count(), 181);
+    }
+
+    #[test]
+    fn a_series_that_turns_denser_grows_to_the_dense_buffer() {
+        let mut w = store(1_800, 1_800_000, 10);
+        let a = s("m", "0");
+        // Ten minutes at 10 s, then 1 s.
+        let times = (0..60)
+            .map(|i| i * 10_000)
+            .chain((0..3_000).map(|i| 600_000 + i * 1_000));
+        for now in times {
+            w.ingest(&[Sample::new(a.clone(), now, 1.0)]);
+            w.evict(now);
+        }
+        let ring = w.series.values().next().unwrap();
+        assert_eq!(ring.len(), 1_800);
+        assert!(ring.points.capacity() <= 1_800 + 450 + 1);
     }
 
     #[test]
