@@ -307,6 +307,7 @@ impl WindowStore {
             // it with memory (`prefault`): a series that has lived that long usually lives
             // on, and doubling on moved every series' buffer again 4, 9 and 17 minutes in,
             // each a step in the soak's RSS.
+            //
             // A sparse series settles earlier, as soon as its settled size is within two
             // doublings (from its 17th point on): a forecast series, one point a minute,
             // took 32 points at 17 minutes and 64 at 33, a step in the hour soak's RSS half
