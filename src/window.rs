@@ -62,7 +62,7 @@ pub struct SeriesPoints {
 /// it with memory now. Without this the buffer's pages became resident one by one as points
 /// arrived, and the process' RSS kept rising until every window had filled and cycled its
 /// dead prefix: 37 minutes after a series first appeared, with the default 30-minute window
-/// (the hour soak in `docs/soak-1h.md`). With it, a series reaches its final memory when its
+/// (an hour soak before this change). With it, a series reaches its final memory when its
 /// ring takes its final size (its 129th point at the default window, two minutes in), and RSS
 /// says early what the fleet will cost.
 fn prefault(points: &mut Vec<(i64, f64)>) {
