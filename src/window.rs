@@ -26,6 +26,14 @@ pub struct Retention {
     pub max_series: usize,
 }
 
+impl Retention {
+    /// The most a ring's buffer holds: `max_points` live points and a dead prefix of at
+    /// most a quarter of that (see [`Ring::compact`]), and the point being pushed.
+    fn dense_capacity(&self) -> usize {
+        self.max_points + self.max_points / 4 + 1
+    }
+}
+
 /// What one `ingest` call did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IngestOutcome {
@@ -76,15 +84,16 @@ fn prefault(points: &mut Vec<(i64, f64)>) {
 /// again for the dead prefix [`Ring::compact`] lets pile up. A series sampled every second
 /// gets `max_points` and a quarter (2 251 points at the defaults); one sampled every 10 s
 /// gets 451 instead of the same 2 251. A series that turns denser fills it and grows
-/// again, to at most the dense buffer.
+/// again, to at most the dense buffer. Under 16 live points tell too little of the cadence:
+/// the dense buffer.
 fn settled_capacity(ring: &Ring, retention: &Retention) -> usize {
     let live = ring.live();
-    let dense = retention.max_points + retention.max_points / 4 + 1;
+    let dense = retention.dense_capacity();
     let (Some(first), Some(last)) = (live.first(), live.last()) else {
         return dense;
     };
     let span_ms = last.0 - first.0;
-    if span_ms <= 0 {
+    if live.len() < 16 || span_ms <= 0 {
         return dense;
     }
     let per_window = retention.max_age_ms as f64 / span_ms as f64 * (live.len() - 1) as f64;
@@ -314,13 +323,9 @@ impl WindowStore {
             // an hour after the predictor's series appeared, past the soak's warm-up.
             if ring.points.len() == ring.points.capacity() {
                 let doubled = (ring.points.capacity() * 2).max(4);
-                let settled = if ring.len() >= 16 {
-                    settled_capacity(ring, &self.retention)
-                } else {
-                    usize::MAX
-                };
+                let settled = settled_capacity(ring, &self.retention);
                 if doubled >= max_points / 8 || settled <= 4 * doubled {
-                    let most = max_points + max_points / 4 + 1;
+                    let most = self.retention.dense_capacity();
                     let size = settled.max(doubled).min(most).max(ring.points.len() + 1);
                     ring.points.reserve_exact(size - ring.points.len());
                     prefault(&mut ring.points);
