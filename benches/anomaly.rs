@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
-use pulse::anomaly::detector::{Detector, DetectorConfig};
-use pulse::anomaly::{AnomalyEngine, EngineSettings};
 use pulse::model::selector::Selector;
 use pulse::model::series::{BuildPrehashed, Sample, Series, SeriesKey};
+use pulse::processors::anomaly::detector::{Detector, DetectorConfig};
+use pulse::processors::anomaly::{AnomalyEngine, EngineSettings};
 
 fn value(series: usize, i: usize) -> f64 {
     let x = (i as f64) * std::f64::consts::TAU / 288.0 + series as f64;

@@ -18,17 +18,17 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use pulse::actors::anomaly_detector::AnomalyDetector;
-use pulse::actors::window_store::{ProcessingDone, WindowStoreActor};
-use pulse::clock::Clock;
 use pulse::config::service::TracingConfig;
-use pulse::mailbox::{Mailbox, MailboxGauge};
 use pulse::messages::samples::SampleBatch;
 use pulse::messages::stats::GetStats;
 use pulse::model::series::{Sample, Series, SeriesKey};
-use pulse::sim::fleet::{Scenario, SimFleet};
+use pulse::processors::anomaly::actor::AnomalyDetector;
+use pulse::runtime::clock::Clock;
+use pulse::runtime::mailbox::{Mailbox, MailboxGauge};
+use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
+use pulse::store::actor::{ProcessingDone, WindowStoreActor};
+use pulse::store::window::Retention;
 use pulse::telemetry::Telemetry;
-use pulse::window::Retention;
 
 /// Samples per batch on the stream (a sampler's tick on a big host).
 const BATCH: usize = 1000;

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use pulse::model::series::SeriesKey;
-use pulse::predict::engine::{FitJob, PredictorEngine};
+use pulse::processors::predict::engine::{FitJob, PredictorEngine};
 
 /// Three kinds of series, as a fleet has them: seasonal, growing, noisy level.
 fn series(i: usize, n: usize) -> Vec<f64> {

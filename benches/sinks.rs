@@ -10,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use pulse::actors::kafka_sink::{KafkaSink, KafkaSinkSettings};
-use pulse::actors::redis_sink::{RedisSink, RedisSinkSettings};
-use pulse::mailbox::MailboxGauge;
 use pulse::messages::samples::SampleBatch;
 use pulse::messages::stats::{ComponentStats, GetStats};
 use pulse::model::series::{Sample, Series, SeriesKey};
+use pulse::runtime::mailbox::MailboxGauge;
+use pulse::sinks::kafka::{KafkaSink, KafkaSinkSettings};
+use pulse::sinks::redis::{RedisSink, RedisSinkSettings};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 

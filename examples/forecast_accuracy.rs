@@ -17,10 +17,10 @@
 
 use std::path::{Path, PathBuf};
 
-use pulse::anomaly::nab;
 use pulse::model::series::Sample;
-use pulse::predict::model::{detect_period, forecast, resample, Calibration};
-use pulse::sim::fleet::{Scenario, SimFleet};
+use pulse::processors::anomaly::nab;
+use pulse::processors::predict::model::{detect_period, forecast, resample, Calibration};
+use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
 
 /// Points a model is fitted on (the predictor's default: 30 minutes at 10-second steps).
 const WINDOW: usize = 180;

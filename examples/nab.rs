@@ -2,25 +2,28 @@
 //! actor runs), one value at a time, and writes NAB result files.
 //!
 //! ```text
-//! cargo run --release --example nab -- [--data DIR] [--windows FILE] [--out DIR]
+//! cargo run --release --example nab -- [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]...
 //! ../shared/tools/nab-score --data ../shared/data/nab/data \
 //!     --windows ../shared/data/nab/windows_dev.json --results target/nab
 //! ```
 //!
 //! Defaults: `--data ../shared/data/nab/data`, `--windows` the `windows_dev.json` next to
-//! the data folder when present, `--out target/nab`. Prints one line per file and the
+//! the data folder when present, `--out target/nab`. `--set` overrides one key of the
+//! detector's settings (`[anomaly.detector]` in the pipeline file), e.g. `--set bins=16`;
+//! `scripts/nab-cv` uses it for cross-validation. Prints one line per file and the
 //! detector's throughput in points per second.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use pulse::anomaly::detector::DetectorConfig;
-use pulse::anomaly::nab;
+use pulse::processors::anomaly::detector::DetectorConfig;
+use pulse::processors::anomaly::nab;
 
 fn main() -> anyhow::Result<()> {
     let mut data = PathBuf::from("../shared/data/nab/data");
     let mut windows: Option<PathBuf> = None;
     let mut out = PathBuf::from("target/nab");
+    let mut overrides = String::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -28,8 +31,15 @@ fn main() -> anyhow::Result<()> {
             "--data" => data = PathBuf::from(value()?),
             "--windows" => windows = Some(PathBuf::from(value()?)),
             "--out" => out = PathBuf::from(value()?),
+            "--set" => {
+                let kv = value()?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+                overrides.push_str(&format!("{} = {}\n", k.trim(), v.trim()));
+            }
             "-h" | "--help" => {
-                println!("usage: nab [--data DIR] [--windows FILE] [--out DIR]");
+                println!("usage: nab [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]...");
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -40,7 +50,11 @@ fn main() -> anyhow::Result<()> {
         guess.exists().then_some(guess)
     });
     let windows = windows.map(|w| nab::read_windows(&w)).transpose()?;
-    let cfg = DetectorConfig::default();
+    let cfg: DetectorConfig =
+        toml::from_str(&overrides).with_context(|| format!("--set: {}", overrides.trim()))?;
+    if let Err((field, problem)) = cfg.validate() {
+        bail!("--set {field}: {problem}");
+    }
     let results = nab::replay_all(&data, windows.as_ref(), &cfg, &out)?;
     let mut points = 0;
     let mut seconds = 0.0;

@@ -8,9 +8,9 @@ use crate::config::pipeline::PipelineConfig;
 use crate::config::service::ServiceConfig;
 use crate::model::series::{Sample, SeriesKey};
 use crate::promql::Evaluator;
-use crate::requests::{AggregatorLimits, RequestAggregator, RequestRecord};
 use crate::rules::group::GroupState;
-use crate::window::{Retention, WindowStore};
+use crate::sources::requests::aggregate::{AggregatorLimits, RequestAggregator, RequestRecord};
+use crate::store::window::{Retention, WindowStore};
 
 /// `POST /api/v1/requests`: parse, validate, then count what would be accepted.
 pub fn request_batch(data: &[u8]) {

@@ -2,46 +2,47 @@
 //!
 //! # Layout
 //!
-//! - `main.rs` — the CLI (`pulse serve`, `pulse check-config`, `pulse probe gpu`).
+//! By component: each folder holds its actor (`actor.rs`, or one actor per file where a
+//! folder holds several) beside the logic it runs and that logic's tests. Imports point
+//! downward: components import the shared layers below them, never each other's actors,
+//! except where one component's actor is another's downstream (see ARCHITECTURE.md).
+//!
+//! - `main.rs` — the CLI (`pulse serve`, `pulse agent`, `pulse aggregate`,
+//!   `pulse check-config`, `pulse test rules`, `pulse probe gpu`).
 //! - [`config`] — service settings (`config/pulse.toml`) and the pipeline file
 //!   (`pipelines/default.toml`), both built in; errors name file, line and key.
-//! - [`pipeline`] — wires the actors from the configuration, in one place.
-//! - [`actors`] — one actor per file: GPU samplers (NVML, simulated), request sampler,
-//!   window store, JSON-lines sink, query actor.
-//! - [`messages`] — messages that cross actors: samples, commands, queries, stats.
+//! - [`pipeline`] — wires the actors from the configuration, in one place; [`server`] runs
+//!   the actix system and the HTTP server together.
+//! - [`sources`] — GPUs through NVML, the simulated fleet, request metrics, the Kafka source.
+//! - [`store`] — the window store: per-series rings and the actor that owns them.
+//! - [`processors`] — the anomaly detector and the predictor.
+//! - [`rules`] — Prometheus rule files, their groups, templates, `pulse test rules`, and the
+//!   rule [`rules::engine`]; [`promql`] — the PromQL evaluator the rules and the API use.
+//! - [`sinks`] — JSON lines, Kafka, Redis.
+//! - [`query`] — the query actor, its views, cache and cleanup reports.
+//! - [`api`] — the axum router and handlers, and the `/metrics` exposition.
+//! - [`telemetry`] — OpenTelemetry tracing of Pulse's own work.
+//! - [`messages`] — data that crosses actors: samples, commands, queries, stats.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog
 //!   of metric names (dcgm-exporter's for GPUs).
-//! - [`window`], [`requests`], [`views`], [`cleanup`], [`cache`], [`exposition`] — the
-//!   logic the actors run, as plain functions and structs with time passed in.
-//! - [`anomaly`] — the streaming anomaly detector and the engine its actor runs.
-//! - [`sim`] — the simulated fleet; [`nvml`] — reading real GPUs.
-//! - [`api`] — the axum router and handlers.
-//! - [`server`] — runs the actix system and the HTTP server together.
+//! - [`redis`] — the one Redis connection policy (lazy connection, round-trip deadline).
+//! - [`runtime`] — clock, mailboxes, allocator.
 //! - [`fuzzing`] — entry points of the fuzz targets under `fuzz/`.
-//! - [`allocator`] — handing freed memory back to the kernel (glibc's `malloc_trim`).
 
-pub mod actors;
-pub mod allocator;
-pub mod anomaly;
 pub mod api;
-pub mod cache;
-pub mod cleanup;
-pub mod clock;
 pub mod config;
-pub mod exposition;
 pub mod fuzzing;
-pub mod mailbox;
 pub mod messages;
 pub mod model;
-pub mod nvml;
 pub mod pipeline;
-pub mod predict;
+pub mod processors;
 pub mod promql;
-pub mod requests;
+pub mod query;
+pub mod redis;
 pub mod rules;
-pub mod sampling;
+pub mod runtime;
 pub mod server;
-pub mod sim;
+pub mod sinks;
+pub mod sources;
+pub mod store;
 pub mod telemetry;
-pub mod views;
-pub mod window;

@@ -208,7 +208,7 @@ fn main() -> ExitCode {
         Command::Probe {
             what: ProbeWhat::Gpu,
         } => {
-            let probe = pulse::nvml::probe();
+            let probe = pulse::sources::gpu_nvml::device::probe();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&probe).expect("probe serialises")

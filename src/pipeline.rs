@@ -8,31 +8,34 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::broadcast;
 
-use crate::actors::anomaly_detector::{AnomalyDetector, AnomalyList};
-use crate::actors::gpu_nvml::NvmlGpuSampler;
-use crate::actors::gpu_simulated::SimulatedGpuSampler;
-use crate::actors::jsonl_sink::JsonlSink;
-use crate::actors::kafka_sink::{KafkaSink, KafkaSinkSettings};
-use crate::actors::kafka_source::{KafkaSource, KafkaSourceLinks, KafkaSourceSettings};
-use crate::actors::predictor::Predictor;
-use crate::actors::query::{QueryActor, QuerySettings, QueryUpstream, Views};
-use crate::actors::redis_sink::{lazy_connection, RedisSink, RedisSinkSettings};
-use crate::actors::request_sampler::RequestSampler;
-use crate::actors::rule_engine::{RuleEngine, RuleSources};
-use crate::actors::window_store::{NotifyStored, WindowStoreActor};
-use crate::cache::{SecondTier, ViewCache};
-use crate::clock::Clock;
 use crate::config::pipeline::{GpuMode, PipelineConfig, SinkConfig};
 use crate::config::service::ServiceConfig;
-use crate::mailbox::{Mailbox, MailboxGauge};
 use crate::messages::commands::Command;
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::GetStats;
-use crate::requests::{AggregatorLimits, RequestAggregator, SelfMetricsBuffer, TracedRequests};
+use crate::processors::anomaly::actor::{AnomalyDetector, AnomalyList};
+use crate::processors::predict::actor::Predictor;
+use crate::query::actor::{QueryActor, QuerySettings, QueryUpstream, Views};
+use crate::query::cache::{SecondTier, ViewCache};
+use crate::query::views::GpuSourceInfo;
+use crate::redis::lazy_connection;
+use crate::rules::engine::{RuleEngine, RuleSources};
 use crate::rules::store::AlertStore;
-use crate::sim::fleet::SimFleet;
+use crate::runtime::clock::Clock;
+use crate::runtime::mailbox::{Mailbox, MailboxGauge};
+use crate::sinks::jsonl::JsonlSink;
+use crate::sinks::kafka::{KafkaSink, KafkaSinkSettings};
+use crate::sinks::redis::{RedisSink, RedisSinkSettings};
+use crate::sources::gpu_nvml::actor::NvmlGpuSampler;
+use crate::sources::gpu_simulated::actor::SimulatedGpuSampler;
+use crate::sources::gpu_simulated::fleet::SimFleet;
+use crate::sources::kafka::{KafkaSource, KafkaSourceLinks, KafkaSourceSettings};
+use crate::sources::requests::actor::RequestSampler;
+use crate::sources::requests::aggregate::{
+    AggregatorLimits, RequestAggregator, SelfMetricsBuffer, TracedRequests,
+};
+use crate::store::actor::{NotifyStored, WindowStoreActor};
 use crate::telemetry::Telemetry;
-use crate::views::GpuSourceInfo;
 
 /// What this process is in a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,11 +142,11 @@ fn choose_gpu_source(pipeline: &PipelineConfig) -> Result<(GpuChoice, GpuSourceI
         )
     };
     let nvml_with_gpus = || -> Result<&'static nvml_wrapper::Nvml, String> {
-        let nvml = crate::nvml::nvml()?;
+        let nvml = crate::sources::gpu_nvml::device::nvml()?;
         match nvml.device_count() {
             Ok(0) => Err("NVML loaded but sees no GPU".to_string()),
             Ok(_) => Ok(nvml),
-            Err(e) => Err(crate::nvml::describe(&e)),
+            Err(e) => Err(crate::sources::gpu_nvml::device::describe(&e)),
         }
     };
     Ok(match pipeline.sources.gpu.mode {
@@ -547,7 +550,7 @@ pub fn start_as(
         QueryActor::new(upstream, cache, clock.clone(), settings, gpu_source.clone())
             .start_with_views();
     component("query", "query", true, query.clone().recipient());
-    let tracer = crate::actors::tracer::TracerStats(telemetry.clone()).start();
+    let tracer = crate::telemetry::actor::TracerStats(telemetry.clone()).start();
     component("tracing", "tracer", false, tracer.recipient());
 
     Ok(Handles {

@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiLimits, AppState};
-use crate::clock::Clock;
 use crate::config::pipeline::PipelineConfig;
 use crate::config::service::ServiceConfig;
 use crate::pipeline;
+use crate::runtime::clock::Clock;
 
 /// Starts the pipeline and serves the API until a shutdown signal.
 pub fn run(service: ServiceConfig, pipeline: PipelineConfig) -> anyhow::Result<()> {
@@ -97,7 +97,7 @@ async fn serve(
     // Write what the Redis sink still holds (up to 5 s); say what could not be.
     if let Some(sink) = redis_sink {
         let within = std::time::Duration::from_secs(5);
-        match sink.send(crate::actors::redis_sink::Drain(within)).await {
+        match sink.send(crate::sinks::redis::Drain(within)).await {
             Ok(0) => {}
             Ok(left) => {
                 tracing::warn!("{left} samples buffered for Redis were not written before shutdown")
@@ -113,7 +113,7 @@ async fn serve(
 }
 
 /// SIGHUP reloads the rule files (a bad file keeps the old rules, and the log says why).
-fn spawn_reload_on_sighup(rules: actix::Addr<crate::actors::rule_engine::RuleEngine>) {
+fn spawn_reload_on_sighup(rules: actix::Addr<crate::rules::engine::RuleEngine>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -122,7 +122,7 @@ fn spawn_reload_on_sighup(rules: actix::Addr<crate::actors::rule_engine::RuleEng
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading rules");
-            let _ = rules.send(crate::actors::rule_engine::ReloadRules).await;
+            let _ = rules.send(crate::rules::engine::ReloadRules).await;
         }
     });
 }

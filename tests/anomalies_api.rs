@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 
 use axum::http::StatusCode;
 use common::{call, get, poll_until as poll, urlencode};
-use pulse::sim::fleet::Scenario;
+use pulse::sources::gpu_simulated::fleet::Scenario;
 
 const RULE: &str = r#"
 groups:

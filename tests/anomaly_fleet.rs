@@ -2,9 +2,9 @@
 //! and how soon each fault scenario is flagged after it starts. The figures printed here
 //! are the ones in the README ("Anomaly detection").
 
-use pulse::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter};
 use pulse::config::pipeline::AnomalyConfig;
-use pulse::sim::fleet::{Scenario, SimFleet};
+use pulse::processors::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter};
+use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
 
 /// Steady steps before a scenario's fault starts: well past the detector's warm-up.
 const ONSET: i64 = 600;

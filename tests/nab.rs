@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use pulse::anomaly::detector::DetectorConfig;
-use pulse::anomaly::nab;
+use pulse::processors::anomaly::detector::DetectorConfig;
+use pulse::processors::anomaly::nab;
 
 const DATA: &str = "../shared/data/nab/data";
 const WINDOWS: &str = "../shared/data/nab/windows_dev.json";

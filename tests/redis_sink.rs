@@ -176,7 +176,8 @@ async fn opened_anomalies_are_listed_in_redis() {
     let _server = RedisServer::start(port);
     let (mut service, mut pipeline) = common::fast_simulated();
     service.redis.url = Some(RedisUrl(format!("redis://127.0.0.1:{port}")));
-    pipeline.sources.gpu.simulated.scenarios = vec![pulse::sim::fleet::Scenario::LoadSpike];
+    pipeline.sources.gpu.simulated.scenarios =
+        vec![pulse::sources::gpu_simulated::fleet::Scenario::LoadSpike];
     pipeline.anomaly.detector.warmup_samples = 20;
     pipeline.anomaly.detector.rest_samples = 20;
     let app = common::app(&service, &pipeline);
@@ -201,9 +202,9 @@ async fn opened_anomalies_are_listed_in_redis() {
 #[actix::test]
 async fn drain_writes_everything_buffered_before_it_answers() {
     use actix::Actor;
-    use pulse::actors::redis_sink::{Drain, RedisSink, RedisSinkSettings};
     use pulse::messages::samples::SampleBatch;
     use pulse::model::series::{Sample, SeriesKey};
+    use pulse::sinks::redis::{Drain, RedisSink, RedisSinkSettings};
 
     let port = free_port();
     let _server = RedisServer::start(port);
@@ -216,7 +217,7 @@ async fn drain_writes_everything_buffered_before_it_answers() {
             buffer_max_samples: 1_000_000,
             write_batch_samples: 100,
         },
-        pulse::mailbox::MailboxGauge::default(),
+        pulse::runtime::mailbox::MailboxGauge::default(),
     )
     .unwrap()
     .start();

@@ -9,12 +9,12 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::{limit_param, match_param, JsonBody};
 use super::AppState;
-use crate::actors::rule_engine::GetRules;
-use crate::actors::rule_engine::{
-    AckError, Acknowledge, AlertFilter, AlertView, GetActiveAlerts, GetAlertHistory, LoadStatus,
-    ReloadRules,
-};
 use crate::rules::alerting::AlertState;
+use crate::rules::engine::GetRules;
+use crate::rules::engine::{
+    AckError, Acknowledge, GetActiveAlerts, GetAlertHistory, LoadStatus, ReloadRules,
+};
+use crate::rules::view::{AlertFilter, AlertView};
 
 /// Default and largest page of the history.
 pub const HISTORY_PAGE: usize = 100;

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::{limit_param, match_param};
 use super::AppState;
-use crate::anomaly::AnomalyFilter;
 use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
+use crate::processors::anomaly::AnomalyFilter;
 
 /// Default and largest page.
 pub const PAGE: usize = 100;

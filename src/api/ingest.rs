@@ -16,8 +16,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::AppState;
-use crate::actors::request_sampler::IngestRequests;
-use crate::requests::RequestRecord;
+use crate::sources::requests::actor::IngestRequests;
+use crate::sources::requests::aggregate::RequestRecord;
 use crate::telemetry::SpanCx;
 
 /// How long a batch may wait for room in the request sampler's mailbox.

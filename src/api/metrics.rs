@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use super::error::ApiError;
 use super::status::gather;
 use super::AppState;
-use crate::exposition::{render_components, render_series};
+use crate::api::exposition::{render_components, render_series};
 use crate::messages::queries::SelectLatest;
 use crate::model::selector::Selector;
 

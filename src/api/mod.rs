@@ -5,6 +5,7 @@ mod alerts;
 mod anomalies;
 mod commands;
 pub mod error;
+pub mod exposition;
 mod extract;
 mod ingest;
 mod metrics;
@@ -26,9 +27,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use opentelemetry::trace::{SpanContext, SpanKind};
 
-use crate::clock::system_now_ms;
 use crate::pipeline::Handles;
-use crate::requests::{RequestRecord, PULSE_SERVICE};
+use crate::runtime::clock::system_now_ms;
+use crate::sources::requests::aggregate::{RequestRecord, PULSE_SERVICE};
 use crate::telemetry::parse_traceparent;
 use error::ApiError;
 

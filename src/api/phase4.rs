@@ -11,9 +11,9 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{window_param, OptionalJsonBody};
 use super::AppState;
-use crate::actors::query::{ClearCache, GetCacheStats, RunCleanup};
-use crate::cache::{CacheStats, Cleared, View};
-use crate::cleanup::{CleanupReport, CleanupRequest};
+use crate::query::actor::{ClearCache, GetCacheStats, RunCleanup};
+use crate::query::cache::{CacheStats, Cleared, View};
+use crate::query::cleanup::{CleanupReport, CleanupRequest};
 
 /// Default range of the profile's min/avg/max.
 pub const DEFAULT_PROFILE_WINDOW_S: u64 = 300;

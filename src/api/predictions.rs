@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::extract::match_param;
 use super::AppState;
 use crate::messages::predictions::ListPredictions;
-use crate::predict::engine::PredictionFilter;
+use crate::processors::predict::engine::PredictionFilter;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::pipeline::Component;
-use crate::views::GpuSourceInfo;
+use crate::query::views::GpuSourceInfo;
 
 /// How long a component has to answer before it counts as down.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);

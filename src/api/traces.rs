@@ -14,7 +14,7 @@ use super::AppState;
 use crate::messages::queries::SelectPoints;
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
-use crate::requests::{RequestRecord, TracedFilter};
+use crate::sources::requests::aggregate::{RequestRecord, TracedFilter};
 use crate::telemetry::parse_trace_id;
 use crate::telemetry::store::{TraceFilter, TraceStatus};
 

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use super::{parse_toml, ConfigError};
-use crate::sim::fleet::Scenario;
-use crate::window::Retention;
+use crate::sources::gpu_simulated::fleet::Scenario;
+use crate::store::window::Retention;
 
 /// The built-in `pipelines/default.toml`.
 pub const EMBEDDED: &str = include_str!("../../pipelines/default.toml");
@@ -183,7 +183,7 @@ pub struct AnomalyConfig {
     /// afresh, so a gap is not an anomaly.
     pub gap_intervals: f64,
     /// The per-series detector.
-    pub detector: crate::anomaly::DetectorConfig,
+    pub detector: crate::processors::anomaly::DetectorConfig,
 }
 
 impl Default for AnomalyConfig {
@@ -198,7 +198,7 @@ impl Default for AnomalyConfig {
             max_series: NonZeroUsize::new(10_000).unwrap(),
             max_anomalies: NonZeroUsize::new(10_000).unwrap(),
             gap_intervals: 5.0,
-            detector: crate::anomaly::DetectorConfig::default(),
+            detector: crate::processors::anomaly::DetectorConfig::default(),
         }
     }
 }
@@ -267,8 +267,8 @@ impl From<WatchSelector> for String {
 
 impl AnomalyConfig {
     /// The engine's settings.
-    pub fn settings(&self) -> crate::anomaly::EngineSettings {
-        crate::anomaly::EngineSettings {
+    pub fn settings(&self) -> crate::processors::anomaly::EngineSettings {
+        crate::processors::anomaly::EngineSettings {
             watch: self.watch.iter().map(|w| w.selector().clone()).collect(),
             threshold: self.threshold,
             detector: self.detector.clone(),
@@ -377,13 +377,13 @@ impl PredictorConfig {
         let step = self.step_ms.get();
         let window_ms = self.window_s.get() * 1000;
         let points = window_ms / step;
-        if points < crate::predict::model::MIN_POINTS as u64 {
+        if points < crate::processors::predict::model::MIN_POINTS as u64 {
             return err(
                 "window_s",
                 format!(
                     "{} s at step_ms {step} gives {points} points; at least {} are needed",
                     self.window_s,
-                    crate::predict::model::MIN_POINTS
+                    crate::processors::predict::model::MIN_POINTS
                 ),
             );
         }
@@ -409,8 +409,8 @@ impl PredictorConfig {
     }
 
     /// The engine's settings.
-    pub fn settings(&self) -> crate::predict::engine::PredictorSettings {
-        crate::predict::engine::PredictorSettings {
+    pub fn settings(&self) -> crate::processors::predict::engine::PredictorSettings {
+        crate::processors::predict::engine::PredictorSettings {
             watch: self.watch.iter().map(|w| w.selector().clone()).collect(),
             window_ms: self.window_s.get() as i64 * 1000,
             step_ms: self.step_ms.get() as i64,
@@ -419,7 +419,7 @@ impl PredictorConfig {
             limits: self
                 .limits
                 .iter()
-                .map(|l| crate::predict::engine::Limit {
+                .map(|l| crate::processors::predict::engine::Limit {
                     metric: l.metric.clone(),
                     limit_metric: l.limit_metric.clone(),
                     resource: l.resource.clone(),

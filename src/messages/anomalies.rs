@@ -2,7 +2,7 @@
 
 use actix::Message;
 
-use crate::anomaly::{Anomaly, AnomalyFilter};
+use crate::processors::anomaly::{Anomaly, AnomalyFilter};
 
 /// Recent anomalies, newest first.
 #[derive(Debug, Clone, Message)]

@@ -2,7 +2,7 @@
 
 use actix::Message;
 
-use crate::predict::engine::{FitFailure, Prediction, PredictionFilter};
+use crate::processors::predict::engine::{FitFailure, Prediction, PredictionFilter};
 
 /// The newest predictions, and the series whose last fit failed.
 #[derive(Debug, Clone, Message)]

@@ -4,7 +4,7 @@ use actix::Message;
 
 use crate::model::selector::Selector;
 use crate::model::series::Series;
-use crate::window::{SeriesPoints, SeriesStats};
+use crate::store::window::{SeriesPoints, SeriesStats};
 
 /// Raw points of matching series in `[start_ms, end_ms]`.
 #[derive(Debug, Message)]
@@ -16,11 +16,11 @@ pub struct SelectPoints {
 }
 
 /// Matching series' points in `[start_ms, end_ms]`, put onto `buckets` steps of `step_ms`
-/// ending at `end_ms` where they are ([`crate::predict::model::resample`], counters as
+/// ending at `end_ms` where they are ([`crate::processors::predict::model::resample`], counters as
 /// rates), sorted by series. The predictor's read: copying its windows out instead took 29 MB
 /// a refit (30 minutes of 1 000 series at 1 s), a copy that grew as the windows filled.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<crate::predict::model::SeriesGrid>")]
+#[rtype(result = "Vec<crate::processors::predict::model::SeriesGrid>")]
 pub struct SelectGrids {
     pub selector: Selector,
     pub start_ms: i64,

@@ -6,7 +6,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
-use super::series::LabelStr;
+/// A label name or value: shared, so copying labels into query results allocates nothing.
+pub type LabelStr = Arc<str>;
 
 /// The metric-name label.
 pub const NAME: &str = "__name__";

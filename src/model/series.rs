@@ -13,8 +13,20 @@ use std::sync::Arc;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-/// A label name or value: shared, so copying labels into query results allocates nothing.
-pub type LabelStr = Arc<str>;
+pub use super::labels::LabelStr;
+
+/// Prometheus' staleness marker: a NaN with this bit pattern.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether a value is a staleness marker.
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// A staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
 
 /// Metric name plus label pairs sorted by label name (no duplicates).
 #[derive(Debug, Clone)]

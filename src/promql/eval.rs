@@ -11,7 +11,7 @@ use promql_parser::parser::{
 use super::{functions, is_stale, Labels, RangeSeries, Value, VecSample, LOOKBACK_MS, NAME};
 use crate::model::selector::{Matcher, Selector};
 use crate::model::series::Series;
-use crate::window::WindowStore;
+use crate::store::window::WindowStore;
 
 /// A selected series: its key, its points in the range, whether they may hold staleness markers.
 pub type SelectedRange<'a> = (&'a Series, &'a [(i64, f64)], bool);

@@ -17,18 +17,7 @@ pub use crate::model::labels::Labels;
 pub const NAME: &str = "__name__";
 /// How far back an instant selector looks for a sample (Prometheus' default).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
-/// Prometheus' staleness marker: a NaN with this bit pattern.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
-
-/// Whether a value is a staleness marker.
-pub fn is_stale(v: f64) -> bool {
-    v.to_bits() == STALE_NAN_BITS
-}
-
-/// A staleness marker value.
-pub fn stale_nan() -> f64 {
-    f64::from_bits(STALE_NAN_BITS)
-}
+pub use crate::model::series::{is_stale, stale_nan, STALE_NAN_BITS};
 
 /// One sample of an instant vector.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::series::{Sample, SeriesKey};
-use crate::window::{Retention, WindowStore};
+use crate::store::window::{Retention, WindowStore};
 
 /// (metric name, labels, points) of one test series.
 type TestSeries<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [(i64, f64)]);

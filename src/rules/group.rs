@@ -9,7 +9,7 @@ use super::alerting::{AlertRuleState, AlertState, Transition};
 use super::{RuleGroup, RuleKind};
 use crate::model::series::{Sample, Series, SeriesKey};
 use crate::promql::{stale_nan, Evaluator, Labels, TickCache, Value, VecSample, NAME};
-use crate::window::WindowStore;
+use crate::store::window::WindowStore;
 
 /// A group with its alerts' state.
 #[derive(Debug, Clone)]
@@ -221,7 +221,7 @@ mod tests {
     use super::*;
     use crate::model::series::SeriesKey;
     use crate::rules::parse_file;
-    use crate::window::Retention;
+    use crate::store::window::Retention;
 
     /// A repeated expression is computed once per tick, but never served stale: a rule that
     /// runs after a recording rule wrote its metric sees the new series.

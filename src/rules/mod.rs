@@ -2,10 +2,12 @@
 //! A bad file is an error naming the file, group, rule and the problem.
 
 pub mod alerting;
+pub mod engine;
 pub mod group;
 pub mod promtool;
 pub mod store;
 pub mod template;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -12,7 +12,7 @@ use super::group::GroupState;
 use super::parse_duration_ms;
 use crate::model::series::{Sample, SeriesKey};
 use crate::promql::{self, stale_nan, Evaluator, Labels, Value, NAME};
-use crate::window::{Retention, WindowStore};
+use crate::store::window::{Retention, WindowStore};
 
 /// Default `evaluation_interval` and series `interval`.
 const DEFAULT_INTERVAL_MS: i64 = 60_000;

@@ -10,16 +10,13 @@
 //!   oldest first, trimmed to `rules.history_max`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::alerting::Alert;
-use crate::actors::rule_engine::{Acknowledgement, AlertView};
-
-/// How long a read or write may take before it counts as failed.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+use crate::redis::{lazy_connection, timed};
+use crate::rules::view::{Acknowledgement, AlertView};
 
 /// An active alert as stored: enough to put it back into its rule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,7 +67,7 @@ impl AlertStore {
     /// Prepares the connection; connects on first use.
     pub fn new(url: &str, prefix: &str, history_max: usize) -> redis::RedisResult<Self> {
         Ok(AlertStore {
-            conn: crate::actors::redis_sink::lazy_connection(url)?,
+            conn: lazy_connection(url)?,
             prefix: prefix.to_string(),
             history_max,
         })
@@ -172,15 +169,5 @@ impl AlertStore {
         let mut pipe = redis::pipe();
         pipe.hset(self.key("acks"), id, json).ignore();
         timed(pipe.query_async::<()>(&mut conn)).await
-    }
-}
-
-/// A Redis round trip that fails after [`TIMEOUT`], with the error as text.
-pub(crate) async fn timed<T>(
-    f: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(TIMEOUT, f).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
     }
 }

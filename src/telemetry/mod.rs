@@ -8,6 +8,7 @@
 //! [`SpanCx::end`]; that is how a batch's root span lasts until the last actor holding the
 //! batch is done with it.
 
+pub mod actor;
 pub mod sampler;
 pub mod store;
 

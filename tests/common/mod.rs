@@ -13,9 +13,9 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use pulse::api::{router, ApiLimits, AppState};
-use pulse::clock::Clock;
 use pulse::config::pipeline::{GpuMode, PipelineConfig};
 use pulse::config::service::ServiceConfig;
+use pulse::runtime::clock::Clock;
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -1,5 +1,0 @@
-//! Forecasting: the per-series [`model`] functions (augurs) and the [`engine`] the predictor
-//! actor runs.
-
-pub mod engine;
-pub mod model;

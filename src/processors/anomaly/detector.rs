@@ -1,0 +1,566 @@
+//! One series' streaming anomaly detector: one sample in, one score out, no look-ahead.
+//!
+//! The method, in short: values are cut into `bins` equal bins over the range the series has
+//! shown so far, and a bounded table counts which bin followed which (orders 1 to
+//! `context_order`). A value is anomalous when the bins before it have been seen often, but
+//! neither its bin nor a neighbouring one has ever followed them; or when it leaves the
+//! range seen so far by more than `range_tolerance_bins`, which also re-bins the series on
+//! the wider range and relearns the recent past (`RING` values) on it. After a score at or
+//! above `FIRE_LEVEL` the detector rests for `rest_samples`, reporting only new highs and
+//! lows meanwhile: one event per incident, not a storm.
+//!
+//! The same code is driven by the anomaly-detector actor and by `examples/nab.rs`, which
+//! scores it on the Numenta Anomaly Benchmark.
+
+use serde::{Deserialize, Serialize};
+
+/// The detector's knobs. Defaults were chosen on the NAB development subset (README, "Anomaly
+/// detection") and are the same for every series.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Samples used only to learn the range and the first contexts; scores are 0 meanwhile.
+    pub warmup_samples: u32,
+    /// Samples after the warm-up during which only new highs and lows are scored, while the
+    /// context table fills.
+    pub settle_samples: u32,
+    /// Samples kept quiet (score 0) after the detector fires.
+    pub rest_samples: u32,
+    /// How many equal bins the range seen so far is cut into (fewer for a series with fewer
+    /// distinct values in its last 1 024).
+    pub bins: u32,
+    /// Longest context, in preceding samples (1 to `MAX_ORDER`).
+    pub context_order: u32,
+    /// How often a context must have been seen before a novel successor counts.
+    pub min_support: u32,
+    /// How far (in bins) a value may step outside the range seen so far before it counts as
+    /// a new extreme and the series is re-binned.
+    pub range_tolerance_bins: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            warmup_samples: 150,
+            settle_samples: 150,
+            rest_samples: 100,
+            bins: 10,
+            context_order: 2,
+            min_support: 2,
+            range_tolerance_bins: 0.5,
+        }
+    }
+}
+
+/// Longest context the detector supports.
+pub const MAX_ORDER: usize = 6;
+/// A raw score at or above this starts a rest period.
+pub const FIRE_LEVEL: f64 = 0.75;
+/// Recent values kept for relearning after the range widens.
+const RING: usize = 1024;
+
+impl DetectorConfig {
+    /// Checks the values; the error is the field's name and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(2..=1000).contains(&self.bins) {
+            return Err((
+                "bins",
+                format!("bins must be between 2 and 1000, got {}", self.bins),
+            ));
+        }
+        if !(1..=MAX_ORDER as u32).contains(&self.context_order) {
+            return Err((
+                "context_order",
+                format!(
+                    "context_order must be between 1 and {MAX_ORDER}, got {}",
+                    self.context_order
+                ),
+            ));
+        }
+        if self.warmup_samples < 2 {
+            return Err((
+                "warmup_samples",
+                format!(
+                    "warmup_samples must be at least 2, got {}",
+                    self.warmup_samples
+                ),
+            ));
+        }
+        if !(self.range_tolerance_bins >= 0.0 && self.range_tolerance_bins.is_finite()) {
+            return Err((
+                "range_tolerance_bins",
+                format!(
+                    "range_tolerance_bins must be a finite number >= 0, got {}",
+                    self.range_tolerance_bins
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a score is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Still learning (during the settle period, only new highs and lows are scored).
+    WarmingUp,
+    /// Quiet after an anomaly.
+    Resting,
+    /// Nothing unusual.
+    Normal,
+    /// The value followed its recent past in a way never seen before.
+    NovelTransition,
+    /// Above everything seen so far.
+    NewHigh,
+    /// Below everything seen so far.
+    NewLow,
+}
+
+impl Reason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::WarmingUp => "still learning the series",
+            Reason::Resting => "quiet after a recent anomaly",
+            Reason::Normal => "as expected",
+            Reason::NovelTransition => "the series moved in a way it never has from where it was",
+            Reason::NewHigh => "above every value seen so far",
+            Reason::NewLow => "below every value seen so far",
+        }
+    }
+}
+
+/// The detector's verdict on one value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// In [0, 1]; 0 while warming up or resting.
+    pub score: f64,
+    pub reason: Reason,
+    /// Range the detector expected the value in, from what followed the same context before
+    /// (or the range seen so far where the context says nothing); `None` while warming up,
+    /// and for a novel-transition score below [`Detector::expecting_from`]'s level (working
+    /// it out reads every bin's count, a large share of the cost of a sample).
+    pub expected: Option<(f64, f64)>,
+}
+
+/// Context counts: a fixed table of 20-bit fingerprints and 12-bit counts. When a probe
+/// window is full, the least-seen entry makes room; when a count saturates, every count
+/// is halved, so old habits fade.
+struct ContextTable {
+    slots: Box<[u32; TABLE]>,
+}
+
+const TABLE: usize = 2048;
+const PROBE: usize = 4;
+const COUNT_BITS: u32 = 12;
+const COUNT_MAX: u32 = (1 << COUNT_BITS) - 1;
+
+impl ContextTable {
+    fn new() -> Self {
+        ContextTable {
+            slots: Box::new([0; TABLE]),
+        }
+    }
+
+    fn locate(hash: u64) -> (usize, u32) {
+        let fingerprint = ((hash >> 40) as u32 & 0xF_FFFF).max(1);
+        ((hash as usize) % TABLE, fingerprint)
+    }
+
+    fn get(&self, hash: u64) -> u32 {
+        let (start, fingerprint) = Self::locate(hash);
+        (0..PROBE)
+            .map(|j| self.slots[(start + j) % TABLE])
+            .find(|e| e >> COUNT_BITS == fingerprint)
+            .map_or(0, |e| e & COUNT_MAX)
+    }
+
+    fn bump(&mut self, hash: u64) {
+        let (start, fingerprint) = Self::locate(hash);
+        let mut victim = start;
+        let mut victim_count = u32::MAX;
+        for j in 0..PROBE {
+            let slot = (start + j) % TABLE;
+            let entry = self.slots[slot];
+            if entry >> COUNT_BITS == fingerprint {
+                if entry & COUNT_MAX == COUNT_MAX {
+                    self.halve();
+                }
+                self.slots[slot] += 1;
+                return;
+            }
+            let count = entry & COUNT_MAX;
+            if count < victim_count {
+                victim = slot;
+                victim_count = count;
+            }
+        }
+        self.slots[victim] = (fingerprint << COUNT_BITS) | 1;
+    }
+
+    fn halve(&mut self) {
+        for entry in self.slots.iter_mut() {
+            let count = (*entry & COUNT_MAX) / 2;
+            *entry = if count == 0 {
+                0
+            } else {
+                (*entry & !COUNT_MAX) | count
+            };
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill(0);
+    }
+}
+
+fn mix(mut h: u64, x: u64) -> u64 {
+    h ^= x
+        .wrapping_add(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(h << 6)
+        .wrapping_add(h >> 2);
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+const NO_SYMBOL: i32 = i32::MIN;
+
+// Checked when compiling: a detector stays within its memory budget.
+const _: () = assert!(Detector::MEMORY_BYTES <= Detector::MEMORY_BUDGET);
+const SEED: u64 = 0x5151;
+
+/// One series' detector. About 12 KiB (`Detector::MEMORY_BYTES`).
+pub struct Detector {
+    cfg: DetectorConfig,
+    /// Values seen, warm-up included.
+    seen: u64,
+    /// The last `RING` values, to relearn from when the range widens.
+    ring: Vec<f32>,
+    ring_head: usize,
+    /// Bin 0 starts here.
+    lo: f64,
+    /// Bin width.
+    width: f64,
+    /// Range of every value seen.
+    seen_lo: f64,
+    seen_hi: f64,
+    /// Previous bins, newest first.
+    history: [i32; MAX_ORDER],
+    /// Hashes of the n-grams that ended at the previous value (index = length).
+    prev_ngrams: [u64; MAX_ORDER + 2],
+    counts: ContextTable,
+    /// Values since the detector last fired.
+    since_fire: u64,
+    /// How many times the series was re-binned (reported in stats).
+    rebins: u64,
+    /// Bins in use: `cfg.bins`, or fewer for a series with few distinct values (one bin per
+    /// step between them, so that neighbouring values are neighbouring bins).
+    bins: u32,
+    /// Scores below this come without the expected range (see [`Verdict::expected`]).
+    expected_from: f64,
+}
+
+impl Detector {
+    /// Heap and inline bytes one detector holds once its ring is full.
+    pub const MEMORY_BYTES: usize =
+        std::mem::size_of::<Detector>() + TABLE * 4 + RING * std::mem::size_of::<f32>();
+
+    /// Bytes one detector may hold at most (the target is 16 KiB per series).
+    pub const MEMORY_BUDGET: usize = 16 * 1024;
+
+    /// `cfg` must have passed [`DetectorConfig::validate`].
+    pub fn new(cfg: DetectorConfig) -> Self {
+        let bins = cfg.bins;
+        Detector {
+            cfg,
+            seen: 0,
+            ring: Vec::with_capacity(RING),
+            ring_head: 0,
+            lo: 0.0,
+            width: 1.0,
+            seen_lo: f64::INFINITY,
+            seen_hi: f64::NEG_INFINITY,
+            history: [NO_SYMBOL; MAX_ORDER],
+            prev_ngrams: [0; MAX_ORDER + 2],
+            counts: ContextTable::new(),
+            since_fire: u64::MAX / 2,
+            bins,
+            rebins: 0,
+            expected_from: 0.0,
+        }
+    }
+
+    /// Works out the expected range only for scores at or above `level` (the level at which
+    /// the caller reports an anomaly); by default for every score. Scores do not change.
+    pub fn expecting_from(mut self, level: f64) -> Self {
+        self.expected_from = level;
+        self
+    }
+
+    pub fn samples_seen(&self) -> u64 {
+        self.seen
+    }
+
+    pub fn rebins(&self) -> u64 {
+        self.rebins
+    }
+
+    pub fn is_warm(&self) -> bool {
+        self.seen >= self.cfg.warmup_samples as u64
+    }
+
+    /// Forgets the recent past (not what was learned): the next value is judged without a
+    /// context. Called after a gap in the series, so a missing stretch is not an anomaly.
+    pub fn break_context(&mut self) {
+        self.history = [NO_SYMBOL; MAX_ORDER];
+        self.prev_ngrams = [0; MAX_ORDER + 2];
+    }
+
+    /// Scores `value` and learns from it. Non-finite values are ignored (score 0).
+    pub fn update(&mut self, value: f64) -> Verdict {
+        if !value.is_finite() {
+            return Verdict {
+                score: 0.0,
+                reason: Reason::Normal,
+                expected: self.is_warm().then(|| self.seen_range()),
+            };
+        }
+        self.seen += 1;
+        let tolerance = self.width * self.cfg.range_tolerance_bins;
+        let warm = self.seen > self.cfg.warmup_samples as u64;
+        let new_extreme = if !warm {
+            None
+        } else if value > self.lo + self.width * self.bins as f64 + tolerance {
+            Some(Reason::NewHigh)
+        } else if value < self.lo - tolerance {
+            Some(Reason::NewLow)
+        } else {
+            None
+        };
+        self.seen_lo = self.seen_lo.min(value);
+        self.seen_hi = self.seen_hi.max(value);
+        self.push_ring(value);
+        if !warm {
+            if self.seen == self.cfg.warmup_samples as u64 {
+                self.rebin();
+            }
+            return Verdict {
+                score: 0.0,
+                reason: Reason::WarmingUp,
+                expected: None,
+            };
+        }
+
+        let (raw, reason, expected) = match new_extreme {
+            Some(reason) => {
+                let expected = self.bins_range(0, self.bins as i32 - 1);
+                self.rebin();
+                (1.0, reason, Some(expected))
+            }
+            None => {
+                let s = self.symbol(value);
+                let judged = self.judge(s);
+                // Before the value is counted in, so the range is what was expected of it.
+                let expected =
+                    (judged.novelty >= self.expected_from).then(|| self.expected_successors());
+                self.count_in(s, &judged);
+                let reason = if judged.novelty >= FIRE_LEVEL {
+                    Reason::NovelTransition
+                } else {
+                    Reason::Normal
+                };
+                (judged.novelty, reason, expected)
+            }
+        };
+
+        // Right after the warm-up the context table is thin: a successor never seen may just
+        // not have come up yet. Novel transitions count once it has settled.
+        let settled = self.seen > (self.cfg.warmup_samples + self.cfg.settle_samples) as u64;
+        let (raw, reason) = if new_extreme.is_none() && !settled {
+            (0.0, Reason::WarmingUp)
+        } else {
+            (raw, reason)
+        };
+        // A new high or low is always reported: resting mutes only novel transitions.
+        self.since_fire = self.since_fire.saturating_add(1);
+        if self.since_fire <= self.cfg.rest_samples as u64 && new_extreme.is_none() {
+            return Verdict {
+                score: 0.0,
+                reason: Reason::Resting,
+                expected,
+            };
+        }
+        if raw >= FIRE_LEVEL {
+            self.since_fire = 0;
+        }
+        Verdict {
+            score: raw,
+            reason,
+            expected,
+        }
+    }
+
+    fn push_ring(&mut self, value: f64) {
+        if self.ring.len() < RING {
+            self.ring.push(value as f32);
+        } else {
+            self.ring[self.ring_head] = value as f32;
+            self.ring_head = (self.ring_head + 1) % RING;
+        }
+    }
+
+    /// Cuts the range seen so far into bins and relearns the ring on them.
+    fn rebin(&mut self) {
+        self.rebins += 1;
+        let (lo, hi) = (self.seen_lo, self.seen_hi);
+        // A series with few distinct values (utilisation in whole %, temperature in °C)
+        // gets one bin per step between them: with more bins some would stay empty, and a
+        // value next to an empty bin would have no neighbour to be judged with.
+        let mut values: Vec<f32> = self.ring.clone();
+        values.sort_by(f32::total_cmp);
+        values.dedup();
+        self.bins = if values.len() >= 2 && values.len() - 1 < self.cfg.bins as usize {
+            (values.len() - 1) as u32
+        } else {
+            self.cfg.bins
+        };
+        self.lo = lo;
+        self.width = if hi > lo {
+            (hi - lo) / self.bins as f64
+        } else {
+            // A flat line: any move of 1 % (or of 1e-9 around zero) is news.
+            (lo.abs() * 0.01).max(1e-9)
+        };
+        self.counts.clear();
+        self.break_context();
+        let n = self.ring.len();
+        for i in 0..n {
+            let v = self.ring[(self.ring_head + i) % n] as f64;
+            self.learn(v);
+        }
+    }
+
+    fn symbol(&self, value: f64) -> i32 {
+        ((value - self.lo) / self.width)
+            .floor()
+            .clamp(0.0, self.bins as f64) as i32
+    }
+
+    fn bins_range(&self, first: i32, last: i32) -> (f64, f64) {
+        (
+            self.lo + first as f64 * self.width,
+            self.lo + (last + 1) as f64 * self.width,
+        )
+    }
+
+    fn seen_range(&self) -> (f64, f64) {
+        (self.seen_lo, self.seen_hi)
+    }
+
+    /// The bins that have followed the current order-1 context, as a value range.
+    fn expected_successors(&self) -> (f64, f64) {
+        let prev = self.history[0];
+        if prev == NO_SYMBOL {
+            return self.seen_range();
+        }
+        let mut first = None;
+        let mut last = None;
+        for s in 0..=self.bins as i32 {
+            let bigram = mix(mix(SEED, s as u64), prev as u64);
+            if self.counts.get(bigram) > 0 {
+                first.get_or_insert(s);
+                last = Some(s);
+            }
+        }
+        match (first, last) {
+            (Some(first), Some(last)) => self.bins_range(first, last),
+            _ => self.seen_range(),
+        }
+    }
+
+    /// Scores `value` against the contexts, then counts it in.
+    fn learn(&mut self, value: f64) -> f64 {
+        let s = self.symbol(value);
+        let judged = self.judge(s);
+        self.count_in(s, &judged);
+        judged.novelty
+    }
+
+    /// Scores bin `s` against the contexts (reads only). The score is high when the
+    /// preceding bins are well known and neither this bin nor a neighbour ever followed them.
+    fn judge(&self, s: i32) -> Judged {
+        let order = self.cfg.context_order as usize;
+        // ngrams[d][n]: hash of the n-gram (newest first) ending in bin s - 1 + d.
+        let mut ngrams = [[0u64; MAX_ORDER + 2]; 3];
+        for (d, chain) in ngrams.iter_mut().enumerate() {
+            chain[1] = mix(SEED, (s - 1 + d as i32) as u64);
+        }
+        let mut len = 1;
+        for n in 1..=order {
+            let prev = self.history[n - 1];
+            if prev == NO_SYMBOL {
+                break;
+            }
+            for chain in ngrams.iter_mut() {
+                chain[n + 1] = mix(chain[n], prev as u64);
+            }
+            len = n + 1;
+        }
+
+        let mut lowest: f64 = 1.0;
+        let mut sum = 0.0;
+        let mut supported = 0;
+        for k in 1..len {
+            let context = self.counts.get(self.prev_ngrams[k]);
+            if context < self.cfg.min_support {
+                continue;
+            }
+            let followed: u32 = ngrams.iter().map(|c| self.counts.get(c[k + 1])).sum();
+            let context = context as f64;
+            let novelty = (context / (context + 1.0)) / (1.0 + followed as f64);
+            lowest = lowest.min(novelty);
+            sum += novelty;
+            supported += 1;
+        }
+
+        let novelty = if len == 1 {
+            // No context at all (start, or after a gap): nothing to judge by.
+            0.0
+        } else if supported == 0 {
+            // The preceding bins are themselves (nearly) new: the series is somewhere it has
+            // not been.
+            1.0
+        } else {
+            0.5 * lowest + 0.5 * sum / supported as f64
+        };
+        Judged {
+            novelty,
+            own: ngrams[1],
+            len,
+        }
+    }
+
+    /// Counts bin `s` in after [`judge`](Self::judge): its n-grams, and it as the newest
+    /// context.
+    fn count_in(&mut self, s: i32, judged: &Judged) {
+        for hash in &judged.own[1..=judged.len] {
+            self.counts.bump(*hash);
+        }
+        self.prev_ngrams = judged.own;
+        self.history.rotate_right(1);
+        self.history[0] = s;
+    }
+}
+
+/// A bin judged against the contexts, before it is counted in.
+struct Judged {
+    novelty: f64,
+    /// Hashes of the n-grams ending in the bin (index = length).
+    own: [u64; MAX_ORDER + 2],
+    /// N-grams of lengths 1..len exist (the history was that long).
+    len: usize,
+}
+
+#[cfg(test)]
+#[path = "detector_tests.rs"]
+mod tests;

@@ -1,0 +1,60 @@
+//! Alerts as the API, the query views and the Redis alert store see them: shared data,
+//! with no behaviour of the rule engine.
+
+use serde::Serialize;
+
+use crate::model::selector::Selector;
+use crate::rules::alerting::{Alert, AlertState};
+
+/// An acknowledgement: someone has seen the alert. Not a silence: the alert keeps firing.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub comment: String,
+    pub at_ms: i64,
+}
+
+/// An alert as the API shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct AlertView {
+    #[serde(flatten)]
+    pub alert: Alert,
+    pub name: String,
+    pub group: String,
+    pub file: String,
+    pub acknowledgement: Option<Acknowledgement>,
+}
+
+/// Filters of the active-alerts list.
+#[derive(Debug, Default, Clone)]
+pub struct AlertFilter {
+    pub state: Option<AlertState>,
+    pub severity: Option<String>,
+    pub name: Option<String>,
+    pub matchers: Selector,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+impl AlertFilter {
+    pub(crate) fn accepts(&self, a: &AlertView, at_ms: i64) -> bool {
+        let series = crate::model::series::SeriesKey::new(a.name.clone(), a.alert.labels.clone());
+        self.state.is_none_or(|s| a.alert.state == s)
+            && self
+                .severity
+                .as_ref()
+                .is_none_or(|s| a.alert.labels.get("severity") == Some(s))
+            && self.name.as_ref().is_none_or(|n| &a.name == n)
+            && self.matchers.matches(&series)
+            && self.since_ms.is_none_or(|t| at_ms >= t)
+            && self.until_ms.is_none_or(|t| at_ms <= t)
+    }
+}
+
+/// Counts for the dashboard summary.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AlertCounts {
+    pub firing: usize,
+    pub pending: usize,
+    pub acknowledged: usize,
+}

@@ -1,0 +1,8 @@
+//! What every part of Pulse runs on: where "now" comes from ([`clock`]), mailboxes with a
+//! backlog gauge ([`mailbox`]), handing freed memory back ([`allocator`]), and test helpers.
+
+pub mod allocator;
+pub mod clock;
+pub mod mailbox;
+#[cfg(test)]
+pub mod testing;
