@@ -110,6 +110,7 @@ fn main() {
             max_series: series,
             max_anomalies: 10_000,
             gap_intervals: 5.0,
+            workload_window_ms: 5_000,
         });
         let t = Instant::now();
         let mut scores = 0;

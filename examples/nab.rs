@@ -39,7 +39,9 @@ fn main() -> anyhow::Result<()> {
                 overrides.push_str(&format!("{} = {}\n", k.trim(), v.trim()));
             }
             "-h" | "--help" => {
-                println!("usage: nab [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]...");
+                println!(
+                    "usage: nab [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]..."
+                );
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (try --help)"),

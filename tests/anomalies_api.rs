@@ -31,6 +31,9 @@ fn app(enabled: bool, rules_dir: &std::path::Path) -> axum::Router {
     pipeline.anomaly.enabled = enabled;
     pipeline.anomaly.detector.warmup_samples = 20;
     pipeline.anomaly.detector.rest_samples = 20;
+    // Both GPUs burst together, which is a workload change (tests/anomaly_fleet.rs); this
+    // test is about the list, so every firing opens an anomaly at once.
+    pipeline.anomaly.workload_window_ms = 0;
     common::app(&service, &pipeline)
 }
 

@@ -182,6 +182,10 @@ pub struct AnomalyConfig {
     /// A pause longer than this many usual sampling intervals starts the series' context
     /// afresh, so a gap is not an anomaly.
     pub gap_intervals: f64,
+    /// How long a GPU's firing waits to see whether most GPUs of its host fire too (then it
+    /// is one workload change: a job starting, a checkpoint, a job stopping), in ms of
+    /// sample time; 0 opens every firing at once.
+    pub workload_window_ms: u64,
     /// The per-series detector.
     pub detector: crate::processors::anomaly::DetectorConfig,
 }
@@ -198,6 +202,7 @@ impl Default for AnomalyConfig {
             max_series: NonZeroUsize::new(10_000).unwrap(),
             max_anomalies: NonZeroUsize::new(10_000).unwrap(),
             gap_intervals: 5.0,
+            workload_window_ms: 5_000,
             detector: crate::processors::anomaly::DetectorConfig::default(),
         }
     }
@@ -265,6 +270,9 @@ impl From<WatchSelector> for String {
     }
 }
 
+/// The longest `anomaly.workload_window_ms`: a GPU fault is reported at most this late.
+pub const MAX_WORKLOAD_WINDOW_MS: u64 = 60_000;
+
 impl AnomalyConfig {
     /// The engine's settings.
     pub fn settings(&self) -> crate::processors::anomaly::EngineSettings {
@@ -275,6 +283,7 @@ impl AnomalyConfig {
             max_series: self.max_series.get(),
             max_anomalies: self.max_anomalies.get(),
             gap_intervals: self.gap_intervals,
+            workload_window_ms: self.workload_window_ms as i64,
         }
     }
 
@@ -290,6 +299,15 @@ impl AnomalyConfig {
             return Err((
                 "anomaly.gap_intervals".into(),
                 format!("must be a number >= 1, got {}", self.gap_intervals),
+            ));
+        }
+        if self.workload_window_ms > MAX_WORKLOAD_WINDOW_MS {
+            return Err((
+                "anomaly.workload_window_ms".into(),
+                format!(
+                    "must be at most {MAX_WORKLOAD_WINDOW_MS} (a fault would be reported that late), got {}",
+                    self.workload_window_ms
+                ),
             ));
         }
         self.detector

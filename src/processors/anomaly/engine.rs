@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::collections::VecDeque;
 
 use super::detector::{Detector, DetectorConfig, Reason};
+use super::workload::{gpu_of, WorkloadCoalescer, WorkloadEvent};
 use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{
@@ -38,7 +39,14 @@ pub struct EngineSettings {
     pub max_anomalies: usize,
     /// A gap longer than this many usual intervals breaks the series' context.
     pub gap_intervals: f64,
+    /// A GPU's firing waits this long (sample time) to see whether most of its host's GPUs
+    /// fire too: then it is a workload change, not an anomaly (see [`super::workload`]).
+    /// 0: every firing opens at once.
+    pub workload_window_ms: i64,
 }
+
+/// Firings of a host's GPUs within this long after a workload event's last firing join it.
+pub const WORKLOAD_EPISODE_MS: i64 = 60 * 1000;
 
 /// One anomaly: a series that scored at or above the threshold. Later firings of the same
 /// series for the same reason, each within `2 × rest_samples` samples of the last, are
@@ -99,6 +107,10 @@ pub struct EngineCounts {
     pub resets: u64,
     /// Watched series forgotten after `IDLE_MS` of silence.
     pub evicted: u64,
+    /// Workload changes (most GPUs of a host firing together), and the firings folded
+    /// into them instead of opening anomalies.
+    pub workload_changes: u64,
+    pub workload_firings: u64,
 }
 
 /// Per watched series.
@@ -108,8 +120,9 @@ struct Watched {
     score_series: Series,
     is_counter: bool,
     last_ms: Option<i64>,
-    /// The counter's previous raw value.
+    /// The latest raw value, and the one before it.
     last_raw: f64,
+    prev_raw: f64,
     /// Usual interval between samples (EWMA), ms.
     interval_ms: f64,
     /// Samples seen since the last firing, and the anomaly still open (id, reason).
@@ -133,11 +146,19 @@ pub struct AnomalyEngine {
     /// Newest sample time seen, and when idle series were last swept.
     latest_ms: i64,
     swept_ms: i64,
+    /// GPU firings held to tell workload changes from anomalies.
+    workload: WorkloadCoalescer,
 }
 
 impl AnomalyEngine {
     pub fn new(settings: EngineSettings) -> Self {
+        let workload = WorkloadCoalescer::new(
+            settings.workload_window_ms,
+            WORKLOAD_EPISODE_MS,
+            settings.max_anomalies,
+        );
         AnomalyEngine {
+            workload,
             settings,
             series: hashbrown::HashMap::default(),
             watched: 0,
@@ -150,7 +171,16 @@ impl AnomalyEngine {
     }
 
     pub fn counts(&self) -> EngineCounts {
-        self.counts
+        EngineCounts {
+            workload_changes: self.workload.decided,
+            workload_firings: self.workload.folded,
+            ..self.counts
+        }
+    }
+
+    /// Recent workload changes, newest first.
+    pub fn workload_events(&self) -> impl Iterator<Item = &WorkloadEvent> {
+        self.workload.events()
     }
 
     pub fn watched_series(&self) -> usize {
@@ -176,6 +206,14 @@ impl AnomalyEngine {
             if let Some(score) = self.process_one(sample, &mut opened) {
                 scores.push(score);
             }
+        }
+        let series = &self.series;
+        let latest = |s: &Series| match series.get(s) {
+            Some(Slot::Watched(w)) => w.last_ms.map(|_| w.last_raw),
+            _ => None,
+        };
+        for held in self.workload.decide(self.latest_ms, latest) {
+            self.open(held, &mut opened);
         }
         if self.latest_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {
             self.swept_ms = self.latest_ms;
@@ -212,6 +250,9 @@ impl AnomalyEngine {
                     return None;
                 } else {
                     self.watched += 1;
+                    if let Some((host, metric, gpu)) = gpu_of(series) {
+                        self.workload.saw(&host, &metric, &gpu, series);
+                    }
                     Slot::Watched(Box::new(Watched::new(
                         series,
                         &self.settings.detector,
@@ -242,6 +283,7 @@ impl AnomalyEngine {
             _ if !sample.value.is_finite() => None,
             None => {
                 w.last_ms = Some(t);
+                w.prev_raw = f64::NAN;
                 w.last_raw = sample.value;
                 (!w.is_counter).then_some(sample.value)
             }
@@ -270,6 +312,7 @@ impl AnomalyEngine {
                     Some((raw - w.last_raw) * 1000.0 / dt)
                 };
                 w.last_ms = Some(t);
+                w.prev_raw = w.last_raw;
                 w.last_raw = raw;
                 value
             }
@@ -284,6 +327,7 @@ impl AnomalyEngine {
         w.since_fire = w.since_fire.saturating_add(1);
         let score_series = w.score_series.clone();
         let is_counter = w.is_counter;
+        let prev = w.prev_raw;
         let mut merge_into = None;
         if verdict.score >= threshold {
             if w.since_fire <= merge_samples {
@@ -309,11 +353,9 @@ impl AnomalyEngine {
                     self.counts.merged += 1;
                 }
                 None => {
-                    let id = self.next_id;
-                    self.next_id += 1;
                     let (low, high) = verdict.expected.unwrap_or((value, value));
-                    self.anomalies.push_back(Anomaly {
-                        id,
+                    let anomaly = Anomaly {
+                        id: 0,
                         series: sample.series.clone(),
                         first_ms: t,
                         last_ms: t,
@@ -326,19 +368,44 @@ impl AnomalyEngine {
                         reason: verdict.reason,
                         detail: verdict.reason.describe().to_string(),
                         is_rate: is_counter,
-                    });
-                    while self.anomalies.len() > self.settings.max_anomalies {
-                        self.anomalies.pop_front();
+                    };
+                    match gpu_of(&sample.series) {
+                        Some((host, metric, _)) if self.workload.enabled() && !is_counter => {
+                            let moved = value - prev;
+                            let series = &self.series;
+                            // A GPU's value just before `t`.
+                            let before = |s: &Series| match series.get(s) {
+                                Some(Slot::Watched(p)) if p.last_ms >= Some(t) => {
+                                    Some(p.prev_raw).filter(|v| v.is_finite())
+                                }
+                                Some(Slot::Watched(p)) => p.last_ms.map(|_| p.last_raw),
+                                _ => None,
+                            };
+                            self.workload.hold(host, metric, anomaly, moved, before);
+                        }
+                        _ => self.open(anomaly, opened),
                     }
-                    if let Some(Slot::Watched(w)) = self.series.get_mut(&sample.key()) {
-                        w.open = Some((id, verdict.reason));
-                    }
-                    self.counts.opened += 1;
-                    opened.push(id);
                 }
             }
         }
         Some(Sample::new(score_series, t, verdict.score))
+    }
+
+    /// Opens `anomaly` with the next id; later firings of its series merge into it.
+    fn open(&mut self, mut anomaly: Anomaly, opened: &mut Vec<u64>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        anomaly.id = id;
+        let (key, reason) = (anomaly.series.clone(), anomaly.reason);
+        self.anomalies.push_back(anomaly);
+        while self.anomalies.len() > self.settings.max_anomalies {
+            self.anomalies.pop_front();
+        }
+        if let Some(Slot::Watched(w)) = self.series.get_mut(&key) {
+            w.open = Some((id, reason));
+        }
+        self.counts.opened += 1;
+        opened.push(id);
     }
 
     /// Recent anomalies, newest first.
@@ -369,6 +436,7 @@ impl Watched {
             is_counter: catalog::is_cumulative(series.name()),
             last_ms: None,
             last_raw: 0.0,
+            prev_raw: f64::NAN,
             interval_ms: 0.0,
             since_fire: u64::MAX / 2,
             open: None,
@@ -393,6 +461,7 @@ mod tests {
             max_series: 2,
             max_anomalies: 3,
             gap_intervals: 5.0,
+            workload_window_ms: 5_000,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod actor;
 pub mod detector;
 pub mod engine;
 pub mod nab;
+pub mod workload;
 
 pub use detector::{Detector, DetectorConfig, Reason, Verdict};
 pub use engine::{Anomaly, AnomalyEngine, AnomalyFilter, EngineSettings};

@@ -61,7 +61,7 @@ pub fn data_files(data: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// Reads a NAB data file: `timestamp,value` rows after a header.
-fn read_series(path: &Path) -> anyhow::Result<Vec<(String, f64)>> {
+pub fn read_series(path: &Path) -> anyhow::Result<Vec<(String, f64)>> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
