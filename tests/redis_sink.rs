@@ -180,6 +180,8 @@ async fn opened_anomalies_are_listed_in_redis() {
         vec![pulse::sources::gpu_simulated::fleet::Scenario::LoadSpike];
     pipeline.anomaly.detector.warmup_samples = 20;
     pipeline.anomaly.detector.rest_samples = 20;
+    // Every GPU bursts at once, a workload change: here every firing opens an anomaly.
+    pipeline.anomaly.workload_window_ms = 0;
     let app = common::app(&service, &pipeline);
     let mut conn = connection(port).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -209,6 +209,14 @@ impl Handler<GetStats> for AnomalyDetector {
             .insert("anomaly_counter_resets_total", counts.resets as f64);
         st.extra
             .insert("anomaly_series_evicted_total", counts.evicted as f64);
+        st.extra.insert(
+            "anomaly_workload_changes_total",
+            counts.workload_changes as f64,
+        );
+        st.extra.insert(
+            "anomaly_workload_firings_total",
+            counts.workload_firings as f64,
+        );
         let settings = self.engine.settings();
         st.reason = Some(format!(
             "{watched} series watched, threshold {}",
