@@ -18,17 +18,18 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use pulse::config::pipeline::AnomalyConfig;
+use pulse::model::catalog;
 use pulse::model::series::{Sample, SeriesKey};
 use pulse::processors::anomaly::nab::read_series;
 use pulse::processors::anomaly::{AnomalyEngine, AnomalyFilter};
 
 /// File metric suffix → the dcgm-exporter name Pulse watches it under.
 const METRICS: &[(&str, &str)] = &[
-    ("power_w", "DCGM_FI_DEV_POWER_USAGE"),
-    ("util_pct", "DCGM_FI_DEV_GPU_UTIL"),
-    ("util_gpu_pct", "DCGM_FI_DEV_GPU_UTIL"),
-    ("temp_c", "DCGM_FI_DEV_GPU_TEMP"),
-    ("mem_used_mib", "DCGM_FI_DEV_FB_USED"),
+    ("power_w", catalog::POWER_USAGE),
+    ("util_pct", catalog::GPU_UTIL),
+    ("util_gpu_pct", catalog::GPU_UTIL),
+    ("temp_c", catalog::GPU_TEMP),
+    ("mem_used_mib", catalog::FB_USED),
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ use redis::aio::ConnectionManager;
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
-use crate::redis::lazy_connection;
+use crate::redis::{lazy_connection, timed};
 use crate::runtime::mailbox::MailboxGauge;
 
 /// Batches that may wait before the window store waits.
@@ -33,8 +33,6 @@ pub const MAILBOX_CAPACITY: usize = 64;
 /// First wait before retrying a failed write; doubled up to `RETRY_MAX`.
 pub const RETRY_MIN: Duration = Duration::from_millis(200);
 pub const RETRY_MAX: Duration = Duration::from_secs(5);
-/// One round trip may take this long before it counts as failed.
-pub const WRITE_TIMEOUT: Duration = crate::redis::ROUND_TRIP_TIMEOUT;
 
 /// What the sink is configured with.
 #[derive(Debug, Clone)]
@@ -109,12 +107,7 @@ impl RedisSink {
         self.writing = samples.len();
         let pipe = pipeline(&self.settings, &samples);
         let mut conn = self.conn.clone();
-        let write = async move {
-            match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {} s", WRITE_TIMEOUT.as_secs())),
-            }
-        };
+        let write = async move { timed(pipe.query_async::<()>(&mut conn)).await };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.writing = 0;
             act.round_trips += 1;
@@ -198,7 +191,6 @@ pub async fn read_history(
     prefix: &str,
     hosts: &std::collections::HashSet<String>,
 ) -> Result<Vec<Sample>, String> {
-    use crate::redis::timed;
     let mut conn = conn.clone();
     let keys: Vec<String> = timed(
         redis::cmd("HKEYS")

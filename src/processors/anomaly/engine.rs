@@ -283,7 +283,6 @@ impl AnomalyEngine {
             _ if !sample.value.is_finite() => None,
             None => {
                 w.last_ms = Some(t);
-                w.prev_raw = f64::NAN;
                 w.last_raw = sample.value;
                 (!w.is_counter).then_some(sample.value)
             }
