@@ -111,6 +111,11 @@ fn main() {
             max_anomalies: 10_000,
             gap_intervals: 5.0,
             workload_window_ms: 5_000,
+            peers: pulse::processors::anomaly::peers::PeerSettings {
+                watch: vec![Selector::metric("bench_metric")],
+                tolerance: 0.15,
+                hold_ms: 5_000,
+            },
         });
         let t = Instant::now();
         let mut scores = 0;

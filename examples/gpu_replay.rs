@@ -1,7 +1,12 @@
 //! Replays real GPU telemetry (NAB-style `gpu<N>_<metric>.csv` files, one folder per host, as
 //! in `../shared/data/gpu/`) through Pulse's anomaly engine with the built-in settings, all
 //! GPUs of a host together in timestamp order, and reports per metric the anomalies opened
-//! per 100 k samples, and the workload changes (most GPUs of a host firing together).
+//! per 100 k samples (those that are peer divergences apart), and the workload changes (most
+//! GPUs of a host firing together).
+//!
+//! Alibaba PAI's per-worker mini-batch times (`job<J>_worker<W>_batch_time_norm.csv`) are
+//! replayed too, each job as one host and each worker as one GPU, under the metric
+//! `BATCH_TIME_METRIC` (watched for this replay): a slow worker is a peer divergence.
 //!
 //! ```text
 //! cargo run --release --example gpu_replay -- [--window-ms MS] DIR...
@@ -17,11 +22,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use pulse::config::pipeline::AnomalyConfig;
+use pulse::config::pipeline::{AnomalyConfig, WatchSelector};
 use pulse::model::catalog;
 use pulse::model::series::{Sample, SeriesKey};
 use pulse::processors::anomaly::nab::read_series;
-use pulse::processors::anomaly::{AnomalyEngine, AnomalyFilter};
+use pulse::processors::anomaly::{AnomalyEngine, AnomalyFilter, Reason};
+
+/// The metric Alibaba PAI's mini-batch times are replayed under.
+const BATCH_TIME_METRIC: &str = "training_batch_time_norm";
 
 /// File metric suffix → the dcgm-exporter name Pulse watches it under.
 const METRICS: &[(&str, &str)] = &[
@@ -56,6 +64,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(w) = window_ms {
         cfg.workload_window_ms = w;
     }
+    let batch_time: WatchSelector = format!("{{__name__=\"{BATCH_TIME_METRIC}\"}}")
+        .try_into()
+        .map_err(anyhow::Error::msg)?;
+    cfg.watch.push(batch_time.clone());
+    cfg.peer_watch.push(batch_time);
     println!("workload_window_ms = {}", cfg.workload_window_ms);
     for dir in dirs {
         replay_host(&dir, &cfg)?;
@@ -79,13 +92,11 @@ fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig) -> anyhow::Result<()> {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let Some((gpu, suffix)) = name.strip_prefix("gpu").and_then(|n| n.split_once('_')) else {
+        let Some((host, gpu, metric)) = file_series(&host, &name) else {
             continue;
         };
-        let Some((_, metric)) = METRICS.iter().find(|(s, _)| *s == suffix) else {
-            continue;
-        };
-        let series = SeriesKey::shared(*metric, [("Hostname", host.as_str()), ("gpu", gpu)]);
+        let series =
+            SeriesKey::shared(metric, [("Hostname", host.as_str()), ("gpu", gpu.as_str())]);
         for (t, v) in read_series(&path)? {
             let t_ms = parse_ms(&t).with_context(|| format!("{}: time {t:?}", path.display()))?;
             samples.push((t_ms, Sample::new(series.clone(), t_ms, v)));
@@ -112,20 +123,41 @@ fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig) -> anyhow::Result<()> {
         engine.counts().workload_firings
     );
     for (metric, n) in &per_metric {
-        let a = anomalies
+        let (peer, a): (Vec<_>, Vec<_>) = anomalies
             .iter()
             .filter(|a| a.series.name() == *metric)
-            .count();
+            .partition(|a| a.reason == Reason::PeerDivergence);
+        let a = a.len();
         let w = engine
             .workload_events()
             .filter(|e| e.metric == *metric)
             .count();
         println!(
-            "  {metric:<26} {n:>7} samples {a:>4} anomalies {:>7.1} per 100 k  {w:>3} workload changes",
-            a as f64 * 1e5 / *n as f64
+            "  {metric:<26} {n:>7} samples {a:>4} anomalies {:>7.1} per 100 k  {w:>3} workload changes  {:>3} peer divergences",
+            a as f64 * 1e5 / *n as f64,
+            peer.len()
         );
+        for d in &peer {
+            println!("    {}: {}", d.first_ms, d.detail);
+        }
     }
     Ok(())
+}
+
+/// The host, GPU and metric of a file of `dir` (named `host`): `gpu<N>_<suffix>` or
+/// `job<J>_worker<W>_batch_time_norm`.
+fn file_series(host: &str, name: &str) -> Option<(String, String, &'static str)> {
+    if let Some((gpu, suffix)) = name.strip_prefix("gpu").and_then(|n| n.split_once('_')) {
+        let (_, metric) = METRICS.iter().find(|(s, _)| *s == suffix)?;
+        return Some((host.to_string(), gpu.to_string(), metric));
+    }
+    let rest = name.strip_suffix("_batch_time_norm")?;
+    let (job, worker) = rest.split_once("_worker")?;
+    Some((
+        format!("{host}/{job}"),
+        worker.to_string(),
+        BATCH_TIME_METRIC,
+    ))
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) to Unix ms.

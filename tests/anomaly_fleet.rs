@@ -1,6 +1,7 @@
 //! The anomaly detector on the simulated fleet: how quiet it is when the fleet is steady,
-//! how soon a fault on one GPU of a host is flagged after it starts, and that a change on
-//! every GPU of a host at once is one workload change, not an anomaly per GPU. The figures
+//! how soon a fault on one GPU of a host is flagged after it starts, that a change on every
+//! GPU of a host at once is one workload change, not an anomaly per GPU (a training job's
+//! start, checkpoints and stop), and that a GPU falling behind its peers is flagged. The figures
 //! printed here are the ones in the README ("Anomaly detection").
 
 use pulse::config::pipeline::AnomalyConfig;
@@ -65,7 +66,8 @@ fn steady_fleet_is_quiet() {
     println!("steady: {events} anomalies in {samples} samples = {per_100k:.1} per 100k samples");
     // The target is 1 per 100k and is missed (README, "Anomaly detection"): the steady
     // fleet's noise is uniform and independent, and its rare extreme-to-extreme steps read
-    // as never-seen transitions. This guards against getting worse than measured (5.6).
+    // as never-seen transitions. This guards against getting worse than measured (5.6; 2.0
+    // since noise firings on most GPUs of a host at once are folded into workload changes).
     assert!(per_100k <= 7.0, "{per_100k:.1} anomalies per 100k samples");
 }
 
@@ -143,4 +145,92 @@ fn a_burst_on_every_gpu_of_a_host_is_one_workload_change_per_metric() {
     }
     // Three bursts in 600 steps (one every 180): at most one event per burst.
     assert!(events.len() <= 4, "{events:#?}");
+}
+
+/// Prints the anomalies of a run, one per line.
+fn show(label: &str, anomalies: &[Anomaly]) {
+    for a in anomalies {
+        println!(
+            "{label}: t={}s..{}s {} gpu {} value {:.1} expected {:.1}..{:.1} ({:?}) {}",
+            a.first_ms / 1000,
+            a.last_ms / 1000,
+            a.series.name(),
+            a.series.label("gpu").unwrap_or("-"),
+            a.value,
+            a.expected_low,
+            a.expected_high,
+            a.reason,
+            a.detail
+        );
+    }
+}
+
+#[test]
+fn the_life_of_a_training_job_is_not_an_anomaly() {
+    // Two jobs an hour on every GPU of the host: idle, ramp, checkpoints, stop, a new job.
+    let (mut total, mut samples) = (0, 0);
+    for seed in 1..=3 {
+        let ((anomalies, scored), engine) = run_engine(&[Scenario::TrainingJob], seed, 3600, 0);
+        samples += scored;
+        show(&format!("seed {seed}"), &anomalies);
+        let changes = engine.counts().workload_changes;
+        println!(
+            "seed {seed}: {} anomalies in {scored} samples, {changes} workload changes",
+            anomalies.len()
+        );
+        assert!(
+            changes > 0,
+            "the jobs' starts, checkpoints and stops are workload changes"
+        );
+        total += anomalies.len();
+    }
+    // The target is none. Measured: one in three hours (seed 1, a temperature 2 °C above
+    // every value seen, as it settles during training), 0.3 per 100 k samples; this guards
+    // the steady-training target of 1 per 100 k (README, "Anomaly detection").
+    let per_100k = total as f64 * 1e5 / samples as f64;
+    println!("{total} anomalies in {samples} samples: {per_100k:.2} per 100 k");
+    assert!(per_100k <= 1.0, "{per_100k:.2} anomalies per 100 k samples");
+}
+
+#[test]
+fn a_straggler_is_flagged_as_unlike_its_peers() {
+    use pulse::processors::anomaly::Reason;
+    // GPU 0 falls to 70 % of its peers' load 550 steps into each 1 800-step job.
+    let onsets_s = [550, 1800 + 550];
+    for seed in 1..=3 {
+        let job = Scenario::TrainingJob;
+        let ((anomalies, _), engine) =
+            run_engine(&[Scenario::Straggler, job, job, job], seed, 3600, 0);
+        show(&format!("seed {seed}"), &anomalies);
+        for onset in onsets_s {
+            let flagged = anomalies
+                .iter()
+                .find(|a| {
+                    a.reason == Reason::PeerDivergence
+                        && a.series.label("gpu") == Some("0")
+                        && a.last_ms >= onset * 1000
+                })
+                .unwrap_or_else(|| panic!("seed {seed}: the straggle at {onset}s was not flagged"));
+            // A divergence is opened when it is reported: its last_ms is that moment.
+            let delay_s = (flagged.last_ms - onset * 1000) as f64 / 1000.0;
+            println!(
+                "seed {seed}: straggle at {onset}s flagged after {delay_s}s: {}",
+                flagged.detail
+            );
+            assert!(delay_s <= 10.0, "flagged {delay_s}s after the onset");
+            let peers = flagged.peers.expect("the peers are named");
+            assert_eq!(peers.count, 3);
+            assert!(flagged.value < peers.low, "{flagged:?}");
+        }
+        let others: Vec<_> = anomalies
+            .iter()
+            .filter(|a| a.series.label("gpu") != Some("0"))
+            .collect();
+        assert!(others.is_empty(), "the peers are fine: {others:#?}");
+        assert_eq!(
+            engine.counts().peer_divergences,
+            2 * 2,
+            "utilisation and power, per straggle"
+        );
+    }
 }

@@ -186,6 +186,14 @@ pub struct AnomalyConfig {
     /// is one workload change: a job starting, a checkpoint, a job stopping), in ms of
     /// sample time; 0 opens every firing at once.
     pub workload_window_ms: u64,
+    /// A GPU whose value leaves its usual place among the other GPUs of its host by more
+    /// than this fraction of their median, while they hold steady, is an anomaly (peer
+    /// divergence: a straggler, a throttled card); 0 turns the comparison off.
+    pub peer_tolerance: f64,
+    /// How long (ms of sample time) a GPU must stay out of line before it is reported.
+    pub peer_hold_ms: u64,
+    /// Which watched GPU series are compared with their peers (PromQL selectors).
+    pub peer_watch: Vec<WatchSelector>,
     /// The per-series detector.
     pub detector: crate::processors::anomaly::DetectorConfig,
 }
@@ -203,6 +211,12 @@ impl Default for AnomalyConfig {
             max_anomalies: NonZeroUsize::new(10_000).unwrap(),
             gap_intervals: 5.0,
             workload_window_ms: 5_000,
+            peer_tolerance: 0.15,
+            peer_hold_ms: 5_000,
+            peer_watch: {
+                static PARSED: OnceLock<Vec<WatchSelector>> = OnceLock::new();
+                built_in(&PARSED, DEFAULT_PEER_WATCH)
+            },
             detector: crate::processors::anomaly::DetectorConfig::default(),
         }
     }
@@ -215,6 +229,12 @@ pub const DEFAULT_WATCH: &[&str] = &[
     r#"{__name__=~"DCGM_FI_DEV_(GPU_UTIL|FB_USED|GPU_TEMP|POWER_USAGE|SM_CLOCK|XID_ERRORS|ECC_DBE_VOL_TOTAL)"}"#,
     r#"{__name__="http_requests_total", service!="pulse"}"#,
 ];
+
+/// What is compared across a host's GPUs by default: the activity a straggler, a throttled
+/// or degraded card falls away in. Not temperature (it lags a change of load by minutes, and
+/// a hot card is caught by the per-series detector), not memory (rank 0 holds more).
+pub const DEFAULT_PEER_WATCH: &[&str] =
+    &[r#"{__name__=~"DCGM_FI_DEV_(GPU_UTIL|POWER_USAGE|SM_CLOCK)"}"#];
 
 /// A built-in selector list ([`DEFAULT_WATCH`], [`DEFAULT_FORECAST`]), parsed once into
 /// `parsed`: every pipeline file without its own list starts from it, and parsing the
@@ -284,6 +304,15 @@ impl AnomalyConfig {
             max_anomalies: self.max_anomalies.get(),
             gap_intervals: self.gap_intervals,
             workload_window_ms: self.workload_window_ms as i64,
+            peers: crate::processors::anomaly::peers::PeerSettings {
+                watch: self
+                    .peer_watch
+                    .iter()
+                    .map(|w| w.selector().clone())
+                    .collect(),
+                tolerance: self.peer_tolerance,
+                hold_ms: self.peer_hold_ms as i64,
+            },
         }
     }
 
@@ -307,6 +336,24 @@ impl AnomalyConfig {
                 format!(
                     "must be at most {MAX_WORKLOAD_WINDOW_MS} (a fault would be reported that late), got {}",
                     self.workload_window_ms
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.peer_tolerance) {
+            return Err((
+                "anomaly.peer_tolerance".into(),
+                format!(
+                    "must be between 0 (off) and 1 (a fraction of the peers' median), got {}",
+                    self.peer_tolerance
+                ),
+            ));
+        }
+        if self.peer_hold_ms > MAX_WORKLOAD_WINDOW_MS {
+            return Err((
+                "anomaly.peer_hold_ms".into(),
+                format!(
+                    "must be at most {MAX_WORKLOAD_WINDOW_MS} (a straggler would be reported that late), got {}",
+                    self.peer_hold_ms
                 ),
             ));
         }

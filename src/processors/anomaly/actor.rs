@@ -217,6 +217,10 @@ impl Handler<GetStats> for AnomalyDetector {
             "anomaly_workload_firings_total",
             counts.workload_firings as f64,
         );
+        st.extra.insert(
+            "anomaly_peer_divergences_total",
+            counts.peer_divergences as f64,
+        );
         let settings = self.engine.settings();
         st.reason = Some(format!(
             "{watched} series watched, threshold {}",

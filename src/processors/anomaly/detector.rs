@@ -115,6 +115,8 @@ pub enum Reason {
     NewHigh,
     /// Below everything seen so far.
     NewLow,
+    /// A GPU fell away from (or rose above) the other GPUs of its host, which held steady.
+    PeerDivergence,
 }
 
 impl Reason {
@@ -126,6 +128,7 @@ impl Reason {
             Reason::NovelTransition => "the series moved in a way it never has from where it was",
             Reason::NewHigh => "above every value seen so far",
             Reason::NewLow => "below every value seen so far",
+            Reason::PeerDivergence => "unlike the other GPUs of its host, which held steady",
         }
     }
 }

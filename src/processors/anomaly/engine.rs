@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::collections::VecDeque;
 
 use super::detector::{Detector, DetectorConfig, Reason};
+use super::peers::{MemberRef, PeerMonitor, PeerSettings};
 use super::workload::{gpu_of, WorkloadCoalescer, WorkloadEvent};
 use crate::model::catalog;
 use crate::model::selector::Selector;
@@ -43,6 +44,8 @@ pub struct EngineSettings {
     /// fire too: then it is a workload change, not an anomaly (see [`super::workload`]).
     /// 0: every firing opens at once.
     pub workload_window_ms: i64,
+    /// The GPU unlike its peers (see [`super::peers`]).
+    pub peers: PeerSettings,
 }
 
 /// Firings of a host's GPUs within this long after a workload event's last firing join it.
@@ -75,6 +78,18 @@ pub struct Anomaly {
     pub detail: String,
     /// Whether the value is a counter's rate.
     pub is_rate: bool,
+    /// The peers the GPU was compared with, for a peer divergence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeerContext>,
+}
+
+/// The peers of a GPU that diverged from them: how many, and their smoothed values.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct PeerContext {
+    pub count: usize,
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
 }
 
 /// Filters of the anomaly list.
@@ -111,6 +126,8 @@ pub struct EngineCounts {
     /// into them instead of opening anomalies.
     pub workload_changes: u64,
     pub workload_firings: u64,
+    /// GPUs reported as unlike their peers.
+    pub peer_divergences: u64,
 }
 
 /// Per watched series.
@@ -128,6 +145,8 @@ struct Watched {
     /// Samples seen since the last firing, and the anomaly still open (id, reason).
     since_fire: u64,
     open: Option<(u64, Reason)>,
+    /// Its place in the peer comparison (GPU gauges only).
+    peer: Option<MemberRef>,
 }
 
 enum Slot {
@@ -148,6 +167,8 @@ pub struct AnomalyEngine {
     swept_ms: i64,
     /// GPU firings held to tell workload changes from anomalies.
     workload: WorkloadCoalescer,
+    /// GPUs compared with the other GPUs of their host.
+    peers: PeerMonitor,
 }
 
 impl AnomalyEngine {
@@ -159,6 +180,7 @@ impl AnomalyEngine {
         );
         AnomalyEngine {
             workload,
+            peers: PeerMonitor::new(settings.peers.clone()),
             settings,
             series: hashbrown::HashMap::default(),
             watched: 0,
@@ -174,6 +196,7 @@ impl AnomalyEngine {
         EngineCounts {
             workload_changes: self.workload.decided,
             workload_firings: self.workload.folded,
+            peer_divergences: self.peers.reported,
             ..self.counts
         }
     }
@@ -215,6 +238,9 @@ impl AnomalyEngine {
         for held in self.workload.decide(self.latest_ms, latest) {
             self.open(held, &mut opened);
         }
+        for divergence in self.peers.check(self.latest_ms) {
+            self.open(divergence, &mut opened);
+        }
         if self.latest_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {
             self.swept_ms = self.latest_ms;
             self.evict_idle(self.latest_ms - IDLE_MS);
@@ -250,14 +276,15 @@ impl AnomalyEngine {
                     return None;
                 } else {
                     self.watched += 1;
+                    let mut watched =
+                        Watched::new(series, &self.settings.detector, self.settings.threshold);
                     if let Some((host, metric, gpu)) = gpu_of(series) {
                         self.workload.saw(&host, &metric, &gpu, series);
+                        if !watched.is_counter && self.peers.compares(series) {
+                            watched.peer = Some(self.peers.join(&host, &metric, &gpu, series));
+                        }
                     }
-                    Slot::Watched(Box::new(Watched::new(
-                        series,
-                        &self.settings.detector,
-                        self.settings.threshold,
-                    )))
+                    Slot::Watched(Box::new(watched))
                 };
                 v.insert_with_key(series.clone(), slot)
             }
@@ -324,6 +351,7 @@ impl AnomalyEngine {
         };
         let verdict = w.detector.update(value);
         w.since_fire = w.since_fire.saturating_add(1);
+        let peer = w.peer;
         let score_series = w.score_series.clone();
         let is_counter = w.is_counter;
         let prev = w.prev_raw;
@@ -340,6 +368,9 @@ impl AnomalyEngine {
             w.open = None;
         }
 
+        if let Some(peer) = peer {
+            self.peers.observe(peer, t, value);
+        }
         self.counts.scored += 1;
         self.counts.gaps += gap as u64;
         self.counts.resets += reset as u64;
@@ -367,6 +398,7 @@ impl AnomalyEngine {
                         reason: verdict.reason,
                         detail: verdict.reason.describe().to_string(),
                         is_rate: is_counter,
+                        peers: None,
                     };
                     match gpu_of(&sample.series) {
                         Some((host, metric, _)) if self.workload.enabled() && !is_counter => {
@@ -439,6 +471,7 @@ impl Watched {
             interval_ms: 0.0,
             since_fire: u64::MAX / 2,
             open: None,
+            peer: None,
         }
     }
 }
@@ -461,6 +494,11 @@ mod tests {
             max_anomalies: 3,
             gap_intervals: 5.0,
             workload_window_ms: 5_000,
+            peers: PeerSettings {
+                watch: vec![Selector::metric("temp")],
+                tolerance: 0.15,
+                hold_ms: 5_000,
+            },
         }
     }
 

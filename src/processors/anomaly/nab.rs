@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::detector::{Detector, DetectorConfig};
+use super::detector::{Detector, DetectorConfig, Reason};
 
 /// Detector name in the result file names (`<category>/pulse_<file>.csv`).
 pub const DETECTOR_NAME: &str = "pulse";
@@ -94,9 +94,12 @@ pub fn replay_file(
     let rows = read_series(&data.join(name))?;
     let mut detector = Detector::new(cfg.clone());
     let started = Instant::now();
-    let scores: Vec<f64> = rows
+    let verdicts: Vec<(f64, Reason)> = rows
         .iter()
-        .map(|(_, v)| detector.update(*v).score)
+        .map(|(_, v)| {
+            let verdict = detector.update(*v);
+            (verdict.score, verdict.reason)
+        })
         .collect();
     let detector_time = started.elapsed();
 
@@ -116,21 +119,21 @@ pub fn replay_file(
     let mut w = std::io::BufWriter::new(
         std::fs::File::create(&path).with_context(|| path.display().to_string())?,
     );
-    writeln!(w, "timestamp,value,anomaly_score,label")?;
-    for ((t, v), s) in rows.iter().zip(&scores) {
+    writeln!(w, "timestamp,value,anomaly_score,label,reason")?;
+    for ((t, v), (s, reason)) in rows.iter().zip(&verdicts) {
         // Timestamps compare as text: NAB's are `YYYY-MM-DD HH:MM:SS`.
         let label = spans
             .iter()
             .any(|(a, b)| *a <= t.as_str() && t.as_str() <= *b) as u8;
-        writeln!(w, "{t},{v},{s},{label}")?;
+        writeln!(w, "{t},{v},{s},{label},{reason:?}")?;
     }
     w.flush()?;
     Ok(FileResult {
         name: name.to_string(),
         rows: rows.len(),
-        detections: scores
+        detections: verdicts
             .iter()
-            .filter(|s| **s >= super::detector::FIRE_LEVEL)
+            .filter(|(s, _)| *s >= super::detector::FIRE_LEVEL)
             .count(),
         detector_time,
     })

@@ -242,6 +242,7 @@ mod tests {
             count: 1,
             reason: Reason::NewLow,
             detail: Reason::NewLow.describe().to_string(),
+            peers: None,
             is_rate: false,
         }
     }

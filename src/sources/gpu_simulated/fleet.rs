@@ -26,6 +26,20 @@ const LEAK_RESTART_FRACTION: f64 = 0.97;
 const THERMAL_THROTTLE_BITS: f64 = (0x20 | 0x40) as f64;
 /// Enforced power limit of the simulated card, W.
 pub const SIM_POWER_LIMIT_W: f64 = 700.0;
+/// A training job's life, in steps: idle, ramp up, train (with checkpoints), stopped.
+const JOB_CYCLE_STEPS: u64 = 1800;
+const JOB_IDLE_STEPS: u64 = 120;
+const JOB_RAMP_STEPS: u64 = 30;
+const JOB_STOP_AT_STEP: u64 = 1740;
+/// While training, a checkpoint every this many steps, lasting `CHECKPOINT_STEPS`.
+const CHECKPOINT_EVERY_STEPS: u64 = 360;
+const CHECKPOINT_STEPS: u64 = 10;
+/// Training steps (from the end of the ramp) during which a straggler falls behind, and
+/// the share of its peers' load it keeps meanwhile.
+const STRAGGLE_FROM_STEP: u64 = 400;
+const STRAGGLE_TO_STEP: u64 = 580;
+const STRAGGLE_SHARE: f64 = 0.7;
+
 /// The simulated card's model name (the label says it is simulated).
 pub const SIM_MODEL_NAME: &str = "Simulated NVIDIA H100 80GB HBM3";
 
@@ -43,16 +57,26 @@ pub enum Scenario {
     LoadSpike,
     /// Steady load with a burst of XID errors (13, 48, 79) and double-bit ECC errors every 240 steps.
     XidBurst,
+    /// The life of a training job, every 1 800 steps: 120 idle, a 30-step ramp to ~97 %,
+    /// training with a 10-step checkpoint (load drops, memory stays) every 360 steps, a
+    /// stop to idle (memory freed) at step 1 740. Run it on every GPU of a host: they move
+    /// together, as the GPUs of one job do.
+    TrainingJob,
+    /// A [`TrainingJob`](Scenario::TrainingJob) GPU that falls behind its peers: 400 steps
+    /// into each job's training it keeps only 70 % of the load, for 180 steps.
+    Straggler,
 }
 
 impl Scenario {
     /// Every scenario, in the order they are documented.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Steady,
         Scenario::MemoryLeak,
         Scenario::ThermalThrottle,
         Scenario::LoadSpike,
         Scenario::XidBurst,
+        Scenario::TrainingJob,
+        Scenario::Straggler,
     ];
 }
 
@@ -161,6 +185,7 @@ impl SimGpu {
         let mut sm_clock = 1980.0;
         let mut xid = 0.0;
         let mut extra_cache = 0.0;
+        let mut in_job = true;
         match scenario {
             Scenario::Steady => {}
             Scenario::MemoryLeak => {
@@ -178,6 +203,28 @@ impl SimGpu {
                     extra_cache = 20_000.0;
                 }
                 target_temp = 50.0 + util * 0.25;
+            }
+            Scenario::TrainingJob | Scenario::Straggler => {
+                let c = k % JOB_CYCLE_STEPS;
+                let train = c.checked_sub(JOB_IDLE_STEPS + JOB_RAMP_STEPS);
+                let busy = 97.0 + r.jitter(1.5);
+                util = if !(JOB_IDLE_STEPS..JOB_STOP_AT_STEP).contains(&c) {
+                    in_job = false;
+                    0.0
+                } else if let Some(t) = train {
+                    if t % CHECKPOINT_EVERY_STEPS >= CHECKPOINT_EVERY_STEPS - CHECKPOINT_STEPS {
+                        15.0 + r.jitter(3.0)
+                    } else if scenario == Scenario::Straggler
+                        && (STRAGGLE_FROM_STEP..STRAGGLE_TO_STEP).contains(&t)
+                    {
+                        busy * STRAGGLE_SHARE
+                    } else {
+                        busy
+                    }
+                } else {
+                    busy * (c - JOB_IDLE_STEPS) as f64 / JOB_RAMP_STEPS as f64
+                };
+                target_temp = 35.0 + util * 0.3;
             }
             Scenario::XidBurst => {
                 let phase = k % 240;
@@ -200,7 +247,15 @@ impl SimGpu {
         }
         self.cache_mib = (self.cache_mib + CACHE_REGROW_MIB).min(CACHE_TARGET_MIB);
 
-        let mut process_mib = WEIGHTS_MIB + self.cache_mib + extra_cache + self.leak_mib;
+        if !in_job {
+            // No worker: its memory is freed, and it starts afresh with the next job.
+            self.cache_mib = 0.0;
+        }
+        let mut process_mib = if in_job {
+            WEIGHTS_MIB + self.cache_mib + extra_cache + self.leak_mib
+        } else {
+            0.0
+        };
         if CONTEXT_MIB + process_mib > SIM_FB_TOTAL_MIB * LEAK_RESTART_FRACTION {
             // The leaking worker dies and is restarted with a new pid.
             self.leak_mib = 0.0;
