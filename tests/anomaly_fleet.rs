@@ -47,18 +47,7 @@ fn steady_fleet_is_quiet() {
     let mut samples = 0;
     for seed in 1..=3 {
         let (anomalies, scored) = run(&[Scenario::Steady], seed, 3600, 0);
-        for a in &anomalies {
-            println!(
-                "seed {seed}: t={}s {} gpu {} value {} expected {:.1}..{:.1} ({:?})",
-                a.first_ms / 1000,
-                a.series.name(),
-                a.series.label("gpu").unwrap_or("-"),
-                a.value,
-                a.expected_low,
-                a.expected_high,
-                a.reason
-            );
-        }
+        show(&format!("seed {seed}"), &anomalies);
         events += anomalies.len();
         samples += scored;
     }
