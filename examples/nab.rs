@@ -2,7 +2,7 @@
 //! actor runs), one value at a time, and writes NAB result files.
 //!
 //! ```text
-//! cargo run --release --example nab -- [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]...
+//! cargo run --release --example nab -- [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]... [--drift FRACTION]
 //! ../shared/tools/nab-score --data ../shared/data/nab/data \
 //!     --windows ../shared/data/nab/windows_dev.json --results target/nab
 //! ```
@@ -10,7 +10,9 @@
 //! Defaults: `--data ../shared/data/nab/data`, `--windows` the `windows_dev.json` next to
 //! the data folder when present, `--out target/nab`. `--set` overrides one key of the
 //! detector's settings (`[anomaly.detector]` in the pipeline file), e.g. `--set bins=16`;
-//! `scripts/nab-cv` uses it for cross-validation. Prints one line per file and the
+//! `scripts/nab-cv` uses it for cross-validation. `--drift 0.5` adds a linear drift of half
+//! each series' range over its length (upwards and downwards in turn; the labels stay): a
+//! check that a detector does not read a growing or sinking series as anomalies. Prints one line per file and the
 //! detector's throughput in points per second.
 
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     let mut windows: Option<PathBuf> = None;
     let mut out = PathBuf::from("target/nab");
     let mut overrides = String::new();
+    let mut drift = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -31,6 +34,14 @@ fn main() -> anyhow::Result<()> {
             "--data" => data = PathBuf::from(value()?),
             "--windows" => windows = Some(PathBuf::from(value()?)),
             "--out" => out = PathBuf::from(value()?),
+            "--drift" => {
+                let v = value()?;
+                let fraction: f64 = v.parse().with_context(|| format!("--drift {v:?}"))?;
+                if !(fraction.is_finite() && fraction >= 0.0) {
+                    bail!("--drift {v}: expected a fraction of the series' range, >= 0");
+                }
+                drift = Some(fraction);
+            }
             "--set" => {
                 let kv = value()?;
                 let (k, v) = kv
@@ -40,7 +51,7 @@ fn main() -> anyhow::Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: nab [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]..."
+                    "usage: nab [--data DIR] [--windows FILE] [--out DIR] [--set KEY=VALUE]... [--drift FRACTION]"
                 );
                 return Ok(());
             }
@@ -57,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     if let Err((field, problem)) = cfg.validate() {
         bail!("--set {field}: {problem}");
     }
-    let results = nab::replay_all(&data, windows.as_ref(), &cfg, &out)?;
+    let results = nab::replay_all(&data, windows.as_ref(), &cfg, &out, drift)?;
     let mut points = 0;
     let mut seconds = 0.0;
     for r in &results {

@@ -25,6 +25,7 @@ fn nab_dev_subset_scores_at_least_75_standard_and_67_low_fp() {
         Some(&windows),
         &DetectorConfig::default(),
         out.path(),
+        None,
     )
     .unwrap();
     assert_eq!(results.len(), 19);

@@ -5,7 +5,9 @@
 //! `context_order`). A value is anomalous when the bins before it have been seen often, but
 //! neither its bin nor a neighbouring one has ever followed them; or when it leaves the
 //! range seen so far by more than `range_tolerance_bins`, which also re-bins the series on
-//! the wider range and relearns the recent past (`RING` values) on it. After a score at or
+//! the wider range and relearns the recent past (`RING` values) on it. A new extreme reached
+//! by an ordinary step (no larger than `drift_step_factor` times the series' mean step) is
+//! the series drifting, not an anomaly: the range widens without a score. After a score at or
 //! above `FIRE_LEVEL` the detector rests for `rest_samples`, reporting only new highs and
 //! lows meanwhile: one event per incident, not a storm.
 //!
@@ -36,6 +38,10 @@ pub struct DetectorConfig {
     /// How far (in bins) a value may step outside the range seen so far before it counts as
     /// a new extreme and the series is re-binned.
     pub range_tolerance_bins: f64,
+    /// A new high or low counts only when the step that reached it is more than this many
+    /// times the series' mean step (over about `STEP_MEMORY` samples); otherwise the series
+    /// is drifting and its range widens quietly. 0: every new high or low counts.
+    pub drift_step_factor: f64,
 }
 
 impl Default for DetectorConfig {
@@ -48,6 +54,7 @@ impl Default for DetectorConfig {
             context_order: 2,
             min_support: 2,
             range_tolerance_bins: 0.5,
+            drift_step_factor: 3.0,
         }
     }
 }
@@ -58,6 +65,8 @@ pub const MAX_ORDER: usize = 6;
 pub const FIRE_LEVEL: f64 = 0.75;
 /// Recent values kept for relearning after the range widens.
 const RING: usize = 1024;
+/// Samples the mean step is taken over (an exponential average; plain mean before that).
+const STEP_MEMORY: f64 = 128.0;
 
 impl DetectorConfig {
     /// Checks the values; the error is the field's name and what is wrong with it.
@@ -92,6 +101,15 @@ impl DetectorConfig {
                 format!(
                     "range_tolerance_bins must be a finite number >= 0, got {}",
                     self.range_tolerance_bins
+                ),
+            ));
+        }
+        if !(self.drift_step_factor >= 0.0 && self.drift_step_factor.is_finite()) {
+            return Err((
+                "drift_step_factor",
+                format!(
+                    "drift_step_factor must be a finite number >= 0, got {}",
+                    self.drift_step_factor
                 ),
             ));
         }
@@ -261,6 +279,10 @@ pub struct Detector {
     bins: u32,
     /// Scores below this come without the expected range (see [`Verdict::expected`]).
     expected_from: f64,
+    /// The previous value (NaN at the start and after a gap), and the mean size of a step
+    /// from one value to the next: a new extreme reached by an ordinary step is drift.
+    last_value: f64,
+    mean_step: f64,
 }
 
 impl Detector {
@@ -290,6 +312,8 @@ impl Detector {
             bins,
             rebins: 0,
             expected_from: 0.0,
+            last_value: f64::NAN,
+            mean_step: 0.0,
         }
     }
 
@@ -317,6 +341,7 @@ impl Detector {
     pub fn break_context(&mut self) {
         self.history = [NO_SYMBOL; MAX_ORDER];
         self.prev_ngrams = [0; MAX_ORDER + 2];
+        self.last_value = f64::NAN;
     }
 
     /// Scores `value` and learns from it. Non-finite values are ignored (score 0).
@@ -340,9 +365,25 @@ impl Detector {
         } else {
             None
         };
+        // NaN after a gap or at the start: then a new extreme is never taken for drift.
+        let step = (value - self.last_value).abs();
+        let drifted = new_extreme.is_some() && step <= self.cfg.drift_step_factor * self.mean_step;
+        if step.is_finite() {
+            let weight = 1.0 / ((self.seen - 1).max(1) as f64).min(STEP_MEMORY);
+            self.mean_step += weight * (step - self.mean_step);
+        }
+        self.last_value = value;
         self.seen_lo = self.seen_lo.min(value);
         self.seen_hi = self.seen_hi.max(value);
         self.push_ring(value);
+        if drifted {
+            self.rebin();
+            return Verdict {
+                score: 0.0,
+                reason: Reason::Normal,
+                expected: None,
+            };
+        }
         if !warm {
             if self.seen == self.cfg.warmup_samples as u64 {
                 self.rebin();

@@ -83,15 +83,36 @@ fn trim_fraction(t: &str) -> &str {
     t.split('.').next().unwrap_or(t)
 }
 
-/// Replays one file and writes `<out>/<category>/pulse_<file>.csv`.
+/// Adds a linear drift to `rows`: `fraction` of the series' range over its length, upwards
+/// when `up`, downwards otherwise. A robustness check: real series grow and sink, NAB's
+/// development subset mostly does not, and a detector should not read drift as anomalies.
+pub fn add_drift(rows: &mut [(String, f64)], fraction: f64, up: bool) {
+    let (lo, hi) = rows
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let slope = if up { 1.0 } else { -1.0 } * fraction * span / rows.len() as f64;
+    for (i, (_, v)) in rows.iter_mut().enumerate() {
+        *v += slope * i as f64;
+    }
+}
+
+/// Replays one file and writes `<out>/<category>/pulse_<file>.csv`; `drift` (see
+/// [`add_drift`]: the fraction, and whether upwards) is added to its values first.
 pub fn replay_file(
     data: &Path,
     name: &str,
     windows: Option<&Windows>,
     cfg: &DetectorConfig,
     out: &Path,
+    drift: Option<(f64, bool)>,
 ) -> anyhow::Result<FileResult> {
-    let rows = read_series(&data.join(name))?;
+    let mut rows = read_series(&data.join(name))?;
+    if let Some((fraction, up)) = drift {
+        add_drift(&mut rows, fraction, up);
+    }
     let mut detector = Detector::new(cfg.clone());
     let started = Instant::now();
     let verdicts: Vec<(f64, Reason)> = rows
@@ -139,15 +160,21 @@ pub fn replay_file(
     })
 }
 
-/// Replays every file under `data`.
+/// Replays every file under `data`. With `drift` (a fraction of each series' range), every
+/// series drifts by it over its length, upwards and downwards in turn.
 pub fn replay_all(
     data: &Path,
     windows: Option<&Windows>,
     cfg: &DetectorConfig,
     out: &Path,
+    drift: Option<f64>,
 ) -> anyhow::Result<Vec<FileResult>> {
     data_files(data)?
         .iter()
-        .map(|name| replay_file(data, name, windows, cfg, out))
+        .enumerate()
+        .map(|(i, name)| {
+            let drift = drift.map(|fraction| (fraction, i % 2 == 0));
+            replay_file(data, name, windows, cfg, out, drift)
+        })
         .collect()
 }
