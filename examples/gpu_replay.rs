@@ -127,18 +127,31 @@ fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig) -> anyhow::Result<()> {
             .iter()
             .filter(|a| a.series.name() == *metric)
             .partition(|a| a.reason == Reason::PeerDivergence);
-        let a = a.len();
         let w = engine
             .workload_events()
             .filter(|e| e.metric == *metric)
             .count();
         println!(
-            "  {metric:<26} {n:>7} samples {a:>4} anomalies {:>7.1} per 100 k  {w:>3} workload changes  {:>3} peer divergences",
-            a as f64 * 1e5 / *n as f64,
+            "  {metric:<26} {n:>7} samples {:>4} anomalies {:>7.1} per 100 k  {w:>3} workload changes  {:>3} peer divergences",
+            a.len(),
+            a.len() as f64 * 1e5 / *n as f64,
             peer.len()
         );
         for d in &peer {
             println!("    {}: {}", d.first_ms, d.detail);
+        }
+        if std::env::var_os("GPU_REPLAY_LIST").is_some() {
+            for d in &a {
+                println!(
+                    "    {} gpu {} {:?} value {:.1} expected {:.1}..{:.1}",
+                    d.first_ms,
+                    d.series.label("gpu").unwrap_or("-"),
+                    d.reason,
+                    d.value,
+                    d.expected_low,
+                    d.expected_high
+                );
+            }
         }
     }
     Ok(())

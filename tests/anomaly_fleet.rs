@@ -55,9 +55,10 @@ fn steady_fleet_is_quiet() {
     println!("steady: {events} anomalies in {samples} samples = {per_100k:.1} per 100k samples");
     // The target is 1 per 100k and is missed (README, "Anomaly detection"): the steady
     // fleet's noise is uniform and independent, and its rare extreme-to-extreme steps read
-    // as never-seen transitions. This guards against getting worse than measured (5.6; 2.0
-    // since noise firings on most GPUs of a host at once are folded into workload changes).
-    assert!(per_100k <= 7.0, "{per_100k:.1} anomalies per 100k samples");
+    // as never-seen transitions. This guards against getting worse than measured: 1.3 (5.6
+    // before noise firings on most GPUs of a host at once were folded into workload
+    // changes, 2.0 before new extremes reached by ordinary steps were taken for drift).
+    assert!(per_100k <= 2.0, "{per_100k:.1} anomalies per 100k samples");
 }
 
 #[test]
@@ -73,7 +74,7 @@ fn a_fault_on_one_gpu_is_flagged_soon_after_it_starts() {
         (Scenario::XidBurst, 200, 5),
         // Cooling fails 100 steps in; the temperature climbs with a lag.
         (Scenario::ThermalThrottle, 100, 60),
-        // The leak grows from the onset, 20 MiB a step.
+        // The leak grows from the onset, 35 MiB a step.
         (Scenario::MemoryLeak, 0, 120),
     ];
     for (scenario, fault_at, max_delay_s) in cases {

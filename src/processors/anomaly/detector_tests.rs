@@ -135,3 +135,30 @@ fn config_errors_name_the_field() {
     assert_eq!(field, "bins");
     assert!(message.contains("bins"));
 }
+
+#[test]
+fn a_drifting_series_is_not_anomalous_and_a_jump_in_it_is() {
+    // The wave climbs out of its range by ordinary steps: 50 units over 3 000 samples.
+    let drifting = |i: usize| wave(i) + i as f64 / 60.0;
+    let mut d = Detector::new(DetectorConfig::default());
+    let verdicts = feed(&mut d, (0..3000).map(drifting));
+    let loud: Vec<_> = verdicts[300..]
+        .iter()
+        .filter(|v| v.reason == Reason::NewHigh)
+        .collect();
+    assert!(loud.is_empty(), "drift read as new highs: {loud:?}");
+    assert!(d.rebins() > 1, "the range widened with the drift");
+    let jump = d.update(drifting(3000) + 200.0);
+    assert_eq!(jump.reason, Reason::NewHigh);
+
+    // With the rule off, the same drift is a string of new highs.
+    let mut old = Detector::new(DetectorConfig {
+        drift_step_factor: 0.0,
+        ..DetectorConfig::default()
+    });
+    let fired = feed(&mut old, (0..3000).map(drifting))
+        .iter()
+        .filter(|v| v.reason == Reason::NewHigh)
+        .count();
+    assert!(fired > 3, "{fired}");
+}

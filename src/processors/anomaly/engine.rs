@@ -540,13 +540,14 @@ mod tests {
                 ..Default::default()
             })
             .is_empty());
-        // A fault that keeps climbing: it fires after each rest, and is one anomaly.
+        // A fault that keeps leaping to new highs (each step half again the last value, far
+        // beyond the series' usual step): it fires again and again, and is one anomaly.
         let mut opened = Vec::new();
         for i in 200..260 {
             let (_, ids) = e.process(&[Sample::new(
                 series.clone(),
                 i * 1000,
-                100.0 + i as f64 * 10.0,
+                100.0 * 1.5f64.powi(i as i32 - 200),
             )]);
             opened.extend(ids);
         }
