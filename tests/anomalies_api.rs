@@ -22,6 +22,10 @@ groups:
 "#;
 
 fn app(enabled: bool, rules_dir: &std::path::Path) -> axum::Router {
+    app_with_window(enabled, rules_dir, 0)
+}
+
+fn app_with_window(enabled: bool, rules_dir: &std::path::Path, window_ms: u64) -> axum::Router {
     let (mut service, mut pipeline) = common::fast_simulated();
     service.rules.builtin_pack = false;
     service.rules.paths = vec![rules_dir.to_path_buf()];
@@ -31,9 +35,9 @@ fn app(enabled: bool, rules_dir: &std::path::Path) -> axum::Router {
     pipeline.anomaly.enabled = enabled;
     pipeline.anomaly.detector.warmup_samples = 20;
     pipeline.anomaly.detector.rest_samples = 20;
-    // Both GPUs burst together, which is a workload change (tests/anomaly_fleet.rs); this
-    // test is about the list, so every firing opens an anomaly at once.
-    pipeline.anomaly.workload_window_ms = 0;
+    // Both GPUs burst together, which is a workload change (tests/anomaly_fleet.rs); the
+    // anomaly list's test opens every firing at once (a window of 0).
+    pipeline.anomaly.workload_window_ms = window_ms;
     common::app(&service, &pipeline)
 }
 
@@ -148,6 +152,61 @@ async fn a_disabled_detector_says_so() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["enabled"], false);
     assert_eq!(body["count"], 0);
+    let (status, body) = call(&app, get("/api/v1/workload-events")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["enabled"], false);
     let (_, metrics) = call(&app, get("/metrics")).await;
     assert!(!metrics.as_str().unwrap().contains("pulse_anomaly_score{"));
+}
+
+#[actix::test]
+async fn workload_changes_are_listed_apart_from_anomalies() {
+    let dir = tempfile::tempdir().unwrap();
+    // Samples come every 50 ms here: a 500 ms wait is ten of them.
+    let app = app_with_window(true, dir.path(), 500);
+    let uri = "/api/v1/workload-events?metric=DCGM_FI_DEV_GPU_UTIL";
+    let list = poll(&app, uri, |v| v["count"].as_u64().is_some_and(|n| n >= 1)).await;
+    assert_eq!(list["enabled"], true);
+    let e = &list["events"][0];
+    assert_eq!(e["metric"], "DCGM_FI_DEV_GPU_UTIL");
+    assert_eq!(e["gpus"], serde_json::json!(["0", "1"]), "{e}");
+    assert_eq!(e["host_gpus"], 2);
+    assert!(e["firings"].as_u64().unwrap() >= 2, "{e}");
+    let host = e["host"].as_str().unwrap().to_string();
+
+    // The burst that made it is not an anomaly of either GPU.
+    let (_, anomalies) = call(
+        &app,
+        get(&format!(
+            "/api/phase4/anomalies?match={}",
+            urlencode(r#"{__name__="DCGM_FI_DEV_GPU_UTIL"}"#)
+        )),
+    )
+    .await;
+    let first_ms = e["first_ms"].as_i64().unwrap();
+    assert!(
+        anomalies["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["first_ms"].as_i64() != Some(first_ms)),
+        "{anomalies}"
+    );
+
+    // Filters.
+    let (status, mine) = call(&app, get(&format!("/api/v1/workload-events?host={host}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(mine["count"].as_u64().unwrap() >= 1);
+    let (_, other) = call(&app, get("/api/v1/workload-events?host=elsewhere")).await;
+    assert_eq!(other["count"], 0);
+    let (_, later) = call(&app, get("/api/v1/workload-events?since_ms=9999999999999")).await;
+    assert_eq!(later["count"], 0);
+    common::expect_bad_requests(
+        &app,
+        &[
+            ("/api/v1/workload-events?limit=0", "limit"),
+            ("/api/v1/workload-events?hots=a", "hots"),
+        ],
+    )
+    .await;
 }

@@ -1,4 +1,4 @@
-//! Anomalies: the recent ones, filtered; one by id.
+//! Anomalies: the recent ones, filtered; one by id; the workload changes told apart from them.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::{limit_param, match_param};
 use super::AppState;
-use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
+use crate::messages::anomalies::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::AnomalyFilter;
 
 /// Default and largest page.
@@ -83,4 +83,44 @@ pub async fn one(
         Some(a) => Ok(Json(serde_json::to_value(a).map_err(anyhow::Error::from)?)),
         None => Err(not_found()),
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadParams {
+    /// Only this host's (its `Hostname` label).
+    host: Option<String>,
+    /// Only this metric's, e.g. `DCGM_FI_DEV_GPU_UTIL`.
+    metric: Option<String>,
+    /// Last firing at or after, Unix ms.
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/workload-events?host=host-a&metric=DCGM_FI_DEV_GPU_UTIL&since_ms=...&limit=50`:
+/// most GPUs of a host moving together on a metric (a job starting, a checkpoint, a stop),
+/// kept apart from the anomalies, newest first.
+pub async fn workload_events(
+    State(state): State<AppState>,
+    q: Result<Query<WorkloadParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = limit_param(p.limit, PAGE, PAGE_MAX)?;
+    let Some(detector) = &state.handles.anomalies else {
+        return Ok(Json(json!({"enabled": false, "count": 0, "events": []})));
+    };
+    let events = detector
+        .send(ListWorkloadEvents {
+            host: p.host,
+            metric: p.metric,
+            since_ms: p.since_ms,
+            limit,
+        })
+        .await
+        .map_err(down)?;
+    Ok(Json(json!({
+        "enabled": true,
+        "count": events.len(),
+        "events": events,
+    })))
 }

@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/predictions", get(predictions::list))
         .route("/api/phase4/anomalies", get(anomalies::list))
         .route("/api/phase4/anomalies/{id}", get(anomalies::one))
+        .route("/api/v1/workload-events", get(anomalies::workload_events))
         .route("/api/phase4/traces", get(traces::list))
         .route("/api/phase4/traces/{trace_id}", get(traces::one))
         .route("/api/v1/requests/traced", get(traces::traced_requests))

@@ -2,6 +2,7 @@
 
 use actix::Message;
 
+use crate::processors::anomaly::workload::WorkloadEvent;
 use crate::processors::anomaly::{Anomaly, AnomalyFilter};
 
 /// Recent anomalies, newest first.
@@ -13,3 +14,16 @@ pub struct ListAnomalies(pub AnomalyFilter);
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Option<Anomaly>")]
 pub struct GetAnomaly(pub u64);
+
+/// Recent workload changes (most GPUs of a host moving together), newest first.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<WorkloadEvent>")]
+pub struct ListWorkloadEvents {
+    /// Only this host's.
+    pub host: Option<String>,
+    /// Only this metric's.
+    pub metric: Option<String>,
+    /// Last firing at or after, Unix ms.
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}

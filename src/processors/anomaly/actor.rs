@@ -7,7 +7,7 @@
 use actix::dev::SendError;
 use actix::prelude::*;
 
-use crate::messages::anomalies::{GetAnomaly, ListAnomalies};
+use crate::messages::anomalies::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::messages::samples::ProcessBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
@@ -171,6 +171,23 @@ impl Handler<ListAnomalies> for AnomalyDetector {
         _: &mut Self::Context,
     ) -> Self::Result {
         MessageResult(self.engine.list(&filter))
+    }
+}
+
+impl Handler<ListWorkloadEvents> for AnomalyDetector {
+    type Result = MessageResult<ListWorkloadEvents>;
+
+    fn handle(&mut self, q: ListWorkloadEvents, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.engine
+                .workload_events()
+                .filter(|e| q.host.as_ref().is_none_or(|h| *h == e.host))
+                .filter(|e| q.metric.as_ref().is_none_or(|m| *m == e.metric))
+                .filter(|e| q.since_ms.is_none_or(|s| e.last_ms >= s))
+                .take(q.limit)
+                .cloned()
+                .collect(),
+        )
     }
 }
 
