@@ -141,6 +141,18 @@ fn nab_series(data: &Path) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
     Ok(out)
 }
 
+/// The summary row of every series read from `--data`.
+const ALL_DATA: &str = "all of --data";
+
+/// The set a series belongs to: `sim`, or the data folder's category (`nab/<category>/...`).
+fn set_of(name: &str) -> &str {
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        ["nab", category, ..] => category,
+        [first, ..] => first,
+        [] => name,
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let mut data = PathBuf::from("../shared/data/nab/data");
     let mut args = std::env::args().skip(1);
@@ -157,13 +169,21 @@ fn main() -> anyhow::Result<()> {
     }
     let results: Vec<SeriesResult> = series.iter().map(|(n, v)| evaluate(n, v)).collect();
 
-    println!("| series | fits | failed | fit ms (mean) | rel. MAE h=6 | h=30 | h=60 | cover 80 % (h=30) | 95 % (h=30) |");
+    println!("| series | fits | failed | fit ms (mean) | MAE / naive MAE h=6 | h=30 | h=60 | cover 80 % (h=30) | 95 % (h=30) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
-        let rel = |k: usize| r.tallies[k].abs_err / r.tallies[k].abs_err_naive.max(1e-12);
+        // The ratio where naive has an error; both errors where it has none (a flat series).
+        let rel = |k: usize| {
+            let t = &r.tallies[k];
+            if t.abs_err_naive > 0.0 {
+                format!("{:.2}", t.abs_err / t.abs_err_naive)
+            } else {
+                format!("{:.3} / 0", t.abs_err / t.n.max(1) as f64)
+            }
+        };
         let t = &r.tallies[1];
         println!(
-            "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} % | {:.0} % |",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {:.0} % | {:.0} % |",
             r.name,
             r.fits,
             r.failures,
@@ -176,29 +196,42 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("| horizon (steps) | non-constant series with rel. MAE < 1 | pooled 80 % coverage | pooled 95 % coverage |");
-    println!("|---:|---:|---:|---:|");
-    for (k, h) in HORIZONS.iter().enumerate() {
-        // Constant series (both errors zero) say nothing either way.
-        let scored: Vec<&SeriesResult> = results
-            .iter()
-            .filter(|r| {
-                r.tallies[k].n > 0 && r.tallies[k].abs_err + r.tallies[k].abs_err_naive > 0.0
-            })
-            .collect();
-        let better = scored
-            .iter()
-            .filter(|r| r.tallies[k].abs_err < r.tallies[k].abs_err_naive)
-            .count();
-        let n: usize = scored.iter().map(|r| r.tallies[k].n).sum();
-        let in80: usize = scored.iter().map(|r| r.tallies[k].in80).sum();
-        let in95: usize = scored.iter().map(|r| r.tallies[k].in95).sum();
-        println!(
-            "| {h} | {better} of {} | {:.1} % | {:.1} % |",
-            scored.len(),
-            100.0 * in80 as f64 / n.max(1) as f64,
-            100.0 * in95 as f64 / n.max(1) as f64
-        );
+    println!("Series where seasonal naive has no error (flat) are left out of the summary.\n");
+    println!("| set | horizon (steps) | series with rel. MAE < 1 | median rel. MAE | pooled 80 % coverage | pooled 95 % coverage |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut sets: Vec<&str> = results.iter().map(|r| set_of(&r.name)).collect();
+    sets.dedup();
+    sets.push(ALL_DATA);
+    for set in sets {
+        for (k, h) in HORIZONS.iter().enumerate() {
+            let scored: Vec<&SeriesResult> = results
+                .iter()
+                .filter(|r| {
+                    set_of(&r.name) == set || (set == ALL_DATA && r.name.starts_with("nab/"))
+                })
+                .filter(|r| r.tallies[k].n > 0 && r.tallies[k].abs_err_naive > 0.0)
+                .collect();
+            let mut ratios: Vec<f64> = scored
+                .iter()
+                .map(|r| r.tallies[k].abs_err / r.tallies[k].abs_err_naive)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let median = match ratios.len() {
+                0 => f64::NAN,
+                n if n % 2 == 1 => ratios[n / 2],
+                n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+            };
+            let better = ratios.iter().filter(|r| **r < 1.0).count();
+            let n: usize = scored.iter().map(|r| r.tallies[k].n).sum();
+            let in80: usize = scored.iter().map(|r| r.tallies[k].in80).sum();
+            let in95: usize = scored.iter().map(|r| r.tallies[k].in95).sum();
+            println!(
+                "| {set} | {h} | {better} of {} | {median:.3} | {:.1} % | {:.1} % |",
+                scored.len(),
+                100.0 * in80 as f64 / n.max(1) as f64,
+                100.0 * in95 as f64 / n.max(1) as f64
+            );
+        }
     }
     let fits: usize = results.iter().map(|r| r.fits).sum();
     let ms: f64 = results.iter().map(|r| r.fit_ms).sum();

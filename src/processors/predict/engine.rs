@@ -113,6 +113,9 @@ pub struct Prediction {
     pub interval_scale: Vec<f64>,
     pub forecast: Vec<ForecastPoint>,
     pub exhaustion: Option<ExhaustionView>,
+    /// Why this method: per band of horizons (in steps), its backtest error on the series'
+    /// own window beside the naive forecast's (see `predict::select`).
+    pub backtest: Vec<super::select::BacktestBand>,
 }
 
 /// What the engine remembers of a series between fits, to calibrate its intervals.
@@ -367,6 +370,7 @@ impl PredictorEngine {
                             })
                             .collect(),
                         exhaustion,
+                        backtest: f.backtest.clone(),
                         series: job.series.clone(),
                     };
                     self.samples_for(&prediction, now_ms, &mut out);

@@ -1,6 +1,7 @@
-//! Forecasting: the per-series [`model`] functions (augurs) and the [`engine`] the predictor
-//! actor runs.
+//! Forecasting: the per-series [`model`] functions (augurs), the backtest that [`select`]s
+//! each series' method, and the [`engine`] the predictor actor runs.
 
 pub mod actor;
 pub mod engine;
 pub mod model;
+pub mod select;

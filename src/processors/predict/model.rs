@@ -29,6 +29,9 @@ pub struct Forecast {
     pub point: Vec<f64>,
     /// For each interval level (as asked), the lower and upper bounds per step ahead.
     pub intervals: Vec<Interval>,
+    /// How the shipped method was chosen, per band of horizons (see [`super::select`]);
+    /// empty for a constant.
+    pub backtest: Vec<super::select::BacktestBand>,
 }
 
 /// Bounds of one prediction-interval level.
@@ -191,8 +194,9 @@ fn seasonal_strength(detrended: &[f64], period: usize) -> f64 {
     (1.0 - remainder / total).max(0.0)
 }
 
-/// Fits `values` (an even grid, oldest first) and forecasts `horizon` steps with intervals
-/// at `levels` (each in (0, 1)).
+/// Forecasts `values` (an even grid, oldest first) `horizon` steps ahead with intervals at
+/// `levels` (each in (0, 1)), by the method that did best on the window's own backtest
+/// ([`super::select::best`]); a constant is itself.
 pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Forecast, String> {
     if values.len() < MIN_POINTS {
         return Err(format!(
@@ -218,9 +222,30 @@ pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Foreca
                 })
                 .collect(),
             point,
+            backtest: Vec::new(),
         });
     }
     let period = detect_period(values);
+    let mut f = super::select::best(values, period, horizon, levels)?;
+    f.fit_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(f)
+}
+
+/// Fits the model (MSTL + AutoETS with a season of `period` steps, AutoETS without) on
+/// `values` and forecasts `horizon` steps with intervals at `levels`.
+pub fn fit(
+    values: &[f64],
+    period: Option<usize>,
+    horizon: usize,
+    levels: &[f64],
+) -> Result<Forecast, String> {
+    if values.len() < MIN_POINTS {
+        return Err(format!(
+            "{} points in the window, {MIN_POINTS} needed",
+            values.len()
+        ));
+    }
+    let started = Instant::now();
     let fitted = match period {
         Some(p) => Fitted::Mstl(
             MSTLModel::new(vec![p], AutoETS::non_seasonal().into_trend_model())
@@ -265,6 +290,7 @@ pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Foreca
         fit_ms: started.elapsed().as_secs_f64() * 1e3,
         point,
         intervals,
+        backtest: Vec::new(),
     })
 }
 
@@ -472,12 +498,21 @@ mod tests {
     }
 
     #[test]
-    fn no_season_means_ets_and_a_constant_is_itself() {
+    fn a_trend_is_forecast_as_one_and_a_constant_is_itself() {
         let values: Vec<f64> = (0..120)
             .map(|i| 10.0 + i as f64 * 0.5 + ((i * 37) % 11) as f64 * 0.1)
             .collect();
         let f = forecast(&values, 10, &[0.8]).unwrap();
-        assert!(f.model.starts_with("AutoETS("), "{}", f.model);
+        // Ten steps ahead the drift line and AutoETS both follow it, far better than the
+        // last value (one step ahead the noise is as large as the rise).
+        let last = f.backtest.last().unwrap();
+        assert!(
+            last.model == "drift" || last.model.starts_with("AutoETS("),
+            "{:?}",
+            f.backtest
+        );
+        assert!(last.mae < 0.5 * last.naive_mae, "{:?}", f.backtest);
+        assert!(f.backtest.iter().all(|b| b.mae <= b.naive_mae));
         assert!(
             f.point[9] > values[119],
             "a rising series is forecast to rise"
@@ -502,6 +537,7 @@ mod tests {
                 lower: vec![9.0],
                 upper: vec![11.0],
             }],
+            backtest: Vec::new(),
         };
         let mut c = Calibration::new(1);
         for _ in 0..20 {

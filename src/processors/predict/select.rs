@@ -1,0 +1,372 @@
+//! Which forecast a series gets: every candidate is backtested on the series' own window
+//! (fitted on all but its last steps and scored on them, from `BACKTEST_ORIGINS` origins),
+//! and for each band of horizons the baseline (seasonal naive where a season is detected,
+//! naive otherwise) is shipped unless another candidate's error is below `SWITCH_MARGIN` of
+//! its own. The candidates are the naive forecast (the last
+//! value), the seasonal naive one (the value one season back, where a season is detected),
+//! the drift (the line from the window's first value to its last), the window's mean, and
+//! the fitted model (AutoETS, or MSTL + AutoETS with a season; [`super::model::fit`]). A
+//! model that loses to the baseline on its own backtest is never shipped.
+//!
+//! The simple candidates' intervals are Gaussian, with the spread their own errors imply
+//! (a random walk's for naive and drift, growing with the square root of the steps; the
+//! window's spread for the mean); the fitted model's are its own. The predictor's online
+//! calibration then corrects whichever is shipped.
+
+use serde::Serialize;
+
+use super::model::{fit, Forecast, Interval};
+
+/// Share of the window held out for the backtest (at most the horizon).
+const BACKTEST_SHARE: f64 = 1.0 / 3.0;
+/// Backtest origins: the held-out steps end the window, then end half of them earlier.
+const BACKTEST_ORIGINS: usize = 2;
+/// Another method replaces the baseline (seasonal naive, or naive) for a band of horizons
+/// only when its backtest error is below this share of the baseline's: one short backtest
+/// is a noisy judge, and switching on a near-tie lost more than it won (docs/perf).
+const SWITCH_MARGIN: f64 = 0.75;
+
+/// A forecast method.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Candidate {
+    Naive,
+    SeasonalNaive(usize),
+    Drift,
+    Mean,
+    Model,
+}
+
+impl Candidate {
+    fn name(self) -> String {
+        match self {
+            Candidate::Naive => "naive".to_string(),
+            Candidate::SeasonalNaive(p) => format!("seasonal_naive({p})"),
+            Candidate::Drift => "drift".to_string(),
+            Candidate::Mean => "mean".to_string(),
+            Candidate::Model => "model".to_string(),
+        }
+    }
+}
+
+/// How one band of horizons was decided: the backtest's mean absolute error of the shipped
+/// method and of the naive forecast, over the band's steps.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BacktestBand {
+    /// Steps ahead the band ends at (it starts after the previous band).
+    pub to_step: usize,
+    /// The method shipped for these steps.
+    pub model: String,
+    pub mae: f64,
+    pub naive_mae: f64,
+}
+
+/// The standard normal quantile at `p` in (0, 1) (Acklam's rational approximation,
+/// relative error below 1.2e-9).
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+fn rms(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v * v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        (sum / n as f64).sqrt()
+    }
+}
+
+/// A simple candidate's forecast of `horizon` steps from `values`, with Gaussian intervals.
+fn simple(c: Candidate, values: &[f64], horizon: usize, levels: &[f64]) -> Forecast {
+    let n = values.len();
+    let last = values[n - 1];
+    let diffs = || values.windows(2).map(|w| w[1] - w[0]);
+    let (point, spread): (Vec<f64>, Vec<f64>) = match c {
+        Candidate::Naive => {
+            let s = rms(diffs());
+            (1..=horizon).map(|k| (last, s * (k as f64).sqrt())).unzip()
+        }
+        Candidate::SeasonalNaive(p) => {
+            let s = rms(values.windows(p + 1).map(|w| w[p] - w[0]));
+            (1..=horizon)
+                .map(|k| {
+                    let back = k.div_ceil(p) * p;
+                    let v = values[n + k - 1 - back.min(n + k - 1)];
+                    (v, s * (k.div_ceil(p) as f64).sqrt())
+                })
+                .unzip()
+        }
+        Candidate::Drift => {
+            let slope = (last - values[0]) / (n - 1) as f64;
+            let s = rms(diffs().map(|d| d - slope));
+            (1..=horizon)
+                .map(|k| {
+                    let k = k as f64;
+                    (last + slope * k, s * (k * (1.0 + k / n as f64)).sqrt())
+                })
+                .unzip()
+        }
+        Candidate::Mean | Candidate::Model => {
+            let mean = values.iter().sum::<f64>() / n as f64;
+            let s = rms(values.iter().map(|v| v - mean)) * (1.0 + 1.0 / n as f64).sqrt();
+            (vec![mean; horizon], vec![s; horizon])
+        }
+    };
+    let intervals = levels
+        .iter()
+        .map(|&level| {
+            let z = normal_quantile(0.5 + level / 2.0);
+            Interval {
+                level,
+                lower: point.iter().zip(&spread).map(|(p, s)| p - z * s).collect(),
+                upper: point.iter().zip(&spread).map(|(p, s)| p + z * s).collect(),
+            }
+        })
+        .collect();
+    Forecast {
+        model: c.name(),
+        period: match c {
+            Candidate::SeasonalNaive(p) => Some(p),
+            _ => None,
+        },
+        fit_ms: 0.0,
+        point,
+        intervals,
+        backtest: Vec::new(),
+    }
+}
+
+/// A candidate's forecast, `None` when the fitted model fails.
+fn candidate(
+    c: Candidate,
+    values: &[f64],
+    period: Option<usize>,
+    horizon: usize,
+    levels: &[f64],
+) -> Option<Forecast> {
+    match c {
+        Candidate::Model => fit(
+            values,
+            period.filter(|p| 2 * p <= values.len()),
+            horizon,
+            levels,
+        )
+        .ok(),
+        _ => Some(simple(c, values, horizon, levels)),
+    }
+}
+
+/// The ends of the bands of horizons a method is chosen for: the first tenth of the
+/// backtest's steps, up to half, the rest.
+fn bands(steps: usize) -> Vec<usize> {
+    let mut ends = vec![steps.div_ceil(10), steps.div_ceil(2), steps];
+    ends.dedup();
+    ends
+}
+
+/// Backtests the candidates on `values` and forecasts `horizon` steps with the best for each
+/// band of horizons (`values` is not flat and has at least `MIN_POINTS` points).
+pub fn best(
+    values: &[f64],
+    period: Option<usize>,
+    horizon: usize,
+    levels: &[f64],
+) -> Result<Forecast, String> {
+    let n = values.len();
+    let held = ((n as f64 * BACKTEST_SHARE) as usize).clamp(1, horizon);
+    let origins: Vec<usize> = (0..BACKTEST_ORIGINS)
+        .map(|j| n - held - j * held.div_ceil(2))
+        .take_while(|o| *o >= super::model::MIN_POINTS.max(period.map_or(0, |p| p + 1)))
+        .collect();
+    let train_len = origins.last().copied().unwrap_or(n - held);
+    // The baseline first: the seasonal naive forecast where there is a season, else naive.
+    let mut candidates = match period.filter(|p| *p < train_len) {
+        Some(p) => vec![Candidate::SeasonalNaive(p), Candidate::Naive],
+        None => vec![Candidate::Naive],
+    };
+    candidates.extend([Candidate::Drift, Candidate::Mean, Candidate::Model]);
+    // Mean absolute errors per step of each candidate that could be backtested from every
+    // origin.
+    let errors: Vec<(Candidate, Vec<f64>)> = candidates
+        .iter()
+        .filter_map(|&c| {
+            let mut e = vec![0.0; held];
+            for &o in &origins {
+                let f = candidate(c, &values[..o], period, held, levels)?;
+                for (k, (p, a)) in f.point.iter().zip(&values[o..o + held]).enumerate() {
+                    e[k] += (p - a).abs() / origins.len() as f64;
+                }
+            }
+            Some((c, e))
+        })
+        .collect();
+    let naive = &errors
+        .iter()
+        .find(|(c, _)| *c == Candidate::Naive)
+        .expect("naive is always backtested")
+        .1;
+    let mut shipped: Vec<(usize, Candidate, f64, f64)> = Vec::new();
+    let mut from = 0;
+    for to in bands(held) {
+        let mae = |e: &[f64]| e[from..to].iter().sum::<f64>() / (to - from) as f64;
+        // The baseline stays unless another method beats it by `MARGIN`: one backtest is
+        // a noisy judge, and a method that only ties it is not worth the switch.
+        let baseline = (errors[0].0, mae(&errors[0].1));
+        let (c, err) = errors[1..]
+            .iter()
+            .map(|(c, e)| (*c, mae(e)))
+            .fold(baseline, |best, x| {
+                if x.1 < best.1 && x.1 < SWITCH_MARGIN * baseline.1 {
+                    x
+                } else {
+                    best
+                }
+            });
+        shipped.push((to, c, err, mae(naive)));
+        from = to;
+    }
+
+    // The shipped methods, fitted on the whole window.
+    let mut forecasts: Vec<(Candidate, Forecast)> = Vec::new();
+    for (_, c, _, _) in &shipped {
+        if forecasts.iter().all(|(f, _)| f != c) {
+            let f = candidate(*c, values, period, horizon, levels)
+                .or_else(|| candidate(Candidate::Naive, values, period, horizon, levels))
+                .ok_or("no forecast")?;
+            forecasts.push((*c, f));
+        }
+    }
+    let for_step = |k: usize| {
+        let c = shipped
+            .iter()
+            .find(|(to, ..)| k < *to)
+            .unwrap_or(shipped.last().expect("a band"))
+            .1;
+        &forecasts.iter().find(|(f, _)| *f == c).expect("fitted").1
+    };
+    let point = (0..horizon).map(|k| for_step(k).point[k]).collect();
+    let intervals = levels
+        .iter()
+        .enumerate()
+        .map(|(i, &level)| Interval {
+            level,
+            lower: (0..horizon)
+                .map(|k| for_step(k).intervals[i].lower[k])
+                .collect(),
+            upper: (0..horizon)
+                .map(|k| for_step(k).intervals[i].upper[k])
+                .collect(),
+        })
+        .collect();
+    let backtest: Vec<BacktestBand> = shipped
+        .iter()
+        .map(|(to, c, mae, naive_mae)| BacktestBand {
+            to_step: *to,
+            model: forecasts
+                .iter()
+                .find(|(f, _)| f == c)
+                .map(|(_, f)| f.model.clone())
+                .unwrap_or_else(|| c.name()),
+            mae: *mae,
+            naive_mae: *naive_mae,
+        })
+        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for b in &backtest {
+        if names.last() != Some(&b.model) {
+            names.push(b.model.clone());
+        }
+    }
+    let period = forecasts.iter().find_map(|(_, f)| f.period);
+    Ok(Forecast {
+        model: names.join(" then "),
+        period,
+        fit_ms: 0.0,
+        point,
+        intervals,
+        backtest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_normal_quantile_is_right() {
+        assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
+        assert!((normal_quantile(0.9) - 1.281_552).abs() < 1e-5);
+        assert!((normal_quantile(0.5)).abs() < 1e-9);
+        assert!((normal_quantile(0.001) + 3.090_232).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_random_walk_gets_naive_and_noise_around_a_level_gets_the_mean() {
+        // A random walk (deterministic steps of +-1): nothing beats the last value.
+        let mut x = 0.0;
+        let walk: Vec<f64> = (0..180)
+            .map(|i| {
+                x += if (i * 7919) % 13 < 6 { 1.0 } else { -1.0 };
+                x
+            })
+            .collect();
+        let f = best(&walk, None, 60, &[0.8]).unwrap();
+        assert!(
+            f.backtest.iter().all(|b| b.mae <= b.naive_mae),
+            "{:?}",
+            f.backtest
+        );
+        // White noise around 50: the mean is far better than the last value.
+        let noise: Vec<f64> = (0..180)
+            .map(|i| 50.0 + (((i * 7919) % 101) as f64 - 50.0) / 10.0)
+            .collect();
+        let f = best(&noise, None, 60, &[0.8, 0.95]).unwrap();
+        let last = f.backtest.last().unwrap();
+        assert!(last.mae < 0.9 * last.naive_mae, "{:?}", f.backtest);
+        assert_eq!(f.point.len(), 60);
+        assert!((f.point[59] - 50.0).abs() < 1.5, "{}", f.point[59]);
+        let iv = &f.intervals[1];
+        assert!(iv.lower[59] < 45.0 && iv.upper[59] > 55.0, "{iv:?}");
+    }
+}
