@@ -113,6 +113,9 @@ pub struct Handles {
     pub self_metrics: SelfMetricsBuffer,
     pub clock: Clock,
     pub stale_after_ms: i64,
+    /// How long a forecast or exhaustion point stays in `/metrics`: until the next refit is
+    /// due, plus `stale_after_ms` of grace (they are written once per refit).
+    pub forecast_stale_after_ms: i64,
     /// Tracing (spans, trace store, OTLP export); off when the config says so.
     pub telemetry: Telemetry,
     /// The Redis sink, drained at shutdown.
@@ -567,6 +570,8 @@ pub fn start_as(
         self_metrics,
         clock,
         stale_after_ms: settings.stale_after_ms,
+        forecast_stale_after_ms: settings.stale_after_ms
+            + pipeline.predictor.refit_interval_ms.get() as i64,
         telemetry,
         redis_sink,
         traced_requests: TracedRequests::new(req_cfg.max_traced.get()),

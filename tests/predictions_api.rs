@@ -146,3 +146,52 @@ async fn a_disabled_predictor_says_so() {
     assert_eq!(body["enabled"], false);
     assert_eq!(body["count"], 0);
 }
+
+#[actix::test]
+async fn forecasts_stay_in_metrics_between_refits() {
+    // Refits every 2 s, while other series count as stale after 300 ms: a forecast is
+    // written once per refit and must be in every scrape until the next one.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut service, mut pipeline) = common::fast_simulated();
+    service.rules.builtin_pack = false;
+    service.rules.paths = vec![dir.path().to_path_buf()];
+    service.dashboard.stale_after_ms = NonZeroU64::new(300).unwrap();
+    pipeline.sources.gpu.simulated.scenarios = vec![Scenario::MemoryLeak];
+    pipeline.sources.gpu.simulated.gpus = NonZeroUsize::new(1).unwrap();
+    let p = &mut pipeline.predictor;
+    p.watch =
+        vec![WatchSelector::try_from(r#"{__name__="DCGM_FI_DEV_FB_USED"}"#.to_string()).unwrap()];
+    p.window_s = NonZeroU64::new(4).unwrap();
+    p.step_ms = NonZeroU64::new(100).unwrap();
+    p.refit_interval_ms = NonZeroU64::new(2000).unwrap();
+    p.horizons_s = vec![1];
+    let app = common::app(&service, &pipeline);
+
+    let scrape = || async {
+        let (status, body) = call(&app, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        let text = body.as_str().unwrap().to_string();
+        (
+            text.contains("pulse_forecast{"),
+            text.contains("pulse_exhaustion_seconds{"),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !scrape().await.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no forecast in /metrics"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Three seconds of scrapes, every 100 ms: across a whole refit interval and more.
+    for _ in 0..30 {
+        let (forecast, exhaustion) = scrape().await;
+        assert!(forecast, "pulse_forecast left /metrics between refits");
+        assert!(
+            exhaustion,
+            "pulse_exhaustion_seconds left /metrics between refits"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
