@@ -215,11 +215,16 @@ pub fn best(
 ) -> Result<Forecast, String> {
     let n = values.len();
     let held = ((n as f64 * BACKTEST_SHARE) as usize).clamp(1, horizon);
-    let origins: Vec<usize> = (0..BACKTEST_ORIGINS)
+    // Each origin leaves enough to fit on (and a season to look back on); a short window
+    // still gets the latest origin, where only the simple methods can be backtested.
+    let mut origins: Vec<usize> = (0..BACKTEST_ORIGINS)
         .map(|j| n - held - j * held.div_ceil(2))
         .take_while(|o| *o >= super::model::MIN_POINTS.max(period.map_or(0, |p| p + 1)))
         .collect();
-    let train_len = origins.last().copied().unwrap_or(n - held);
+    if origins.is_empty() {
+        origins.push(n - held);
+    }
+    let train_len = *origins.last().expect("one origin at least");
     // The baseline first: the seasonal naive forecast where there is a season, else naive.
     let mut candidates = match period.filter(|p| *p < train_len) {
         Some(p) => vec![Candidate::SeasonalNaive(p), Candidate::Naive],
@@ -361,6 +366,10 @@ mod tests {
         let noise: Vec<f64> = (0..180)
             .map(|i| 50.0 + (((i * 7919) % 101) as f64 - 50.0) / 10.0)
             .collect();
+        // A short window: only the latest origin, and only the simple methods backtested.
+        let short = best(&noise[..36], None, 10, &[0.8]).unwrap();
+        assert_eq!(short.point.len(), 10);
+        assert!(short.backtest.iter().all(|b| b.naive_mae > 0.0));
         let f = best(&noise, None, 60, &[0.8, 0.95]).unwrap();
         let last = f.backtest.last().unwrap();
         assert!(last.mae < 0.9 * last.naive_mae, "{:?}", f.backtest);
