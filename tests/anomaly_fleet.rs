@@ -2,7 +2,7 @@
 //! how soon a fault on one GPU of a host is flagged after it starts, that a change on every
 //! GPU of a host at once is one workload change, not an anomaly per GPU (a training job's
 //! start, checkpoints and stop), and that a GPU falling behind its peers is flagged. The figures
-//! printed here are the ones in the README ("Anomaly detection").
+//! printed here are the ones in docs/anomaly-detection.md.
 
 use pulse::config::pipeline::AnomalyConfig;
 use pulse::processors::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter};
@@ -53,7 +53,7 @@ fn steady_fleet_is_quiet() {
     }
     let per_100k = events as f64 * 100_000.0 / samples as f64;
     println!("steady: {events} anomalies in {samples} samples = {per_100k:.1} per 100k samples");
-    // The target is 1 per 100k and is missed (README, "Anomaly detection"): the steady
+    // The target is 1 per 100k and is missed (docs/anomaly-detection.md): the steady
     // fleet's noise is uniform and independent, and its rare extreme-to-extreme steps read
     // as never-seen transitions. This guards against getting worse than measured: 1.3 (5.6
     // before noise firings on most GPUs of a host at once were folded into workload
@@ -176,7 +176,7 @@ fn the_life_of_a_training_job_is_not_an_anomaly() {
     }
     // The target is none. Measured: one in three hours (seed 1, a temperature 2 °C above
     // every value seen, as it settles during training), 0.3 per 100 k samples; this guards
-    // the steady-training target of 1 per 100 k (README, "Anomaly detection").
+    // the steady-training target of 1 per 100 k (docs/anomaly-detection.md).
     let per_100k = total as f64 * 1e5 / samples as f64;
     println!("{total} anomalies in {samples} samples: {per_100k:.2} per 100 k");
     assert!(per_100k <= 1.0, "{per_100k:.2} anomalies per 100 k samples");

@@ -1,5 +1,5 @@
 //! The bad-input table: one test per class of bad input, each asserting the exact answer a
-//! user gets and that what was accepted before is still there. The README's "Bad input"
+//! user gets and that what was accepted before is still there. docs/bad-input-and-fuzzing.md's "Bad input"
 //! section summarises this file.
 
 mod common;

@@ -1,7 +1,7 @@
 //! Every committed fuzz seed (`fuzz/seeds/<target>/`) through its target's entry point
 //! (`pulse::fuzzing`), on stable Rust: what the fuzzers start from never crashes, and the
 //! promtool seed written for the target's rules passes. The fuzzers themselves run with
-//! `scripts/fuzz` (nightly, cargo fuzz); see the README.
+//! `scripts/fuzz` (nightly, cargo fuzz); see docs/bad-input-and-fuzzing.md.
 
 use std::path::Path;
 

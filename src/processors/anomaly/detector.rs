@@ -16,8 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The detector's knobs. Defaults were chosen on the NAB development subset (README, "Anomaly
-/// detection") and are the same for every series.
+/// The detector's knobs. Defaults were chosen on the NAB development subset
+/// (docs/anomaly-detection.md) and are the same for every series.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
