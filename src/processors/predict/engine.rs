@@ -11,6 +11,10 @@ use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{derived_series, BuildPrehashed, Sample, Series, SeriesKey};
 
+/// The shipped forecast must climb at least this share of the robust line's slope for
+/// the time to exhaustion to be told.
+const MIN_CLIMB_SHARE: f64 = 0.5;
+
 /// Forecast series: the watched series' labels plus `metric`, `horizon` and `bound`.
 pub const FORECAST_METRIC: &str = catalog::FORECAST;
 /// Seconds until a bounded resource runs out: labels plus `metric`, `resource`, `bound`.
@@ -333,8 +337,19 @@ impl PredictorEngine {
                     cycle_ms += f.fit_ms;
                     self.failures.remove(&job.series);
                     let interval_scale = self.calibrate(&job, &mut f);
+                    // One story: the time to exhaustion (from a robust line through the
+                    // window) is told only when the shipped forecast climbs at least half
+                    // as fast as that line; a flat forecast beside "runs out in 4
+                    // minutes" (a window that climbed, then held) contradicts itself.
+                    let climb_per_step = match (f.point.last(), job.values.last()) {
+                        (Some(end), Some(now)) => (end - now) / f.point.len() as f64,
+                        _ => 0.0,
+                    };
                     let exhaustion = job.limit.as_ref().and_then(|(limit, resource)| {
                         let trend = robust_trend(&job.values)?;
+                        if climb_per_step < MIN_CLIMB_SHARE * trend.slope {
+                            return None;
+                        }
                         let e = exhaustion(&trend, *limit, step_s)?;
                         Some(ExhaustionView {
                             resource: resource.clone(),
@@ -566,6 +581,46 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_climb_that_then_holds_gets_no_exhaustion_beside_its_flat_forecast() {
+        let mut e = PredictorEngine::new(settings());
+        let now = 10_000_000;
+        // Memory climbed for the first three quarters of the window, then held for the
+        // last 7.5 minutes: the robust line through the window still climbs (and alone
+        // would say when memory runs out), the forecast does not.
+        let level = |i: i64| 40_000.0 + 20.0 * i.min(1350) as f64;
+        let stepped = SeriesPoints {
+            series: gpu("DCGM_FI_DEV_FB_USED"),
+            points: (0..1800)
+                .map(|i| {
+                    let t = now - 1_800_000 + (i + 1) * 1000;
+                    (t, level(i) + ((i * 7) % 5) as f64)
+                })
+                .collect(),
+        };
+        let grid: Vec<f64> = (0..180).map(|k| level(k * 10 + 5)).collect();
+        let trend = model::robust_trend(&grid).expect("a line");
+        assert!(
+            model::exhaustion(&trend, 81_559.0, 10.0).is_some(),
+            "the line alone gives an exhaustion"
+        );
+        let jobs = e.jobs(
+            vec![stepped],
+            &[(gpu("DCGM_FI_DEV_FB_TOTAL"), 81_559.0)],
+            now,
+        );
+        let outcomes = PredictorEngine::fit_all(jobs, e.horizon_steps(), &[0.8, 0.95]);
+        e.absorb(outcomes, now);
+        let p = &e.list(&PredictionFilter::default())[0];
+        assert!(
+            p.forecast[59].value <= 67_010.0,
+            "{}: {:?}",
+            p.model,
+            p.forecast[59]
+        );
+        assert!(p.exhaustion.is_none(), "{:?}", p.exhaustion);
     }
 
     #[test]
