@@ -240,3 +240,14 @@ async fn status_metrics_and_cache_endpoints() {
     assert!(text.contains("pulse_mailbox_backlog{component=\"window_store\"}"));
     assert!(text.contains("pulse_samples_dropped_total 0"));
 }
+
+#[actix::test]
+async fn the_probes_say_alive_and_ready() {
+    let app = app();
+    let (status, v) = call(&app, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["status"], "alive");
+    let v = poll_until(&app, "/readyz", |v| v["ready"] == true).await;
+    assert_eq!(v["down"], json!([]));
+    assert_ne!(v["status"], "down");
+}

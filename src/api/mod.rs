@@ -91,8 +91,10 @@ impl Auth {
         };
         let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
         // The live page's files hold no data (a browser cannot send a bearer token when
-        // it opens a page); the page then calls the API with the token.
-        let page = path == "/" || path.starts_with("/assets/");
+        // it opens a page); the page then calls the API with the token. Nor do the probes,
+        // which kubelets and compose health checks call without one.
+        let page =
+            path == "/" || path.starts_with("/assets/") || path == "/healthz" || path == "/readyz";
         if read && (!self.protect_reads || page) {
             return Ok(());
         }
@@ -152,6 +154,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/cache/stats", get(phase4::cache_stats))
         .route("/api/phase4/cache/clear", post(phase4::cache_clear))
         .route("/api/phase4/status", get(status::status))
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
         .route("/api/phase4/predictions", get(predictions::list))
         .route("/api/phase4/anomalies", get(anomalies::list))
         .route("/api/phase4/anomalies/{id}", get(anomalies::one))

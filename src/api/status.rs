@@ -1,5 +1,7 @@
 //! `GET /api/phase4/status`: every running component with its state and reason; 503 when
-//! a required component is down (it did not answer within `STATS_TIMEOUT`).
+//! a required component is down (it did not answer within `STATS_TIMEOUT`). And the probes
+//! for Kubernetes and compose: `GET /healthz` (the process answers) and `GET /readyz` (the
+//! pipeline runs and no required component is down).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +137,38 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusRe
     (code, Json(report))
 }
 
+/// `GET /healthz`: the process is alive and its HTTP server answers.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "alive"}))
+}
+
+/// `GET /readyz`: 200 when no required component is down, 503 naming those that are.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let (_, components) = gather(&state).await;
+    readiness(&components)
+}
+
+fn readiness(components: &[ComponentReport]) -> (StatusCode, Json<serde_json::Value>) {
+    let down: Vec<&str> = components
+        .iter()
+        .filter(|c| c.required && c.stats.state == ComponentState::Down)
+        .map(|c| c.stats.name.as_str())
+        .collect();
+    let code = if down.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(serde_json::json!({
+            "ready": down.is_empty(),
+            "status": overall(components),
+            "down": down,
+        })),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +185,24 @@ mod tests {
             ctx.stop();
             MessageResult(ComponentStats::new("flaky", "sink"))
         }
+    }
+
+    #[test]
+    fn ready_unless_a_required_component_is_down() {
+        let (code, body) = readiness(&[
+            report(true, ComponentState::Operational),
+            report(false, ComponentState::Down),
+        ]);
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["ready"], true);
+        assert_eq!(body["status"], "degraded");
+        let (code, body) = readiness(&[
+            report(true, ComponentState::Down),
+            report(true, ComponentState::Operational),
+        ]);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["ready"], false);
+        assert_eq!(body["down"], serde_json::json!(["x"]));
     }
 
     fn report(required: bool, state: ComponentState) -> ComponentReport {
