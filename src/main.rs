@@ -17,6 +17,9 @@ const EXIT_CONFIG: u8 = 2;
 #[derive(Parser)]
 #[command(name = "pulse", version, about)]
 struct Cli {
+    /// Without a command: `serve`, with these settings (`pulse --config FILE` works).
+    #[command(flatten)]
+    serve: ConfigArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,6 +77,12 @@ struct ConfigArgs {
     /// Pipeline (TOML); the built-in pipelines/default.toml when absent.
     #[arg(long, env = "PULSE_PIPELINE")]
     pipeline: Option<PathBuf>,
+    /// Address to listen on (server.listen; PULSE_LISTEN in the environment), e.g. 0.0.0.0:5000.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// A rule file or folder (rules.paths; repeat for several): replaces the configured ones.
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
 }
 
 fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigError> {
@@ -93,6 +102,13 @@ fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigErro
         None => PipelineConfig::parse(pipeline::EMBEDDED_NAME, pipeline::EMBEDDED)?,
     }
     .with_env(env)?;
+    let mut service = service;
+    if let Some(listen) = args.listen {
+        service.server.listen = listen;
+    }
+    if !args.rules.is_empty() {
+        service.rules.paths = args.rules.clone();
+    }
     // Rule files are configuration too: a bad one stops the start, naming file, group, rule.
     pulse::rules::load_sources(service.rules.builtin_pack, &service.rules.paths)?;
     Ok((service, pipeline))
@@ -100,7 +116,7 @@ fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigErro
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve(ConfigArgs::default()));
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     let (role, command) = match command {
         Command::Serve(args) => (Role::Standalone, Command::Serve(args)),
         Command::Agent(args) => (Role::Agent, Command::Serve(args)),

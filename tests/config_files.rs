@@ -183,3 +183,40 @@ fn check_config_says_what_runs_and_names_a_bad_anomaly_threshold() {
         "{stderr}"
     );
 }
+
+#[test]
+fn listen_and_rules_come_from_the_command_line_and_serve_flags_work_without_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("one.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n",
+    )
+    .unwrap();
+    let out = pulse()
+        .args(["check-config", "--listen", "0.0.0.0:7777", "--rules"])
+        .arg(dir.path())
+        .env("PULSE_RULES_BUILTIN_PACK", "false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("listen 0.0.0.0:7777"), "{stdout}");
+    assert!(stdout.contains(", 1 rule(s),"), "{stdout}");
+
+    // `pulse --config FILE` (no command) serves with that file: a missing one is named.
+    let out = pulse().args(["--config", "no-such.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such.toml"), "{stderr}");
+
+    let out = pulse()
+        .args(["--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}

@@ -59,6 +59,9 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Keys whose environment value may be a plain comma-separated list (`PULSE_RULE_PATHS=a.yml,rules/`).
+const LIST_KEYS: [&str; 1] = ["paths"];
+
 /// The standard OpenTelemetry variable, used when `tracing.otlp_endpoint` is not set.
 pub const OTEL_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
@@ -504,7 +507,8 @@ impl ServiceConfig {
         config.with_env(env)
     }
 
-    /// Applies `ENV_OVERRIDES` found through `env`. A value is read as TOML (numbers,
+    /// Applies `ENV_OVERRIDES` found through `env`. A list key (`LIST_KEYS`) also takes a
+    /// plain value or a comma-separated list instead of a TOML list. A value is read as TOML (numbers,
     /// booleans) and otherwise as a string.
     pub fn with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let set: Vec<(&str, &str, &str, String)> = ENV_OVERRIDES
@@ -520,6 +524,17 @@ impl ServiceConfig {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            // A list may also be written plainly: `a.yml` or `a.yml,rules/` for PATHS.
+            let value = match value {
+                toml::Value::String(s) if LIST_KEYS.contains(key) => toml::Value::Array(
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| toml::Value::String(p.to_string()))
+                        .collect(),
+                ),
+                other => other,
+            };
             let section_table = table
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -605,5 +620,21 @@ mod tests {
             err.starts_with("environment variable PULSE_CACHE_MAX_ENTRIES: cache.max_entries"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn rule_paths_take_a_toml_list_a_plain_path_or_a_comma_list() {
+        let paths = |raw: &str| {
+            let raw = raw.to_string();
+            let env = move |v: &str| (v == "PULSE_RULE_PATHS").then(|| raw.clone());
+            ServiceConfig::load("x.toml", "", env).unwrap().rules.paths
+        };
+        let p = |s: &str| std::path::PathBuf::from(s);
+        assert_eq!(
+            paths(r#"["a.yml", "rules/"]"#),
+            vec![p("a.yml"), p("rules/")]
+        );
+        assert_eq!(paths("a.yml"), vec![p("a.yml")]);
+        assert_eq!(paths("a.yml, rules/"), vec![p("a.yml"), p("rules/")]);
     }
 }
