@@ -83,6 +83,16 @@ struct ConfigArgs {
     /// A rule file or folder (rules.paths; repeat for several): replaces the configured ones.
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
+    /// Log lines as text for people, or one JSON object per line for log collectors.
+    #[arg(long, value_enum, env = "PULSE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigError> {
@@ -141,13 +151,17 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(EXIT_CONFIG);
             }
-            tracing_subscriber::fmt()
+            let fmt = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false)
-                .finish()
-                .with(service.log.level.targets())
-                .init();
+                .with_target(false);
+            match args.log_format {
+                LogFormat::Text => fmt
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .finish()
+                    .with(service.log.level.targets())
+                    .init(),
+                LogFormat::Json => fmt.json().finish().with(service.log.level.targets()).init(),
+            }
             match pulse::server::run_as(role, service, pipeline) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -220,3 +220,32 @@ fn listen_and_rules_come_from_the_command_line_and_serve_flags_work_without_serv
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let mut child = pulse()
+        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut listening = None;
+    for line in BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .take(50)
+    {
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON object: {line:?}: {e}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{v}");
+        let message = v["fields"]["message"].as_str().unwrap_or_default();
+        if message.contains("listening on http://127.0.0.1:") {
+            listening = Some(message.to_string());
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening.is_some(), "no listening line in the JSON log");
+}
