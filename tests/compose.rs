@@ -69,6 +69,9 @@ fn compose_services_files_ports_and_volumes_agree() {
         .map(|k| k.as_str().unwrap().to_string())
         .collect();
 
+    // Pulse's health check is its readiness probe, which needs no token.
+    let pulse_check = format!("{:?}", services["pulse"]["healthcheck"]["test"]);
+    assert!(pulse_check.contains("GET /readyz "), "{pulse_check}");
     for (name, s) in services {
         let name = name.as_str().unwrap();
         assert!(
