@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use pulse::config::pipeline::{AnomalyConfig, WatchSelector};
 use pulse::model::catalog;
 use pulse::model::series::{Sample, SeriesKey};
-use pulse::processors::anomaly::nab::read_series;
+use pulse::processors::anomaly::nab::{self, read_series};
 use pulse::processors::anomaly::{AnomalyEngine, AnomalyFilter, Reason};
 
 /// The metric Alibaba PAI's mini-batch times are replayed under.
@@ -98,7 +98,8 @@ fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig) -> anyhow::Result<()> {
         let series =
             SeriesKey::shared(metric, [("Hostname", host.as_str()), ("gpu", gpu.as_str())]);
         for (t, v) in read_series(&path)? {
-            let t_ms = parse_ms(&t).with_context(|| format!("{}: time {t:?}", path.display()))?;
+            let t_ms =
+                nab::timestamp_ms(&t).with_context(|| format!("{}: time {t:?}", path.display()))?;
             samples.push((t_ms, Sample::new(series.clone(), t_ms, v)));
             *per_metric.entry(metric).or_default() += 1;
         }
@@ -171,23 +172,4 @@ fn file_series(host: &str, name: &str) -> Option<(String, String, &'static str)>
         worker.to_string(),
         BATCH_TIME_METRIC,
     ))
-}
-
-/// `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) to Unix ms.
-fn parse_ms(t: &str) -> Option<i64> {
-    let (date, time) = t.split_once(' ')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut h = hms.split(':').map(|x| x.parse::<i64>());
-    let (hh, mm, ss) = (h.next()?.ok()?, h.next()?.ok()?, h.next()?.ok()?);
-    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
 }

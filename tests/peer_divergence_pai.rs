@@ -9,22 +9,11 @@ use std::path::Path;
 
 use pulse::config::pipeline::{AnomalyConfig, WatchSelector};
 use pulse::model::series::{Sample, SeriesKey};
-use pulse::processors::anomaly::nab::read_series;
+use pulse::processors::anomaly::nab::{read_series, timestamp_ms};
 use pulse::processors::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter, Reason};
 
 const DATA: &str = "../shared/data/gpu/alibaba_pai_minibatch_stragglers";
 const METRIC: &str = "training_batch_time_norm";
-
-/// `2020-01-01 HH:MM:SS` (the data's synthetic timeline) to ms since its start.
-fn ms(t: &str) -> i64 {
-    let (date, time) = t.split_once(' ').expect("date and time");
-    let day: i64 = date[8..10].parse().expect("day");
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|x| x.parse().expect("number"))
-        .collect();
-    (((day - 1) * 24 + hms[0]) * 3600 + hms[1] * 60 + hms[2]) * 1000
-}
 
 /// Replays one job; returns its peer divergences.
 fn replay(job: u32) -> Vec<Anomaly> {
@@ -38,7 +27,7 @@ fn replay(job: u32) -> Vec<Anomaly> {
         let gpu = worker.to_string();
         let series = SeriesKey::shared(METRIC, [("Hostname", format!("job{job}")), ("gpu", gpu)]);
         for (t, v) in read_series(&path).unwrap() {
-            samples.push(Sample::new(series.clone(), ms(&t), v));
+            samples.push(Sample::new(series.clone(), timestamp_ms(&t).unwrap(), v));
         }
     }
     samples.sort_by_key(|s| s.timestamp_ms);
@@ -67,6 +56,7 @@ fn the_documented_straggler_is_flagged_and_a_stable_job_is_quiet() {
         return;
     }
     let job1 = replay(1);
+    let ms = |t: &str| timestamp_ms(t).unwrap();
     let (from, to) = (ms("2020-01-01 00:30:11"), ms("2020-01-01 00:31:31"));
     assert!(
         job1.iter()

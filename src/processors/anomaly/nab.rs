@@ -79,6 +79,25 @@ pub fn read_series(path: &Path) -> anyhow::Result<Vec<(String, f64)>> {
     Ok(rows)
 }
 
+/// A NAB-format timestamp, `YYYY-MM-DD HH:MM:SS[.fff]` (UTC), as Unix ms.
+pub fn timestamp_ms(t: &str) -> Option<i64> {
+    let (date, time) = t.split_once(' ')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut h = hms.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (h.next()?.ok()?, h.next()?.ok()?, h.next()?.ok()?);
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
 fn trim_fraction(t: &str) -> &str {
     t.split('.').next().unwrap_or(t)
 }
@@ -177,4 +196,19 @@ pub fn replay_all(
             replay_file(data, name, windows, cfg, out, drift)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_read_as_unix_ms() {
+        use super::timestamp_ms;
+        assert_eq!(timestamp_ms("1970-01-01 00:00:01.5"), Some(1500));
+        assert_eq!(timestamp_ms("2020-01-01 00:00:00"), Some(1_577_836_800_000));
+        assert_eq!(
+            timestamp_ms("2024-02-29 12:30:45.123"),
+            Some(1_709_209_845_123)
+        );
+        assert_eq!(timestamp_ms("yesterday"), None);
+    }
 }
