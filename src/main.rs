@@ -60,6 +60,10 @@ enum TestWhat {
         /// Test files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Where the input samples of a test group without `interval` go: `zero` (all at
+        /// time 0, as promtool 2.42 loads them) or `evaluation-interval` (newer promtool).
+        #[arg(long, value_enum, default_value = "zero")]
+        missing_interval: pulse::rules::promtool::MissingInterval,
     },
 }
 
@@ -221,11 +225,16 @@ fn main() -> ExitCode {
             }
         },
         Command::Test {
-            what: TestWhat::Rules { files },
+            what:
+                TestWhat::Rules {
+                    files,
+                    missing_interval,
+                },
         } => {
             let mut failed = false;
+            let options = pulse::rules::promtool::Options { missing_interval };
             for f in &files {
-                let report = pulse::rules::promtool::run_file(f);
+                let report = pulse::rules::promtool::run_file(f, options);
                 println!("{}", report.render());
                 failed |= !report.passed();
             }

@@ -246,6 +246,10 @@ pub fn start_as(
     let rule_sources = RuleSources {
         builtin_pack: service.rules.builtin_pack,
         paths: service.rules.paths.clone(),
+        template_env: crate::rules::alerting::TemplateEnv {
+            external_labels: std::sync::Arc::new(service.rules.external_labels.clone()),
+            external_url: service.rules.external_url.clone(),
+        },
     };
     let rule_groups = if agent {
         Vec::new()

@@ -351,6 +351,11 @@ pub struct RulesConfig {
     /// Least time between two evaluations of a group started by stored samples (the
     /// interval's evaluations neither wait for it nor count in it).
     pub min_eval_gap_ms: u64,
+    /// Labels alert templates read as `$externalLabels` (Prometheus'
+    /// `global.external_labels`; they are not added to the alerts' own labels).
+    pub external_labels: std::collections::BTreeMap<String, String>,
+    /// The URL templates read as `$externalURL` (Prometheus' `--web.external-url`).
+    pub external_url: String,
 }
 
 impl Default for RulesConfig {
@@ -361,6 +366,8 @@ impl Default for RulesConfig {
             history_max: NonZeroUsize::new(10_000).unwrap(),
             evaluate_on_ingest: true,
             min_eval_gap_ms: 100,
+            external_labels: Default::default(),
+            external_url: String::new(),
         }
     }
 }

@@ -476,6 +476,7 @@ mod tests {
         let sources = RuleSources {
             builtin_pack: false,
             paths: vec![],
+            template_env: Default::default(),
         };
         let rules =
             RuleEngine::new(vec![], sources, window.clone(), clock.clone(), 10, vec![]).start();

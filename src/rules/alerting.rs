@@ -5,8 +5,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::template::{Data, QueryFn};
 use super::AlertSpec;
 use crate::promql::{VecSample, NAME};
+
+/// What every template of a rule group sees besides the alert: Prometheus'
+/// `global.external_labels` and `--web.external-url`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemplateEnv {
+    pub external_labels: std::sync::Arc<BTreeMap<String, String>>,
+    pub external_url: String,
+}
 
 /// How long a resolved alert stays listed (Prometheus' resolved retention).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
@@ -87,6 +96,9 @@ pub struct AlertRuleState {
     pub spec: AlertSpec,
     /// By id.
     pub alerts: BTreeMap<String, Alert>,
+    /// The last template expansion error of the latest evaluation (the label or annotation
+    /// holds `<error expanding template: ...>`, as in Prometheus).
+    pub template_error: Option<String>,
 }
 
 impl AlertRuleState {
@@ -94,15 +106,52 @@ impl AlertRuleState {
         AlertRuleState {
             spec,
             alerts: BTreeMap::new(),
+            template_error: None,
         }
     }
 
-    /// Applies one evaluation's result at `ts`; returns the state changes.
-    pub fn eval(&mut self, ts: i64, result: &[VecSample]) -> Result<Vec<Transition>, String> {
+    /// Applies one evaluation's result at `ts`; returns the state changes. Templates see
+    /// `env` and run `query` (when given) for their `query` function.
+    pub fn eval(
+        &mut self,
+        ts: i64,
+        result: &[VecSample],
+        env: &TemplateEnv,
+        query: Option<&QueryFn>,
+    ) -> Result<Vec<Transition>, String> {
         let mut transitions = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        self.template_error = None;
+        let plain = self
+            .spec
+            .labels
+            .iter()
+            .chain(&self.spec.annotations)
+            .all(|(_, t)| t.is_plain());
         for s in result {
-            let template_labels = &s.labels;
+            // Built only when a template has an action: most rules' are plain text.
+            let data = Data {
+                labels: std::sync::Arc::new(if plain {
+                    BTreeMap::new()
+                } else {
+                    s.labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }),
+                value: s.value,
+                external_labels: env.external_labels.clone(),
+                external_url: &env.external_url,
+                query,
+            };
+            let mut template_error = None;
+            let mut expand = |t: &super::template::Template| {
+                t.try_expand(&data).unwrap_or_else(|e| {
+                    let text = format!("<error expanding template: {e}>");
+                    template_error = Some(e);
+                    text
+                })
+            };
             // The alert's labels, borrowed where they come from the sample: no copy unless
             // the alert is new.
             let mut labels: BTreeMap<&str, std::borrow::Cow<'_, str>> = s
@@ -112,7 +161,11 @@ impl AlertRuleState {
                 .map(|(k, v)| (&**k, std::borrow::Cow::Borrowed(&**v)))
                 .collect();
             for (k, t) in &self.spec.labels {
-                labels.insert(k, t.expand(template_labels, s.value).into());
+                // An empty value removes the label, as Prometheus' label builder does.
+                match expand(t) {
+                    v if v.is_empty() => labels.remove(k.as_str()),
+                    v => labels.insert(k, v.into()),
+                };
             }
             labels.insert("alertname", self.spec.name.as_str().into());
             let id = fingerprint(labels.iter());
@@ -120,8 +173,11 @@ impl AlertRuleState {
                 .spec
                 .annotations
                 .iter()
-                .map(|(k, t)| (k.clone(), t.expand(template_labels, s.value)))
+                .map(|(k, t)| (k.clone(), expand(t)))
                 .collect();
+            if let Some(e) = template_error {
+                self.template_error = Some(e);
+            }
             if !seen.insert(id.clone()) {
                 return Err(
                     "vector contains metrics with the same labelset after applying alert labels"
@@ -240,12 +296,12 @@ mod tests {
     fn pending_then_firing_after_for_then_resolved() {
         let mut r = rule(60_000, 0);
         assert!(matches!(
-            r.eval(0, &hot(90.0)).unwrap()[0],
+            r.eval(0, &hot(90.0), &TemplateEnv::default(), None).unwrap()[0],
             Transition::Pending(_)
         ));
-        r.eval(30_000, &hot(91.0)).unwrap();
+        r.eval(30_000, &hot(91.0), &TemplateEnv::default(), None).unwrap();
         assert_eq!(state(&r), Some(AlertState::Pending));
-        let t = r.eval(60_000, &hot(92.0)).unwrap();
+        let t = r.eval(60_000, &hot(92.0), &TemplateEnv::default(), None).unwrap();
         assert!(
             matches!(&t[0], Transition::Firing(a) if a.annotations["summary"] == "gpu 1 at 92")
         );
@@ -253,25 +309,25 @@ mod tests {
         assert_eq!(a.labels["severity"], "page");
         assert!(!a.labels.contains_key("__name__"));
         assert!(matches!(
-            r.eval(90_000, &[]).unwrap()[0],
+            r.eval(90_000, &[], &TemplateEnv::default(), None).unwrap()[0],
             Transition::Resolved(_)
         ));
         assert_eq!(state(&r), Some(AlertState::Inactive));
         // Gone after the resolved retention.
-        r.eval(90_000 + RESOLVED_RETENTION_MS + 1, &[]).unwrap();
+        r.eval(90_000 + RESOLVED_RETENTION_MS + 1, &[], &TemplateEnv::default(), None).unwrap();
         assert!(r.alerts.is_empty());
     }
 
     #[test]
     fn a_pending_alert_that_goes_away_is_cancelled_and_restarts_its_clock() {
         let mut r = rule(60_000, 0);
-        r.eval(0, &hot(1.0)).unwrap();
+        r.eval(0, &hot(1.0), &TemplateEnv::default(), None).unwrap();
         assert!(matches!(
-            r.eval(10_000, &[]).unwrap()[0],
+            r.eval(10_000, &[], &TemplateEnv::default(), None).unwrap()[0],
             Transition::Cancelled(_)
         ));
         assert!(r.alerts.is_empty());
-        r.eval(20_000, &hot(1.0)).unwrap();
+        r.eval(20_000, &hot(1.0), &TemplateEnv::default(), None).unwrap();
         assert_eq!(r.alerts.values().next().unwrap().active_at_ms, 20_000);
     }
 
@@ -279,15 +335,15 @@ mod tests {
     fn keep_firing_for_holds_a_firing_alert() {
         let mut r = rule(0, 30_000);
         assert_eq!(
-            r.eval(0, &hot(1.0)).unwrap().len(),
+            r.eval(0, &hot(1.0), &TemplateEnv::default(), None).unwrap().len(),
             2,
             "pending and firing at once with for: 0"
         );
-        r.eval(10_000, &[]).unwrap();
+        r.eval(10_000, &[], &TemplateEnv::default(), None).unwrap();
         assert_eq!(state(&r), Some(AlertState::Firing));
-        r.eval(39_000, &[]).unwrap();
+        r.eval(39_000, &[], &TemplateEnv::default(), None).unwrap();
         assert_eq!(state(&r), Some(AlertState::Firing));
-        r.eval(40_000, &[]).unwrap();
+        r.eval(40_000, &[], &TemplateEnv::default(), None).unwrap();
         assert_eq!(state(&r), Some(AlertState::Inactive));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::alerting::{AlertRuleState, AlertState, Transition};
+use super::alerting::{AlertRuleState, AlertState, TemplateEnv, Transition};
 use super::{RuleGroup, RuleKind};
 use crate::model::series::{Sample, Series, SeriesKey};
 use crate::promql::{stale_nan, Evaluator, Labels, TickCache, Value, VecSample, NAME};
@@ -28,6 +28,8 @@ pub struct GroupState {
     /// When the group last ran, and its last error per rule.
     pub last_eval_ms: Option<i64>,
     pub last_errors: BTreeMap<String, String>,
+    /// External labels and URL the alert templates see.
+    pub template_env: TemplateEnv,
 }
 
 /// What one evaluation did.
@@ -39,6 +41,9 @@ pub struct GroupOutcome {
     pub written: Vec<Sample>,
     /// (rule, error) for rules whose evaluation failed.
     pub errors: Vec<(String, String)>,
+    /// (rule, error) for alerting rules whose labels or annotations failed to expand
+    /// (the alert still fires, with the error text in place, as in Prometheus).
+    pub template_errors: Vec<(String, String)>,
     /// Written samples the window store refused (series limit, out of order): counted.
     pub refused: u64,
 }
@@ -47,11 +52,16 @@ fn key_of<K: AsRef<str>, V: AsRef<str>>(
     name: &str,
     labels: impl IntoIterator<Item = (K, V)>,
 ) -> Series {
-    let pairs: Vec<(K, V)> = labels
-        .into_iter()
-        .filter(|(k, _)| k.as_ref() != NAME)
-        .collect();
-    SeriesKey::shared(name, pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+    let pairs: Vec<(K, V)> = labels.into_iter().collect();
+    // The last of a name wins; an empty value removes the label (Prometheus' builder).
+    let mut map: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, v) in &pairs {
+        if k.as_ref() != NAME {
+            map.insert(k.as_ref(), v.as_ref());
+        }
+    }
+    map.retain(|_, v| !v.is_empty());
+    SeriesKey::shared(name, map.into_iter())
 }
 
 /// The `ALERTS` (with `alertstate`) and `ALERTS_FOR_STATE` series of an alert.
@@ -85,6 +95,7 @@ impl GroupState {
             share_subexpressions: true,
             last_eval_ms: None,
             last_errors: BTreeMap::new(),
+            template_env: TemplateEnv::default(),
         }
     }
 
@@ -154,12 +165,17 @@ impl GroupState {
                 }
                 RuleKind::Alert(_) => {
                     let state = self.alerts[i].as_mut().expect("alerting rule has state");
-                    match state.eval(ts, &vector) {
+                    let storage: &WindowStore = store;
+                    let query = |text: &str| template_query(storage, ts, text);
+                    match state.eval(ts, &vector, &self.template_env, Some(&query)) {
                         Ok(t) => out.transitions.extend(t),
                         Err(e) => {
                             out.errors.push((rule.describe(), e));
                             continue;
                         }
+                    }
+                    if let Some(e) = &state.template_error {
+                        out.template_errors.push((rule.describe(), e.clone()));
                     }
                     let cache = &mut self.alert_series[i];
                     for a in state.active() {
@@ -208,11 +224,38 @@ impl GroupState {
             out.refused += stored.refused_series_limit + stored.refused_out_of_order;
             out.written.extend(written);
         }
-        for (rule, e) in &out.errors {
+        for (rule, e) in out.template_errors.iter().chain(&out.errors) {
             self.last_errors.insert(rule.clone(), e.clone());
         }
         self.last_eval_ms = Some(ts);
         out
+    }
+}
+
+/// A template's `query`: an instant query over the store at the evaluation time.
+fn template_query(
+    store: &WindowStore,
+    ts: i64,
+    text: &str,
+) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    let query = crate::promql::parse(text)?;
+    let result = Evaluator {
+        storage: store,
+        t_ms: ts,
+        cache: None,
+    }
+    .eval(&query.expr)
+    .map_err(|e| e.0)?;
+    let labels = |l: &Labels| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    match result {
+        Value::Vector(v) => {
+            // In label order, as Prometheus' storage hands series to the engine.
+            let mut rows: Vec<_> = v.iter().map(|s| (labels(&s.labels), s.value)).collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(rows)
+        }
+        Value::Scalar(v) => Ok(vec![(BTreeMap::new(), v)]),
+        _ => Err(format!("query {text:?}: not an instant vector or scalar")),
     }
 }
 

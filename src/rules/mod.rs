@@ -8,6 +8,7 @@ pub mod promtool;
 pub mod store;
 pub mod template;
 pub mod view;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -141,29 +142,22 @@ struct GroupDoc {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleDoc {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml::opt_text")]
     alert: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml::opt_text")]
     record: Option<String>,
-    expr: serde_yaml::Value,
-    #[serde(default, rename = "for")]
+    /// Prometheus reads `expr: 1` as the string "1".
+    #[serde(default, deserialize_with = "yaml::text")]
+    expr: String,
+    #[serde(default, rename = "for", deserialize_with = "yaml::opt_text")]
     for_: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml::opt_text")]
     keep_firing_for: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, serde_yaml::Value>,
-    #[serde(default)]
-    annotations: BTreeMap<String, serde_yaml::Value>,
-}
-
-/// A YAML scalar as text (Prometheus reads `expr: 1` and `severity: 2` as strings).
-fn scalar_text(v: &serde_yaml::Value) -> Option<String> {
-    match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
+    /// A `null` value reads as "" (Go's YAML decoder gives a string's zero value).
+    #[serde(default, deserialize_with = "yaml::text_map")]
+    labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "yaml::text_map")]
+    annotations: BTreeMap<String, String>,
 }
 
 /// Parses a Prometheus duration (`30s`, `1m`, `1h30m`, `500ms`) into milliseconds.
@@ -172,6 +166,12 @@ fn scalar_text(v: &serde_yaml::Value) -> Option<String> {
 /// promql-parser 0.11 reads one as seconds and panics on `-1`, `NaN` or `1e300`
 /// (the `promtool_file` fuzzer found `evaluation_interval: -0001`).
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    // `0s`, `0m`: zero, as Prometheus reads it (promql-parser refuses a zero duration).
+    if let Some(unit) = s.strip_prefix('0').map(|u| u.trim_start_matches('0')) {
+        if ["", "ms", "s", "m", "h", "d", "w", "y"].contains(&unit) {
+            return Ok(0);
+        }
+    }
     if s != "0" && s.trim().parse::<f64>().is_ok() {
         return Err(format!(
             "invalid duration {s:?}: a number needs a unit (ms, s, m, h, d, w, y)"
@@ -202,7 +202,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
         rule: None,
         message,
     };
-    let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| {
+    let doc: FileDoc = yaml::from_str(text).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
@@ -247,29 +247,26 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
                 _ => format!("rule {}", i + 1),
             };
             let rule_err = |message: String| group_err(Some(label.clone()), message);
-            let expr = scalar_text(&r.expr)
-                .ok_or_else(|| rule_err("expr must be a string".to_string()))?;
+            let expr = &r.expr;
+            if expr.trim().is_empty() {
+                return Err(rule_err("field `expr` must be set in rule".to_string()));
+            }
             let query =
-                promql::parse(&expr).map_err(|e| rule_err(format!("expr {expr:?}: {e}")))?;
-            let text_map = |m: &BTreeMap<String, serde_yaml::Value>,
+                promql::parse(expr).map_err(|e| rule_err(format!("expr {expr:?}: {e}")))?;
+            let text_map = |m: &BTreeMap<String, String>,
                             what: &str|
              -> Result<BTreeMap<String, String>, RuleError> {
-                m.iter()
-                    .map(|(k, v)| {
-                        if !valid_label_name(k) {
-                            return Err(rule_err(format!("{what}: invalid label name {k:?}")));
-                        }
-                        let v = scalar_text(v)
-                            .ok_or_else(|| rule_err(format!("{what}.{k}: must be a string")))?;
-                        Ok((k.clone(), v))
-                    })
-                    .collect()
+                if let Some(k) = m.keys().find(|k| !valid_label_name(k)) {
+                    return Err(rule_err(format!("{what}: invalid label name {k:?}")));
+                }
+                Ok(m.clone())
             };
             let labels = text_map(&r.labels, "labels")?;
             let kind = match (&r.alert, &r.record) {
                 (Some(name), None) => {
-                    if !valid_label_name(name) && !valid_metric_name(name) {
-                        return Err(rule_err(format!("invalid alert name {name:?}")));
+                    // Prometheus 2.42 takes any alert name but an empty one.
+                    if name.is_empty() {
+                        return Err(rule_err("an alert needs a name".to_string()));
                     }
                     let annotations = text_map(&r.annotations, "annotations")?;
                     let dur = |v: &Option<String>, what: &str| -> Result<i64, RuleError> {
@@ -402,7 +399,8 @@ mod tests {
             let err = parse_duration_ms(bad).unwrap_err();
             assert!(err.contains("needs a unit"), "{bad}: {err}");
         }
-        assert!(parse_duration_ms("0").is_err());
+        assert_eq!(parse_duration_ms("0"), Ok(0));
+        assert_eq!(parse_duration_ms("0m"), Ok(0));
         assert!(parse_duration_ms("5x").is_err());
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use promql_parser::parser::Expr;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::group::GroupState;
 use super::parse_duration_ms;
@@ -14,34 +14,27 @@ use crate::model::series::{Sample, SeriesKey};
 use crate::promql::{self, stale_nan, Evaluator, Labels, Value, NAME};
 use crate::store::window::{Retention, WindowStore};
 
-/// Default `evaluation_interval` and series `interval`.
+/// Default `evaluation_interval`.
 const DEFAULT_INTERVAL_MS: i64 = 60_000;
 
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let v = serde_yaml::Value::deserialize(d)?;
-    match v {
-        serde_yaml::Value::String(s) => Ok(s),
-        serde_yaml::Value::Number(n) => Ok(n.to_string()),
-        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a scalar, found {other:?}"
-        ))),
-    }
+/// Where a test group's input samples go when it sets no `interval`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MissingInterval {
+    /// All at time 0, the first value of each series kept: what `promtool test rules`
+    /// of Prometheus 2.42 does (it loads the series with `load 0s`).
+    #[default]
+    Zero,
+    /// Spaced by the file's `evaluation_interval`, as newer promtool releases do.
+    EvaluationInterval,
 }
 
-fn text_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let m = BTreeMap::<String, serde_yaml::Value>::deserialize(d)?;
-    m.into_iter()
-        .map(|(k, v)| match v {
-            serde_yaml::Value::String(s) => Ok((k, s)),
-            serde_yaml::Value::Number(n) => Ok((k, n.to_string())),
-            serde_yaml::Value::Bool(b) => Ok((k, b.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "{k}: expected a scalar, found {other:?}"
-            ))),
-        })
-        .collect()
+/// How `pulse test rules` runs a file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub missing_interval: MissingInterval,
 }
+
+use super::yaml::{opt_text, text, text_map};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,10 +47,6 @@ struct TestFile {
     group_eval_order: Vec<String>,
     #[serde(default)]
     tests: Vec<TestGroup>,
-}
-
-fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    text(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -83,14 +72,16 @@ struct TestGroup {
 #[serde(deny_unknown_fields)]
 struct InputSeries {
     series: String,
-    #[serde(deserialize_with = "text")]
+    /// No values (or `null`): an empty series, as promtool loads it.
+    #[serde(default, deserialize_with = "text")]
     values: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AlertTest {
-    #[serde(deserialize_with = "text")]
+    /// promtool's default is 0.
+    #[serde(default = "zero", deserialize_with = "text")]
     eval_time: String,
     alertname: String,
     #[serde(default)]
@@ -109,8 +100,9 @@ struct ExpAlert {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExprTest {
-    expr: String,
     #[serde(deserialize_with = "text")]
+    expr: String,
+    #[serde(default = "zero", deserialize_with = "text")]
     eval_time: String,
     #[serde(default)]
     exp_samples: Vec<ExpSample>,
@@ -119,10 +111,14 @@ struct ExprTest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpSample {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     labels: String,
     #[serde(deserialize_with = "text")]
     value: String,
+}
+
+fn zero() -> String {
+    "0".to_string()
 }
 
 /// The result of one test file.
@@ -159,12 +155,7 @@ impl FileReport {
 }
 
 fn duration_ms(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    // `0`, `0s`, `0m`: zero, which the duration parser refuses.
-    if s.starts_with('0') && s.chars().all(|c| c == '0' || c.is_ascii_alphabetic()) {
-        return Ok(0);
-    }
-    parse_duration_ms(s)
+    parse_duration_ms(s.trim())
 }
 
 /// Labels of a series written as `name{a="b"}` or `{a="b"}`.
@@ -260,12 +251,32 @@ fn format_labels<K: std::fmt::Display, V: std::fmt::Debug>(
     format!("{{{}}}", inner.join(", "))
 }
 
+/// Equal within rounding (Go's and Rust's float arithmetic may differ in the last bits);
+/// NaN equals nothing, as in promtool's `reflect.DeepEqual`.
 fn close(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// Go's `time.Duration` text of milliseconds (`1m30s`, `0s`), as promtool prints times.
+fn go_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let (h, m, s, rest) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let secs = if rest == 0 {
+        format!("{s}s")
+    } else {
+        format!("{}s", format!("{s}.{rest:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
 }
 
 /// Runs one promtool test file.
-pub fn run_file(path: &Path) -> FileReport {
+pub fn run_file(path: &Path, options: Options) -> FileReport {
     let file = path.display().to_string();
     let mut report = FileReport {
         file: file.clone(),
@@ -274,8 +285,8 @@ pub fn run_file(path: &Path) -> FileReport {
     };
     let result = std::fs::read_to_string(path)
         .map_err(|e| e.to_string())
-        .and_then(|text| serde_yaml::from_str::<TestFile>(&text).map_err(|e| e.to_string()))
-        .and_then(|doc| run_doc(path, doc, &mut report.failures));
+        .and_then(|text| super::yaml::from_str::<TestFile>(&text).map_err(|e| e.to_string()))
+        .and_then(|doc| run_doc(path, doc, options, &mut report.failures));
     if let Err(e) = result {
         report.error = Some(e);
     }
@@ -285,13 +296,18 @@ pub fn run_file(path: &Path) -> FileReport {
 /// Runs the tests of a test file's text against `groups` (its `rule_files` are not read):
 /// the failures, or why the file cannot run. The fuzz target's entry.
 pub fn run_text(text: &str, groups: &[super::RuleGroup]) -> Result<Vec<String>, String> {
-    let doc: TestFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let doc: TestFile = super::yaml::from_str(text).map_err(|e| e.to_string())?;
     let mut failures = Vec::new();
-    run_tests(doc, groups, &mut failures)?;
+    run_tests(doc, groups, Options::default(), &mut failures)?;
     Ok(failures)
 }
 
-fn run_doc(path: &Path, doc: TestFile, failures: &mut Vec<String>) -> Result<(), String> {
+fn run_doc(
+    path: &Path,
+    doc: TestFile,
+    options: Options,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut groups = Vec::new();
     for f in &doc.rule_files {
@@ -307,13 +323,14 @@ fn run_doc(path: &Path, doc: TestFile, failures: &mut Vec<String>) -> Result<(),
         };
         groups.sort_by_key(|g| order(&g.name));
     }
-    run_tests(doc, &groups, failures)
+    run_tests(doc, &groups, options, failures)
 }
 
 /// Runs every test group of `doc` against `groups`, at the file's evaluation interval.
 fn run_tests(
     doc: TestFile,
     groups: &[super::RuleGroup],
+    options: Options,
     failures: &mut Vec<String>,
 ) -> Result<(), String> {
     let eval_interval = doc
@@ -326,7 +343,7 @@ fn run_tests(
         return Err("evaluation_interval must be positive".to_string());
     }
     for tg in doc.tests {
-        run_group(&tg, groups, eval_interval, failures)?;
+        run_group(&tg, groups, eval_interval, options, failures)?;
     }
     Ok(())
 }
@@ -335,17 +352,17 @@ fn run_group(
     tg: &TestGroup,
     groups: &[super::RuleGroup],
     eval_interval: i64,
+    options: Options,
     failures: &mut Vec<String>,
 ) -> Result<(), String> {
-    let _ = (&tg.external_labels, &tg.external_url, &tg.name);
-    let interval = tg
-        .interval
-        .as_deref()
-        .map(duration_ms)
-        .transpose()?
-        .unwrap_or(eval_interval);
-    if interval <= 0 {
-        return Err("interval must be positive".to_string());
+    let _ = &tg.name;
+    let interval = match (tg.interval.as_deref(), options.missing_interval) {
+        (Some(i), _) => duration_ms(i)?,
+        (None, MissingInterval::Zero) => 0,
+        (None, MissingInterval::EvaluationInterval) => eval_interval,
+    };
+    if interval < 0 {
+        return Err("interval must not be negative".to_string());
     }
     let mut store = WindowStore::new(Retention {
         max_points: usize::MAX / 2,
@@ -363,7 +380,7 @@ fn run_group(
                 .filter(|(k, _)| &***k != NAME)
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        let samples: Vec<Sample> = expand_values(&s.values)
+        let mut samples: Vec<Sample> = expand_values(&s.values)
             .map_err(|e| format!("series {:?}: {e}", s.series))?
             .into_iter()
             .inspect(|_| points += 1)
@@ -372,12 +389,26 @@ fn run_group(
                 v.map(|v| Sample::new(key.clone(), (i as i64).saturating_mul(interval), v))
             })
             .collect();
+        // Samples at one time: Prometheus' storage keeps the first.
+        samples.dedup_by_key(|s| s.timestamp_ms);
         if points > MAX_POINTS {
             return Err(format!("input_series: more than {MAX_POINTS} points"));
         }
         store.ingest(&samples);
     }
-    let mut states: Vec<GroupState> = groups.iter().cloned().map(GroupState::new).collect();
+    let env = super::alerting::TemplateEnv {
+        external_labels: std::sync::Arc::new(tg.external_labels.clone()),
+        external_url: tg.external_url.clone().unwrap_or_default(),
+    };
+    let mut states: Vec<GroupState> = groups
+        .iter()
+        .cloned()
+        .map(|g| {
+            let mut state = GroupState::new(g);
+            state.template_env = env.clone();
+            state
+        })
+        .collect();
 
     let mut alert_tests: Vec<(i64, &AlertTest)> = tg
         .alert_rule_test
@@ -414,8 +445,20 @@ fn run_group(
     let mut next_alert_test = 0;
     let mut ts = 0;
     while ts <= maxt {
+        let mut eval_errors = Vec::new();
         for g in &mut states {
-            g.eval(&mut store, ts);
+            let out = g.eval(&mut store, ts);
+            for (rule, e) in out.errors {
+                eval_errors.push(format!(
+                    "    rule: {rule}, time: {}, err: {e}",
+                    go_duration(ts)
+                ));
+            }
+        }
+        // promtool ends the test group at the first step whose rules failed to evaluate.
+        if !eval_errors.is_empty() {
+            failures.extend(eval_errors);
+            return Ok(());
         }
         while next_alert_test < alert_tests.len()
             && alert_tests[next_alert_test].0 < ts.saturating_add(eval_interval)
@@ -453,16 +496,19 @@ fn check_alerts(test: &AlertTest, states: &[GroupState], failures: &mut Vec<Stri
                 .values()
                 .filter(|a| a.state == super::alerting::AlertState::Firing)
             {
-                let mut labels = a.labels.clone();
-                labels.remove("alertname");
-                got.push((labels, a.annotations.clone()));
+                got.push((a.labels.clone(), a.annotations.clone()));
             }
         }
     }
     let mut exp: Vec<LabelsAndAnnotations> = test
         .exp_alerts
         .iter()
-        .map(|e| (e.exp_labels.clone(), e.exp_annotations.clone()))
+        .map(|e| {
+            // promtool writes the test's alertname over any given in `exp_labels`.
+            let mut labels = e.exp_labels.clone();
+            labels.insert("alertname".to_string(), test.alertname.clone());
+            (labels, e.exp_annotations.clone())
+        })
         .collect();
     got.sort();
     exp.sort();

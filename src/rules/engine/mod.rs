@@ -47,6 +47,18 @@ pub const RESTORE_GRACE_MS: i64 = 5_000;
 pub struct RuleSources {
     pub builtin_pack: bool,
     pub paths: Vec<PathBuf>,
+    /// External labels and URL the alert templates see (`rules.external_labels`,
+    /// `rules.external_url`).
+    pub template_env: crate::rules::alerting::TemplateEnv,
+}
+
+impl RuleSources {
+    /// A loaded group, ready to run with these sources' template settings.
+    pub fn state_of(&self, group: RuleGroup) -> GroupState {
+        let mut state = GroupState::new(group);
+        state.template_env = self.template_env.clone();
+        state
+    }
 }
 
 #[derive(Message)]
@@ -141,7 +153,7 @@ impl RuleEngine {
         RuleEngine {
             slots: groups
                 .into_iter()
-                .map(|g| slot(GroupState::new(g), now))
+                .map(|g| slot(sources.state_of(g), now))
                 .collect(),
             store,
             sources,

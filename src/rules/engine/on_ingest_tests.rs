@@ -38,6 +38,7 @@ fn no_sources() -> RuleSources {
     RuleSources {
         builtin_pack: false,
         paths: vec![],
+        template_env: Default::default(),
     }
 }
 

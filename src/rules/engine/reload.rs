@@ -39,7 +39,7 @@ impl RuleEngine {
         self.slots = groups
             .into_iter()
             .map(|g| {
-                let mut state = GroupState::new(g);
+                let mut state = self.sources.state_of(g);
                 if let Some(prev) =
                     old.remove(&(state.group.file.clone(), state.group.name.clone()))
                 {

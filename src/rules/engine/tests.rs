@@ -55,6 +55,7 @@ async fn evaluates_on_the_group_interval_and_emits_each_state_change() {
     let sources = RuleSources {
         builtin_pack: false,
         paths: vec![],
+        template_env: Default::default(),
     };
     let engine = RuleEngine::new(
         groups,
