@@ -296,12 +296,16 @@ mod tests {
     fn pending_then_firing_after_for_then_resolved() {
         let mut r = rule(60_000, 0);
         assert!(matches!(
-            r.eval(0, &hot(90.0), &TemplateEnv::default(), None).unwrap()[0],
+            r.eval(0, &hot(90.0), &TemplateEnv::default(), None)
+                .unwrap()[0],
             Transition::Pending(_)
         ));
-        r.eval(30_000, &hot(91.0), &TemplateEnv::default(), None).unwrap();
+        r.eval(30_000, &hot(91.0), &TemplateEnv::default(), None)
+            .unwrap();
         assert_eq!(state(&r), Some(AlertState::Pending));
-        let t = r.eval(60_000, &hot(92.0), &TemplateEnv::default(), None).unwrap();
+        let t = r
+            .eval(60_000, &hot(92.0), &TemplateEnv::default(), None)
+            .unwrap();
         assert!(
             matches!(&t[0], Transition::Firing(a) if a.annotations["summary"] == "gpu 1 at 92")
         );
@@ -314,7 +318,13 @@ mod tests {
         ));
         assert_eq!(state(&r), Some(AlertState::Inactive));
         // Gone after the resolved retention.
-        r.eval(90_000 + RESOLVED_RETENTION_MS + 1, &[], &TemplateEnv::default(), None).unwrap();
+        r.eval(
+            90_000 + RESOLVED_RETENTION_MS + 1,
+            &[],
+            &TemplateEnv::default(),
+            None,
+        )
+        .unwrap();
         assert!(r.alerts.is_empty());
     }
 
@@ -327,7 +337,8 @@ mod tests {
             Transition::Cancelled(_)
         ));
         assert!(r.alerts.is_empty());
-        r.eval(20_000, &hot(1.0), &TemplateEnv::default(), None).unwrap();
+        r.eval(20_000, &hot(1.0), &TemplateEnv::default(), None)
+            .unwrap();
         assert_eq!(r.alerts.values().next().unwrap().active_at_ms, 20_000);
     }
 
@@ -335,7 +346,9 @@ mod tests {
     fn keep_firing_for_holds_a_firing_alert() {
         let mut r = rule(0, 30_000);
         assert_eq!(
-            r.eval(0, &hot(1.0), &TemplateEnv::default(), None).unwrap().len(),
+            r.eval(0, &hot(1.0), &TemplateEnv::default(), None)
+                .unwrap()
+                .len(),
             2,
             "pending and firing at once with for: 0"
         );

@@ -246,7 +246,11 @@ fn template_query(
     }
     .eval(&query.expr)
     .map_err(|e| e.0)?;
-    let labels = |l: &Labels| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let labels = |l: &Labels| -> BTreeMap<String, String> {
+        l.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
     match result {
         Value::Vector(v) => {
             // In label order, as Prometheus' storage hands series to the engine.

@@ -251,8 +251,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
             if expr.trim().is_empty() {
                 return Err(rule_err("field `expr` must be set in rule".to_string()));
             }
-            let query =
-                promql::parse(expr).map_err(|e| rule_err(format!("expr {expr:?}: {e}")))?;
+            let query = promql::parse(expr).map_err(|e| rule_err(format!("expr {expr:?}: {e}")))?;
             let text_map = |m: &BTreeMap<String, String>,
                             what: &str|
              -> Result<BTreeMap<String, String>, RuleError> {

@@ -65,7 +65,10 @@ pub fn text_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Stri
     #[derive(serde::Deserialize)]
     struct Text(#[serde(deserialize_with = "text")] String);
     let m: Option<BTreeMap<String, Text>> = serde::Deserialize::deserialize(d)?;
-    Ok(m.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect())
+    Ok(m.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect())
 }
 
 #[cfg(test)]

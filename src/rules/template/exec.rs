@@ -283,7 +283,8 @@ impl<'a> Exec<'a> {
                 args.push(self.operand(op, dot)?);
             }
             args.extend(piped);
-            return funcs::call(name, &args, self.env).map_err(|e| format!("error calling {name}: {e}"));
+            return funcs::call(name, &args, self.env)
+                .map_err(|e| format!("error calling {name}: {e}"));
         }
         if cmd.len() > 1 || piped.is_some() {
             return Err(format!("can't give argument to non-function {:?}", cmd[0]));
@@ -296,7 +297,8 @@ impl<'a> Exec<'a> {
             Operand::Dot => return Ok(dot.clone()),
             Operand::Literal(v) => return Ok(v.clone()),
             Operand::Func(name) => {
-                return funcs::call(name, &[], self.env).map_err(|e| format!("error calling {name}: {e}"))
+                return funcs::call(name, &[], self.env)
+                    .map_err(|e| format!("error calling {name}: {e}"))
             }
             Operand::Field(fields) => (dot.clone(), fields),
             Operand::Var(name, fields) => (self.var(name)?, fields),

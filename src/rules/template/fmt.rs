@@ -205,7 +205,11 @@ fn format_one(verb: char, spec: &Spec, arg: &Value) -> String {
                 format_go_float(f.abs()).trim_start_matches('+').to_string()
             };
             let (a, b) = signed(s, f.is_sign_negative() && !f.is_nan());
-            let a = if f.is_infinite() && a.is_empty() { "+".to_string() } else { a };
+            let a = if f.is_infinite() && a.is_empty() {
+                "+".to_string()
+            } else {
+                a
+            };
             (a, b, f.is_finite())
         }
         ('e' | 'E', Value::Float(f)) => {
@@ -329,16 +333,34 @@ mod tests {
     fn sprintf_follows_go() {
         let x = Value::Float(3.14159);
         assert_eq!(f("%.2f", &[x.clone()]), "3.14");
-        assert_eq!(f("%6.1f|%-6.1f|%06.1f", &[x.clone(), x.clone(), x.clone()]), "   3.1|3.1   |0003.1");
-        assert_eq!(f("%v %g %e", &[x.clone(), x.clone(), x.clone()]), "3.14159 3.14159 3.141590e+00");
+        assert_eq!(
+            f("%6.1f|%-6.1f|%06.1f", &[x.clone(), x.clone(), x.clone()]),
+            "   3.1|3.1   |0003.1"
+        );
+        assert_eq!(
+            f("%v %g %e", &[x.clone(), x.clone(), x.clone()]),
+            "3.14159 3.14159 3.141590e+00"
+        );
         assert_eq!(f("%d%%", &[Value::Int(42)]), "42%");
         assert_eq!(f("%d", &[x.clone()]), "%!d(float64=3.14159)");
         assert_eq!(f("%s", &[x.clone()]), "%!s(float64=3.14159)");
-        assert_eq!(f("%s and %s", &[Value::Str("a".into())]), "a and %!s(MISSING)");
-        assert_eq!(f("%s", &[Value::Str("a".into()), Value::Int(1)]), "a%!(EXTRA int=1)");
+        assert_eq!(
+            f("%s and %s", &[Value::Str("a".into())]),
+            "a and %!s(MISSING)"
+        );
+        assert_eq!(
+            f("%s", &[Value::Str("a".into()), Value::Int(1)]),
+            "a%!(EXTRA int=1)"
+        );
         assert_eq!(f("%q", &[Value::Str("a\"b".into())]), "\"a\\\"b\"");
         assert_eq!(f("%+.1f", &[Value::Float(2.0)]), "+2.0");
-        assert_eq!(f("%5s|%-5s|", &[Value::Str("ab".into()), Value::Str("cd".into())]), "   ab|cd   |");
+        assert_eq!(
+            f(
+                "%5s|%-5s|",
+                &[Value::Str("ab".into()), Value::Str("cd".into())]
+            ),
+            "   ab|cd   |"
+        );
         assert_eq!(f("%x", &[Value::Int(255)]), "ff");
         assert_eq!(f("%.0f", &[Value::Float(2.5)]), "2");
     }
@@ -355,7 +377,12 @@ mod tests {
 
     #[test]
     fn sprint_spaces_operands_as_go_does() {
-        let args = [Value::Int(1), Value::Int(2), Value::Str("x".into()), Value::Int(3)];
+        let args = [
+            Value::Int(1),
+            Value::Int(2),
+            Value::Str("x".into()),
+            Value::Int(3),
+        ];
         assert_eq!(sprint(&args, false), "1 2x3");
         assert_eq!(sprint(&args, true), "1 2 x 3\n");
     }

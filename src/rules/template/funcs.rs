@@ -19,12 +19,51 @@ pub struct Env<'a> {
 
 /// Every function name a template may call (checked when the template is parsed).
 pub const NAMES: &[&str] = &[
-    "and", "or", "not", "len", "index", "slice", "print", "printf", "println", "eq", "ne", "lt",
-    "le", "gt", "ge", "html", "js", "urlquery", "call", "query", "first", "label", "value",
-    "strvalue", "args", "reReplaceAll", "safeHtml", "match", "title", "toUpper", "toLower",
-    "graphLink", "tableLink", "sortByLabel", "humanize", "humanize1024", "humanizeDuration",
-    "humanizePercentage", "humanizeTimestamp", "toTime", "pathPrefix", "externalURL",
-    "parseDuration", "stripPort", "stripDomain",
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "slice",
+    "print",
+    "printf",
+    "println",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "html",
+    "js",
+    "urlquery",
+    "call",
+    "query",
+    "first",
+    "label",
+    "value",
+    "strvalue",
+    "args",
+    "reReplaceAll",
+    "safeHtml",
+    "match",
+    "title",
+    "toUpper",
+    "toLower",
+    "graphLink",
+    "tableLink",
+    "sortByLabel",
+    "humanize",
+    "humanize1024",
+    "humanizeDuration",
+    "humanizePercentage",
+    "humanizeTimestamp",
+    "toTime",
+    "pathPrefix",
+    "externalURL",
+    "parseDuration",
+    "stripPort",
+    "stripDomain",
 ];
 
 fn want(args: &[Value], n: usize) -> Result<(), String> {
@@ -72,7 +111,10 @@ fn sample_parts(v: &Value) -> Result<(Arc<BTreeMap<String, String>>, f64), Strin
             return Ok((l.clone(), *x));
         }
     }
-    Err(format!("expected a query result sample, found {}", v.type_name()))
+    Err(format!(
+        "expected a query result sample, found {}",
+        v.type_name()
+    ))
 }
 
 pub(super) fn call(name: &str, args: &[Value], env: &Env) -> Result<Value, String> {
@@ -106,7 +148,9 @@ pub(super) fn call(name: &str, args: &[Value], env: &Env) -> Result<Value, Strin
         "index" => {
             let (first, keys) = args.split_first().ok_or("wrong number of args")?;
             keys.iter().try_fold(first.clone(), |v, k| match (&v, k) {
-                (Value::Map(m), Value::Str(k)) => Ok(Value::Str(m.get(k).cloned().unwrap_or_default())),
+                (Value::Map(m), Value::Str(k)) => {
+                    Ok(Value::Str(m.get(k).cloned().unwrap_or_default()))
+                }
                 (Value::Record(r), Value::Str(k)) => Ok(r.get(k).cloned().unwrap_or(Value::Nil)),
                 (Value::List(l), Value::Int(i)) => l
                     .get(*i as usize)
@@ -134,7 +178,9 @@ pub(super) fn call(name: &str, args: &[Value], env: &Env) -> Result<Value, Strin
             s(sprintf(&string(fmt)?, rest))
         }
         "eq" => {
-            let (first, rest) = args.split_first().ok_or("missing argument for comparison")?;
+            let (first, rest) = args
+                .split_first()
+                .ok_or("missing argument for comparison")?;
             if rest.is_empty() {
                 return Err("missing argument for comparison".to_string());
             }
@@ -214,7 +260,10 @@ pub(super) fn call(name: &str, args: &[Value], env: &Env) -> Result<Value, Strin
         "reReplaceAll" => {
             want(args, 3)?;
             let re = regex::Regex::new(&string(&args[0])?).map_err(|e| e.to_string())?;
-            s(re.replace_all(&string(&args[2])?, string(&args[1])?.as_str()).into_owned())
+            s(
+                re.replace_all(&string(&args[2])?, string(&args[1])?.as_str())
+                    .into_owned(),
+            )
         }
         "match" => {
             want(args, 2)?;
@@ -276,7 +325,9 @@ pub(super) fn call(name: &str, args: &[Value], env: &Env) -> Result<Value, Strin
         "pathPrefix" => {
             want(args, 0)?;
             let after_scheme = env.external_url.split_once("://").map_or("", |p| p.1);
-            s(after_scheme.find('/').map_or(String::new(), |i| after_scheme[i..].to_string()))
+            s(after_scheme
+                .find('/')
+                .map_or(String::new(), |i| after_scheme[i..].to_string()))
         }
         "externalURL" => {
             want(args, 0)?;
@@ -502,7 +553,11 @@ fn go_time(v: f64) -> Result<String, String> {
     while frac.ends_with('0') {
         frac.pop();
     }
-    let frac = if frac.is_empty() { frac } else { format!(".{frac}") };
+    let frac = if frac.is_empty() {
+        frac
+    } else {
+        format!(".{frac}")
+    };
     Ok(format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}{frac} +0000 UTC",
         day_secs / 3600,
@@ -539,7 +594,10 @@ mod tests {
         assert_eq!(humanize_duration(0.0015), "1.5ms");
         assert_eq!(humanize_duration(0.0), "0s");
         assert_eq!(go_time(1.5).unwrap(), "1970-01-01 00:00:01.5 +0000 UTC");
-        assert_eq!(go_time(1_600_000_000.0).unwrap(), "2020-09-13 12:26:40 +0000 UTC");
+        assert_eq!(
+            go_time(1_600_000_000.0).unwrap(),
+            "2020-09-13 12:26:40 +0000 UTC"
+        );
         assert_eq!(title("gpu down on node-3"), "Gpu Down On Node-3");
         assert_eq!(query_escape("up == 0"), "up+%3D%3D+0");
     }
@@ -552,7 +610,10 @@ mod tests {
         assert_eq!(split_host_port("::1"), None);
         let env = Env::default();
         let strip = |f: &str, x: &str| call(f, &[Value::Str(x.into())], &env).unwrap().print();
-        assert_eq!(strip("stripPort", "node.example.com:9100"), "node.example.com");
+        assert_eq!(
+            strip("stripPort", "node.example.com:9100"),
+            "node.example.com"
+        );
         assert_eq!(strip("stripDomain", "node.example.com:9100"), "node:9100");
         assert_eq!(strip("stripDomain", "10.0.0.1:9100"), "10.0.0.1:9100");
     }

@@ -165,28 +165,87 @@ mod tests {
     #[test]
     fn go_template_control_flow_and_variables() {
         assert_eq!(
-            expand("{{ if gt $value 90.0 }}hot{{ else if gt $value 50.0 }}warm{{ else }}cold{{ end }}", 60.0),
+            expand(
+                "{{ if gt $value 90.0 }}hot{{ else if gt $value 50.0 }}warm{{ else }}cold{{ end }}",
+                60.0
+            ),
             "warm"
         );
         assert_eq!(expand("{{ with $labels.gpu }}gpu={{ . }}{{ end }}{{ with $labels.nope }}x{{ else }}none{{ end }}", 0.0), "gpu=3none");
-        assert_eq!(expand("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0), "gpu=3;instance=node-1:9100;job=dcgm;");
-        assert_eq!(expand("{{ $labels }}", 0.0), "map[gpu:3 instance:node-1:9100 job:dcgm]");
-        assert_eq!(expand("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}", 0.0), "2");
-        assert_eq!(expand("a  {{- /* note */ -}}  b {{- \" c\" }}", 0.0), "ab c");
-        assert_eq!(expand("{{ printf \"%s on %s\" $labels.gpu ($labels.instance | stripPort) }}", 0.0), "3 on node-1");
-        assert_eq!(expand("{{ $externalLabels.cluster }} {{ .ExternalLabels.cluster }} {{ pathPrefix }}", 0.0), "eu-1 eu-1 /prometheus");
-        assert_eq!(expand("{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance | toUpper }}", 0.0), "NODE-1");
-        assert_eq!(expand("{{ $value | humanizeDuration }}", 3700.0), "1h 1m 40s");
-        assert_eq!(expand("{{ if and (eq $labels.job \"dcgm\") (not (eq $labels.gpu \"4\")) }}yes{{ end }}", 0.0), "yes");
-        assert_eq!(expand("{{ index $labels \"gpu\" }} {{ len $labels }}", 0.0), "3 3");
+        assert_eq!(
+            expand(
+                "{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}",
+                0.0
+            ),
+            "gpu=3;instance=node-1:9100;job=dcgm;"
+        );
+        assert_eq!(
+            expand("{{ $labels }}", 0.0),
+            "map[gpu:3 instance:node-1:9100 job:dcgm]"
+        );
+        assert_eq!(
+            expand(
+                "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}",
+                0.0
+            ),
+            "2"
+        );
+        assert_eq!(
+            expand("a  {{- /* note */ -}}  b {{- \" c\" }}", 0.0),
+            "ab c"
+        );
+        assert_eq!(
+            expand(
+                "{{ printf \"%s on %s\" $labels.gpu ($labels.instance | stripPort) }}",
+                0.0
+            ),
+            "3 on node-1"
+        );
+        assert_eq!(
+            expand(
+                "{{ $externalLabels.cluster }} {{ .ExternalLabels.cluster }} {{ pathPrefix }}",
+                0.0
+            ),
+            "eu-1 eu-1 /prometheus"
+        );
+        assert_eq!(
+            expand(
+                "{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance | toUpper }}",
+                0.0
+            ),
+            "NODE-1"
+        );
+        assert_eq!(
+            expand("{{ $value | humanizeDuration }}", 3700.0),
+            "1h 1m 40s"
+        );
+        assert_eq!(
+            expand(
+                "{{ if and (eq $labels.job \"dcgm\") (not (eq $labels.gpu \"4\")) }}yes{{ end }}",
+                0.0
+            ),
+            "yes"
+        );
+        assert_eq!(
+            expand("{{ index $labels \"gpu\" }} {{ len $labels }}", 0.0),
+            "3 3"
+        );
     }
 
     #[test]
     fn errors_at_parse_and_at_expansion() {
-        assert!(Template::parse("{{ $value | noSuchFunc }}").unwrap_err().contains("noSuchFunc"));
-        assert!(Template::parse("{{ $value ").unwrap_err().contains("unclosed"));
-        assert!(Template::parse("{{ if $value }}x").unwrap_err().contains("end"));
-        assert!(Template::parse("{{ define \"x\" }}y{{ end }}").unwrap_err().contains("define"));
+        assert!(Template::parse("{{ $value | noSuchFunc }}")
+            .unwrap_err()
+            .contains("noSuchFunc"));
+        assert!(Template::parse("{{ $value ")
+            .unwrap_err()
+            .contains("unclosed"));
+        assert!(Template::parse("{{ if $value }}x")
+            .unwrap_err()
+            .contains("end"));
+        assert!(Template::parse("{{ define \"x\" }}y{{ end }}")
+            .unwrap_err()
+            .contains("define"));
         let out = expand("{{ query \"up\" }}", 0.0);
         assert!(out.starts_with("<error expanding template:"), "{out}");
         assert!(expand("{{ .Nope }}", 0.0).contains("can't evaluate field Nope"));
@@ -195,7 +254,12 @@ mod tests {
     #[test]
     fn query_results_are_samples() {
         let q = |_: &str| -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
-            Ok(vec![([("node".to_string(), "a".to_string())].into_iter().collect(), 4.0)])
+            Ok(vec![(
+                [("node".to_string(), "a".to_string())]
+                    .into_iter()
+                    .collect(),
+                4.0,
+            )])
         };
         let mut data = Data::simple(BTreeMap::new(), 0.0);
         data.query = Some(&q);

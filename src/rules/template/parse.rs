@@ -90,7 +90,8 @@ fn split(src: &str) -> Result<Vec<Item>, String> {
             text = text.trim_start();
         }
         let after = &rest[start + 2..];
-        let trim_before = after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
+        let trim_before =
+            after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
         if trim_before {
             text = text.trim_end();
         }
@@ -302,7 +303,8 @@ fn string_literal(s: &str) -> Result<(String, usize), String> {
                             'u' => 4,
                             _ => 8,
                         };
-                        let hex: String = (0..n).filter_map(|_| chars.next().map(|p| p.1)).collect();
+                        let hex: String =
+                            (0..n).filter_map(|_| chars.next().map(|p| p.1)).collect();
                         let code = u32::from_str_radix(&hex, 16)
                             .ok()
                             .and_then(char::from_u32)
@@ -428,7 +430,10 @@ fn pipeline(toks: &[Tok]) -> Result<Pipeline, String> {
         .position(|t| matches!(t, Tok::Declare | Tok::Assign));
     if let Some(end) = decl_end {
         let names: Vec<&Tok> = rest[..end].iter().filter(|t| **t != Tok::Comma).collect();
-        if !names.is_empty() && names.iter().all(|t| matches!(t, Tok::Var(_, f) if f.is_empty()))
+        if !names.is_empty()
+            && names
+                .iter()
+                .all(|t| matches!(t, Tok::Var(_, f) if f.is_empty()))
         {
             pipe.vars = names
                 .iter()
