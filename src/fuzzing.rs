@@ -66,11 +66,7 @@ pub fn promql(data: &[u8]) {
         return;
     };
     let store = store();
-    let ev = Evaluator {
-        storage: &store,
-        t_ms: 300_000,
-        cache: None,
-    };
+    let ev = Evaluator::new(&store, 300_000);
     let _ = ev.eval(&q.expr);
 }
 

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{
-    AggregateExpr, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset, VectorMatchCardinality,
-    VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset,
+    VectorMatchCardinality, VectorSelector,
 };
 
 use super::{functions, is_stale, Labels, RangeSeries, Value, VecSample, LOOKBACK_MS, NAME};
@@ -101,6 +101,65 @@ pub struct Evaluator<'a, S: Storage + ?Sized> {
     pub t_ms: i64,
     /// Shared results of this tick, when evaluating several rules at one time.
     pub cache: Option<&'a TickCache>,
+    /// The query's own time, which `@ start()` and `@ end()` name (a subquery evaluates
+    /// its inner expression at other times).
+    pub(super) query_ms: i64,
+    /// The step of a subquery that names none (`x[5m:]`): Prometheus uses the rule
+    /// group's interval, or a minute for a query.
+    pub(super) default_step_ms: i64,
+}
+
+/// A subquery's step when neither it nor the caller names one.
+pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
+    /// An evaluator of instant queries at `t_ms`.
+    pub fn new(storage: &'a S, t_ms: i64) -> Self {
+        Evaluator {
+            storage,
+            t_ms,
+            cache: None,
+            query_ms: t_ms,
+            default_step_ms: DEFAULT_SUBQUERY_STEP_MS,
+        }
+    }
+
+    /// Shares selector and range-function results with other rules of the same tick.
+    pub fn with_cache(mut self, cache: Option<&'a TickCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The step of subqueries that name none (a rule group's interval).
+    pub fn with_default_step(mut self, step_ms: i64) -> Self {
+        if step_ms > 0 {
+            self.default_step_ms = step_ms;
+        }
+        self
+    }
+
+    /// The same query evaluated at another time (a subquery's step).
+    pub(super) fn at(&self, t_ms: i64) -> Self {
+        Evaluator {
+            storage: self.storage,
+            t_ms,
+            cache: None,
+            query_ms: self.query_ms,
+            default_step_ms: self.default_step_ms,
+        }
+    }
+
+    /// The time a selector or subquery reads at: its `@`, else the evaluation time.
+    pub(super) fn at_ms(&self, at: &Option<AtModifier>) -> i64 {
+        match at {
+            None => self.t_ms,
+            Some(AtModifier::Start | AtModifier::End) => self.query_ms,
+            Some(AtModifier::At(t)) => match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            },
+        }
+    }
 }
 
 /// Converts a parsed selector into the window store's matchers.
@@ -123,7 +182,7 @@ pub(crate) fn selector_of(vs: &VectorSelector) -> Selector {
     sel
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(super) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         Some(Offset::Pos(d)) => d.as_millis() as i64,
         Some(Offset::Neg(d)) => -(d.as_millis() as i64),
@@ -173,7 +232,17 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             },
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::Binary(b) => self.binary(b),
-            Expr::Subquery(_) | Expr::Extension(_) => err("not supported"),
+            Expr::Subquery(sq) => Ok(Value::Matrix(
+                self.subquery(sq)?
+                    .series
+                    .into_iter()
+                    .map(|r| RangeSeries {
+                        labels: r.labels,
+                        points: r.points.into_owned(),
+                    })
+                    .collect(),
+            )),
+            Expr::Extension(_) => err("not supported"),
         }
     }
 
@@ -216,6 +285,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
     pub(super) fn matrix(&self, e: &Expr) -> Result<Matrix<'a>, EvalError> {
         match e {
             Expr::MatrixSelector(ms) => self.range(ms),
+            Expr::Subquery(sq) => self.subquery(sq),
             Expr::Paren(p) => self.matrix(&p.expr),
             _ => err(format!("expected a range vector selector: {e}")),
         }
@@ -236,7 +306,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
         &self,
         vs: &VectorSelector,
     ) -> Result<Vec<(Labels, i64, f64)>, EvalError> {
-        let t = self.t_ms - offset_ms(&vs.offset);
+        let t = self.at_ms(&vs.at) - offset_ms(&vs.offset);
         let found = self
             .storage
             .select_last(&selector_of(vs), t - LOOKBACK_MS, t);
@@ -249,7 +319,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
 
     /// Samples in `[t - range, t]` (Prometheus 2.x closed window), staleness markers removed.
     fn range(&self, ms: &MatrixSelector) -> Result<Matrix<'a>, EvalError> {
-        let end_ms = self.t_ms - offset_ms(&ms.vs.offset);
+        let end_ms = self.at_ms(&ms.vs.at) - offset_ms(&ms.vs.offset);
         let start_ms = end_ms - ms.range.as_millis() as i64;
         let storage: &'a S = self.storage;
         let series = storage

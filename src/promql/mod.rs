@@ -5,6 +5,7 @@
 
 mod eval;
 mod functions;
+mod subquery;
 
 use promql_parser::parser::{self, Expr};
 
@@ -282,20 +283,9 @@ fn check(e: &Expr) -> Result<(), String> {
             check(&b.rhs)
         }
         Expr::Paren(p) => check(&p.expr),
-        Expr::Subquery(_) => Err("subqueries (`expr[range:step]`) are not supported".to_string()),
+        Expr::Subquery(s) => check(&s.expr),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
-        Expr::VectorSelector(vs) => {
-            if vs.at.is_some() {
-                return Err("the `@` modifier is not supported".to_string());
-            }
-            Ok(())
-        }
-        Expr::MatrixSelector(ms) => {
-            if ms.vs.at.is_some() {
-                return Err("the `@` modifier is not supported".to_string());
-            }
-            Ok(())
-        }
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => Ok(()),
         Expr::Call(c) => {
             if !SUPPORTED_FUNCTIONS.contains(&c.func.name) {
                 return Err(format!(

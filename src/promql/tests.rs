@@ -27,13 +27,7 @@ fn store(series: &[TestSeries<'_>]) -> WindowStore {
 
 fn eval(w: &WindowStore, q: &str, t_ms: i64) -> Value {
     let query = parse(q).unwrap();
-    Evaluator {
-        storage: w,
-        t_ms,
-        cache: None,
-    }
-    .eval(&query.expr)
-    .unwrap()
+    Evaluator::new(w, t_ms).eval(&query.expr).unwrap()
 }
 
 fn vector(v: Value) -> Vec<(Labels, f64)> {
@@ -106,19 +100,10 @@ fn aggregation_and_vector_matching() {
     assert_eq!(v[0].1, 5.0);
     let v = vector(eval(&w, "m > bool 2", 0));
     assert_eq!(v.iter().map(|s| s.1).sum::<f64>(), 2.0);
-    assert!(Evaluator {
-        storage: &w,
-        t_ms: 0,
-        cache: None
-    }
-    .eval(&parse("m / total").unwrap().expr)
-    .is_ok());
-    let err = Evaluator {
-        storage: &w,
-        t_ms: 0,
-        cache: None,
-    }
-    .eval(&parse("m + on(host) total").unwrap().expr);
+    assert!(Evaluator::new(&w, 0)
+        .eval(&parse("m / total").unwrap().expr)
+        .is_ok());
+    let err = Evaluator::new(&w, 0).eval(&parse("m + on(host) total").unwrap().expr);
     assert!(err.unwrap_err().0.contains("many-to-one"));
 }
 

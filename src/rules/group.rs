@@ -128,12 +128,10 @@ impl GroupState {
         self.last_errors.clear();
         for i in 0..self.group.rules.len() {
             let rule = &self.group.rules[i];
-            let result = Evaluator {
-                storage: &*store,
-                t_ms: ts,
-                cache: self.share_subexpressions.then_some(&cache),
-            }
-            .eval(&rule.query.expr);
+            let result = Evaluator::new(&*store, ts)
+                .with_cache(self.share_subexpressions.then_some(&cache))
+                .with_default_step(self.group.interval_ms)
+                .eval(&rule.query.expr);
             let vector = match result {
                 Ok(Value::Vector(v)) => v,
                 Ok(Value::Scalar(v)) => vec![VecSample {
@@ -239,13 +237,9 @@ fn template_query(
     text: &str,
 ) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
     let query = crate::promql::parse(text)?;
-    let result = Evaluator {
-        storage: store,
-        t_ms: ts,
-        cache: None,
-    }
-    .eval(&query.expr)
-    .map_err(|e| e.0)?;
+    let result = Evaluator::new(store, ts)
+        .eval(&query.expr)
+        .map_err(|e| e.0)?;
     let labels = |l: &Labels| -> BTreeMap<String, String> {
         l.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -547,13 +547,7 @@ fn check_expr(
     failures: &mut Vec<String>,
 ) -> Result<(), String> {
     let query = promql::parse(&test.expr).map_err(|e| format!("expr {:?}: {e}", test.expr))?;
-    let got: Vec<(Labels, f64)> = match (Evaluator {
-        storage: store,
-        t_ms: t,
-        cache: None,
-    })
-    .eval(&query.expr)
-    {
+    let got: Vec<(Labels, f64)> = match (Evaluator::new(store, t)).eval(&query.expr) {
         Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.value)).collect(),
         Ok(Value::Scalar(v)) => vec![(Labels::new(), v)],
         Ok(other) => {
