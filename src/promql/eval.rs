@@ -193,6 +193,21 @@ pub(super) fn offset_ms(o: &Option<Offset>) -> i64 {
 impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
     /// Evaluates an expression.
     pub fn eval(&self, e: &Expr) -> Result<Value, EvalError> {
+        let value = self.eval_node(e)?;
+        // Dropping the metric name may leave two samples with one label set: an error in
+        // Prometheus. Only selectors that pin no name can make one.
+        if let (Value::Vector(v), Expr::Call(_) | Expr::Unary(_) | Expr::Binary(_)) = (&value, e) {
+            if v.len() > 1 && reads_unnamed(e) {
+                let mut seen = HashSet::with_capacity(v.len());
+                if !v.iter().all(|s| seen.insert(&s.labels)) {
+                    return err("vector cannot contain metrics with the same labelset");
+                }
+            }
+        }
+        Ok(value)
+    }
+
+    fn eval_node(&self, e: &Expr) -> Result<Value, EvalError> {
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
@@ -357,13 +372,32 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             Some(p) if op != "count_values" => Some(self.scalar(p)?),
             _ => None,
         };
-        let input = self.vector(&a.expr)?;
+        let mut input = self.vector(&a.expr)?;
+        // count_values: each sample gets its value as a label, which groups it.
+        let value_label = match (&a.param, op.as_str()) {
+            (Some(p), "count_values") => {
+                let Value::String(label) = self.eval(p)? else {
+                    return err("count_values needs a label name");
+                };
+                if !valid_label_name(&label) {
+                    return err(format!("invalid label name {label:?}"));
+                }
+                for s in &mut input {
+                    s.labels = s.labels.with(&label, go_float_text(s.value).into());
+                }
+                Some(label)
+            }
+            _ => None,
+        };
         // Group key and output labels.
         let key_of = |l: &Labels| -> Labels {
             match &a.modifier {
                 Some(LabelModifier::Include(by)) => l
                     .iter()
-                    .filter(|(k, _)| by.labels.iter().any(|b| b.as_str() == &***k))
+                    .filter(|(k, _)| {
+                        by.labels.iter().any(|b| b.as_str() == &***k)
+                            || value_label.as_deref() == Some(&***k)
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 Some(LabelModifier::Exclude(without)) => l
@@ -373,7 +407,10 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                     })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                None => Labels::new(),
+                None => match &value_label {
+                    Some(v) => l.filter(|k, _| k == v),
+                    None => Labels::new(),
+                },
             }
         };
         let mut groups: BTreeMap<Labels, Vec<VecSample>> = BTreeMap::new();
@@ -389,16 +426,8 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             };
             match op.as_str() {
                 "sum" => out.push(one(values.iter().sum())),
-                "avg" => {
-                    // Incremental mean, as Prometheus computes it.
-                    let mut mean = 0.0;
-                    for (i, v) in values.iter().enumerate() {
-                        let n = (i + 1) as f64;
-                        mean += v / n - mean / n;
-                    }
-                    out.push(one(mean));
-                }
-                "count" => out.push(one(values.len() as f64)),
+                "avg" => out.push(one(functions::mean(values.iter().copied()))),
+                "count" | "count_values" => out.push(one(values.len() as f64)),
                 "group" => out.push(one(1.0)),
                 "min" => out.push(one(values.iter().skip(1).fold(values[0], |m, v| {
                     if m > *v || m.is_nan() {
@@ -414,8 +443,8 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                         m
                     }
                 }))),
-                "stddev" => out.push(one(variance(&values).sqrt())),
-                "stdvar" => out.push(one(variance(&values))),
+                "stddev" => out.push(one(variance(values.iter().copied()).sqrt())),
+                "stdvar" => out.push(one(variance(values.iter().copied()))),
                 "quantile" => out.push(one(quantile(param.unwrap_or(f64::NAN), values))),
                 "topk" | "bottomk" => {
                     let k = param.unwrap_or(0.0);
@@ -468,10 +497,51 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
     }
 }
 
-fn variance(values: &[f64]) -> f64 {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n
+fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent.
+fn go_float_text(v: f64) -> String {
+    match v {
+        f64::INFINITY => "+Inf".to_string(),
+        f64::NEG_INFINITY => "-Inf".to_string(),
+        _ => format!("{v}"),
+    }
+}
+
+/// Whether a selector in `e` pins no metric name (`{__name__=~"a|b"}`).
+fn reads_unnamed(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(vs) => vs.name.is_none(),
+        Expr::MatrixSelector(ms) => ms.vs.name.is_none(),
+        Expr::Aggregate(a) => reads_unnamed(&a.expr),
+        Expr::Unary(u) => reads_unnamed(&u.expr),
+        Expr::Binary(b) => reads_unnamed(&b.lhs) || reads_unnamed(&b.rhs),
+        Expr::Paren(p) => reads_unnamed(&p.expr),
+        Expr::Subquery(s) => reads_unnamed(&s.expr),
+        Expr::Call(c) => c.args.args.iter().any(|a| reads_unnamed(a)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
+    }
+}
+
+/// Population variance by Welford's method, as Prometheus 2.42 computes it.
+pub(super) fn variance(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut aux) = (0.0, 0.0, 0.0);
+    for v in values {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        aux += delta * (v - mean);
+    }
+    aux / count
+}
+
+/// Whether an operator's result drops the metric name (arithmetic, not `atan2`).
+fn drops_name(op: &str, return_bool: bool) -> bool {
+    matches!(op, "+" | "-" | "*" | "/" | "%" | "^") || (is_comparison(op) && return_bool)
 }
 
 /// Prometheus' quantile: linear interpolation between the closest ranks.
@@ -522,6 +592,7 @@ fn arith(op: &str, l: f64, r: f64) -> f64 {
         "/" => l / r,
         "%" => l % r,
         "^" => l.powf(r),
+        "atan2" => l.atan2(r),
         _ => f64::NAN,
     }
 }
@@ -552,7 +623,11 @@ fn vector_scalar(
             }
         } else {
             out.push(VecSample {
-                labels: sample.labels.without_name(),
+                labels: if drops_name(op, return_bool) {
+                    sample.labels.without_name()
+                } else {
+                    sample.labels
+                },
                 value: arith(op, l, r),
             });
         }
@@ -662,7 +737,7 @@ fn vector_vector(
         if one_to_one && !matched_sigs.insert(sig) {
             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
-        let mut labels = if !is_comparison(op) || return_bool {
+        let mut labels = if drops_name(op, return_bool) {
             m.labels.without_name()
         } else {
             m.labels.clone()

@@ -3,7 +3,7 @@
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{quantile, EvalError, Evaluator, Matrix, Storage};
-use super::{Labels, Value, VecSample, NAME};
+use super::{elementwise, label_fns, Labels, Value, VecSample, NAME};
 
 /// Evaluates a function call.
 pub(super) fn call<S: Storage + ?Sized>(
@@ -12,8 +12,96 @@ pub(super) fn call<S: Storage + ?Sized>(
 ) -> Result<Value, EvalError> {
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
     let name = c.func.name;
+    let string = |i: usize| -> Result<String, EvalError> {
+        match ev.eval(args[i])? {
+            Value::String(s) => Ok(s),
+            _ => Err(EvalError(format!(
+                "{name}(): argument {} must be a string",
+                i + 1
+            ))),
+        }
+    };
     let out = match name {
         "time" => return Ok(Value::Scalar(ev.t_ms as f64 / 1000.0)),
+        "pi" => return Ok(Value::Scalar(std::f64::consts::PI)),
+        "scalar" => {
+            let v = ev.vector(args[0])?;
+            return Ok(Value::Scalar(match v.as_slice() {
+                [one] => one.value,
+                _ => f64::NAN,
+            }));
+        }
+        "vector" => vec![VecSample {
+            labels: Labels::new(),
+            value: ev.scalar(args[0])?,
+        }],
+        "sort" | "sort_desc" => label_fns::sort(ev.vector(args[0])?, name == "sort_desc"),
+        "label_replace" => label_fns::label_replace(
+            ev.vector(args[0])?,
+            &string(1)?,
+            &string(2)?,
+            &string(3)?,
+            &string(4)?,
+        )?,
+        "label_join" => {
+            let srcs = (3..args.len()).map(string).collect::<Result<Vec<_>, _>>()?;
+            label_fns::label_join(ev.vector(args[0])?, &string(1)?, &string(2)?, &srcs)?
+        }
+        _ if elementwise::NAMES.contains(&name) => {
+            let vector = match args.first() {
+                Some(a) => ev.vector(a)?,
+                // The calendar functions default to the evaluation time.
+                None => vec![VecSample {
+                    labels: Labels::new(),
+                    value: ev.t_ms as f64 / 1000.0,
+                }],
+            };
+            let params = args
+                .iter()
+                .skip(1)
+                .map(|a| ev.scalar(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            elementwise::apply(name, vector, &params)
+        }
+        "changes" => over(ev.matrix(args[0])?, name, |pts, _| {
+            Some(
+                pts.windows(2)
+                    .filter(|w| w[0].1 != w[1].1 && !(w[0].1.is_nan() && w[1].1.is_nan()))
+                    .count() as f64,
+            )
+        }),
+        "resets" => over(ev.matrix(args[0])?, name, |pts, _| {
+            Some(pts.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
+        }),
+        "present_over_time" => over(ev.matrix(args[0])?, name, |_, _| Some(1.0)),
+        "absent_over_time" => {
+            let m = ev.matrix(args[0])?;
+            if !m.series.is_empty() {
+                Vec::new()
+            } else {
+                let selector = match strip_parens(args[0]) {
+                    Expr::MatrixSelector(ms) => Expr::VectorSelector(ms.vs.clone()),
+                    _ => Expr::NumberLiteral(promql_parser::parser::NumberLiteral { val: 0.0 }),
+                };
+                absent(Vec::new(), &selector)
+            }
+        }
+        "holt_winters" | "double_exponential_smoothing" => {
+            let (sf, tf) = (ev.scalar(args[1])?, ev.scalar(args[2])?);
+            if !(sf > 0.0 && sf < 1.0) {
+                return Err(EvalError(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
+                )));
+            }
+            if !(tf > 0.0 && tf < 1.0) {
+                return Err(EvalError(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
+                )));
+            }
+            over(ev.matrix(args[0])?, name, |pts, _| {
+                holt_winters(pts, sf, tf)
+            })
+        }
         "timestamp" => match strip_parens(args[0]) {
             // A selector's samples keep their own timestamps; anything computed is "now".
             Expr::VectorSelector(vs) => ev
@@ -29,11 +117,11 @@ pub(super) fn call<S: Storage + ?Sized>(
         "abs" => map_vector(ev.vector(args[0])?, f64::abs),
         "clamp_min" => {
             let min = ev.scalar(args[1])?;
-            map_vector(ev.vector(args[0])?, |v| v.max(min))
+            map_vector(ev.vector(args[0])?, |v| go_max(v, min))
         }
         "clamp_max" => {
             let max = ev.scalar(args[1])?;
-            map_vector(ev.vector(args[0])?, |v| v.min(max))
+            map_vector(ev.vector(args[0])?, |v| go_min(v, max))
         }
         "absent" => absent(ev.vector(args[0])?, args[0]),
         "histogram_quantile" => {
@@ -67,12 +155,7 @@ pub(super) fn call<S: Storage + ?Sized>(
             })
         }
         "avg_over_time" => over(ev.matrix(args[0])?, name, |pts, _| {
-            let mut mean = 0.0;
-            for (i, (_, v)) in pts.iter().enumerate() {
-                let n = (i + 1) as f64;
-                mean += v / n - mean / n;
-            }
-            Some(mean)
+            Some(mean(pts.iter().map(|p| p.1)))
         }),
         "min_over_time" => over(ev.matrix(args[0])?, name, |pts, _| {
             Some(
@@ -106,6 +189,24 @@ pub(super) fn call<S: Storage + ?Sized>(
         other => return Err(EvalError(format!("function `{other}` is not supported"))),
     };
     Ok(Value::Vector(out))
+}
+
+/// Prometheus' `holt_winters`: double exponential smoothing, the last smoothed value.
+fn holt_winters(pts: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if pts.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, pts[0].1);
+    let mut b = pts[1].1 - pts[0].1;
+    for (i, p) in pts.iter().enumerate().skip(1) {
+        // Trend: from the second smoothed value on.
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        s0 = s1;
+        s1 = sf * p.1 + (1.0 - sf) * (s1 + b);
+    }
+    Some(s1)
 }
 
 fn strip_parens(e: &Expr) -> &Expr {
@@ -145,9 +246,44 @@ fn over(
 }
 
 fn variance(pts: &[(i64, f64)]) -> f64 {
-    let n = pts.len() as f64;
-    let mean = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    pts.iter().map(|p| (p.1 - mean) * (p.1 - mean)).sum::<f64>() / n
+    super::eval::variance(pts.iter().map(|p| p.1))
+}
+
+/// Prometheus' running mean: an infinite mean stays put rather than become NaN by
+/// `Inf - Inf`.
+pub(super) fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut mean, mut count) = (0.0_f64, 0.0);
+    for v in values {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        mean += v / count - mean / count;
+    }
+    mean
+}
+
+/// Go's `math.Max`: NaN wins.
+pub(super) fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN wins.
+pub(super) fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 /// `rate`, `increase` and `delta`, extrapolated to the window edges as Prometheus does.
@@ -279,13 +415,17 @@ fn histogram_quantile(q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
         let Some(le) = s.labels.get("le").and_then(|le| parse_le(le)) else {
             continue;
         };
-        let key = s.labels.without_name().without("le");
-        groups.entry(key).or_default().push((le, s.value));
+        // Grouped with the metric name (two histograms may differ only by it; their
+        // results then collide, an error, as in Prometheus).
+        groups
+            .entry(s.labels.without("le"))
+            .or_default()
+            .push((le, s.value));
     }
     groups
         .into_iter()
         .map(|(labels, buckets)| VecSample {
-            labels,
+            labels: labels.without_name(),
             value: bucket_quantile(q, buckets),
         })
         .collect()
@@ -309,7 +449,18 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
         return f64::NAN;
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if buckets.len() < 2 || buckets.last().map(|b| b.0) != Some(f64::INFINITY) {
+    if buckets.last().map(|b| b.0) != Some(f64::INFINITY) {
+        return f64::NAN;
+    }
+    // One bucket per bound (`le="0.1"` and `le="1e-1"` are the same bucket).
+    buckets.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    if buckets.len() < 2 {
         return f64::NAN;
     }
     // Counts must not decrease.

@@ -3,9 +3,13 @@
 //! names it, never evaluated wrongly), and evaluated at an instant with Prometheus 2.x
 //! semantics (5-minute lookback, staleness markers, closed range windows).
 
+mod elementwise;
 mod eval;
 mod functions;
+mod label_fns;
 mod subquery;
+
+pub use elementwise::civil_from_days;
 
 use promql_parser::parser::{self, Expr};
 
@@ -44,36 +48,60 @@ pub enum Value {
     String(String),
 }
 
-/// Functions Pulse evaluates.
+/// Functions Pulse evaluates besides the element-wise ones (`elementwise::NAMES`).
 pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "abs",
     "absent",
+    "absent_over_time",
     "avg_over_time",
+    "changes",
     "clamp_max",
     "clamp_min",
     "count_over_time",
     "delta",
     "deriv",
+    "double_exponential_smoothing",
     "histogram_quantile",
+    "holt_winters",
     "idelta",
     "increase",
     "irate",
+    "label_join",
+    "label_replace",
     "last_over_time",
     "max_over_time",
     "min_over_time",
+    "pi",
     "predict_linear",
+    "present_over_time",
     "quantile_over_time",
     "rate",
+    "resets",
+    "scalar",
+    "sort",
+    "sort_desc",
     "stddev_over_time",
     "stdvar_over_time",
     "sum_over_time",
     "time",
     "timestamp",
+    "vector",
 ];
 
 /// Aggregation operators Pulse evaluates.
 pub const SUPPORTED_AGGREGATIONS: &[&str] = &[
-    "sum", "avg", "min", "max", "count", "topk", "bottomk", "quantile", "stddev", "stdvar", "group",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "topk",
+    "bottomk",
+    "quantile",
+    "stddev",
+    "stdvar",
+    "group",
+    "count_values",
 ];
 
 /// A parsed expression Pulse can evaluate.
@@ -133,7 +161,32 @@ pub const MAX_REGEX_BYTES: usize = 4 << 20;
 /// (see [`MAX_REGEX_BYTES`]). Every parse in Pulse goes through here.
 pub fn parse_expr(text: &str) -> Result<Expr, String> {
     precheck(text)?;
+    if text.contains("holt_winters") {
+        return parser::parse(&rename_holt_winters(text));
+    }
     parser::parse(text)
+}
+
+/// `holt_winters` as `double_exponential_smoothing`, the name Prometheus 3 gave it and the
+/// only one promql-parser 0.11 knows (the same function).
+fn rename_holt_winters(text: &str) -> String {
+    use lrpar::{Lexeme, Lexer, NonStreamingLexer};
+    let Ok(lexer) = parser::lexer(text) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len() + 20);
+    let mut at = 0;
+    for lexeme in lexer.iter().flatten() {
+        let span = lexeme.span();
+        if lexer.span_str(span) == "holt_winters" && lexeme.tok_id() == parser::token::T_IDENTIFIER
+        {
+            out.push_str(&text[at..span.start()]);
+            out.push_str("double_exponential_smoothing");
+            at = span.end();
+        }
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// Refuses a number in a duration position that `std::time::Duration` cannot hold, and a
@@ -275,10 +328,6 @@ fn check(e: &Expr) -> Result<(), String> {
         }
         Expr::Unary(u) => check(&u.expr),
         Expr::Binary(b) => {
-            let op = b.op.to_string();
-            if op == "atan2" {
-                return Err("operator `atan2` is not supported".to_string());
-            }
             check(&b.lhs)?;
             check(&b.rhs)
         }
@@ -287,11 +336,14 @@ fn check(e: &Expr) -> Result<(), String> {
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         Expr::VectorSelector(_) | Expr::MatrixSelector(_) => Ok(()),
         Expr::Call(c) => {
-            if !SUPPORTED_FUNCTIONS.contains(&c.func.name) {
+            if !SUPPORTED_FUNCTIONS.contains(&c.func.name)
+                && !elementwise::NAMES.contains(&c.func.name)
+            {
                 return Err(format!(
-                    "function `{}` is not supported (supported: {})",
+                    "function `{}` is not supported (supported: {}, {})",
                     c.func.name,
-                    SUPPORTED_FUNCTIONS.join(", ")
+                    SUPPORTED_FUNCTIONS.join(", "),
+                    elementwise::NAMES.join(", ")
                 ));
             }
             c.args.args.iter().try_for_each(|a| check(a))

@@ -61,7 +61,7 @@ fn key_of<K: AsRef<str>, V: AsRef<str>>(
         }
     }
     map.retain(|_, v| !v.is_empty());
-    SeriesKey::shared(name, map.into_iter())
+    SeriesKey::shared(name, map)
 }
 
 /// The `ALERTS` (with `alertstate`) and `ALERTS_FOR_STATE` series of an alert.
@@ -235,7 +235,7 @@ fn template_query(
     store: &WindowStore,
     ts: i64,
     text: &str,
-) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+) -> Result<super::template::QueryRows, String> {
     let query = crate::promql::parse(text)?;
     let result = Evaluator::new(store, ts)
         .eval(&query.expr)

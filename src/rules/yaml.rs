@@ -50,14 +50,25 @@ impl<'de> Visitor<'de> for ScalarText {
     }
 }
 
+/// A scalar read for its text (asked for as a string, so YAML does not resolve it).
+struct Raw(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_string(ScalarText).map(Raw)
+    }
+}
+
 /// A scalar as its text; `null` as "".
 pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(d.deserialize_string(ScalarText)?.unwrap_or_default())
+    Ok(opt_text(d)?.unwrap_or_default())
 }
 
 /// A scalar as its text; `null` (or no key, with `#[serde(default)]`) as `None`.
 pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    d.deserialize_string(ScalarText)
+    // `null`, `~` and nothing are null; anything else is read as written.
+    let raw: Option<Raw> = serde::Deserialize::deserialize(d)?;
+    Ok(raw.and_then(|r| r.0))
 }
 
 /// A map of scalars as text (`null` values as ""); a `null` map as empty.

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use super::exec::Value;
 use super::fmt::{format_g, sprint, sprintf};
 
-/// Runs a PromQL instant query for `query`: (labels, value) of each result sample.
-pub type QueryFn<'a> = dyn Fn(&str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> + 'a;
+/// (labels, value) of each sample of a query's result.
+pub type QueryRows = Vec<(BTreeMap<String, String>, f64)>;
+
+/// Runs a PromQL instant query for `query`.
+pub type QueryFn<'a> = dyn Fn(&str) -> Result<QueryRows, String> + 'a;
 
 /// What functions see beyond their arguments.
 #[derive(Default)]
@@ -548,7 +551,7 @@ fn go_time(v: f64) -> Result<String, String> {
     let secs = v.floor() as i64;
     let nanos = (((v - v.floor()) * 1e9).round() as u32).min(999_999_999);
     let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::promql::civil_from_days(days);
     let mut frac = format!("{nanos:09}");
     while frac.ends_with('0') {
         frac.pop();
@@ -564,19 +567,6 @@ fn go_time(v: f64) -> Result<String, String> {
         day_secs / 60 % 60,
         day_secs % 60
     ))
-}
-
-/// (year, month, day) of days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use exec::Value;
 pub use fmt::format_go_float;
-pub use funcs::QueryFn;
+pub use funcs::{QueryFn, QueryRows};
 use parse::{Node, Operand, Pipeline};
 
 /// A parsed template.
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn query_results_are_samples() {
-        let q = |_: &str| -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+        let q = |_: &str| -> Result<QueryRows, String> {
             Ok(vec![(
                 [("node".to_string(), "a".to_string())]
                     .into_iter()
