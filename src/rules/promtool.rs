@@ -196,28 +196,37 @@ pub const MAX_STEPS: i64 = 1_000_000;
 /// Rule evaluations one test group may take (steps × rules): about 4 s of work here.
 pub const MAX_RULE_EVALUATIONS: i64 = 2_000_000;
 
-/// Expands promtool's series notation: `1 2 _ stale 0+10x5 3-1x2 7x3 _x2`.
+/// Expands promtool's series notation: `1 2 _ stale 0+10x5 3-1x2 7x3 _x2`; more than
+/// [`MAX_POINTS`] points is an error.
 pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
+    let out = expand_values_upto(values, MAX_POINTS + 1)?;
+    if out.len() > MAX_POINTS {
+        return Err(format!("more than {MAX_POINTS} points"));
+    }
+    Ok(out)
+}
+
+/// The first `limit` points of a series in promtool's notation (the whole text is checked):
+/// a test reads nothing after its last evaluation, however long the series written.
+pub fn expand_values_upto(values: &str, limit: usize) -> Result<Vec<Option<f64>>, String> {
     let mut out: Vec<Option<f64>> = Vec::new();
-    let too_many = || format!("more than {MAX_POINTS} points");
     for token in values.split_whitespace() {
+        let room = limit.saturating_sub(out.len());
         match token {
-            "_" => out.push(None),
-            "stale" => out.push(Some(stale_nan())),
+            "_" => out.extend(std::iter::repeat_n(None, room.min(1))),
+            "stale" => out.extend(std::iter::repeat_n(Some(stale_nan()), room.min(1))),
             _ => {
                 let Some((head, times)) = token
                     .rsplit_once('x')
                     .filter(|(_, n)| n.parse::<usize>().is_ok())
                 else {
-                    out.push(Some(parse_number(token)?));
+                    let v = parse_number(token)?;
+                    out.extend(std::iter::repeat_n(Some(v), room.min(1)));
                     continue;
                 };
                 let n: usize = times.parse().expect("checked");
-                if n >= MAX_POINTS - out.len() {
-                    return Err(too_many());
-                }
                 if head == "_" {
-                    out.extend(std::iter::repeat_n(None, n));
+                    out.extend(std::iter::repeat_n(None, n.min(room)));
                     continue;
                 }
                 // Split `a+b` / `a-b` at the operator that is not a sign or an exponent's.
@@ -235,9 +244,8 @@ pub fn expand_values(values: &str) -> Result<Vec<Option<f64>>, String> {
                     }
                     None => (parse_number(head)?, 0.0),
                 };
-                for k in 0..=n {
-                    out.push(Some(start + step * k as f64));
-                }
+                let count = n.saturating_add(1).min(room);
+                out.extend((0..count).map(|k| Some(start + step * k as f64)));
             }
         }
     }
@@ -369,6 +377,30 @@ fn run_group(
         max_age_ms: i64::MAX / 4,
         max_series: usize::MAX / 2,
     });
+    let mut alert_tests: Vec<(i64, &AlertTest)> = tg
+        .alert_rule_test
+        .iter()
+        .map(|t| duration_ms(&t.eval_time).map(|ms| (ms, t)))
+        .collect::<Result<_, _>>()?;
+    alert_tests.sort_by_key(|(t, _)| *t);
+    let expr_times: Vec<i64> = tg
+        .promql_expr_test
+        .iter()
+        .map(|t| duration_ms(&t.eval_time))
+        .collect::<Result<_, _>>()?;
+    let maxt = alert_tests
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(expr_times.iter().copied())
+        .max()
+        .unwrap_or(0);
+
+    // Points after the last evaluation are never read: they are not loaded.
+    let needed = if interval == 0 {
+        1
+    } else {
+        usize::try_from(maxt / interval + 1).unwrap_or(usize::MAX)
+    };
     let mut points = 0usize;
     for s in &tg.input_series {
         let labels = parse_series_labels(&s.series)?;
@@ -380,7 +412,7 @@ fn run_group(
                 .filter(|(k, _)| &***k != NAME)
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        let mut samples: Vec<Sample> = expand_values(&s.values)
+        let mut samples: Vec<Sample> = expand_values_upto(&s.values, needed.min(MAX_POINTS + 1))
             .map_err(|e| format!("series {:?}: {e}", s.series))?
             .into_iter()
             .inspect(|_| points += 1)
@@ -409,24 +441,6 @@ fn run_group(
             state
         })
         .collect();
-
-    let mut alert_tests: Vec<(i64, &AlertTest)> = tg
-        .alert_rule_test
-        .iter()
-        .map(|t| duration_ms(&t.eval_time).map(|ms| (ms, t)))
-        .collect::<Result<_, _>>()?;
-    alert_tests.sort_by_key(|(t, _)| *t);
-    let expr_times: Vec<i64> = tg
-        .promql_expr_test
-        .iter()
-        .map(|t| duration_ms(&t.eval_time))
-        .collect::<Result<_, _>>()?;
-    let maxt = alert_tests
-        .iter()
-        .map(|(t, _)| *t)
-        .chain(expr_times.iter().copied())
-        .max()
-        .unwrap_or(0);
 
     let steps = maxt / eval_interval + 1;
     if steps > MAX_STEPS {
