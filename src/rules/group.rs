@@ -150,6 +150,14 @@ impl GroupState {
                     continue;
                 }
             };
+            let limit = self.group.limit;
+            if limit > 0 && matches!(rule.kind, RuleKind::Record { .. }) && vector.len() > limit {
+                out.errors.push((
+                    rule.describe(),
+                    format!("exceeded limit of {limit} with {} series", vector.len()),
+                ));
+                continue;
+            }
             let mut written: Vec<Sample> = Vec::new();
             match &rule.kind {
                 RuleKind::Record { name, labels } => {
@@ -174,6 +182,16 @@ impl GroupState {
                     }
                     if let Some(e) = &state.template_error {
                         out.template_errors.push((rule.describe(), e.clone()));
+                    }
+                    let active = state.active().count();
+                    if limit > 0 && active > limit {
+                        // Prometheus forgets the rule's alerts and fails the evaluation.
+                        state.alerts.clear();
+                        out.errors.push((
+                            rule.describe(),
+                            format!("exceeded limit of {limit} with {active} alerts"),
+                        ));
+                        continue;
                     }
                     let cache = &mut self.alert_series[i];
                     for a in state.active() {

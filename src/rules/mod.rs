@@ -3,6 +3,7 @@
 
 pub mod alerting;
 pub mod engine;
+mod glob;
 pub mod group;
 pub mod promtool;
 pub mod store;
@@ -38,6 +39,9 @@ pub struct RuleGroup {
     pub file: String,
     pub name: String,
     pub interval_ms: i64,
+    /// Most series a recording rule, or alerts an alerting rule, may produce (0: no
+    /// limit); more makes the evaluation fail, as in Prometheus.
+    pub limit: usize,
     pub rules: Vec<Rule>,
 }
 
@@ -227,9 +231,6 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
                 "group name repeated in this file".to_string(),
             ));
         }
-        if g.limit.is_some_and(|l| l > 0) {
-            return Err(group_err(None, "`limit` is not supported".to_string()));
-        }
         let interval_ms = match &g.interval {
             Some(s) => {
                 parse_duration_ms(s).map_err(|e| group_err(None, format!("interval: {e}")))?
@@ -322,6 +323,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
         groups.push(RuleGroup {
             file: file.to_string(),
             name: g.name,
+            limit: g.limit.unwrap_or(0) as usize,
             interval_ms,
             rules,
         });

@@ -318,9 +318,18 @@ fn run_doc(
 ) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut groups = Vec::new();
-    for f in &doc.rule_files {
-        let p = dir.join(f);
-        groups.extend(super::load_file(&p).map_err(|e| e.to_string())?);
+    for pattern in &doc.rule_files {
+        // Globs, as promtool reads them; a pattern matching nothing is a warning there.
+        let files = super::glob::glob(&dir.join(pattern));
+        if files.is_empty() {
+            eprintln!(
+                "  WARNING: no file match pattern {}",
+                dir.join(pattern).display()
+            );
+        }
+        for p in files {
+            groups.extend(super::load_file(&p).map_err(|e| e.to_string())?);
+        }
     }
     if !doc.group_eval_order.is_empty() {
         let order = |name: &str| {
