@@ -82,6 +82,8 @@ pub enum StartError {
     Redis(String),
     #[error("kafka.brokers: {0}")]
     Kafka(String),
+    #[error("{0}")]
+    Alerting(String),
 }
 
 /// A running component, for status and `/metrics`.
@@ -383,7 +385,40 @@ pub fn start_as(
     component("window_store", "store", true, window.clone().recipient());
     let to_window = Mailbox::new(window.clone().recipient::<SampleBatch>(), window_gauge);
 
-    // 5. Rule engine (its groups run on the window store's thread).
+    // 5. Alert delivery (none for an agent: it runs no rules), then the rule engine (its
+    //    groups run on the window store's thread).
+    let destinations = if agent {
+        Vec::new()
+    } else {
+        service
+            .alerting
+            .destinations()
+            .map_err(StartError::Alerting)?
+    };
+    let external_url = if service.rules.external_url.is_empty() {
+        format!("http://{}", service.server.listen)
+    } else {
+        service.rules.external_url.clone()
+    };
+    let mut notifiers = Vec::new();
+    for d in destinations {
+        let name = d.name();
+        let notifier = crate::sinks::alertmanager::AlertNotifier::new(
+            d,
+            external_url.clone(),
+            service.alerting.queue_capacity.get(),
+            service.alerting.max_batch.get(),
+            clock.clone(),
+        )
+        .start();
+        component(&name, "sink", false, notifier.clone().recipient());
+        notifiers.push(notifier.recipient());
+    }
+    let notify = crate::rules::engine::Notify {
+        destinations: notifiers,
+        resend_delay_ms: service.alerting.resend_delay_ms.get() as i64,
+        external_url,
+    };
     let rules = RuleEngine::new(
         rule_groups,
         rule_sources,
@@ -395,7 +430,8 @@ pub fn start_as(
             .map(|k| k.clone().recipient::<crate::messages::alerts::AlertEvent>())
             .collect(),
     )
-    .with_telemetry(telemetry.clone());
+    .with_telemetry(telemetry.clone())
+    .with_notify(notify);
     let rules = if role == Role::Aggregate {
         rules.scoped_to_adopted_hosts()
     } else {

@@ -50,6 +50,13 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_OTLP_ENDPOINT", "tracing", "otlp_endpoint"),
     ("PULSE_REDIS_URL", "redis", "url"),
     ("PULSE_KAFKA_BROKERS", "kafka", "brokers"),
+    ("PULSE_ALERTMANAGER_URLS", "alerting", "alertmanager_urls"),
+    ("PULSE_ALERTING_WEBHOOK_URLS", "alerting", "webhooks"),
+    (
+        "PULSE_ALERTING_RESEND_DELAY_MS",
+        "alerting",
+        "resend_delay_ms",
+    ),
     ("PULSE_KAFKA_GROUP", "kafka", "group_id"),
     ("PULSE_KAFKA_CREATE_TOPICS", "kafka", "create_topics"),
     (
@@ -60,7 +67,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
 ];
 
 /// Keys whose environment value may be a plain comma-separated list (`PULSE_RULE_PATHS=a.yml,rules/`).
-const LIST_KEYS: [&str; 1] = ["paths"];
+const LIST_KEYS: [&str; 3] = ["paths", "alertmanager_urls", "webhooks"];
 
 /// The standard OpenTelemetry variable, used when `tracing.otlp_endpoint` is not set.
 pub const OTEL_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -79,6 +86,8 @@ pub struct ServiceConfig {
     pub tracing: TracingConfig,
     pub redis: RedisConfig,
     pub kafka: KafkaConfig,
+    /// Where firing and resolved alerts are sent (Alertmanager, webhooks).
+    pub alerting: crate::sinks::alertmanager::config::AlertingConfig,
 }
 
 /// The Kafka sink: samples, alert events, anomalies and predictions as JSON records.

@@ -55,6 +55,29 @@ pub struct Alert {
     pub resolved_at_ms: Option<i64>,
     #[serde(skip)]
     keep_firing_since_ms: Option<i64>,
+    /// When it was last sent to Alertmanager / webhooks (not kept across restarts: a
+    /// restored alert is sent again at once).
+    #[serde(skip)]
+    pub last_sent_ms: Option<i64>,
+    /// While firing, the `endsAt` last sent: Alertmanager resolves it then if no update comes.
+    #[serde(skip)]
+    pub valid_until_ms: i64,
+}
+
+impl Alert {
+    /// Prometheus' `needsSending`: not while pending; a resolution not yet sent; else once
+    /// per resend delay.
+    pub fn needs_sending(&self, now_ms: i64, resend_delay_ms: i64) -> bool {
+        if self.state == AlertState::Pending {
+            return false;
+        }
+        match self.last_sent_ms {
+            None => true,
+            Some(last) => {
+                self.resolved_at_ms.is_some_and(|r| r > last) || last + resend_delay_ms < now_ms
+            }
+        }
+    }
 }
 
 /// A state change, for events and history.
@@ -205,6 +228,8 @@ impl AlertRuleState {
                             fired_at_ms: None,
                             resolved_at_ms: None,
                             keep_firing_since_ms: None,
+                            last_sent_ms: None,
+                            valid_until_ms: 0,
                         },
                     );
                     transitions.push(Transition::Pending(self.alerts[&id].clone()));

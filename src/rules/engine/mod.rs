@@ -27,6 +27,7 @@ use crate::store::actor::WindowStoreActor;
 mod book;
 mod handover;
 mod messages;
+mod notify;
 mod persistence;
 mod reload;
 mod schedule;
@@ -41,6 +42,8 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// After restoring alerts, rules are first evaluated this much later: a restarted Pulse
 /// starts with empty windows, and a restored alert must not resolve for want of samples.
 pub const RESTORE_GRACE_MS: i64 = 5_000;
+
+pub use notify::Notify;
 
 /// Where rules come from.
 #[derive(Debug, Clone)]
@@ -87,6 +90,8 @@ pub struct RuleEngine {
     clock: Clock,
     /// Where alert events go (sinks, later issues).
     downstream: Vec<Recipient<AlertEvent>>,
+    /// Alertmanagers and webhooks, when configured.
+    notify: Option<notify::Notify>,
     /// By alert id.
     acks: HashMap<String, Acknowledgement>,
     /// Resolved alerts, newest at the back.
@@ -159,6 +164,7 @@ impl RuleEngine {
             sources,
             clock,
             downstream,
+            notify: None,
             acks: HashMap::new(),
             history: VecDeque::new(),
             history_max,

@@ -88,6 +88,7 @@ impl RuleEngine {
                         act.apply(&g, outcome.transitions, now, ctx);
                         let mut g = g;
                         act.drop_unowned(&mut g);
+                        act.notify(&mut g, now);
                         let interval = g.group.interval_ms;
                         let s = &mut act.slots[i];
                         // Run early by stored samples: the interval counts from this run.

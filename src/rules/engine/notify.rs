@@ -1,0 +1,72 @@
+//! Which alerts go to Alertmanager and webhooks after an evaluation, decided as Prometheus'
+//! rule manager decides it (`sendAlerts`): firing and recently resolved alerts of the
+//! groups this instance owns, each at most once per resend delay, with `endsAt` four
+//! periods ahead while firing so that Alertmanager resolves an alert Pulse stopped sending.
+
+use actix::Recipient;
+
+use super::RuleEngine;
+use crate::rules::group::GroupState;
+use crate::sinks::alertmanager::{NotifyAlerts, OutgoingAlert};
+
+/// Where alerts go and how.
+pub struct Notify {
+    pub destinations: Vec<Recipient<NotifyAlerts>>,
+    pub resend_delay_ms: i64,
+    /// Pulse's address as users reach it: the base of each alert's `generatorURL`.
+    pub external_url: String,
+}
+
+impl RuleEngine {
+    /// Sends what is due from `g`, evaluated at `now`.
+    pub(super) fn notify(&mut self, g: &mut GroupState, now: i64) {
+        let Some(notify) = &self.notify else {
+            return;
+        };
+        // Allow for two missed evaluations or sends, as Prometheus does.
+        let delta = notify.resend_delay_ms.max(g.group.interval_ms);
+        let external = g.template_env.external_labels.clone();
+        let mut out = Vec::new();
+        for rule in g.alerts.iter_mut().flatten() {
+            for a in rule.alerts.values_mut() {
+                if !a.needs_sending(now, notify.resend_delay_ms) || !self.owns(a) {
+                    continue;
+                }
+                a.last_sent_ms = Some(now);
+                a.valid_until_ms = now + 4 * delta;
+                let mut labels = a.labels.clone();
+                for (k, v) in external.iter() {
+                    labels.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                out.push(OutgoingAlert {
+                    labels,
+                    annotations: a.annotations.clone(),
+                    starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
+                    ends_at_ms: a.resolved_at_ms.unwrap_or(a.valid_until_ms),
+                    generator_url: format!(
+                        "{}/api/phase4/alerts/active#alert-{}",
+                        notify.external_url.trim_end_matches('/'),
+                        a.id
+                    ),
+                    fingerprint: a.id.clone(),
+                });
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        for d in &notify.destinations {
+            d.do_send(NotifyAlerts {
+                alerts: out.clone(),
+            });
+        }
+    }
+
+    /// Delivers alerts to these destinations.
+    pub fn with_notify(mut self, notify: Notify) -> Self {
+        if !notify.destinations.is_empty() {
+            self.notify = Some(notify);
+        }
+        self
+    }
+}

@@ -1,0 +1,269 @@
+//! `[alerting]` in `config/pulse.toml`: where firing and resolved alerts are sent, shaped
+//! like Prometheus' `alerting.alertmanagers`, plus plain webhooks.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+
+use serde::{Deserialize, Serialize};
+
+/// Where alerts go, and how often they are re-sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// Alertmanagers by base URL (`http://127.0.0.1:9093`, a path prefix allowed), with the
+    /// defaults below. `PULSE_ALERTMANAGER_URLS` (comma-separated) sets it.
+    pub alertmanager_urls: Vec<String>,
+    /// Alertmanagers in Prometheus' shape, each with its own settings.
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// URLs that get Alertmanager's webhook payload (version 4) directly, without an
+    /// Alertmanager: chat bridges and incident tools take it. `PULSE_ALERTING_WEBHOOK_URLS`.
+    pub webhooks: Vec<String>,
+    /// A firing alert is sent again this long after it was last sent (Prometheus'
+    /// `--rules.alert.resend-delay`); a resolved one is re-sent for 15 minutes.
+    pub resend_delay_ms: NonZeroU64,
+    /// Alerts held per destination while it is unreachable; past this the oldest are
+    /// dropped, counted (Prometheus' `--alertmanager.notification-queue-capacity`).
+    pub queue_capacity: NonZeroUsize,
+    /// Alerts per POST (Prometheus sends at most 64).
+    pub max_batch: NonZeroUsize,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            alertmanager_urls: Vec::new(),
+            alertmanagers: Vec::new(),
+            webhooks: Vec::new(),
+            resend_delay_ms: NonZeroU64::new(60_000).unwrap(),
+            queue_capacity: NonZeroUsize::new(10_000).unwrap(),
+            max_batch: NonZeroUsize::new(64).unwrap(),
+        }
+    }
+}
+
+/// One Alertmanager (or several with the same settings), as Prometheus configures it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// `host:port` of each Alertmanager (Prometheus' `static_configs.targets`).
+    pub targets: Vec<String>,
+    /// `http` only: this build has no TLS client.
+    pub scheme: String,
+    /// Prefix of the API path (`/alertmanager` behind a proxy).
+    pub path_prefix: String,
+    /// Per POST.
+    pub timeout_ms: NonZeroU64,
+    /// `v2`, the only API Alertmanager 0.25 and later serve for alerts.
+    pub api_version: String,
+    /// Sent as `Authorization: Bearer ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        AlertmanagerConfig {
+            targets: Vec::new(),
+            scheme: "http".to_string(),
+            path_prefix: String::new(),
+            timeout_ms: NonZeroU64::new(10_000).unwrap(),
+            api_version: "v2".to_string(),
+            bearer_token: None,
+            basic_auth: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// What a destination expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `POST /api/v2/alerts` with a list of alerts.
+    AlertmanagerV2,
+    /// Alertmanager's webhook payload, version 4.
+    Webhook,
+}
+
+/// One place alerts are POSTed to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    /// The full URL posted to.
+    pub url: String,
+    pub protocol: Protocol,
+    pub timeout_ms: u64,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+impl Destination {
+    /// The name in status and `/metrics`: the URL without credentials.
+    pub fn name(&self) -> String {
+        match self.protocol {
+            Protocol::AlertmanagerV2 => format!("alertmanager {}", self.url),
+            Protocol::Webhook => format!("webhook {}", self.url),
+        }
+    }
+}
+
+fn is_http(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") {
+        Ok(())
+    } else if url.starts_with("https://") {
+        Err(format!(
+            "{url:?}: https is not supported by this build (no TLS client); put a TLS-terminating proxy in front"
+        ))
+    } else {
+        Err(format!("{url:?}: not an http:// URL"))
+    }
+}
+
+impl AlertingConfig {
+    /// Every destination, checked: the error names the field and the value.
+    pub fn destinations(&self) -> Result<Vec<Destination>, String> {
+        let mut out = Vec::new();
+        let timeout_ms = AlertmanagerConfig::default().timeout_ms.get();
+        for base in &self.alertmanager_urls {
+            is_http(base).map_err(|e| format!("alerting.alertmanager_urls: {e}"))?;
+            out.push(Destination {
+                url: format!("{}/api/v2/alerts", base.trim_end_matches('/')),
+                protocol: Protocol::AlertmanagerV2,
+                timeout_ms,
+                authorization: None,
+            });
+        }
+        for (i, am) in self.alertmanagers.iter().enumerate() {
+            let at = format!("alerting.alertmanagers[{i}]");
+            if am.api_version != "v2" {
+                return Err(format!(
+                    "{at}.api_version: {:?} is not supported (v2 only; Alertmanager removed v1 in 0.27)",
+                    am.api_version
+                ));
+            }
+            if am.targets.is_empty() {
+                return Err(format!("{at}.targets: empty"));
+            }
+            let authorization = match (&am.bearer_token, &am.basic_auth) {
+                (Some(_), Some(_)) => {
+                    return Err(format!("{at}: bearer_token and basic_auth are exclusive"))
+                }
+                (Some(t), None) => Some(format!("Bearer {t}")),
+                (None, Some(b)) => Some(format!(
+                    "Basic {}",
+                    base64_encode(format!("{}:{}", b.username, b.password).as_bytes())
+                )),
+                (None, None) => None,
+            };
+            let prefix = am.path_prefix.trim_matches('/');
+            for target in &am.targets {
+                let base = format!("{}://{target}", am.scheme);
+                is_http(&base).map_err(|e| format!("{at}.scheme: {e}"))?;
+                let path = if prefix.is_empty() {
+                    "/api/v2/alerts".to_string()
+                } else {
+                    format!("/{prefix}/api/v2/alerts")
+                };
+                out.push(Destination {
+                    url: format!("{base}{path}"),
+                    protocol: Protocol::AlertmanagerV2,
+                    timeout_ms: am.timeout_ms.get(),
+                    authorization: authorization.clone(),
+                });
+            }
+        }
+        for url in &self.webhooks {
+            is_http(url).map_err(|e| format!("alerting.webhooks: {e}"))?;
+            out.push(Destination {
+                url: url.clone(),
+                protocol: Protocol::Webhook,
+                timeout_ms,
+                authorization: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Standard base64 with padding (for basic auth).
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_from_urls_prometheus_entries_and_webhooks() {
+        let config = AlertingConfig {
+            alertmanager_urls: vec!["http://127.0.0.1:9093/".into()],
+            alertmanagers: vec![AlertmanagerConfig {
+                targets: vec!["am-0:9093".into(), "am-1:9093".into()],
+                path_prefix: "/alertmanager/".into(),
+                basic_auth: Some(BasicAuth {
+                    username: "pulse".into(),
+                    password: "secret".into(),
+                }),
+                ..AlertmanagerConfig::default()
+            }],
+            webhooks: vec!["http://chat.example/hook".into()],
+            ..AlertingConfig::default()
+        };
+        let d = config.destinations().unwrap();
+        assert_eq!(d.len(), 4);
+        assert_eq!(d[0].url, "http://127.0.0.1:9093/api/v2/alerts");
+        assert_eq!(d[1].url, "http://am-0:9093/alertmanager/api/v2/alerts");
+        assert_eq!(
+            d[1].authorization.as_deref(),
+            Some("Basic cHVsc2U6c2VjcmV0")
+        );
+        assert_eq!(d[3].protocol, Protocol::Webhook);
+        assert_eq!(d[3].name(), "webhook http://chat.example/hook");
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let https = AlertingConfig {
+            alertmanager_urls: vec!["https://am:9093".into()],
+            ..AlertingConfig::default()
+        };
+        assert!(https
+            .destinations()
+            .unwrap_err()
+            .contains("alerting.alertmanager_urls"));
+        let v1 = AlertingConfig {
+            alertmanagers: vec![AlertmanagerConfig {
+                targets: vec!["am:9093".into()],
+                api_version: "v1".into(),
+                ..AlertmanagerConfig::default()
+            }],
+            ..AlertingConfig::default()
+        };
+        assert!(v1
+            .destinations()
+            .unwrap_err()
+            .contains("alertmanagers[0].api_version"));
+        assert_eq!(base64_encode(b"ab"), "YWI=");
+    }
+}

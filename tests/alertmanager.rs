@@ -1,0 +1,296 @@
+//! Alerts reach people: Pulse sends firing and resolved alerts to a real Alertmanager
+//! (Debian's `prometheus-alertmanager`, started here on a free loopback port, routing to a
+//! webhook receiver this test serves) and straight to a webhook, and keeps alerts queued
+//! while Alertmanager is down. `.ci/run` installs the package; without it the tests say so
+//! and fail.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::process::Pulse;
+use serde_json::Value;
+
+/// An HTTP server that passes each POSTed JSON body on, with when it arrived.
+fn receiver() -> (u16, Inbox) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice(&body) {
+                let _ = tx.send((SystemTime::now(), v));
+            }
+        }
+    });
+    (
+        port,
+        Inbox {
+            rx,
+            seen: Vec::new(),
+        },
+    )
+}
+
+struct Alertmanager {
+    child: Child,
+    port: u16,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager on `port`, routing everything to the receiver at once
+    /// (`group_wait` 1 s, `group_interval` 1 s).
+    fn start(dir: &Path, port: u16, receiver_port: u16) -> Alertmanager {
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: test\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: http://127.0.0.1:{receiver_port}/\n        send_resolved: true\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "prometheus-alertmanager is not installed: apt-get install prometheus-alertmanager",
+            );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&format!("http://127.0.0.1:{port}/-/ready"))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Alertmanager { child, port }
+    }
+
+    fn silences(&self) -> Value {
+        let url = format!("http://127.0.0.1:{}/api/v2/silences", self.port);
+        ureq::get(&url).call().unwrap().into_json().unwrap()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A rule file whose alert fires at once and resolves at Unix time `end_s`.
+fn rules(dir: &Path, end_s: u64) -> String {
+    let path = dir.join("rules.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "groups:\n  - name: delivery\n    interval: 1s\n    rules:\n      - alert: PulseDeliveryTest\n        expr: label_replace(vector(time()), \"gpu\", \"3\", \"\", \"\") < {end_s}\n        labels:\n          severity: page\n          team: gpu\n        annotations:\n          summary: 'Delivery test for GPU {{{{ $labels.gpu }}}}'\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// What the receiver got, kept so that waiting for one body does not lose another.
+struct Inbox {
+    rx: mpsc::Receiver<(SystemTime, Value)>,
+    seen: Vec<(SystemTime, Value)>,
+}
+
+impl Inbox {
+    /// The first body `want` accepts, arrived or arriving within `within`.
+    fn wait_for(&mut self, within: Duration, want: impl Fn(&Value) -> bool) -> (SystemTime, Value) {
+        if let Some(found) = self.seen.iter().find(|(_, v)| want(v)) {
+            return found.clone();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((at, v)) => {
+                    self.seen.push((at, v.clone()));
+                    if want(&v) {
+                        return (at, v);
+                    }
+                }
+                Err(_) => panic!(
+                    "no matching notification within {within:?}: got {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+}
+
+fn from_alertmanager(v: &Value, status: &str) -> bool {
+    v["receiver"] == "test"
+        && v["status"] == status
+        && v["alerts"][0]["labels"]["alertname"] == "PulseDeliveryTest"
+}
+
+#[test]
+fn firing_and_resolved_alerts_reach_alertmanager_and_a_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver_port, mut inbox) = receiver();
+    let am = Alertmanager::start(dir.path(), common::free_port(), receiver_port);
+    let am_url = format!("http://127.0.0.1:{}", am.port);
+    let webhook = format!("http://127.0.0.1:{receiver_port}/direct");
+    let rule_file = rules(dir.path(), now_s() + 8);
+    let pulse = Pulse::start(&[
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rule_file.as_str()),
+        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
+        ("PULSE_ALERTING_WEBHOOK_URLS", webhook.as_str()),
+    ]);
+
+    // Alertmanager's notification, with the rule's labels and templated annotation.
+    let (at, firing) = inbox.wait_for(Duration::from_secs(20), |v| from_alertmanager(v, "firing"));
+    let alert = &firing["alerts"][0];
+    assert_eq!(alert["labels"]["severity"], "page");
+    assert_eq!(alert["labels"]["team"], "gpu");
+    assert_eq!(alert["labels"]["gpu"], "3");
+    assert_eq!(alert["annotations"]["summary"], "Delivery test for GPU 3");
+    assert!(
+        alert["generatorURL"]
+            .as_str()
+            .unwrap()
+            .contains("/api/phase4/alerts/active#alert-"),
+        "{alert}"
+    );
+    let starts = alert["startsAt"].as_str().unwrap().to_string();
+    eprintln!("firing notification at {at:?}, alert startsAt {starts}");
+
+    // Pulse's status lists the Alertmanager, healthy.
+    let (_, status) = pulse.get("/api/phase4/status");
+    let am_component = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("alertmanager "))
+        .unwrap_or_else(|| panic!("no alertmanager in status: {status}"));
+    assert_eq!(am_component["state"], "operational", "{am_component}");
+
+    // The webhook got Alertmanager's payload, version 4, from Pulse itself.
+    let (_, direct) = inbox.wait_for(Duration::from_secs(5), |v| {
+        v["receiver"] == "pulse" && v["status"] == "firing"
+    });
+    assert_eq!(direct["version"], "4");
+    assert_eq!(direct["groupLabels"]["alertname"], "PulseDeliveryTest");
+    assert_eq!(direct["commonLabels"]["team"], "gpu");
+
+    // It resolves: Alertmanager says so too.
+    let (_, resolved) = inbox.wait_for(Duration::from_secs(25), |v| {
+        from_alertmanager(v, "resolved")
+    });
+    assert_eq!(resolved["alerts"][0]["status"], "resolved");
+    assert_eq!(resolved["alerts"][0]["startsAt"].as_str().unwrap(), starts);
+    assert!(am.silences().as_array().unwrap().is_empty());
+
+    let metrics = pulse.get_text("/metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with(
+            "pulse_component_emitted_total{component=\"alertmanager http://127.0.0.1:"
+        ) && !l.ends_with(" 0")),
+        "no delivered alerts counted in /metrics"
+    );
+}
+
+#[test]
+fn alerts_fired_while_alertmanager_is_down_arrive_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver_port, mut inbox) = receiver();
+    let port = common::free_port();
+    let am_url = format!("http://127.0.0.1:{port}");
+    let rule_file = rules(dir.path(), now_s() + 3600);
+    // Alertmanager is not running yet: the alert fires into the void.
+    let pulse = Pulse::start(&[
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rule_file.as_str()),
+        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
+        ("PULSE_ALERTING_RESEND_DELAY_MS", "60000"),
+    ]);
+    let degraded = pulse.poll("/api/phase4/status", Duration::from_secs(20), |s| {
+        s["components"].as_array().unwrap().iter().any(|c| {
+            c["name"].as_str().unwrap().starts_with("alertmanager ") && c["state"] == "degraded"
+        })
+    });
+    let component = degraded["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("alertmanager "))
+        .unwrap()
+        .clone();
+    assert!(
+        component["reason"]
+            .as_str()
+            .unwrap()
+            .contains("alerts queued"),
+        "{component}"
+    );
+    assert_eq!(degraded["status"], "degraded");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Alertmanager comes up: the queued alert is delivered without waiting for a resend.
+    let _am = Alertmanager::start(dir.path(), port, receiver_port);
+    let (_, firing) = inbox.wait_for(Duration::from_secs(20), |v| from_alertmanager(v, "firing"));
+    assert_eq!(firing["alerts"][0]["labels"]["team"], "gpu");
+    pulse.poll("/api/phase4/status", Duration::from_secs(10), |s| {
+        s["components"].as_array().unwrap().iter().any(|c| {
+            c["name"].as_str().unwrap().starts_with("alertmanager ") && c["state"] == "operational"
+        })
+    });
+}
+
+#[test]
+fn a_bad_alerting_setting_stops_pulse_with_the_field_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["serve"])
+        .env("PULSE_LISTEN", "127.0.0.1:0")
+        .env("PULSE_ALERTMANAGER_URLS", "https://am.example:9093")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("alerting.alertmanager_urls") && err.contains("https"),
+        "{err}"
+    );
+}
