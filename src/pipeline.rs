@@ -401,7 +401,24 @@ pub fn start_as(
         service.rules.external_url.clone()
     };
     let mut notifiers = Vec::new();
+    let mut silences = Vec::new();
     for d in destinations {
+        if d.protocol == crate::sinks::alertmanager::config::Protocol::AlertmanagerV2 {
+            let sync = crate::sinks::alertmanager::silences::SilenceSync::new(
+                &d,
+                std::time::Duration::from_millis(service.alerting.silence_sync_ms.get()),
+                service.alerting.silence_on_ack,
+                clock.clone(),
+            )
+            .start();
+            component(
+                &format!("silences {}", d.url.trim_end_matches("/api/v2/alerts")),
+                "sink",
+                false,
+                sync.clone().recipient(),
+            );
+            silences.push(sync);
+        }
         let name = d.name();
         let notifier = crate::sinks::alertmanager::AlertNotifier::new(
             d,
@@ -418,6 +435,8 @@ pub fn start_as(
         destinations: notifiers,
         resend_delay_ms: service.alerting.resend_delay_ms.get() as i64,
         external_url,
+        silences: silences.iter().map(|s| s.clone().recipient()).collect(),
+        silence_max_ms: service.alerting.silence_max_ms.get() as i64,
     };
     let rules = RuleEngine::new(
         rule_groups,
@@ -455,6 +474,13 @@ pub fn start_as(
     }
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
+    for s in &silences {
+        s.do_send(
+            crate::sinks::alertmanager::silences::SilenceCommand::Subscribe(
+                rules.clone().recipient(),
+            ),
+        );
+    }
     // An agent has no rules to run.
     if service.rules.evaluate_on_ingest && !agent {
         window.do_send(NotifyStored(rules.clone().recipient()));

@@ -294,3 +294,104 @@ fn a_bad_alerting_setting_stops_pulse_with_the_field_named() {
         "{err}"
     );
 }
+
+/// The first Alertmanager silence `want` accepts, within 15 s.
+fn wait_silence(am: &Alertmanager, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(s) = am.silences().as_array().unwrap().iter().find(|s| want(s)) {
+            return s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such silence: {}",
+            am.silences()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_acknowledgement_is_a_silence_and_alertmanager_silences_show_in_pulse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver_port, _inbox) = receiver();
+    let am = Alertmanager::start(dir.path(), common::free_port(), receiver_port);
+    let am_url = format!("http://127.0.0.1:{}", am.port);
+    let rule_file = rules(dir.path(), now_s() + 3600);
+    let pulse = Pulse::start(&[
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rule_file.as_str()),
+        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
+        ("PULSE_ALERTING_SILENCE_ON_ACK", "true"),
+        ("PULSE_ALERTING_SILENCE_SYNC_MS", "300"),
+    ]);
+    let active = pulse.poll(
+        "/api/phase4/alerts/active?state=firing",
+        Duration::from_secs(20),
+        |v| v["alerts"].as_array().is_some_and(|a| !a.is_empty()),
+    );
+    let id = active["alerts"][0]["id"].as_str().unwrap().to_string();
+
+    // Acknowledge: one silence of exactly this alert, by pulse:<who>, with the comment.
+    let (code, _) = pulse.post(
+        &format!("/api/phase4/alerts/{id}/acknowledge"),
+        "application/json",
+        r#"{"by": "alice", "comment": "draining the node"}"#,
+    );
+    assert_eq!(code, 200);
+    let silence = wait_silence(&am, |s| s["status"]["state"] == "active");
+    assert_eq!(silence["createdBy"], "pulse:alice");
+    assert_eq!(silence["comment"], "draining the node");
+    let matchers = silence["matchers"].as_array().unwrap();
+    for (name, value) in [
+        ("alertname", "PulseDeliveryTest"),
+        ("gpu", "3"),
+        ("team", "gpu"),
+    ] {
+        assert!(
+            matchers
+                .iter()
+                .any(|m| m["name"] == name && m["value"] == value && m["isRegex"] == false),
+            "{silence}"
+        );
+    }
+    let silence_id = silence["id"].as_str().unwrap().to_string();
+    // Acknowledging again makes no second silence.
+    pulse.post(
+        &format!("/api/phase4/alerts/{id}/acknowledge"),
+        "application/json",
+        r#"{"by": "bob"}"#,
+    );
+    let silenced = pulse.poll("/api/phase4/alerts/active", Duration::from_secs(10), |v| {
+        v["alerts"][0]["silenced_by"][0] == silence_id.as_str()
+    });
+    assert_eq!(silenced["alerts"][0]["acknowledgement"]["by"], "alice");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(am.silences().as_array().unwrap().len(), 1);
+
+    // Expired in Alertmanager: the acknowledgement is cleared in Pulse.
+    ureq::delete(&format!("{am_url}/api/v2/silence/{silence_id}"))
+        .call()
+        .unwrap();
+    pulse.poll("/api/phase4/alerts/active", Duration::from_secs(10), |v| {
+        v["alerts"][0]["acknowledgement"].is_null() && v["alerts"][0].get("silenced_by").is_none()
+    });
+
+    // A silence made in Alertmanager shows the alert as silenced in Pulse.
+    let body = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "PulseDelivery.*", "isRegex": true, "isEqual": true}],
+        "startsAt": "2020-01-01T00:00:00Z",
+        "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "oncall",
+        "comment": "maintenance",
+    });
+    let made: Value = ureq::post(&format!("{am_url}/api/v2/silences"))
+        .send_json(body)
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let theirs = made["silenceID"].as_str().unwrap();
+    pulse.poll("/api/phase4/alerts/active", Duration::from_secs(10), |v| {
+        v["alerts"][0]["silenced_by"][0] == theirs
+    });
+}

@@ -53,6 +53,16 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_ALERTMANAGER_URLS", "alerting", "alertmanager_urls"),
     ("PULSE_ALERTING_WEBHOOK_URLS", "alerting", "webhooks"),
     (
+        "PULSE_ALERTING_SILENCE_ON_ACK",
+        "alerting",
+        "silence_on_ack",
+    ),
+    (
+        "PULSE_ALERTING_SILENCE_SYNC_MS",
+        "alerting",
+        "silence_sync_ms",
+    ),
+    (
         "PULSE_ALERTING_RESEND_DELAY_MS",
         "alerting",
         "resend_delay_ms",

@@ -43,6 +43,8 @@ pub enum Change {
     Active(StoredAlert),
     /// Resolved or cancelled: no longer active, its acknowledgement goes with it.
     Gone(String),
+    /// Still active, no longer acknowledged (its silence was expired in Alertmanager).
+    Unacknowledged(String),
     /// Resolved, into the history.
     History(Box<AlertView>),
     /// Everything active and acknowledged now, written again after a failed write left the
@@ -127,6 +129,9 @@ impl AlertStore {
                 }
                 Change::Gone(id) => {
                     pipe.hdel(self.key("active"), id).ignore();
+                    pipe.hdel(self.key("acks"), id).ignore();
+                }
+                Change::Unacknowledged(id) => {
                     pipe.hdel(self.key("acks"), id).ignore();
                 }
                 Change::Snapshot {

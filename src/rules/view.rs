@@ -23,6 +23,9 @@ pub struct AlertView {
     pub group: String,
     pub file: String,
     pub acknowledgement: Option<Acknowledgement>,
+    /// Ids of the Alertmanager silences that match it now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silenced_by: Vec<String>,
 }
 
 /// Filters of the active-alerts list.

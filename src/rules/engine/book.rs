@@ -18,6 +18,7 @@ impl RuleEngine {
             group: g.group.name.clone(),
             file: g.group.file.clone(),
             acknowledgement: self.acks.get(&a.id).cloned(),
+            silenced_by: self.silenced_by(g, a),
             alert: a.clone(),
         }
     }
@@ -95,6 +96,7 @@ impl RuleEngine {
                 }
                 Transition::Cancelled(a) => {
                     self.acks.remove(&a.id);
+                    self.unsilence(&a.id);
                     self.emit(AlertEventKind::Cancelled, at_ms, &a);
                     changes.push(Change::Gone(a.id.clone()));
                 }
@@ -105,6 +107,7 @@ impl RuleEngine {
                     changes.push(Change::Gone(a.id.clone()));
                     changes.push(Change::History(Box::new(view.clone())));
                     self.acks.remove(&a.id);
+                    self.unsilence(&a.id);
                     self.history.push_back(view);
                     while self.history.len() > self.history_max {
                         self.history.pop_front();
@@ -179,6 +182,7 @@ impl RuleEngine {
                     .clone();
                 if view.acknowledgement.is_none() {
                     self.emit(AlertEventKind::Acknowledged, now, &view.alert.clone());
+                    self.silence(&view.alert, &ack, now);
                 }
                 view.acknowledgement = Some(ack);
                 Ok(view)

@@ -92,6 +92,8 @@ pub struct RuleEngine {
     downstream: Vec<Recipient<AlertEvent>>,
     /// Alertmanagers and webhooks, when configured.
     notify: Option<notify::Notify>,
+    /// Active silences by Alertmanager (base URL), as last read.
+    silenced: HashMap<String, Vec<crate::sinks::alertmanager::silences::ActiveSilence>>,
     /// By alert id.
     acks: HashMap<String, Acknowledgement>,
     /// Resolved alerts, newest at the back.
@@ -165,6 +167,7 @@ impl RuleEngine {
             clock,
             downstream,
             notify: None,
+            silenced: HashMap::new(),
             acks: HashMap::new(),
             history: VecDeque::new(),
             history_max,

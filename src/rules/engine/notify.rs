@@ -3,10 +3,14 @@
 //! groups this instance owns, each at most once per resend delay, with `endsAt` four
 //! periods ahead while firing so that Alertmanager resolves an alert Pulse stopped sending.
 
-use actix::Recipient;
+use actix::prelude::*;
 
 use super::RuleEngine;
+use crate::rules::alerting::Alert;
 use crate::rules::group::GroupState;
+use crate::rules::store::Change;
+use crate::rules::view::Acknowledgement;
+use crate::sinks::alertmanager::silences::{SilenceCommand, SilencesSeen};
 use crate::sinks::alertmanager::{NotifyAlerts, OutgoingAlert};
 
 /// Where alerts go and how.
@@ -15,6 +19,11 @@ pub struct Notify {
     pub resend_delay_ms: i64,
     /// Pulse's address as users reach it: the base of each alert's `generatorURL`.
     pub external_url: String,
+    /// Each Alertmanager's silence keeper.
+    pub silences: Vec<Recipient<SilenceCommand>>,
+    /// How long a silence made for an acknowledgement lasts at most (it is removed sooner,
+    /// when the alert resolves).
+    pub silence_max_ms: i64,
 }
 
 impl RuleEngine {
@@ -68,5 +77,66 @@ impl RuleEngine {
             self.notify = Some(notify);
         }
         self
+    }
+
+    /// An acknowledgement: a silence of exactly this alert in each Alertmanager.
+    pub(super) fn silence(&self, a: &Alert, ack: &Acknowledgement, now: i64) {
+        let Some(notify) = &self.notify else {
+            return;
+        };
+        for s in &notify.silences {
+            s.do_send(SilenceCommand::Silence {
+                alert_id: a.id.clone(),
+                labels: a.labels.clone(),
+                by: ack.by.clone(),
+                comment: ack.comment.clone(),
+                ends_at_ms: now + notify.silence_max_ms,
+            });
+        }
+    }
+
+    /// The alert resolved: its acknowledgement's silences go.
+    pub(super) fn unsilence(&self, alert_id: &str) {
+        for s in self.notify.iter().flat_map(|n| &n.silences) {
+            s.do_send(SilenceCommand::Unsilence {
+                alert_id: alert_id.to_string(),
+            });
+        }
+    }
+
+    /// The active silences matching `a` (its labels with the external labels it lacks, as
+    /// Alertmanager holds it).
+    pub(super) fn silenced_by(&self, g: &GroupState, a: &Alert) -> Vec<String> {
+        if self.silenced.values().all(Vec::is_empty) {
+            return Vec::new();
+        }
+        let mut labels = a.labels.clone();
+        for (k, v) in g.template_env.external_labels.iter() {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        self.silenced
+            .values()
+            .flatten()
+            .filter(|s| s.matches(&labels))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+}
+
+impl Handler<SilencesSeen> for RuleEngine {
+    type Result = ();
+
+    /// A silence made for an acknowledgement was expired in Alertmanager: the
+    /// acknowledgement goes too. The active silences are kept for the alerts' views.
+    fn handle(&mut self, seen: SilencesSeen, ctx: &mut Self::Context) {
+        let mut changes = Vec::new();
+        for id in seen.expired_acks {
+            if self.acks.remove(&id).is_some() {
+                tracing::info!(alert = %id, "acknowledgement cleared: its silence was expired in Alertmanager");
+                changes.push(Change::Unacknowledged(id));
+            }
+        }
+        self.silenced.insert(seen.source, seen.active);
+        self.persist(changes, ctx);
     }
 }

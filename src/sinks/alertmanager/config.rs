@@ -25,6 +25,14 @@ pub struct AlertingConfig {
     pub queue_capacity: NonZeroUsize,
     /// Alerts per POST (Prometheus sends at most 64).
     pub max_batch: NonZeroUsize,
+    /// Acknowledging an alert creates a silence of exactly it in each Alertmanager,
+    /// removed when it resolves. `PULSE_ALERTING_SILENCE_ON_ACK`.
+    pub silence_on_ack: bool,
+    /// The longest such a silence lasts.
+    pub silence_max_ms: NonZeroU64,
+    /// How often Alertmanager's silences are read back (an expired one clears its
+    /// acknowledgement; active ones mark the alerts they match as silenced).
+    pub silence_sync_ms: NonZeroU64,
 }
 
 impl Default for AlertingConfig {
@@ -36,6 +44,9 @@ impl Default for AlertingConfig {
             resend_delay_ms: NonZeroU64::new(60_000).unwrap(),
             queue_capacity: NonZeroUsize::new(10_000).unwrap(),
             max_batch: NonZeroUsize::new(64).unwrap(),
+            silence_on_ack: false,
+            silence_max_ms: NonZeroU64::new(24 * 3600 * 1000).unwrap(),
+            silence_sync_ms: NonZeroU64::new(5_000).unwrap(),
         }
     }
 }

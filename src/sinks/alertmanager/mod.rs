@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod payload;
+pub mod silences;
 
 use std::collections::VecDeque;
 use std::time::Duration;
