@@ -181,8 +181,9 @@ function renderAlerts(r) {
     tr.innerHTML = `<td></td><td></td><td class="labels"></td><td></td><td></td><td></td>`;
     const td = tr.querySelectorAll("td");
     td[0].textContent = a.name;
-    td[1].textContent = a.state;
+    td[1].textContent = a.silenced_by ? `${a.state}, silenced` : a.state;
     td[1].className = a.state;
+    if (a.silenced_by) td[1].title = `Alertmanager silence ${a.silenced_by.join(", ")}`;
     td[2].textContent = labels;
     td[3].textContent = fmt(a.value);
     td[4].textContent = time(a.active_at_ms);
