@@ -51,6 +51,7 @@ async fn serve(
     spawn_reload_on_sighup(handles.rules.clone());
     let telemetry = handles.telemetry.clone();
     let redis_sink = handles.redis_sink.clone();
+    let grace_ms = service.server.shutdown_grace_ms.get();
     let auth = api::Auth {
         token: service.auth.token.as_ref().map(|t| t.0.clone()),
         protect_reads: service.auth.protect_reads,
@@ -60,7 +61,9 @@ async fn serve(
         tracing::warn!("auth.protect_reads has no effect without auth.token (PULSE_AUTH_TOKEN)");
     }
     let reads_open = !auth.protect_reads;
-    let app = api::router(AppState::with_auth(handles, limits, auth));
+    let state = AppState::with_auth(handles, limits, auth);
+    let stopping = state.shutdown.clone();
+    let app = api::router(state);
     if !local.ip().is_loopback() {
         match (authenticated, reads_open) {
             (false, _) => tracing::warn!(
@@ -85,15 +88,35 @@ async fn serve(
         env!("CARGO_PKG_VERSION"),
         role.name()
     );
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+    tokio::spawn({
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, open streams end");
+            stopping.begin();
+        }
     });
-    server
-        .await
-        .context("HTTP server task")?
-        .context("HTTP server")?;
+    let mut server = tokio::spawn({
+        let stopping = stopping.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopping.begun().await })
+                .await
+        }
+    });
+    // Requests under way get `grace` to finish; then their connections are closed.
+    let grace = std::time::Duration::from_millis(grace_ms);
+    let deadline = async {
+        stopping.begun().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        done = &mut server => done.context("HTTP server task")?.context("HTTP server")?,
+        () = deadline => {
+            tracing::warn!("connections still open {} ms after the shutdown began: closed", grace.as_millis());
+            server.abort();
+        }
+    }
     // Write what the Redis sink still holds (up to 5 s); say what could not be.
     if let Some(sink) = redis_sink {
         let within = std::time::Duration::from_secs(5);

@@ -1,5 +1,6 @@
 //! `GET /api/v1/commands`: server-sent events of the command stream, for workers that own
-//! GPU memory (event `cleanup`, data = the command as JSON).
+//! GPU memory (event `cleanup`, data = the command as JSON). When Pulse shuts down the
+//! stream ends with an event `shutdown`: a worker reconnects to the next instance.
 
 use std::convert::Infallible;
 
@@ -17,6 +18,7 @@ pub async fn subscribe(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.handles.commands.subscribe();
+    let shutdown = state.shutdown.clone();
     let stream = BroadcastStream::new(rx).map(|item| {
         Ok(match item {
             Ok(cmd) => {
@@ -32,5 +34,12 @@ pub async fn subscribe(
                 .data(format!("{n} commands were missed by this subscriber")),
         })
     });
+    let last = futures_util::stream::once(async {
+        Ok(Event::default()
+            .event("shutdown")
+            .data("pulse is shutting down; reconnect"))
+    });
+    let stream = futures_util::StreamExt::take_until(stream, async move { shutdown.begun().await })
+        .chain(last);
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -60,6 +60,8 @@ pub struct Shared {
     pub status_cache: Arc<status::StatusCache>,
     /// Who may call what.
     pub auth: Auth,
+    /// Begun at SIGTERM: open event streams end.
+    pub shutdown: crate::runtime::shutdown::Shutdown,
 }
 
 impl Deref for AppState {
@@ -134,6 +136,7 @@ impl AppState {
             started: Instant::now(),
             status_cache: Arc::default(),
             auth,
+            shutdown: Default::default(),
         }))
     }
 }

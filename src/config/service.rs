@@ -21,6 +21,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_AUTH_TOKEN", "auth", "token"),
     ("PULSE_AUTH_PROTECT_READS", "auth", "protect_reads"),
     ("PULSE_MAX_BODY_BYTES", "server", "max_body_bytes"),
+    ("PULSE_SHUTDOWN_GRACE_MS", "server", "shutdown_grace_ms"),
     ("PULSE_DASHBOARD_REFRESH_MS", "dashboard", "refresh_ms"),
     (
         "PULSE_DASHBOARD_STALE_AFTER_MS",
@@ -399,6 +400,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: NonZeroUsize,
+    /// After SIGTERM, how long requests under way may take before their connections are
+    /// closed (event streams end at once); then sinks drain and traces flush.
+    pub shutdown_grace_ms: NonZeroU64,
 }
 
 impl Default for ServerConfig {
@@ -406,6 +410,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             max_body_bytes: NonZeroUsize::new(1024 * 1024).unwrap(),
+            shutdown_grace_ms: NonZeroU64::new(10_000).unwrap(),
         }
     }
 }

@@ -4,5 +4,6 @@
 pub mod allocator;
 pub mod clock;
 pub mod mailbox;
+pub mod shutdown;
 #[cfg(test)]
 pub mod testing;

@@ -1,0 +1,62 @@
+//! SIGTERM stops Pulse within its grace even when clients hold connections open: a worker on
+//! the command stream gets a final `shutdown` event and its stream ends; a client that never
+//! finishes its request header is cut off when the grace runs out. Then the sinks drain.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::process::Pulse;
+
+fn connect(pulse: &Pulse) -> TcpStream {
+    let addr = pulse.base.trim_start_matches("http://");
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+#[test]
+fn an_open_command_stream_ends_with_a_shutdown_event_and_pulse_exits() {
+    let pulse = Pulse::start(&[("PULSE_SHUTDOWN_GRACE_MS", "30000")]);
+    let mut stream = connect(&pulse);
+    stream
+        .write_all(
+            b"GET /api/v1/commands HTTP/1.1\r\nHost: pulse\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = stream.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stream.read_to_string(&mut rest);
+        rest
+    });
+    let started = Instant::now();
+    let log = pulse.stop();
+    // Well inside the 30 s grace: the stream did not hold the server.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "exit took {took:?}");
+    let rest = reader.join().unwrap();
+    assert!(rest.contains("event: shutdown"), "{rest}");
+    assert!(log.iter().any(|l| l.contains("shut down")), "{log:?}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_header_is_cut_off_after_the_grace() {
+    let pulse = Pulse::start(&[("PULSE_SHUTDOWN_GRACE_MS", "1500")]);
+    let mut slow = connect(&pulse);
+    slow.write_all(b"GET /api/phase4/status HTTP/1.1\r\nHost: pul")
+        .unwrap();
+    let started = Instant::now();
+    let log = pulse.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(log.iter().any(|l| l.contains("shut down")), "{log:?}");
+}
