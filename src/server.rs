@@ -51,7 +51,6 @@ async fn serve(
     spawn_reload_on_sighup(handles.rules.clone());
     let telemetry = handles.telemetry.clone();
     let redis_sink = handles.redis_sink.clone();
-    let grace_ms = service.server.shutdown_grace_ms.get();
     let auth = api::Auth {
         token: service.auth.token.as_ref().map(|t| t.0.clone()),
         protect_reads: service.auth.protect_reads,
@@ -63,6 +62,7 @@ async fn serve(
     let reads_open = !auth.protect_reads;
     let state = AppState::with_auth(handles, limits, auth);
     let stopping = state.shutdown.clone();
+    let connections = state.connections.clone();
     let app = api::router(state);
     if !local.ip().is_loopback() {
         match (authenticated, reads_open) {
@@ -96,27 +96,14 @@ async fn serve(
             stopping.begin();
         }
     });
-    let mut server = tokio::spawn({
-        let stopping = stopping.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopping.begun().await })
-                .await
-        }
-    });
-    // Requests under way get `grace` to finish; then their connections are closed.
-    let grace = std::time::Duration::from_millis(grace_ms);
-    let deadline = async {
-        stopping.begun().await;
-        tokio::time::sleep(grace).await;
+    let limits = api::listener::ListenerLimits {
+        max_connections: service.server.max_connections.get(),
+        header_read_timeout: std::time::Duration::from_millis(
+            service.server.header_read_timeout_ms.get(),
+        ),
+        grace: std::time::Duration::from_millis(service.server.shutdown_grace_ms.get()),
     };
-    tokio::select! {
-        done = &mut server => done.context("HTTP server task")?.context("HTTP server")?,
-        () = deadline => {
-            tracing::warn!("connections still open {} ms after the shutdown began: closed", grace.as_millis());
-            server.abort();
-        }
-    }
+    api::listener::serve(listener, app, limits, connections, stopping).await;
     // Write what the Redis sink still holds (up to 5 s); say what could not be.
     if let Some(sink) = redis_sink {
         let within = std::time::Duration::from_secs(5);

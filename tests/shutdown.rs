@@ -60,3 +60,35 @@ fn a_client_that_never_finishes_its_header_is_cut_off_after_the_grace() {
     );
     assert!(log.iter().any(|l| l.contains("shut down")), "{log:?}");
 }
+
+#[test]
+fn idle_and_slow_clients_are_closed_and_a_declared_huge_body_is_refused_at_once() {
+    let pulse = Pulse::start(&[("PULSE_HEADER_READ_TIMEOUT_MS", "500")]);
+    // An idle connection and one sending its header byte by byte: both closed by Pulse.
+    let mut idle = connect(&pulse);
+    let mut slow = connect(&pulse);
+    slow.write_all(b"GET /api/phase4/status HTTP/1.1\r\n")
+        .unwrap();
+    for mut s in [&mut idle, &mut slow] {
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    // Content-Length far past server.max_body_bytes with a 2-byte body: 413 without waiting.
+    let mut big = connect(&pulse);
+    big.write_all(b"POST /api/v1/requests HTTP/1.1\r\nHost: pulse\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n[]")
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = big.read(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload too large"), "{text}");
+    let metrics = pulse.get_text("/metrics");
+    let timeouts = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pulse_http_header_timeouts_total "))
+        .unwrap();
+    assert!(timeouts.parse::<u64>().unwrap() >= 2, "{timeouts}");
+}

@@ -54,6 +54,20 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// Renders what the HTTP listener counted.
+pub fn render_connections(out: &mut String, c: &crate::api::listener::ConnectionStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (name, kind, help, value) in [
+        ("pulse_http_connections_accepted_total", "counter", "HTTP connections accepted.", c.accepted.load(Relaxed)),
+        ("pulse_http_connections_refused_total", "counter", "HTTP connections closed at once: server.max_connections were open.", c.refused_at_limit.load(Relaxed)),
+        ("pulse_http_header_timeouts_total", "counter", "HTTP connections closed because no request header arrived within server.header_read_timeout_ms (idle or slow clients).", c.header_timeouts.load(Relaxed)),
+        ("pulse_http_connections_open", "gauge", "HTTP connections open now.", c.open.load(Relaxed)),
+    ] {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// Renders Pulse's own pipeline metrics.
 pub fn render_components(out: &mut String, components: &[ComponentStats]) {
     let line = |out: &mut String, name: &str, c: &ComponentStats, v: f64| {

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use super::error::ApiError;
 use super::status::gather;
 use super::AppState;
-use crate::api::exposition::{render_components, render_series};
+use crate::api::exposition::{render_components, render_connections, render_series};
 use crate::messages::queries::SelectLatest;
 use crate::model::catalog;
 use crate::model::selector::Selector;
@@ -41,6 +41,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let mut body = String::with_capacity(latest.len() * 120 + 4096);
     render_series(&mut body, &latest);
     render_components(&mut body, &components);
+    render_connections(&mut body, &state.connections);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod exposition;
 mod extract;
 mod ingest;
+pub mod listener;
 mod metrics;
 mod phase4;
 mod predictions;
@@ -62,6 +63,8 @@ pub struct Shared {
     pub auth: Auth,
     /// Begun at SIGTERM: open event streams end.
     pub shutdown: crate::runtime::shutdown::Shutdown,
+    /// What the listener counted.
+    pub connections: Arc<listener::ConnectionStats>,
 }
 
 impl Deref for AppState {
@@ -137,6 +140,7 @@ impl AppState {
             status_cache: Arc::default(),
             auth,
             shutdown: Default::default(),
+            connections: Arc::default(),
         }))
     }
 }
@@ -226,7 +230,17 @@ async fn guard_and_record(State(state): State<AppState>, mut req: Request, next:
     let allowed = state
         .auth
         .check(req.method(), req.uri().path(), req.headers());
+    // A body declared larger than the limit is refused before it is read.
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = state.limits.max_body_bytes;
     let mut response = match allowed {
+        Ok(()) if declared.is_some_and(|n| n > limit as u64) => {
+            axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge { limit })
+        }
         Ok(()) => next.run(req).await,
         Err(why) => axum::response::IntoResponse::into_response(ApiError::Unauthorized(why)),
     };

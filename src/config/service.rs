@@ -22,6 +22,12 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_AUTH_PROTECT_READS", "auth", "protect_reads"),
     ("PULSE_MAX_BODY_BYTES", "server", "max_body_bytes"),
     ("PULSE_SHUTDOWN_GRACE_MS", "server", "shutdown_grace_ms"),
+    ("PULSE_MAX_CONNECTIONS", "server", "max_connections"),
+    (
+        "PULSE_HEADER_READ_TIMEOUT_MS",
+        "server",
+        "header_read_timeout_ms",
+    ),
     ("PULSE_DASHBOARD_REFRESH_MS", "dashboard", "refresh_ms"),
     (
         "PULSE_DASHBOARD_STALE_AFTER_MS",
@@ -403,6 +409,11 @@ pub struct ServerConfig {
     /// After SIGTERM, how long requests under way may take before their connections are
     /// closed (event streams end at once); then sinks drain and traces flush.
     pub shutdown_grace_ms: NonZeroU64,
+    /// Connections open at once; more are closed at once (counted in `/metrics`).
+    pub max_connections: NonZeroUsize,
+    /// A request header (the first, or the next on a kept-alive connection) must arrive
+    /// within this; else the connection is closed (idle and slow clients).
+    pub header_read_timeout_ms: NonZeroU64,
 }
 
 impl Default for ServerConfig {
@@ -411,6 +422,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             max_body_bytes: NonZeroUsize::new(1024 * 1024).unwrap(),
             shutdown_grace_ms: NonZeroU64::new(10_000).unwrap(),
+            max_connections: NonZeroUsize::new(512).unwrap(),
+            header_read_timeout_ms: NonZeroU64::new(10_000).unwrap(),
         }
     }
 }
