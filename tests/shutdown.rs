@@ -69,7 +69,7 @@ fn idle_and_slow_clients_are_closed_and_a_declared_huge_body_is_refused_at_once(
     let mut slow = connect(&pulse);
     slow.write_all(b"GET /api/phase4/status HTTP/1.1\r\n")
         .unwrap();
-    for mut s in [&mut idle, &mut slow] {
+    for s in [&mut idle, &mut slow] {
         let started = Instant::now();
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).unwrap_or(0);
