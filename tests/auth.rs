@@ -107,6 +107,10 @@ fn mutating_endpoints_need_the_token_and_reads_stay_open() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The scheme is case-insensitive (RFC 7235).
+    let lower = format!("bearer {TOKEN}");
+    let (status, v, _) = call(&p, "POST", "/api/phase4/cache/clear", Some(&lower), "");
+    assert_eq!(status, 200, "{v}");
 
     // Reads are open.
     for path in [

@@ -106,10 +106,13 @@ impl Auth {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Err("this endpoint needs `Authorization: Bearer <token>`".to_string());
         };
+        // The scheme is case-insensitive (RFC 7235): `bearer` and `BEARER` too.
         let given = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or("the Authorization header is not `Bearer <token>`")?;
         if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
             Ok(())

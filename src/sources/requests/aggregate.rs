@@ -66,11 +66,25 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
         }))
 }
 
+/// The longest latency a request record may carry: a day. Larger values are a client's
+/// mistake, and one `1e308` made the latency histogram's sum a 307-digit number.
+pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
+
 impl RequestRecord {
     /// Checks what serde cannot; the error names the field.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.route.is_empty() || self.route.len() > MAX_ROUTE_LEN {
             return Err(("route", format!("must be 1 to {MAX_ROUTE_LEN} bytes long")));
+        }
+        // Label values end up in /metrics: no control characters (NUL, escape...).
+        for (field, value) in [
+            ("route", Some(&self.route)),
+            ("service", self.service.as_ref()),
+            ("gpu", self.gpu.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.chars().any(char::is_control)) {
+                return Err((field, "must not hold control characters".to_string()));
+            }
         }
         if !(100..=599).contains(&self.status) {
             return Err((
@@ -78,10 +92,13 @@ impl RequestRecord {
                 format!("{} is not an HTTP status (100-599)", self.status),
             ));
         }
-        if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {
+        if !self.latency_ms.is_finite() || !(0.0..=MAX_LATENCY_MS).contains(&self.latency_ms) {
             return Err((
                 "latency_ms",
-                format!("{} is not a finite, non-negative number", self.latency_ms),
+                format!(
+                    "{} is not a latency from 0 to {MAX_LATENCY_MS} ms (a day)",
+                    self.latency_ms
+                ),
             ));
         }
         if let Some(ts) = self.timestamp {
@@ -499,6 +516,35 @@ impl TracedRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_latencies_and_control_characters_are_refused_by_field() {
+        let ok = RequestRecord {
+            timestamp: None,
+            route: "/v1/generate".into(),
+            status: 200,
+            latency_ms: 20.0,
+            gpu: None,
+            trace_id: None,
+            service: None,
+        };
+        assert!(ok.validate().is_ok());
+        let huge = RequestRecord {
+            latency_ms: 1e308,
+            ..ok.clone()
+        };
+        assert_eq!(huge.validate().unwrap_err().0, "latency_ms");
+        let nul = RequestRecord {
+            route: "/v1/gen\0erate".into(),
+            ..ok.clone()
+        };
+        assert_eq!(nul.validate().unwrap_err().0, "route");
+        let service = RequestRecord {
+            service: Some("a\u{1b}[31m".into()),
+            ..ok
+        };
+        assert_eq!(service.validate().unwrap_err().0, "service");
+    }
 
     #[test]
     fn traced_requests_keep_the_newest_records_with_trace_ids() {
