@@ -1,7 +1,8 @@
 //! The query cache's second tier in a real `redis-server`: a computed view is written to
 //! `pulse:cache:<view>:<epoch>`; a Pulse restarted with `kill -9` serves that same view
 //! from Redis instead of computing it; clearing the cache clears both tiers; with Redis
-//! gone, views are computed and the failures are counted, never answered as errors.
+//! gone, views are computed and the failures are counted, never answered as errors; with
+//! Redis hung (stopped), views do not wait for it.
 
 mod common;
 
@@ -102,4 +103,36 @@ fn views_outlive_a_restart_in_redis_and_clear_empties_both_tiers() {
     assert_eq!(v["error"], "unavailable", "{v}");
     assert!(v["detail"].as_str().unwrap().contains("Redis tier"), "{v}");
     second.stop();
+}
+
+#[test]
+fn a_hung_redis_does_not_hold_the_views() {
+    let port = free_port();
+    let redis = RedisServer::start(port);
+    let pulse = Pulse::start(&[
+        (
+            "PULSE_REDIS_URL",
+            format!("redis://127.0.0.1:{port}").as_str(),
+        ),
+        ("PULSE_DASHBOARD_REFRESH_MS", "200"),
+        ("PULSE_CACHE_TTL_MS", "200"),
+    ]);
+    let (status, _) = pulse.get("/api/phase4/dashboard/summary");
+    assert_eq!(status, 200);
+    redis.pause(true);
+    // Each request below misses the first tier (a new refresh period): before, each waited
+    // Redis' 5 s round-trip timeout; now the Redis tier gets 100 ms, then is skipped.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(250));
+        let started = Instant::now();
+        let (status, _) = pulse.get("/api/phase4/dashboard/summary");
+        assert_eq!(status, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    redis.pause(false);
+    eprintln!("slowest summary with Redis stopped: {slowest:?}");
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    let t = tier(&pulse);
+    assert!(t["errors"].as_u64() >= Some(1), "{t}");
 }

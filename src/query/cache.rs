@@ -55,6 +55,12 @@ pub struct SecondTierStats {
     pub last_error: Option<String>,
 }
 
+/// How long a view request waits for the Redis tier before computing the view itself: a
+/// hung Redis (stopped, not refusing) made every miss wait the 5 s round-trip timeout.
+pub const SECOND_TIER_READ_BUDGET: Duration = Duration::from_millis(100);
+/// After a failed or late round trip the Redis tier is skipped this long.
+pub const SECOND_TIER_BACKOFF: Duration = Duration::from_secs(5);
+
 /// The second tier, in Redis.
 #[derive(Clone)]
 pub struct SecondTier {
@@ -65,6 +71,8 @@ pub struct SecondTier {
     misses: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// Skipped until then, after a failure.
+    skip_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl SecondTier {
@@ -77,19 +85,47 @@ impl SecondTier {
             misses: Arc::default(),
             errors: Arc::default(),
             last_error: Arc::default(),
+            skip_until: Arc::default(),
         })
     }
 
     fn failed(&self, e: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        *self.skip_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now() + SECOND_TIER_BACKOFF);
     }
 
-    /// The view, when another process (or this one before a restart) computed it.
+    /// Whether the tier is being skipped after a failure.
+    fn skipping(&self) -> bool {
+        self.skip_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// The view, when another process (or this one before a restart) computed it; `None`
+    /// at once while the tier is skipped, and after [`SECOND_TIER_READ_BUDGET`].
     async fn get(&self, key: &ViewKey) -> Option<Bytes> {
+        if self.skipping() {
+            return None;
+        }
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("GET").arg(key.redis_key(&self.prefix)).clone();
-        match crate::redis::timed(cmd.query_async::<Option<Vec<u8>>>(&mut conn)).await {
+        let budgeted = async {
+            tokio::time::timeout(
+                SECOND_TIER_READ_BUDGET,
+                crate::redis::timed(cmd.query_async::<Option<Vec<u8>>>(&mut conn)),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within the {} ms read budget",
+                    SECOND_TIER_READ_BUDGET.as_millis()
+                ))
+            })
+        };
+        match budgeted.await {
             Ok(Some(v)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(Bytes::from(v))
@@ -106,6 +142,9 @@ impl SecondTier {
     }
 
     async fn put(&self, key: &ViewKey, value: &Bytes, ttl_ms: u64) {
+        if self.skipping() {
+            return;
+        }
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("SET")
             .arg(key.redis_key(&self.prefix))

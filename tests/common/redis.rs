@@ -31,6 +31,17 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// SIGSTOP (`true`) or SIGCONT: a hung server, which neither answers nor refuses.
+    pub fn pause(&self, stopped: bool) {
+        let signal = if stopped { "-STOP" } else { "-CONT" };
+        std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
