@@ -85,10 +85,20 @@ fn idle_and_slow_clients_are_closed_and_a_declared_huge_body_is_refused_at_once(
     let text = String::from_utf8_lossy(&answer[..n]);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("payload too large"), "{text}");
-    let metrics = pulse.get_text("/metrics");
-    let timeouts = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("pulse_http_header_timeouts_total "))
-        .unwrap();
-    assert!(timeouts.parse::<u64>().unwrap() >= 2, "{timeouts}");
+    // Counted once the connections' tasks end (just after the sockets close).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = pulse.get_text("/metrics");
+        let timeouts: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("pulse_http_header_timeouts_total "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if timeouts >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{timeouts} header timeouts counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
