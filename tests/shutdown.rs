@@ -98,7 +98,10 @@ fn idle_and_slow_clients_are_closed_and_a_declared_huge_body_is_refused_at_once(
         if timeouts >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "{timeouts} header timeouts counted");
+        assert!(
+            Instant::now() < deadline,
+            "{timeouts} header timeouts counted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -39,13 +39,65 @@ pub fn render_series(out: &mut String, latest: &[(Series, i64, f64)]) {
                 let _ = writeln!(out, "# TYPE {family} {}", info.kind.as_str());
             }
             None => {
-                let _ = writeln!(out, "# TYPE {family} untyped");
+                let (kind, help) = match family {
+                    "ALERTS" => (
+                        "gauge",
+                        "Alerts pending or firing (1 each), as Prometheus writes them.",
+                    ),
+                    "ALERTS_FOR_STATE" => (
+                        "gauge",
+                        "When each pending or firing alert became active (Unix seconds).",
+                    ),
+                    _ => (
+                        "untyped",
+                        "A series recorded by a rule or sent to Pulse (no description).",
+                    ),
+                };
+                let _ = writeln!(out, "# HELP {family} {help}");
+                let _ = writeln!(out, "# TYPE {family} {kind}");
             }
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // Histograms as the format wants them: each series' buckets by bound, then its sum
+        // and count.
+        entries.sort_by_cached_key(|e| exposition_order(&e.0));
         for (series, _, value) in entries {
             let _ = writeln!(out, "{series} {}", fmt_value(*value));
         }
+    }
+}
+
+/// The order of a family's lines: by labels (without `le`), buckets before `_sum` and
+/// `_count`, buckets by numeric bound (`+Inf` last).
+fn exposition_order(series: &Series) -> (crate::model::labels::Labels, u8, OrderedBound) {
+    let labels = series.label_set();
+    let le = labels.get("le").map(|v| match &**v {
+        "+Inf" | "Inf" => f64::INFINITY,
+        v => v.parse().unwrap_or(f64::NAN),
+    });
+    let name = series.name();
+    let rank = if name.ends_with("_sum") {
+        1
+    } else if name.ends_with("_count") {
+        2
+    } else {
+        0
+    };
+    (
+        labels.without("le").without(crate::promql::NAME),
+        rank,
+        OrderedBound(le.unwrap_or(f64::NEG_INFINITY)),
+    )
+}
+
+/// A bucket bound, ordered (`total_cmp`).
+#[derive(PartialEq, PartialOrd)]
+struct OrderedBound(f64);
+
+impl Eq for OrderedBound {}
+
+impl Ord for OrderedBound {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
     }
 }
 

@@ -107,6 +107,12 @@ pub const CATALOG: &[MetricInfo] = &[
         "Power draw (in W).",
     ),
     info(
+        POWER_LIMIT,
+        MetricType::Gauge,
+        "watts",
+        "Enforced power limit (in W).",
+    ),
+    info(
         SM_CLOCK,
         MetricType::Gauge,
         "MHz",

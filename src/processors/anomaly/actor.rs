@@ -223,7 +223,7 @@ impl Handler<GetStats> for AnomalyDetector {
             .insert("anomaly_samples_skipped_total", counts.skipped as f64);
         st.extra.insert("anomaly_gaps_total", counts.gaps as f64);
         st.extra
-            .insert("anomaly_counter_resets_total", counts.resets as f64);
+            .insert("anomaly_series_resets_total", counts.resets as f64);
         st.extra
             .insert("anomaly_series_evicted_total", counts.evicted as f64);
         st.extra.insert(

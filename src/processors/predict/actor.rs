@@ -235,10 +235,14 @@ impl Handler<GetStats> for Predictor {
             .insert("predictor_fit_failures_total", c.fit_failures as f64);
         st.extra
             .insert("predictor_fit_timeouts_total", c.fit_timeouts as f64);
-        st.extra
-            .insert("predictor_last_cycle_fit_ms", c.last_cycle_fit_ms);
-        st.extra
-            .insert("predictor_last_allocator_trim_ms", self.last_trim_ms);
+        st.extra.insert(
+            "predictor_last_cycle_fit_seconds",
+            c.last_cycle_fit_ms / 1000.0,
+        );
+        st.extra.insert(
+            "predictor_last_allocator_trim_seconds",
+            self.last_trim_ms / 1000.0,
+        );
         st.extra.insert(
             "predictor_allocator_trims_released_total",
             self.trims_released as f64,

@@ -18,7 +18,7 @@ impl Handler<GetStats> for RuleEngine {
         st.extra
             .insert("rule_evaluation_errors_total", self.eval_errors as f64);
         st.extra
-            .insert("rule_evaluation_last_ms", self.last_eval_ms);
+            .insert("rule_evaluation_last_seconds", self.last_eval_ms / 1000.0);
         st.extra.insert(
             "rule_evaluations_on_ingest_total",
             self.ingest_evaluations as f64,

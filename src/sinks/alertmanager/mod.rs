@@ -193,8 +193,9 @@ impl Handler<GetStats> for AlertNotifier {
         st.received_total = self.received;
         st.emitted_total = self.delivered;
         st.dropped_total = self.dropped;
-        st.extra.insert("queued", self.queue.len() as f64);
-        st.extra.insert("failed_posts", self.failed_posts as f64);
+        st.extra.insert("alerts_queued", self.queue.len() as f64);
+        st.extra
+            .insert("alert_posts_failed_total", self.failed_posts as f64);
         if let Some(e) = &self.last_error {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!(

@@ -301,9 +301,11 @@ impl Handler<GetStats> for SilenceSync {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut st = ComponentStats::new(format!("silences {}", self.base), "sink");
         st.emitted_total = self.created;
-        st.extra.insert("silences_removed", self.removed as f64);
+        st.extra
+            .insert("silences_removed_total", self.removed as f64);
         st.extra.insert("silences_held", self.ours.len() as f64);
-        st.extra.insert("failed_calls", self.failed as f64);
+        st.extra
+            .insert("silence_calls_failed_total", self.failed as f64);
         if let Some(e) = &self.last_error {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!("Alertmanager's silences API failed: {e}"));
