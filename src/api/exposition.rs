@@ -90,10 +90,21 @@ fn exposition_order(series: &Series) -> (crate::model::labels::Labels, u8, Order
 }
 
 /// A bucket bound, ordered (`total_cmp`).
-#[derive(PartialEq, PartialOrd)]
 struct OrderedBound(f64);
 
+impl PartialEq for OrderedBound {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
 impl Eq for OrderedBound {}
+
+impl PartialOrd for OrderedBound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Ord for OrderedBound {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

@@ -12,6 +12,7 @@ pub mod listener;
 mod metrics;
 mod phase4;
 mod predictions;
+mod prom;
 mod status;
 mod traces;
 mod web;
@@ -94,7 +95,11 @@ impl Auth {
         let Some(token) = &self.token else {
             return Ok(());
         };
-        let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+        // Prometheus' query API takes POST for long queries: still a read.
+        let query = path == "/api/v1/query" || path == "/api/v1/query_range";
+        let read = method == axum::http::Method::GET
+            || method == axum::http::Method::HEAD
+            || (query && method == axum::http::Method::POST);
         // The live page's files hold no data (a browser cannot send a bearer token when
         // it opens a page); the page then calls the API with the token. Nor do the probes,
         // which kubelets and compose health checks call without one.
@@ -155,6 +160,11 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/pulse.js", get(web::script))
         .route("/assets/pulse.css", get(web::style))
         .route("/api/v1/series", get(web::series))
+        .route("/api/v1/query", get(prom::query_get).post(prom::query_post))
+        .route(
+            "/api/v1/query_range",
+            get(prom::query_range_get).post(prom::query_range_post),
+        )
         .route("/api/phase4/gpu/profile", get(phase4::gpu_profile))
         .route("/api/phase4/gpu/cleanup", post(phase4::gpu_cleanup))
         .route(

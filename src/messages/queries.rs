@@ -45,3 +45,14 @@ pub struct SelectLatest {
     pub selector: Selector,
     pub since_ms: i64,
 }
+
+/// Any read of the store, run on its thread: the caller brings the work (a PromQL
+/// evaluation, ...), so the store needs to know nothing about it. Keep each one short:
+/// ingest waits meanwhile.
+pub struct ReadStore<R: Send + 'static>(
+    pub Box<dyn FnOnce(&crate::store::window::WindowStore) -> R + Send>,
+);
+
+impl<R: Send + 'static> Message for ReadStore<R> {
+    type Result = R;
+}

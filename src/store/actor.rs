@@ -447,6 +447,18 @@ impl Handler<SelectGrids> for WindowStoreActor {
     }
 }
 
+impl<R: Send + 'static> Handler<crate::messages::queries::ReadStore<R>> for WindowStoreActor {
+    type Result = MessageResult<crate::messages::queries::ReadStore<R>>;
+
+    fn handle(
+        &mut self,
+        read: crate::messages::queries::ReadStore<R>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        MessageResult((read.0)(&self.store))
+    }
+}
+
 impl Handler<SelectStats> for WindowStoreActor {
     type Result = MessageResult<SelectStats>;
 

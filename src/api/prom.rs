@@ -1,0 +1,337 @@
+//! Prometheus' HTTP query API over the window store: `GET|POST /api/v1/query` and
+//! `/api/v1/query_range`, with Prometheus' parameters (`query`, `time`, `start`, `end`,
+//! `step`, as Unix seconds or RFC 3339) and response shapes (`{"status":"success","data":
+//! {"resultType", "result"}}`, errors as `{"status":"error","errorType","error"}`), so
+//! Grafana can use Pulse as a Prometheus data source for recent data. A range query is
+//! evaluated in chunks of steps, each a short read on the store's thread, so ingest goes
+//! on between them.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+
+use super::AppState;
+use crate::messages::queries::ReadStore;
+use crate::promql::{self, Evaluator, Labels, Value};
+
+/// Points one range query may return per series (Prometheus' limit).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+/// Steps evaluated per read of the store.
+const STEPS_PER_READ: usize = 32;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    query: Option<String>,
+    time: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    step: Option<String>,
+    /// Accepted and ignored (Prometheus' per-query timeout).
+    #[allow(dead_code)]
+    timeout: Option<String>,
+}
+
+/// A Prometheus API error: status, `errorType`, `error`.
+struct PromError(StatusCode, &'static str, String);
+
+impl IntoResponse for PromError {
+    fn into_response(self) -> Response {
+        let PromError(status, kind, message) = self;
+        (
+            status,
+            Json(json!({"status": "error", "errorType": kind, "error": message})),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Response {
+    PromError(status, kind, message.into()).into_response()
+}
+
+fn bad_data(message: impl Into<String>) -> PromError {
+    PromError(StatusCode::BAD_REQUEST, "bad_data", message.into())
+}
+
+/// Unix seconds (`1700000000.5`) or RFC 3339 (`2023-11-14T22:13:20Z`) to Unix ms.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs.abs() < 1e13 {
+            return Ok((secs * 1000.0).round() as i64);
+        }
+    }
+    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, rest) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(zone_at);
+    let mut c = clock.split(':');
+    let (h, min): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
+    let sec: f64 = c.next().unwrap_or("0").parse().ok()?;
+    let offset_min = match zone {
+        "" | "Z" | "z" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = z[1..].split_once(':')?;
+            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?)
+        }
+    };
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || min > 59
+        || !(0.0..61.0).contains(&sec)
+    {
+        return None;
+    }
+    // Days since the epoch (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + min * 60 - offset_min * 60;
+    Some(secs * 1000 + (sec * 1000.0).round() as i64)
+}
+
+/// A step: Prometheus' duration (`15s`, `1m`) or seconds (`15`, `0.5`).
+fn parse_step(s: &str) -> Result<i64, String> {
+    let ms = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => (secs * 1000.0).round() as i64,
+        _ => crate::rules::parse_duration_ms(s)?,
+    };
+    if ms <= 0 {
+        return Err("zero or negative query resolution step widths are not accepted. Try a positive integer".to_string());
+    }
+    Ok(ms)
+}
+
+/// A sample value as Prometheus writes it: shortest digits, no exponent, `NaN`, `+Inf`.
+fn value_text(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn metric(labels: &Labels) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn seconds(t_ms: i64) -> Json_ {
+    json!(t_ms as f64 / 1000.0)
+}
+
+fn query_text(p: &Params) -> Result<promql::Query, PromError> {
+    let text = p
+        .query
+        .as_deref()
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| bad_data("invalid parameter \"query\": no query given"))?;
+    promql::parse(text).map_err(|e| bad_data(format!("invalid parameter \"query\": {e}")))
+}
+
+/// `GET /api/v1/query`.
+pub async fn query_get(State(state): State<AppState>, Query(p): Query<Params>) -> Response {
+    query(state, p).await
+}
+
+/// `POST /api/v1/query` (form-encoded, as Grafana sends it).
+pub async fn query_post(State(state): State<AppState>, Form(p): Form<Params>) -> Response {
+    query(state, p).await
+}
+
+/// `GET /api/v1/query_range`.
+pub async fn query_range_get(State(state): State<AppState>, Query(p): Query<Params>) -> Response {
+    query_range(state, p).await
+}
+
+/// `POST /api/v1/query_range`.
+pub async fn query_range_post(State(state): State<AppState>, Form(p): Form<Params>) -> Response {
+    query_range(state, p).await
+}
+
+async fn query(state: AppState, p: Params) -> Response {
+    let q = match query_text(&p) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let t_ms = match p.time.as_deref().map(parse_time).transpose() {
+        Ok(t) => t.unwrap_or_else(|| state.handles.clock.now_ms()),
+        Err(e) => return bad_data(format!("invalid parameter \"time\": {e}")).into_response(),
+    };
+    let expr = q.expr;
+    let read = ReadStore(Box::new(
+        move |store: &crate::store::window::WindowStore| {
+            Evaluator::new(store, t_ms).eval(&expr).map_err(|e| e.0)
+        },
+    ));
+    let value = match state.handles.window.send(read).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("window store is not running: {e}"),
+            )
+        }
+    };
+    let data = match value {
+        Value::Scalar(v) => {
+            json!({"resultType": "scalar", "result": [seconds(t_ms), value_text(v)]})
+        }
+        Value::String(s) => json!({"resultType": "string", "result": [seconds(t_ms), s]}),
+        Value::Vector(v) => json!({
+            "resultType": "vector",
+            "result": v.iter().map(|s| json!({"metric": metric(&s.labels), "value": [seconds(t_ms), value_text(s.value)]})).collect::<Vec<_>>(),
+        }),
+        Value::Matrix(m) => json!({
+            "resultType": "matrix",
+            "result": m.iter().map(|s| json!({
+                "metric": metric(&s.labels),
+                "values": s.points.iter().map(|(t, v)| json!([seconds(*t), value_text(*v)])).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+    };
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+async fn query_range(state: AppState, p: Params) -> Response {
+    let q = match query_text(&p) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let field = |name: &str, v: &Option<String>| -> Result<String, PromError> {
+        v.clone()
+            .ok_or_else(|| bad_data(format!("invalid parameter \"{name}\": missing")))
+    };
+    let parsed = (|| -> Result<(i64, i64, i64), PromError> {
+        let start = parse_time(&field("start", &p.start)?)
+            .map_err(|e| bad_data(format!("invalid parameter \"start\": {e}")))?;
+        let end = parse_time(&field("end", &p.end)?)
+            .map_err(|e| bad_data(format!("invalid parameter \"end\": {e}")))?;
+        let step = parse_step(&field("step", &p.step)?)
+            .map_err(|e| bad_data(format!("invalid parameter \"step\": {e}")))?;
+        if end < start {
+            return Err(bad_data(
+                "invalid parameter \"end\": end timestamp must not be before start time",
+            ));
+        }
+        if (end - start) / step >= MAX_POINTS_PER_SERIES {
+            return Err(bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
+        }
+        Ok((start, end, step))
+    })();
+    let (start, end, step) = match parsed {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    if matches!(
+        q.expr,
+        promql_parser::parser::Expr::MatrixSelector(_)
+            | promql_parser::parser::Expr::StringLiteral(_)
+    ) {
+        return bad_data(
+            "invalid expression type for range query, must be Scalar or instant Vector",
+        )
+        .into_response();
+    }
+    let times: Vec<i64> = (0..)
+        .map(|k| start + k * step)
+        .take_while(|t| *t <= end)
+        .collect();
+    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    for chunk in times.chunks(STEPS_PER_READ) {
+        let (expr, chunk) = (q.expr.clone(), chunk.to_vec());
+        let read = ReadStore(Box::new(
+            move |store: &crate::store::window::WindowStore| {
+                chunk
+                    .iter()
+                    .map(|t| Evaluator::new(store, *t).eval(&expr).map(|v| (*t, v)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.0)
+            },
+        ));
+        let values = match state.handles.window.send(read).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("window store is not running: {e}"),
+                )
+            }
+        };
+        for (t, v) in values {
+            match v {
+                Value::Scalar(x) => series.entry(Labels::new()).or_default().push((t, x)),
+                Value::Vector(v) => {
+                    for s in v {
+                        series.entry(s.labels).or_default().push((t, s.value));
+                    }
+                }
+                _ => {
+                    return bad_data(
+                        "invalid expression type for range query, must be Scalar or instant Vector",
+                    )
+                    .into_response()
+                }
+            }
+        }
+    }
+    let result: Vec<Json_> = series
+        .iter()
+        .map(|(labels, points)| {
+            json!({
+                "metric": metric(labels),
+                "values": points.iter().map(|(t, v)| json!([seconds(*t), value_text(*v)])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_steps_as_prometheus_reads_them() {
+        assert_eq!(parse_time("1700000000.5"), Ok(1_700_000_000_500));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.25+01:00"),
+            Ok(1_700_000_000_250)
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
+        assert_eq!(parse_step("15s"), Ok(15_000));
+        assert_eq!(parse_step("0.5"), Ok(500));
+        assert!(parse_step("0").is_err());
+        assert_eq!(value_text(1e21), "1000000000000000000000");
+        assert_eq!(value_text(f64::INFINITY), "+Inf");
+    }
+}
