@@ -24,6 +24,7 @@ pub fn request_batch(data: &[u8]) {
         window_ms: 60_000,
         max_recent: 1_000,
         max_series: 1_000,
+        max_routes_per_service: 1_000,
     };
     let mut agg = RequestAggregator::new(limits, 0);
     agg.record(1_000, &records);

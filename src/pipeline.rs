@@ -571,6 +571,7 @@ pub fn start_as(
         window_ms: req_cfg.window_s.get() as i64 * 1000,
         max_recent: req_cfg.max_recent.get(),
         max_series: req_cfg.max_series.get(),
+        max_routes_per_service: req_cfg.max_routes_per_service.get(),
     };
     let requests = RequestSampler::new(
         RequestAggregator::new(limits, clock.now_ms()),

@@ -113,6 +113,9 @@ pub struct RequestSourceConfig {
     pub max_recent: NonZeroUsize,
     /// Distinct (service, route, status) kept; others are folded into route `__other__`.
     pub max_series: NonZeroUsize,
+    /// Distinct routes one service may have; its further routes fold into `__other__`,
+    /// so a client that puts ids in its routes takes only its share.
+    pub max_routes_per_service: NonZeroUsize,
     /// Records with a trace id kept for trace lookups; the oldest fall out first.
     pub max_traced: NonZeroUsize,
 }
@@ -123,7 +126,8 @@ impl Default for RequestSourceConfig {
             interval_ms: NonZeroU64::new(1000).unwrap(),
             window_s: NonZeroU64::new(60).unwrap(),
             max_recent: NonZeroUsize::new(200_000).unwrap(),
-            max_series: NonZeroUsize::new(10_000).unwrap(),
+            max_series: NonZeroUsize::new(2_000).unwrap(),
+            max_routes_per_service: NonZeroUsize::new(200).unwrap(),
             max_traced: NonZeroUsize::new(10_000).unwrap(),
         }
     }

@@ -452,6 +452,7 @@ mod tests {
             window_ms: 60_000,
             max_recent: 1000,
             max_series: 100,
+            max_routes_per_service: 100,
         };
         let requests = RequestSampler::new(
             RequestAggregator::new(limits, clock.now_ms()),

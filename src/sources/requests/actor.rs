@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentStats, GetStats};
+use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::{Mailbox, MailboxGauge};
 use crate::sources::requests::aggregate::{
@@ -44,6 +44,8 @@ pub struct RequestSampler {
     gauge: MailboxGauge,
     counters: SamplerCounters,
     batches: u64,
+    /// When the cardinality warning was last logged.
+    last_fold_warning_ms: i64,
     telemetry: crate::telemetry::Telemetry,
 }
 
@@ -60,6 +62,7 @@ impl RequestSampler {
             aggregator,
             own,
             own_dropped: 0,
+            last_fold_warning_ms: i64::MIN / 2,
             interval,
             downstream,
             clock,
@@ -112,10 +115,27 @@ impl Handler<IngestRequests> for RequestSampler {
 
     fn handle(&mut self, msg: IngestRequests, _: &mut Self::Context) -> usize {
         self.batches += 1;
-        self.aggregator.record(self.clock.now_ms(), &msg.records);
+        let now = self.clock.now_ms();
+        self.aggregator.record(now, &msg.records);
+        // Once a minute at most: which service is exploding its routes.
+        if let Some((service, at)) = &self.aggregator.last_folded {
+            if *at == now && now - self.last_fold_warning_ms >= FOLD_WARNING_EVERY_MS {
+                self.last_fold_warning_ms = now;
+                tracing::warn!(
+                    service = %service,
+                    folded_total = self.aggregator.folded_total,
+                    "request records: too many distinct routes (ids in the route?); new routes are counted under route=\"__other__\" (sources.requests.max_routes_per_service, max_series)"
+                );
+            }
+        }
         msg.records.len()
     }
 }
+
+/// The cardinality warning is logged at most this often.
+const FOLD_WARNING_EVERY_MS: i64 = 60_000;
+/// The status names a service folding routes for this long after its last fold.
+const FOLD_REPORT_MS: i64 = 300_000;
 
 impl Handler<GetRequestSummary> for RequestSampler {
     type Result = MessageResult<GetRequestSummary>;
@@ -139,6 +159,15 @@ impl Handler<GetStats> for RequestSampler {
             .insert("routes", self.aggregator.route_count() as f64);
         st.extra
             .insert("folded_total", self.aggregator.folded_total as f64);
+        // A client exploding its routes is named for five minutes after its last fold.
+        if let Some((service, at)) = &self.aggregator.last_folded {
+            if self.clock.now_ms() - at < FOLD_REPORT_MS {
+                st.state = ComponentState::Degraded;
+                st.reason = Some(format!(
+                    "service {service:?} sends more routes than sources.requests allows: new ones are counted under route \"__other__\""
+                ));
+            }
+        }
         st.extra.insert(
             "evicted_early_total",
             self.aggregator.evicted_early_total as f64,
@@ -163,6 +192,7 @@ mod tests {
             window_ms: 60_000,
             max_recent: 100,
             max_series: 100,
+            max_routes_per_service: 100,
         };
         let sampler = RequestSampler::new(
             RequestAggregator::new(limits, clock.now_ms()),

@@ -243,6 +243,9 @@ pub struct AggregatorLimits {
     pub window_ms: i64,
     pub max_recent: usize,
     pub max_series: usize,
+    /// Distinct routes one service may have; its further routes fold into `__other__`
+    /// (one service putting ids in its routes cannot take every series).
+    pub max_routes_per_service: usize,
 }
 
 /// Counters, histograms and the trailing window.
@@ -259,6 +262,8 @@ pub struct RequestAggregator {
     pub recorded_total: u64,
     /// Records whose service and route were folded into `__other__` (cardinality limit).
     pub folded_total: u64,
+    /// The last service whose routes were folded, and when (for the warning and status).
+    pub last_folded: Option<(String, i64)>,
     /// Records that left the percentile window early because `max_recent` was reached.
     pub evicted_early_total: u64,
 }
@@ -273,6 +278,7 @@ impl RequestAggregator {
             recent: VecDeque::new(),
             recorded_total: 0,
             folded_total: 0,
+            last_folded: None,
             evicted_early_total: 0,
         }
     }
@@ -281,7 +287,12 @@ impl RequestAggregator {
     pub fn record(&mut self, now_ms: i64, records: &[RequestRecord]) {
         for r in records {
             let service = r.service.as_deref().unwrap_or(DEFAULT_SERVICE);
-            self.observe(service, &r.route, r.status, r.latency_ms / 1000.0);
+            if self.observe(service, &r.route, r.status, r.latency_ms / 1000.0) {
+                match &mut self.last_folded {
+                    Some((s, at)) if s == service => *at = now_ms,
+                    _ => self.last_folded = Some((service.to_string(), now_ms)),
+                }
+            }
             self.recorded_total += 1;
             if service != PULSE_SERVICE {
                 if self.recent.len() >= self.limits.max_recent {
@@ -297,7 +308,8 @@ impl RequestAggregator {
         }
     }
 
-    fn observe(&mut self, service: &str, route: &str, status: u16, latency_s: f64) {
+    /// Counts one request; answers whether its route was folded into `__other__`.
+    fn observe(&mut self, service: &str, route: &str, status: u16, latency_s: f64) -> bool {
         let known = self
             .routes
             .get_mut(service)
@@ -305,15 +317,34 @@ impl RequestAggregator {
             .and_then(|statuses| statuses.get_mut(&status));
         if let Some(stats) = known {
             stats.observe(latency_s);
-            return;
+            return false;
         }
-        let (service, route) = if self.route_count >= self.limits.max_series {
+        let service_routes = self.routes.get(service).map_or(0, HashMap::len);
+        let new_route = !self
+            .routes
+            .get(service)
+            .is_some_and(|routes| routes.contains_key(route));
+        let (service, route, folded) = if self.route_count >= self.limits.max_series {
             // Past the limit only the status keeps its value: at most 500 more series.
-            self.folded_total += 1;
-            (OTHER_ROUTE, OTHER_ROUTE)
+            (OTHER_ROUTE, OTHER_ROUTE, true)
+        } else if new_route && service_routes >= self.limits.max_routes_per_service {
+            // This service has its share of routes: the rest count under `__other__`.
+            (service, OTHER_ROUTE, true)
         } else {
-            (service, route)
+            (service, route, false)
         };
+        if folded {
+            self.folded_total += 1;
+            let known = self
+                .routes
+                .get_mut(service)
+                .and_then(|routes| routes.get_mut(route))
+                .and_then(|statuses| statuses.get_mut(&status));
+            if let Some(stats) = known {
+                stats.observe(latency_s);
+                return true;
+            }
+        }
         let statuses = self
             .routes
             .entry(service.to_string())
@@ -325,6 +356,7 @@ impl RequestAggregator {
             RouteStats::new(service, route, status)
         });
         stats.observe(latency_s);
+        folded
     }
 
     /// Current counters and histograms as samples stamped `now_ms`.
@@ -608,9 +640,44 @@ mod tests {
                 window_ms: 60_000,
                 max_recent: 1000,
                 max_series: 3,
+                max_routes_per_service: 100,
             },
             0,
         )
+    }
+
+    #[test]
+    fn a_service_exploding_its_routes_takes_only_its_share() {
+        let mut a = RequestAggregator::new(
+            AggregatorLimits {
+                window_ms: 60_000,
+                max_recent: 1000,
+                max_series: 100,
+                max_routes_per_service: 3,
+            },
+            0,
+        );
+        let ids: Vec<RequestRecord> = (0..50)
+            .map(|i| rec(&format!("/item/{i}"), 200, 1.0))
+            .collect();
+        a.record(7, &ids);
+        // Three routes of its own, the rest under __other__: four series, nothing lost.
+        assert_eq!(a.route_count(), 4);
+        assert_eq!(a.folded_total, 47);
+        assert_eq!(a.last_folded, Some(("llm".to_string(), 7)));
+        let counted: f64 = a
+            .samples(8)
+            .iter()
+            .filter(|s| s.series.name() == "http_requests_total")
+            .map(|s| s.value)
+            .sum();
+        assert_eq!(counted, 50.0);
+        // Another service still gets its own routes.
+        let mut other = rec("/health", 200, 1.0);
+        other.service = Some("gateway".into());
+        a.record(9, &[other]);
+        assert_eq!(a.route_count(), 5);
+        assert_eq!(a.folded_total, 47);
     }
 
     #[test]
