@@ -93,7 +93,7 @@ async fn request_batches() {
         (
             "negative latency, second record",
             r#"[{"route":"/a","status":200,"latency_ms":1},{"route":"/a","status":200,"latency_ms":-5}]"#.to_string(),
-            bad("[1].latency_ms: -5 is not a finite, non-negative number"),
+            bad("[1].latency_ms: -5 is not a latency from 0 to 86400000 ms (a day)"),
         ),
         (
             "status out of range",
