@@ -7,10 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use pulse::model::series::{Sample, SeriesKey};
-use pulse::promql::{self, Evaluator, Labels, Value, NAME};
+use pulse::model::series::Sample;
+use pulse::promql::{self, Evaluator, Labels, Value};
 use pulse::rules::parse_duration_ms;
-use pulse::rules::promtool::{expand_values, parse_series_labels};
+use pulse::rules::promtool::{expand_values, parse_series_labels, series_key};
 use pulse::store::window::{Retention, WindowStore};
 
 fn data_dir() -> PathBuf {
@@ -50,15 +50,7 @@ fn load(store: &mut WindowStore, interval: &str, lines: &[&str]) -> Result<(), S
     let gap = parse_duration_ms(interval)?;
     for line in lines {
         let (series, values) = split_series(line)?;
-        let labels = parse_series_labels(series)?;
-        let name = labels.get(NAME).cloned().unwrap_or_default();
-        let key = SeriesKey::shared(
-            name,
-            labels
-                .iter()
-                .filter(|(k, _)| &***k != NAME)
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        let key = series_key(&parse_series_labels(series)?);
         let samples: Vec<Sample> = expand_values(values)?
             .into_iter()
             .enumerate()

@@ -50,8 +50,21 @@ impl IntoResponse for PromError {
     }
 }
 
-fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Response {
-    PromError(status, kind, message.into()).into_response()
+/// Runs an evaluation on the store's thread: 422 `execution` when it fails, 503 when the
+/// store is gone.
+async fn run<R: Send + 'static>(
+    state: &AppState,
+    read: ReadStore<Result<R, String>>,
+) -> Result<R, PromError> {
+    match state.handles.window.send(read).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(PromError(StatusCode::UNPROCESSABLE_ENTITY, "execution", e)),
+        Err(e) => Err(PromError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("window store is not running: {e}"),
+        )),
+    }
 }
 
 fn bad_data(message: impl Into<String>) -> PromError {
@@ -187,16 +200,9 @@ async fn query(state: AppState, p: Params) -> Response {
             Evaluator::new(store, t_ms).eval(&expr).map_err(|e| e.0)
         },
     ));
-    let value = match state.handles.window.send(read).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("window store is not running: {e}"),
-            )
-        }
+    let value = match run(&state, read).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
     let data = match value {
         Value::Scalar(v) => {
@@ -274,16 +280,9 @@ async fn query_range(state: AppState, p: Params) -> Response {
                     .map_err(|e| e.0)
             },
         ));
-        let values = match state.handles.window.send(read).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
-            Err(e) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    format!("window store is not running: {e}"),
-                )
-            }
+        let values = match run(&state, read).await {
+            Ok(v) => v,
+            Err(e) => return e.into_response(),
         };
         for (t, v) in values {
             match v {

@@ -23,6 +23,13 @@ struct Inner {
     without_name: OnceLock<Labels>,
 }
 
+/// Whether `s` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 impl Labels {
     /// The empty set.
     pub fn new() -> Self {

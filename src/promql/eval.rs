@@ -76,6 +76,21 @@ pub(super) struct Matrix<'a> {
     pub end_ms: i64,
 }
 
+impl Matrix<'_> {
+    /// The range vector as a result, its points copied out.
+    fn into_value(self) -> Value {
+        Value::Matrix(
+            self.series
+                .into_iter()
+                .map(|r| RangeSeries {
+                    labels: r.labels,
+                    points: r.points.into_owned(),
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Results of selectors and range functions within one evaluation tick, shared by the rules
 /// of a group: rules that repeat a subexpression (one condition at several thresholds, a
 /// warning and a critical rule) compute it once. Entries that could see a series written
@@ -227,16 +242,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             Expr::VectorSelector(vs) => self.cached(e, vs.name.as_deref(), || {
                 Ok(Value::Vector(self.instant(vs)?))
             }),
-            Expr::MatrixSelector(ms) => Ok(Value::Matrix(
-                self.range(ms)?
-                    .series
-                    .into_iter()
-                    .map(|r| RangeSeries {
-                        labels: r.labels,
-                        points: r.points.into_owned(),
-                    })
-                    .collect(),
-            )),
+            Expr::MatrixSelector(ms) => Ok(self.range(ms)?.into_value()),
             Expr::Call(c) => match c.args.args.iter().find_map(|a| match a.as_ref() {
                 Expr::MatrixSelector(ms) => Some(ms),
                 _ => None,
@@ -247,16 +253,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             },
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::Binary(b) => self.binary(b),
-            Expr::Subquery(sq) => Ok(Value::Matrix(
-                self.subquery(sq)?
-                    .series
-                    .into_iter()
-                    .map(|r| RangeSeries {
-                        labels: r.labels,
-                        points: r.points.into_owned(),
-                    })
-                    .collect(),
-            )),
+            Expr::Subquery(sq) => Ok(self.subquery(sq)?.into_value()),
             Expr::Extension(_) => err("not supported"),
         }
     }
@@ -379,7 +376,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                 let Value::String(label) = self.eval(p)? else {
                     return err("count_values needs a label name");
                 };
-                if !valid_label_name(&label) {
+                if !crate::model::labels::valid_label_name(&label) {
                     return err(format!("invalid label name {label:?}"));
                 }
                 for s in &mut input {
@@ -495,12 +492,6 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             _ => err(format!("operator `{op}` needs scalars or instant vectors")),
         }
     }
-}
-
-fn valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent.

@@ -6,12 +6,6 @@ use std::collections::HashSet;
 use super::eval::EvalError;
 use super::{Labels, VecSample};
 
-fn valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Sets `dst` to `value`, or removes it when `value` is empty.
 fn set(labels: &Labels, dst: &str, value: String) -> Labels {
     if value.is_empty() {
@@ -46,7 +40,7 @@ pub fn label_replace(
             "invalid regular expression in label_replace(): {e}"
         ))
     })?;
-    if !valid_label_name(dst) {
+    if !crate::model::labels::valid_label_name(dst) {
         return Err(EvalError(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -79,7 +73,7 @@ pub fn label_join(
     separator: &str,
     srcs: &[String],
 ) -> Result<Vec<VecSample>, EvalError> {
-    if !valid_label_name(dst) {
+    if !crate::model::labels::valid_label_name(dst) {
         return Err(EvalError(format!(
             "invalid destination label name in label_join(): {dst}"
         )));

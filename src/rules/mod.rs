@@ -192,12 +192,6 @@ fn valid_metric_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-fn valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Parses the text of a rule file.
 pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
     let file_err = |message: String| RuleError {
@@ -256,7 +250,10 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
             let text_map = |m: &BTreeMap<String, String>,
                             what: &str|
              -> Result<BTreeMap<String, String>, RuleError> {
-                if let Some(k) = m.keys().find(|k| !valid_label_name(k)) {
+                if let Some(k) = m
+                    .keys()
+                    .find(|k| !crate::model::labels::valid_label_name(k))
+                {
                     return Err(rule_err(format!("{what}: invalid label name {k:?}")));
                 }
                 Ok(m.clone())

@@ -181,6 +181,18 @@ pub fn parse_series_labels(s: &str) -> Result<Labels, String> {
     Ok(labels)
 }
 
+/// The store's key of a series written as labels (`__name__` included).
+pub fn series_key(labels: &Labels) -> crate::model::series::Series {
+    let name = labels.get(NAME).cloned().unwrap_or_default();
+    SeriesKey::shared(
+        name,
+        labels
+            .iter()
+            .filter(|(k, _)| &***k != NAME)
+            .map(|(k, v)| (k.clone(), v.clone())),
+    )
+}
+
 fn parse_number(s: &str) -> Result<f64, String> {
     s.parse::<f64>()
         .map_err(|_| format!("{s:?} is not a number"))
@@ -412,15 +424,7 @@ fn run_group(
     };
     let mut points = 0usize;
     for s in &tg.input_series {
-        let labels = parse_series_labels(&s.series)?;
-        let name = labels.get(NAME).cloned().unwrap_or_default();
-        let key = SeriesKey::shared(
-            name,
-            labels
-                .iter()
-                .filter(|(k, _)| &***k != NAME)
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        let key = series_key(&parse_series_labels(&s.series)?);
         let mut samples: Vec<Sample> = expand_values_upto(&s.values, needed.min(MAX_POINTS + 1))
             .map_err(|e| format!("series {:?}: {e}", s.series))?
             .into_iter()

@@ -308,14 +308,16 @@ impl RequestAggregator {
         }
     }
 
+    fn stats_mut(&mut self, service: &str, route: &str, status: u16) -> Option<&mut RouteStats> {
+        self.routes
+            .get_mut(service)?
+            .get_mut(route)?
+            .get_mut(&status)
+    }
+
     /// Counts one request; answers whether its route was folded into `__other__`.
     fn observe(&mut self, service: &str, route: &str, status: u16, latency_s: f64) -> bool {
-        let known = self
-            .routes
-            .get_mut(service)
-            .and_then(|routes| routes.get_mut(route))
-            .and_then(|statuses| statuses.get_mut(&status));
-        if let Some(stats) = known {
+        if let Some(stats) = self.stats_mut(service, route, status) {
             stats.observe(latency_s);
             return false;
         }
@@ -335,12 +337,7 @@ impl RequestAggregator {
         };
         if folded {
             self.folded_total += 1;
-            let known = self
-                .routes
-                .get_mut(service)
-                .and_then(|routes| routes.get_mut(route))
-                .and_then(|statuses| statuses.get_mut(&status));
-            if let Some(stats) = known {
+            if let Some(stats) = self.stats_mut(service, route, status) {
                 stats.observe(latency_s);
                 return true;
             }
