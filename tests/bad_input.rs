@@ -279,7 +279,7 @@ async fn bad_rule_file_keeps_the_old_rules() {
     assert_eq!(
         v["detail"],
         format!(
-            "rules not reloaded, the previous rules keep running: {}: group \"b\", alert \"Broken\": \
+            "rules not reloaded, the previous rules keep running: {}: group \"b\", alert \"Broken\" (line 4): \
              expr \"rate(DCGM_FI_DEV_GPU_UTIL[5m]\": unclosed left parenthesis",
             bad_file.display()
         )

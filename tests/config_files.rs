@@ -111,7 +111,7 @@ fn a_bad_file_is_reported_with_file_line_and_key_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.yml: group \"gpu\", alert \"Hot\": expr"),
+        err.contains("bad.yml: group \"gpu\", alert \"Hot\" (line 4): expr"),
         "{err}"
     );
 

@@ -192,6 +192,19 @@ fn valid_metric_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// The line (1-based) of the first `key: name` in `text`, the name bare or quoted.
+fn line_of(text: &str, key: &str, name: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ").trim_start();
+            l.strip_prefix(key)
+                .and_then(|rest| rest.trim_start().strip_prefix(':'))
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
+                == Some(name)
+        })
+        .map(|i| i + 1)
+}
+
 /// Parses the text of a rule file.
 pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
     let file_err = |message: String| RuleError {
@@ -241,6 +254,13 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
                 (None, Some(n)) => format!("record {n:?}"),
                 _ => format!("rule {}", i + 1),
             };
+            // Where the rule is written, to find it in a long file.
+            let label = match (&r.alert, &r.record) {
+                (Some(name), None) => line_of(text, "alert", name),
+                (None, Some(name)) => line_of(text, "record", name),
+                _ => None,
+            }
+            .map_or(label.clone(), |line| format!("{label} (line {line})"));
             let rule_err = |message: String| group_err(Some(label.clone()), message);
             let expr = &r.expr;
             if expr.trim().is_empty() {
@@ -449,7 +469,7 @@ groups:
         let bad = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: rate(up[5m]\n";
         let e = parse_file("r.yml", bad).unwrap_err().to_string();
         assert!(
-            e.starts_with("r.yml: group \"g\", alert \"A\": expr"),
+            e.starts_with("r.yml: group \"g\", alert \"A\" (line 4): expr"),
             "{e}"
         );
         let e = parse_file("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: histogram_count(up)\n").unwrap_err().to_string();
@@ -458,7 +478,10 @@ groups:
             "{e}"
         );
         let e = parse_file("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: soon\n").unwrap_err().to_string();
-        assert!(e.contains("alert \"A\": for: invalid duration"), "{e}");
+        assert!(
+            e.contains("alert \"A\" (line 4): for: invalid duration"),
+            "{e}"
+        );
         let e = parse_file("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        labels: {a: b}\n        severity: x\n").unwrap_err().to_string();
         assert!(
             e.contains("unknown field `severity`") && e.contains("line"),
