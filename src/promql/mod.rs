@@ -3,6 +3,7 @@
 //! names it, never evaluated wrongly), and evaluated at an instant with Prometheus 2.x
 //! semantics (5-minute lookback, staleness markers, closed range windows).
 
+mod aggregate;
 mod elementwise;
 mod eval;
 mod functions;
