@@ -198,6 +198,24 @@ async fn status_metrics_and_cache_endpoints() {
             "tracing"
         ]
     );
+    // The status shape of the system Pulse replaces, tiers and all.
+    let (status, v) = call(&app, get("/api/phase4/status?format=phase4")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "status": "success",
+            "phase4_enabled": true,
+            "components": {
+                "tier1": {"gpu_optimizer": "operational", "dashboard": "operational", "cache_manager": "operational"},
+                "tier2": {"predictive_optimizer": "operational", "alerting_system": "operational"},
+                "tier3": {"anomaly_detector": "operational", "tracing_system": "operational"},
+            },
+        })
+    );
+    let (status, v) = call(&app, get("/api/phase4/status?format=xml")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["detail"].as_str().unwrap().contains("xml"), "{v}");
 
     poll_until(&app, "/api/phase4/dashboard/summary", |v| {
         v["gpus"]["count"] == 3

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
@@ -118,7 +118,70 @@ pub fn overall(components: &[ComponentReport]) -> ComponentState {
     }
 }
 
-pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusReport>) {
+/// `?format=phase4`: the status shape of the system Pulse replaces.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    format: Option<String>,
+}
+
+/// The tiers of the system Pulse replaces, and the Pulse components behind each entry.
+const PHASE4_TIERS: &[(&str, &[(&str, &[&str])])] = &[
+    (
+        "tier1",
+        &[
+            ("gpu_optimizer", &["gpu_sampler", "window_store"]),
+            ("dashboard", &["query"]),
+            ("cache_manager", &["query"]),
+        ],
+    ),
+    (
+        "tier2",
+        &[
+            ("predictive_optimizer", &["predictor"]),
+            ("alerting_system", &["rule_engine"]),
+        ],
+    ),
+    (
+        "tier3",
+        &[
+            ("anomaly_detector", &["anomaly_detector"]),
+            ("tracing_system", &["tracing"]),
+        ],
+    ),
+];
+
+/// The original system's status: `status` (`success`, or `error` with 503 when a required
+/// component is down), `phase4_enabled`, and per tier each part's state, the worst of the
+/// Pulse components behind it (`disabled` when none runs).
+fn phase4_shape(components: &[ComponentReport]) -> serde_json::Value {
+    let mut tiers = serde_json::Map::new();
+    for (tier, parts) in PHASE4_TIERS {
+        let mut entries = serde_json::Map::new();
+        for (part, behind) in *parts {
+            let state = components
+                .iter()
+                .filter(|c| behind.contains(&c.stats.name.as_str()))
+                .map(|c| c.stats.state)
+                .max()
+                .map_or("disabled", ComponentState::as_str);
+            entries.insert(part.to_string(), state.into());
+        }
+        tiers.insert(tier.to_string(), entries.into());
+    }
+    let down = overall(components) == ComponentState::Down;
+    serde_json::json!({
+        "status": if down { "error" } else { "success" },
+        "phase4_enabled": true,
+        "components": tiers,
+    })
+}
+
+pub async fn status(
+    State(state): State<AppState>,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), super::error::ApiError> {
+    let Query(q) = q.map_err(|e| super::error::ApiError::BadRequest(e.body_text()))?;
     let (generated_at_ms, components) = gather(&state).await;
     let status = overall(&components);
     let code = if status == ComponentState::Down {
@@ -126,6 +189,15 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusRe
     } else {
         StatusCode::OK
     };
+    match q.format.as_deref() {
+        None | Some("pulse") => {}
+        Some("phase4") => return Ok((code, Json(phase4_shape(&components)))),
+        Some(other) => {
+            return Err(super::error::ApiError::BadRequest(format!(
+                "format: {other:?} is not a status format (pulse, phase4)"
+            )))
+        }
+    }
     let report = StatusReport {
         status,
         version: env!("CARGO_PKG_VERSION"),
@@ -134,7 +206,10 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusRe
         gpu_source: state.handles.gpu_source.clone(),
         components: components.to_vec(),
     };
-    (code, Json(report))
+    Ok((
+        code,
+        Json(serde_json::to_value(report).expect("the report serialises")),
+    ))
 }
 
 /// `GET /healthz`: the process is alive and its HTTP server answers.
@@ -209,6 +284,24 @@ mod tests {
         let mut stats = ComponentStats::new("x", "source");
         stats.state = state;
         ComponentReport { required, stats }
+    }
+
+    #[test]
+    fn the_phase4_shape_maps_components_to_tiers() {
+        let named = |name: &str, required: bool, state: ComponentState| {
+            let mut r = report(required, state);
+            r.stats.name = name.to_string();
+            r
+        };
+        let v = phase4_shape(&[
+            named("gpu_sampler", true, ComponentState::Operational),
+            named("window_store", true, ComponentState::Down),
+            named("rule_engine", false, ComponentState::Degraded),
+        ]);
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["components"]["tier1"]["gpu_optimizer"], "down");
+        assert_eq!(v["components"]["tier2"]["alerting_system"], "degraded");
+        assert_eq!(v["components"]["tier3"]["tracing_system"], "disabled");
     }
 
     #[test]
