@@ -125,8 +125,11 @@ pub struct StatusQuery {
     format: Option<String>,
 }
 
+/// A part of the replaced system and the Pulse components behind it.
+type Part = (&'static str, &'static [&'static str]);
+
 /// The tiers of the system Pulse replaces, and the Pulse components behind each entry.
-const PHASE4_TIERS: &[(&str, &[(&str, &[&str])])] = &[
+const PHASE4_TIERS: &[(&str, &[Part])] = &[
     (
         "tier1",
         &[
