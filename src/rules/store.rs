@@ -18,6 +18,9 @@ use super::alerting::Alert;
 use crate::redis::{lazy_connection, timed};
 use crate::rules::view::{Acknowledgement, AlertView};
 
+/// How long an acknowledgement may wait for Redis before the caller hears it was not kept.
+pub const ACK_WRITE_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// An active alert as stored: enough to put it back into its rule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredAlert {
@@ -167,12 +170,20 @@ impl AlertStore {
             .map(drop)
     }
 
-    /// Writes one acknowledgement.
+    /// Writes one acknowledgement, within [`ACK_WRITE_BUDGET`]: the person acknowledging
+    /// hears at once when Redis cannot keep it (a hung Redis held them 5 s).
     pub async fn acknowledge(&self, id: &str, ack: &Acknowledgement) -> Result<(), String> {
         let json = serde_json::to_string(ack).map_err(|e| e.to_string())?;
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.hset(self.key("acks"), id, json).ignore();
-        timed(pipe.query_async::<()>(&mut conn)).await
+        tokio::time::timeout(ACK_WRITE_BUDGET, timed(pipe.query_async::<()>(&mut conn)))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "Redis did not answer within {} ms",
+                    ACK_WRITE_BUDGET.as_millis()
+                ))
+            })
     }
 }
