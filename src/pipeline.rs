@@ -245,12 +245,29 @@ pub fn start_as(
             }
         }
     }
+    for (key, name) in [
+        ("rules.alerts_series", &service.rules.alerts_series),
+        (
+            "rules.alerts_for_state_series",
+            &service.rules.alerts_for_state_series,
+        ),
+    ] {
+        if !crate::rules::valid_metric_name(name) {
+            return Err(StartError::Alerting(format!(
+                "{key}: {name:?} is not a metric name"
+            )));
+        }
+    }
     let rule_sources = RuleSources {
         builtin_pack: service.rules.builtin_pack,
         paths: service.rules.paths.clone(),
         template_env: crate::rules::alerting::TemplateEnv {
             external_labels: std::sync::Arc::new(service.rules.external_labels.clone()),
             external_url: service.rules.external_url.clone(),
+        },
+        alert_series_names: crate::rules::group::AlertSeriesNames {
+            alerts: service.rules.alerts_series.clone(),
+            for_state: service.rules.alerts_for_state_series.clone(),
         },
     };
     let rule_groups = if agent {

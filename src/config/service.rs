@@ -382,6 +382,13 @@ pub struct RulesConfig {
     pub external_labels: std::collections::BTreeMap<String, String>,
     /// The URL templates read as `$externalURL` (Prometheus' `--web.external-url`).
     pub external_url: String,
+    /// The series active alerts are written as (Prometheus' `ALERTS`, which Grafana's alert
+    /// panels read). Rename when a Prometheus also loads the same rule files and scrapes
+    /// Pulse, so that the two do not write one series; rules reading `ALERTS` then read the
+    /// new name.
+    pub alerts_series: String,
+    /// The series of when each alert became active (Prometheus' `ALERTS_FOR_STATE`).
+    pub alerts_for_state_series: String,
 }
 
 impl Default for RulesConfig {
@@ -394,6 +401,8 @@ impl Default for RulesConfig {
             min_eval_gap_ms: 100,
             external_labels: Default::default(),
             external_url: String::new(),
+            alerts_series: "ALERTS".to_string(),
+            alerts_for_state_series: "ALERTS_FOR_STATE".to_string(),
         }
     }
 }

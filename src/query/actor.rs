@@ -478,6 +478,7 @@ mod tests {
             builtin_pack: false,
             paths: vec![],
             template_env: Default::default(),
+            alert_series_names: Default::default(),
         };
         let rules =
             RuleEngine::new(vec![], sources, window.clone(), clock.clone(), 10, vec![]).start();

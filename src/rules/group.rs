@@ -30,6 +30,8 @@ pub struct GroupState {
     pub last_errors: BTreeMap<String, String>,
     /// External labels and URL the alert templates see.
     pub template_env: TemplateEnv,
+    /// What the `ALERTS` and `ALERTS_FOR_STATE` series are called.
+    pub alert_series_names: AlertSeriesNames,
 }
 
 /// What one evaluation did.
@@ -64,14 +66,35 @@ fn key_of<K: AsRef<str>, V: AsRef<str>>(
     SeriesKey::shared(name, map)
 }
 
+/// The names of the series alerts are written as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSeriesNames {
+    /// Prometheus' `ALERTS` (with `alertstate`).
+    pub alerts: String,
+    /// Prometheus' `ALERTS_FOR_STATE`.
+    pub for_state: String,
+}
+
+impl Default for AlertSeriesNames {
+    fn default() -> Self {
+        AlertSeriesNames {
+            alerts: "ALERTS".to_string(),
+            for_state: "ALERTS_FOR_STATE".to_string(),
+        }
+    }
+}
+
 /// The `ALERTS` (with `alertstate`) and `ALERTS_FOR_STATE` series of an alert.
-fn alert_series(a: &super::alerting::Alert) -> (AlertState, Series, Series) {
+fn alert_series(
+    a: &super::alerting::Alert,
+    names: &AlertSeriesNames,
+) -> (AlertState, Series, Series) {
     let mut l = a.labels.clone();
     l.insert("alertstate".to_string(), a.state.as_str().to_string());
     (
         a.state,
-        key_of("ALERTS", l.iter()),
-        key_of("ALERTS_FOR_STATE", a.labels.iter()),
+        key_of(&names.alerts, l.iter()),
+        key_of(&names.for_state, a.labels.iter()),
     )
 }
 
@@ -96,6 +119,7 @@ impl GroupState {
             last_eval_ms: None,
             last_errors: BTreeMap::new(),
             template_env: TemplateEnv::default(),
+            alert_series_names: AlertSeriesNames::default(),
         }
     }
 
@@ -194,15 +218,16 @@ impl GroupState {
                         continue;
                     }
                     let cache = &mut self.alert_series[i];
+                    let names = &self.alert_series_names;
                     for a in state.active() {
                         let (_, alerts, for_state) = cache
                             .entry(a.id.clone())
                             .and_modify(|c| {
                                 if c.0 != a.state {
-                                    *c = alert_series(a);
+                                    *c = alert_series(a, names);
                                 }
                             })
-                            .or_insert_with(|| alert_series(a));
+                            .or_insert_with(|| alert_series(a, names));
                         written.push(Sample::new(alerts.clone(), ts, 1.0));
                         written.push(Sample::new(
                             for_state.clone(),
@@ -312,5 +337,33 @@ mod tests {
             })
             .collect();
         assert_eq!(fired, ["After"]);
+    }
+
+    #[test]
+    fn the_alerts_series_may_be_renamed() {
+        let groups = parse_file(
+            "r.yml",
+            "groups:\n  - name: g\n    rules:\n      - alert: Up\n        expr: up > 0\n",
+        )
+        .unwrap();
+        let mut g = GroupState::new(groups.into_iter().next().unwrap());
+        g.alert_series_names = AlertSeriesNames {
+            alerts: "PULSE_ALERTS".into(),
+            for_state: "PULSE_ALERTS_FOR_STATE".into(),
+        };
+        let mut store = WindowStore::new(Retention {
+            max_points: 10,
+            max_age_ms: 1_000_000,
+            max_series: 100,
+        });
+        store.ingest(&[Sample::new(
+            SeriesKey::shared("up", [("job", "a")]),
+            1000,
+            1.0,
+        )]);
+        let out = g.eval(&mut store, 1000);
+        let mut names: Vec<&str> = out.written.iter().map(|s| s.series.name()).collect();
+        names.sort();
+        assert_eq!(names, ["PULSE_ALERTS", "PULSE_ALERTS_FOR_STATE"]);
     }
 }

@@ -186,7 +186,8 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
-fn valid_metric_name(s: &str) -> bool {
+/// Whether `s` is a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+pub fn valid_metric_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')

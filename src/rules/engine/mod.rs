@@ -53,6 +53,9 @@ pub struct RuleSources {
     /// External labels and URL the alert templates see (`rules.external_labels`,
     /// `rules.external_url`).
     pub template_env: crate::rules::alerting::TemplateEnv,
+    /// What the `ALERTS` / `ALERTS_FOR_STATE` series are called (`rules.alerts_series`,
+    /// `rules.alerts_for_state_series`).
+    pub alert_series_names: crate::rules::group::AlertSeriesNames,
 }
 
 impl RuleSources {
@@ -60,6 +63,7 @@ impl RuleSources {
     pub fn state_of(&self, group: RuleGroup) -> GroupState {
         let mut state = GroupState::new(group);
         state.template_env = self.template_env.clone();
+        state.alert_series_names = self.alert_series_names.clone();
         state
     }
 }

@@ -39,6 +39,7 @@ fn no_sources() -> RuleSources {
         builtin_pack: false,
         paths: vec![],
         template_env: Default::default(),
+        alert_series_names: Default::default(),
     }
 }
 

@@ -56,6 +56,7 @@ async fn evaluates_on_the_group_interval_and_emits_each_state_change() {
         builtin_pack: false,
         paths: vec![],
         template_env: Default::default(),
+        alert_series_names: Default::default(),
     };
     let engine = RuleEngine::new(
         groups,
