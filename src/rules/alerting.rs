@@ -153,8 +153,8 @@ impl AlertRuleState {
             .all(|(_, t)| t.is_plain());
         for s in result {
             // Built only when a template has an action: most rules' are plain text.
-            let data = Data {
-                labels: std::sync::Arc::new(if plain {
+            let data = Data::new(
+                std::sync::Arc::new(if plain {
                     BTreeMap::new()
                 } else {
                     s.labels
@@ -162,11 +162,11 @@ impl AlertRuleState {
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect()
                 }),
-                value: s.value,
-                external_labels: env.external_labels.clone(),
-                external_url: &env.external_url,
+                s.value,
+                env.external_labels.clone(),
+                &env.external_url,
                 query,
-            };
+            );
             let mut template_error = None;
             let mut expand = |t: &super::template::Template| {
                 t.try_expand(&data).unwrap_or_else(|e| {

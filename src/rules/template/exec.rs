@@ -109,7 +109,11 @@ impl From<String> for Stop {
 const MAX_RANGE_ITERATIONS: usize = 100_000;
 
 pub(super) struct Exec<'a> {
+    /// Variables declared while running, innermost last.
     vars: Vec<(String, Value)>,
+    /// Variables every template starts with (`$`, `$labels`, ...), shared by the templates
+    /// of one alert.
+    base: &'a [(String, Value)],
     env: &'a funcs::Env<'a>,
     iterations: usize,
 }
@@ -119,15 +123,15 @@ impl<'a> Exec<'a> {
     pub fn run(
         nodes: &[Node],
         data: &Value,
-        vars: Vec<(String, Value)>,
+        base: &'a [(String, Value)],
         env: &'a funcs::Env<'a>,
     ) -> Result<String, String> {
         let mut exec = Exec {
-            vars: vec![("$".to_string(), data.clone())],
+            vars: Vec::new(),
+            base,
             env,
             iterations: 0,
         };
-        exec.vars.extend(vars);
         let mut out = String::new();
         match exec.walk(nodes, data, &mut out) {
             Ok(()) => Ok(out),
@@ -237,16 +241,16 @@ impl<'a> Exec<'a> {
 
     fn set(&mut self, name: &str, v: Value, assign: bool) -> Result<(), String> {
         if assign {
-            let slot = self
-                .vars
-                .iter_mut()
-                .rev()
-                .find(|(n, _)| n == name)
-                .ok_or_else(|| format!("undefined variable: {name}"))?;
-            slot.1 = v;
-        } else {
-            self.vars.push((name.to_string(), v));
+            if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                slot.1 = v;
+                return Ok(());
+            }
+            // A starting variable is shadowed, not changed (the next template sees it anew).
+            if !self.base.iter().any(|(n, _)| n == name) {
+                return Err(format!("undefined variable: {name}"));
+            }
         }
+        self.vars.push((name.to_string(), v));
         Ok(())
     }
 
@@ -254,6 +258,7 @@ impl<'a> Exec<'a> {
         self.vars
             .iter()
             .rev()
+            .chain(self.base.iter().rev())
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
             .ok_or_else(|| format!("undefined variable: {name}"))

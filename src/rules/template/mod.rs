@@ -36,18 +36,59 @@ pub struct Data<'a> {
     pub external_url: &'a str,
     /// Runs the `query` function; `None` where no query engine is at hand.
     pub query: Option<&'a QueryFn<'a>>,
+    /// The data and starting variables, built once for all the templates of an alert.
+    scope: std::cell::OnceCell<Vec<(String, Value)>>,
+}
+
+impl<'a> Data<'a> {
+    pub fn new(
+        labels: Arc<BTreeMap<String, String>>,
+        value: f64,
+        external_labels: Arc<BTreeMap<String, String>>,
+        external_url: &'a str,
+        query: Option<&'a QueryFn<'a>>,
+    ) -> Self {
+        Data {
+            labels,
+            value,
+            external_labels,
+            external_url,
+            query,
+            scope: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// `$` (the data: `.Labels`, `.Value`, ...) and Prometheus' prelude variables.
+    fn scope(&self) -> &[(String, Value)] {
+        self.scope.get_or_init(|| {
+            let labels = Value::Map(self.labels.clone());
+            let external = Value::Map(self.external_labels.clone());
+            let url = Value::Str(self.external_url.to_string());
+            let value = Value::Float(self.value);
+            let root: BTreeMap<String, Value> = [
+                ("Labels", labels.clone()),
+                ("ExternalLabels", external.clone()),
+                ("ExternalURL", url.clone()),
+                ("Value", value.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            vec![
+                ("$".to_string(), Value::Record(Arc::new(root))),
+                ("$labels".to_string(), labels),
+                ("$externalLabels".to_string(), external),
+                ("$externalURL".to_string(), url),
+                ("$value".to_string(), value),
+            ]
+        })
+    }
 }
 
 impl Data<'static> {
     /// Labels and a value, with no external labels, URL or query engine.
     pub fn simple(labels: BTreeMap<String, String>, value: f64) -> Self {
-        Data {
-            labels: Arc::new(labels),
-            value,
-            external_labels: Arc::default(),
-            external_url: "",
-            query: None,
-        }
+        Data::new(Arc::new(labels), value, Arc::default(), "", None)
     }
 }
 
@@ -75,30 +116,12 @@ impl Template {
         if let Some(text) = &self.plain {
             return Ok(text.clone());
         }
-        let labels = Value::Map(data.labels.clone());
-        let external = Value::Map(data.external_labels.clone());
-        let url = Value::Str(data.external_url.to_string());
-        let value = Value::Float(data.value);
-        let root: BTreeMap<String, Value> = [
-            ("Labels", labels.clone()),
-            ("ExternalLabels", external.clone()),
-            ("ExternalURL", url.clone()),
-            ("Value", value.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let vars = vec![
-            ("$labels".to_string(), labels),
-            ("$externalLabels".to_string(), external),
-            ("$externalURL".to_string(), url),
-            ("$value".to_string(), value),
-        ];
+        let scope = data.scope();
         let env = funcs::Env {
             external_url: data.external_url,
             query: data.query,
         };
-        exec::Exec::run(&self.nodes, &Value::Record(Arc::new(root)), vars, &env)
+        exec::Exec::run(&self.nodes, &scope[0].1, scope, &env)
     }
 
     /// Expands the template, an error written in its place as Prometheus does.
