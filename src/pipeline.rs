@@ -429,7 +429,7 @@ pub fn start_as(
             )
             .start();
             component(
-                &format!("silences {}", d.url.trim_end_matches("/api/v2/alerts")),
+                &format!("silences {}", d.base()),
                 "sink",
                 false,
                 sync.clone().recipient(),

@@ -34,10 +34,7 @@ pub fn render_series(out: &mut String, latest: &[(Series, i64, f64)]) {
     }
     for (family, mut entries) in families {
         match family_of(family) {
-            Some(info) => {
-                let _ = writeln!(out, "# HELP {family} {}", info.help);
-                let _ = writeln!(out, "# TYPE {family} {}", info.kind.as_str());
-            }
+            Some(info) => self::family(out, family, info.kind.as_str(), info.help),
             None => {
                 let (kind, help) = match family {
                     "ALERTS" => (
@@ -53,8 +50,7 @@ pub fn render_series(out: &mut String, latest: &[(Series, i64, f64)]) {
                         "A series recorded by a rule or sent to Pulse (no description).",
                     ),
                 };
-                let _ = writeln!(out, "# HELP {family} {help}");
-                let _ = writeln!(out, "# TYPE {family} {kind}");
+                self::family(out, family, kind, help);
             }
         }
         // Histograms as the format wants them: each series' buckets by bound, then its sum

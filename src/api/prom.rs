@@ -110,14 +110,7 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     {
         return None;
     }
-    // Days since the epoch (Howard Hinnant's days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::promql::days_from_civil(y, m, day);
     let secs = days * 86_400 + h * 3600 + min * 60 - offset_min * 60;
     Some(secs * 1000 + (sec * 1000.0).round() as i64)
 }

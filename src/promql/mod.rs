@@ -10,7 +10,7 @@ mod functions;
 mod label_fns;
 mod subquery;
 
-pub use elementwise::civil_from_days;
+pub use elementwise::{civil_from_days, days_from_civil};
 
 use promql_parser::parser::{self, Expr};
 

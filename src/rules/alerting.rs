@@ -170,7 +170,7 @@ impl AlertRuleState {
             let mut template_error = None;
             let mut expand = |t: &super::template::Template| {
                 t.try_expand(&data).unwrap_or_else(|e| {
-                    let text = format!("<error expanding template: {e}>");
+                    let text = super::template::error_text(&e);
                     template_error = Some(e);
                     text
                 })

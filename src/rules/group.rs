@@ -307,16 +307,14 @@ mod tests {
     use crate::rules::parse_file;
     use crate::store::window::Retention;
 
-    /// A repeated expression is computed once per tick, but never served stale: a rule that
-    /// runs after a recording rule wrote its metric sees the new series.
-    #[test]
-    fn a_later_rule_sees_what_an_earlier_rule_wrote_in_the_same_tick() {
-        let groups = parse_file(
-            "r.yml",
-            "groups:\n  - name: g\n    rules:\n      - alert: Before\n        expr: r > 0\n      - record: r\n        expr: up * 2\n      - alert: After\n        expr: r > 0\n",
-        )
-        .unwrap();
-        let mut g = GroupState::new(groups.into_iter().next().unwrap());
+    /// The one group of a rule file's text.
+    fn group(yaml: &str) -> GroupState {
+        let groups = parse_file("r.yml", yaml).unwrap();
+        GroupState::new(groups.into_iter().next().unwrap())
+    }
+
+    /// A store holding `up{job="a"} 1` at 1 s.
+    fn store_with_up() -> WindowStore {
         let mut store = WindowStore::new(Retention {
             max_points: 10,
             max_age_ms: 1_000_000,
@@ -327,7 +325,15 @@ mod tests {
             1000,
             1.0,
         )]);
-        let out = g.eval(&mut store, 1000);
+        store
+    }
+
+    /// A repeated expression is computed once per tick, but never served stale: a rule that
+    /// runs after a recording rule wrote its metric sees the new series.
+    #[test]
+    fn a_later_rule_sees_what_an_earlier_rule_wrote_in_the_same_tick() {
+        let mut g = group("groups:\n  - name: g\n    rules:\n      - alert: Before\n        expr: r > 0\n      - record: r\n        expr: up * 2\n      - alert: After\n        expr: r > 0\n");
+        let out = g.eval(&mut store_with_up(), 1000);
         let fired: Vec<String> = out
             .transitions
             .iter()
@@ -341,27 +347,13 @@ mod tests {
 
     #[test]
     fn the_alerts_series_may_be_renamed() {
-        let groups = parse_file(
-            "r.yml",
-            "groups:\n  - name: g\n    rules:\n      - alert: Up\n        expr: up > 0\n",
-        )
-        .unwrap();
-        let mut g = GroupState::new(groups.into_iter().next().unwrap());
+        let mut g =
+            group("groups:\n  - name: g\n    rules:\n      - alert: Up\n        expr: up > 0\n");
         g.alert_series_names = AlertSeriesNames {
             alerts: "PULSE_ALERTS".into(),
             for_state: "PULSE_ALERTS_FOR_STATE".into(),
         };
-        let mut store = WindowStore::new(Retention {
-            max_points: 10,
-            max_age_ms: 1_000_000,
-            max_series: 100,
-        });
-        store.ingest(&[Sample::new(
-            SeriesKey::shared("up", [("job", "a")]),
-            1000,
-            1.0,
-        )]);
-        let out = g.eval(&mut store, 1000);
+        let out = g.eval(&mut store_with_up(), 1000);
         let mut names: Vec<&str> = out.written.iter().map(|s| s.series.name()).collect();
         names.sort();
         assert_eq!(names, ["PULSE_ALERTS", "PULSE_ALERTS_FOR_STATE"]);

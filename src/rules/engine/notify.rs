@@ -43,12 +43,8 @@ impl RuleEngine {
                 }
                 a.last_sent_ms = Some(now);
                 a.valid_until_ms = now + 4 * delta;
-                let mut labels = a.labels.clone();
-                for (k, v) in external.iter() {
-                    labels.entry(k.clone()).or_insert_with(|| v.clone());
-                }
                 out.push(OutgoingAlert {
-                    labels,
+                    labels: as_sent(&external, a),
                     annotations: a.annotations.clone(),
                     starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
                     ends_at_ms: a.resolved_at_ms.unwrap_or(a.valid_until_ms),
@@ -110,10 +106,7 @@ impl RuleEngine {
         if self.silenced.values().all(Vec::is_empty) {
             return Vec::new();
         }
-        let mut labels = a.labels.clone();
-        for (k, v) in g.template_env.external_labels.iter() {
-            labels.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+        let labels = as_sent(&g.template_env.external_labels, a);
         self.silenced
             .values()
             .flatten()
@@ -121,6 +114,18 @@ impl RuleEngine {
             .map(|s| s.id.clone())
             .collect()
     }
+}
+
+/// An alert's labels as Alertmanager gets them: with the external labels it lacks.
+fn as_sent(
+    external: &std::collections::BTreeMap<String, String>,
+    a: &Alert,
+) -> std::collections::BTreeMap<String, String> {
+    let mut labels = a.labels.clone();
+    for (k, v) in external {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    labels
 }
 
 impl Handler<SilencesSeen> for RuleEngine {

@@ -126,9 +126,13 @@ impl Template {
 
     /// Expands the template, an error written in its place as Prometheus does.
     pub fn expand(&self, data: &Data) -> String {
-        self.try_expand(data)
-            .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+        self.try_expand(data).unwrap_or_else(|e| error_text(&e))
     }
+}
+
+/// What stands in a label or annotation whose template failed, as Prometheus writes it.
+pub fn error_text(error: &str) -> String {
+    format!("<error expanding template: {error}>")
 }
 
 /// Go's parser refuses a call to a function it does not know.

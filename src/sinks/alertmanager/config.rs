@@ -114,6 +114,19 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// An Alertmanager's base URL (`http://host:port[/prefix]`): where its other APIs are.
+    pub fn base(&self) -> &str {
+        self.url.trim_end_matches("/api/v2/alerts")
+    }
+
+    /// An HTTP client with this destination's timeout, kept for all its calls (it pools
+    /// connections).
+    pub fn agent(&self) -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_millis(self.timeout_ms))
+            .build()
+    }
+
     /// The name in status and `/metrics`: the URL without credentials.
     pub fn name(&self) -> String {
         match self.protocol {

@@ -36,6 +36,8 @@ pub const MAX_RETRY_MS: u64 = 5_000;
 /// Posts alerts to one destination.
 pub struct AlertNotifier {
     destination: Destination,
+    /// The HTTP client, kept for every POST (it pools connections).
+    agent: ureq::Agent,
     /// Sent in webhook payloads (`externalURL`).
     external_url: String,
     /// (sequence number, alert), oldest first.
@@ -64,6 +66,7 @@ impl AlertNotifier {
         clock: Clock,
     ) -> Self {
         AlertNotifier {
+            agent: destination.agent(),
             destination,
             external_url,
             queue: VecDeque::new(),
@@ -119,8 +122,8 @@ impl AlertNotifier {
             return;
         };
         self.in_flight = true;
-        let destination = self.destination.clone();
-        let post = tokio::task::spawn_blocking(move || post_all(&destination, &bodies));
+        let (destination, agent) = (self.destination.clone(), self.agent.clone());
+        let post = tokio::task::spawn_blocking(move || post_all(&agent, &destination, &bodies));
         ctx.spawn(post.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
             match result.unwrap_or_else(|e| Err(format!("sender task failed: {e}"))) {
@@ -150,10 +153,11 @@ impl AlertNotifier {
 }
 
 /// POSTs each body; the first failure is the error.
-fn post_all(destination: &Destination, bodies: &[String]) -> Result<(), String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_millis(destination.timeout_ms))
-        .build();
+fn post_all(
+    agent: &ureq::Agent,
+    destination: &Destination,
+    bodies: &[String],
+) -> Result<(), String> {
     for body in bodies {
         let mut request = agent
             .post(&destination.url)

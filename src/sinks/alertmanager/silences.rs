@@ -90,7 +90,8 @@ pub struct SilenceSync {
     /// `http://host:port[/prefix]`.
     base: String,
     authorization: Option<String>,
-    timeout_ms: u64,
+    /// The HTTP client, kept for every call.
+    agent: ureq::Agent,
     sync_every: Duration,
     /// Create silences for acknowledgements (else only read them).
     silence_on_ack: bool,
@@ -113,12 +114,9 @@ impl SilenceSync {
         clock: Clock,
     ) -> Self {
         SilenceSync {
-            base: destination
-                .url
-                .trim_end_matches("/api/v2/alerts")
-                .to_string(),
+            base: destination.base().to_string(),
             authorization: destination.authorization.clone(),
-            timeout_ms: destination.timeout_ms,
+            agent: destination.agent(),
             sync_every,
             silence_on_ack,
             clock,
@@ -131,16 +129,8 @@ impl SilenceSync {
         }
     }
 
-    fn agent(&self) -> ureq::Agent {
-        ureq::AgentBuilder::new()
-            .timeout(Duration::from_millis(self.timeout_ms))
-            .build()
-    }
-
     fn request(&self, method: &str, path: &str) -> ureq::Request {
-        let r = self
-            .agent()
-            .request(method, &format!("{}{path}", self.base));
+        let r = self.agent.request(method, &format!("{}{path}", self.base));
         match &self.authorization {
             Some(a) => r.set("Authorization", a),
             None => r,
