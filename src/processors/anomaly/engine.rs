@@ -8,8 +8,9 @@ use serde::Serialize;
 use std::collections::VecDeque;
 
 use super::detector::{Detector, DetectorConfig, Reason};
+use super::jobs::JobTracker;
 use super::peers::{MemberRef, PeerMonitor, PeerSettings};
-use super::workload::{gpu_of, WorkloadCoalescer, WorkloadEvent};
+use super::workload::{gpu_of, OwnSignals, WorkloadCoalescer, WorkloadEvent};
 use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{
@@ -48,8 +49,11 @@ pub struct EngineSettings {
     pub peers: PeerSettings,
 }
 
-/// Firings of a host's GPUs within this long after a workload event's last firing join it.
+/// Firings of a host's GPUs within this long after a workload event's last firing join it
+/// (and a GPU's firings within this long after its job started or stopped).
 pub const WORKLOAD_EPISODE_MS: i64 = 60 * 1000;
+/// The metric whose moves between idle and in use are a GPU's jobs (see [`super::jobs`]).
+pub const JOB_METRIC: &str = catalog::FB_USED;
 
 /// One anomaly: a series that scored at or above the threshold. Later firings of the same
 /// series for the same reason, each within `2 × rest_samples` samples of the last, are
@@ -147,6 +151,8 @@ struct Watched {
     open: Option<(u64, Reason)>,
     /// Its place in the peer comparison (GPU gauges only).
     peer: Option<MemberRef>,
+    /// Jobs starting and stopping (a GPU's framebuffer use only).
+    job: Option<JobTracker>,
 }
 
 enum Slot {
@@ -177,6 +183,10 @@ impl AnomalyEngine {
             settings.workload_window_ms,
             WORKLOAD_EPISODE_MS,
             settings.max_anomalies,
+            Some(OwnSignals {
+                job: JOB_METRIC.to_string(),
+                activity: vec![catalog::GPU_UTIL.into(), catalog::POWER_USAGE.into()],
+            }),
         );
         AnomalyEngine {
             workload,
@@ -235,7 +245,11 @@ impl AnomalyEngine {
             Some(Slot::Watched(w)) => w.last_ms.map(|_| w.last_raw),
             _ => None,
         };
-        for held in self.workload.decide(self.latest_ms, latest) {
+        let job = |s: &Series| match series.get(s) {
+            Some(Slot::Watched(w)) => w.job.as_ref().and_then(JobTracker::last_change),
+            _ => None,
+        };
+        for held in self.workload.decide(self.latest_ms, latest, job) {
             self.open(held, &mut opened);
         }
         for divergence in self.peers.check(self.latest_ms) {
@@ -282,6 +296,9 @@ impl AnomalyEngine {
                         self.workload.saw(&host, &metric, &gpu, series);
                         if !watched.is_counter && self.peers.compares(series) {
                             watched.peer = Some(self.peers.join(&host, &metric, &gpu, series));
+                        }
+                        if metric == JOB_METRIC {
+                            watched.job = Some(JobTracker::new());
                         }
                     }
                     Slot::Watched(Box::new(watched))
@@ -350,6 +367,9 @@ impl AnomalyEngine {
             return None;
         };
         let verdict = w.detector.update(value);
+        if let Some(job) = &mut w.job {
+            job.observe(t, value);
+        }
         w.since_fire = w.since_fire.saturating_add(1);
         let peer = w.peer;
         let score_series = w.score_series.clone();
@@ -472,6 +492,7 @@ impl Watched {
             since_fire: u64::MAX / 2,
             open: None,
             peer: None,
+            job: None,
         }
     }
 }

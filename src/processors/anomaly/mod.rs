@@ -1,10 +1,12 @@
 //! Streaming anomaly detection: the per-series [`detector`] (scored on NAB by
 //! `examples/nab.rs`), the [`engine`] the anomaly-detector actor runs, and the engine's
-//! comparisons across a host's GPUs: [`workload`] changes and [`peers`] divergence.
+//! comparisons across a host's GPUs: [`workload`] changes (with a GPU's [`jobs`] starting
+//! and stopping) and [`peers`] divergence.
 
 pub mod actor;
 pub mod detector;
 pub mod engine;
+pub mod jobs;
 pub mod nab;
 pub mod peers;
 pub mod workload;

@@ -9,6 +9,18 @@
 //! card) is still reported, at most `window_ms` late. Firings within the episode of a
 //! workload event (within `episode_ms` of its last firing) join it.
 //!
+//! A GPU's own job starting or stopping is a workload change too, even alone (a host with
+//! one GPU, or GPUs that run separate jobs): firings of any of its metrics from `window_ms`
+//! before to `episode_ms` after its framebuffer use (`job_metric`) went from idle to in use,
+//! or back (see [`super::jobs`]), are that change and its settling (utilisation flickering
+//! while the job loads, the temperature following with a lag); so are its firings within
+//! `episode_ms` of the change's last firing. A GPU with no peers on its host whose
+//! utilisation and power moved the same way, each by at least [`PHASE_SHARE`] of its
+//! value, over a firing's window is its job changing phase (a checkpoint, an evaluation,
+//! more or less work): with no peer to compare with, nothing tells that from a fault, and
+//! a fault that does not move both (throttling: power and clocks fall while utilisation
+//! holds; a leak; a fault counter) is still an anomaly.
+//!
 //! Only gauges of series with a `Hostname` and a `gpu` label are held; counters (XID and
 //! ECC errors among them) and every other series open at once. A host-wide change that is
 //! a real problem (the whole host overheating) is the alert rules' to catch, by threshold.
@@ -18,11 +30,39 @@ use std::collections::{HashMap, VecDeque};
 use serde::Serialize;
 
 use super::engine::Anomaly;
+use super::jobs::JobChange;
 use crate::model::catalog::HOSTNAME;
 use crate::model::series::Series;
 
 /// The label naming a GPU on its host.
 pub const GPU_LABEL: &str = "gpu";
+
+/// How far (a share of the larger value) a peerless GPU's utilisation and power must both
+/// move, the same way, for a firing to be a phase of its job.
+pub const PHASE_SHARE: f64 = 0.25;
+
+/// The metrics of a GPU that tell its own workload changing, without peers.
+#[derive(Debug, Clone)]
+pub struct OwnSignals {
+    /// Framebuffer use: its jobs starting and stopping ([`super::jobs`]).
+    pub job: String,
+    /// Utilisation and power: its job changing phase.
+    pub activity: Vec<String>,
+}
+
+/// What made firings a workload change.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadCause {
+    /// Most GPUs of the host moved together.
+    Host,
+    /// The GPU's job started (its framebuffer went from idle to in use).
+    JobStarted,
+    /// The GPU's job stopped (its framebuffer went back to idle).
+    JobStopped,
+    /// A GPU with no peers: its utilisation and power moved together.
+    Phase,
+}
 
 /// Several GPUs of one host changing together on one metric.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -40,6 +80,7 @@ pub struct WorkloadEvent {
     pub firings: u32,
     /// What the first firing was (new high, new low, unusual move), for people.
     pub detail: String,
+    pub cause: WorkloadCause,
 }
 
 /// Firings of one host and metric waiting for the decision.
@@ -51,12 +92,16 @@ struct Group {
     moved: f64,
     /// Every GPU's value just before the first firing.
     before: Vec<(String, Series, f64)>,
+    /// A GPU without peers: its activity metrics' values just before the first firing.
+    activity_before: Vec<(Series, f64)>,
 }
 
 /// Holds GPU firings, decides, and keeps the workload events.
 pub struct WorkloadCoalescer {
     window_ms: i64,
     episode_ms: i64,
+    /// The metrics of a GPU's own workload (`None`: only peers tell).
+    own: Option<OwnSignals>,
     /// GPUs seen per (host, metric), with their series: what "most of a host" is.
     gpus: HashMap<(String, String), Vec<(String, Series)>>,
     groups: HashMap<(String, String), Group>,
@@ -68,6 +113,10 @@ pub struct WorkloadCoalescer {
     pub folded: u64,
 }
 
+fn gpu_label(anomaly: &Anomaly) -> Option<&str> {
+    anomaly.series.label(GPU_LABEL)
+}
+
 /// Host and metric of a series the coalescer may hold, and its GPU.
 pub fn gpu_of(series: &Series) -> Option<(String, String, String)> {
     let host = series.label(HOSTNAME)?;
@@ -76,11 +125,18 @@ pub fn gpu_of(series: &Series) -> Option<(String, String, String)> {
 }
 
 impl WorkloadCoalescer {
-    /// `window_ms` 0 holds nothing (every firing opens at once).
-    pub fn new(window_ms: i64, episode_ms: i64, max_events: usize) -> Self {
+    /// `window_ms` 0 holds nothing (every firing opens at once). `own.job`: the metric whose
+    /// series' job changes [`Self::decide`] is given.
+    pub fn new(
+        window_ms: i64,
+        episode_ms: i64,
+        max_events: usize,
+        own: Option<OwnSignals>,
+    ) -> Self {
         WorkloadCoalescer {
             window_ms,
             episode_ms,
+            own,
             gpus: HashMap::new(),
             groups: HashMap::new(),
             events: VecDeque::new(),
@@ -122,7 +178,7 @@ impl WorkloadCoalescer {
             .events
             .iter_mut()
             .rev()
-            .find(|e| (&e.host, &e.metric) == (&key.0, &key.1))
+            .find(|e| e.cause == WorkloadCause::Host && (&e.host, &e.metric) == (&key.0, &key.1))
             .filter(|e| t - e.last_ms <= self.episode_ms)
         {
             event.last_ms = event.last_ms.max(t);
@@ -137,6 +193,15 @@ impl WorkloadCoalescer {
             return true;
         }
         let peers = self.gpus.get(&key);
+        let activity_before = match (peers.map_or(0, Vec::len), &self.own, gpu_label(&anomaly)) {
+            (0..=1, Some(own), Some(gpu)) => own
+                .activity
+                .iter()
+                .filter_map(|m| self.series_of(&key.0, m, gpu))
+                .filter_map(|s| before(s).map(|v| (s.clone(), v)))
+                .collect(),
+            _ => Vec::new(),
+        };
         let group = self.groups.entry(key).or_insert_with(|| Group {
             first_ms: t,
             held: Vec::new(),
@@ -146,6 +211,7 @@ impl WorkloadCoalescer {
                 .flatten()
                 .filter_map(|(g, s)| before(s).map(|v| (g.clone(), s.clone(), v)))
                 .collect(),
+            activity_before,
         });
         match group.held.iter_mut().find(|a| a.series == anomaly.series) {
             Some(a) => {
@@ -159,9 +225,15 @@ impl WorkloadCoalescer {
     }
 
     /// Decides the groups held for `window_ms` by `now_ms`: answers the firings to open as
-    /// anomalies (those of hosts where too few GPUs moved together), oldest first. `now`
-    /// gives each GPU's latest value.
-    pub fn decide(&mut self, now_ms: i64, now: impl Fn(&Series) -> Option<f64>) -> Vec<Anomaly> {
+    /// anomalies (those of hosts where too few GPUs moved together, on GPUs whose job did
+    /// not just start or stop), oldest first. `now` gives each GPU's latest value, `job` the
+    /// latest job change of a `job_metric` series.
+    pub fn decide(
+        &mut self,
+        now_ms: i64,
+        now: impl Fn(&Series) -> Option<f64>,
+        job: impl Fn(&Series) -> Option<(i64, JobChange)>,
+    ) -> Vec<Anomaly> {
         let due: Vec<(String, String)> = self
             .groups
             .iter()
@@ -195,7 +267,7 @@ impl WorkloadCoalescer {
                 let detail = group.held[0].detail.clone();
                 self.decided += 1;
                 self.folded += u64::from(firings);
-                self.events.push_back(WorkloadEvent {
+                self.push(WorkloadEvent {
                     host: key.0,
                     metric: key.1,
                     gpus,
@@ -204,16 +276,127 @@ impl WorkloadCoalescer {
                     last_ms,
                     firings,
                     detail,
+                    cause: WorkloadCause::Host,
                 });
-                while self.events.len() > self.max_events {
-                    self.events.pop_front();
+                continue;
+            }
+            let phase = self.phase_changed(&group, &now);
+            for anomaly in group.held {
+                if !self.fold_into_job(&key.0, &anomaly, &job, phase) {
+                    open.push(anomaly);
                 }
-            } else {
-                open.extend(group.held);
             }
         }
         open.sort_by_key(|a| a.first_ms);
         open
+    }
+
+    fn push(&mut self, event: WorkloadEvent) {
+        self.events.push_back(event);
+        while self.events.len() > self.max_events {
+            self.events.pop_front();
+        }
+    }
+
+    /// The series of `gpu`'s `metric` on `host`, when known.
+    fn series_of(&self, host: &str, metric: &str, gpu: &str) -> Option<&Series> {
+        let known = self.gpus.get(&(host.to_string(), metric.to_string()))?;
+        known.iter().find(|(g, _)| g == gpu).map(|(_, s)| s)
+    }
+
+    /// Whether a peerless GPU's activity metrics all moved the same way, each by at least
+    /// [`PHASE_SHARE`] of the larger of its values, since just before `group` first fired.
+    fn phase_changed(&self, group: &Group, now: impl Fn(&Series) -> Option<f64>) -> bool {
+        let wanted = self.own.as_ref().map_or(0, |o| o.activity.len());
+        if wanted == 0 || group.activity_before.len() < wanted {
+            return false;
+        }
+        let moves: Option<Vec<f64>> = group
+            .activity_before
+            .iter()
+            .map(|(s, was)| {
+                let is = now(s)?;
+                let far = (is - was).abs() >= PHASE_SHARE * is.abs().max(was.abs());
+                (far && is != *was).then_some(is - was)
+            })
+            .collect();
+        moves.is_some_and(|m| m.iter().all(|d| d.signum() == m[0].signum()))
+    }
+
+    /// Whether the job of `anomaly`'s GPU started or stopped from `window_ms` after it fired
+    /// to `episode_ms` before.
+    fn job_change_near(
+        &self,
+        host: &str,
+        anomaly: &Anomaly,
+        job: impl Fn(&Series) -> Option<(i64, JobChange)>,
+    ) -> Option<WorkloadCause> {
+        let metric = &self.own.as_ref()?.job;
+        let gpu = gpu_label(anomaly)?;
+        let (at, change) = job(self.series_of(host, metric, gpu)?)?;
+        let t = anomaly.first_ms;
+        if !(at - self.window_ms..=at + self.episode_ms).contains(&t) {
+            return None;
+        }
+        Some(match change {
+            JobChange::Started => WorkloadCause::JobStarted,
+            JobChange::Stopped => WorkloadCause::JobStopped,
+        })
+    }
+
+    /// Counts `anomaly` as part of its GPU's own workload change when it is: joins the GPU's
+    /// event still in its episode, or records one for a job change near it or a `phase`.
+    fn fold_into_job(
+        &mut self,
+        host: &str,
+        anomaly: &Anomaly,
+        job: impl Fn(&Series) -> Option<(i64, JobChange)>,
+        phase: bool,
+    ) -> bool {
+        let Some(gpu) = gpu_label(anomaly) else {
+            return false;
+        };
+        let episode_ms = self.episode_ms;
+        if let Some(event) = self.events.iter_mut().rev().find(|e| {
+            e.cause != WorkloadCause::Host
+                && e.host == host
+                && e.gpus.iter().any(|g| g == gpu)
+                && anomaly.first_ms - e.last_ms <= episode_ms
+        }) {
+            event.last_ms = event.last_ms.max(anomaly.last_ms);
+            event.firings += anomaly.count;
+            self.folded += u64::from(anomaly.count);
+            return true;
+        }
+        let Some(cause) = self
+            .job_change_near(host, anomaly, job)
+            .or(phase.then_some(WorkloadCause::Phase))
+        else {
+            return false;
+        };
+        self.decided += 1;
+        self.folded += u64::from(anomaly.count);
+        let what = match cause {
+            WorkloadCause::JobStopped => "the GPU's job stopped",
+            WorkloadCause::Phase => "the GPU's utilisation and power moved together",
+            _ => "a job started on the GPU",
+        };
+        self.push(WorkloadEvent {
+            host: host.to_string(),
+            metric: anomaly.series.name().to_string(),
+            gpus: vec![gpu.to_string()],
+            host_gpus: 1,
+            first_ms: anomaly.first_ms,
+            last_ms: anomaly.last_ms,
+            firings: anomaly.count,
+            detail: format!(
+                "{what}; first firing: {} {}",
+                anomaly.series.name(),
+                anomaly.detail
+            ),
+            cause,
+        });
+        true
     }
 
     /// Recent workload events, newest first.
@@ -252,7 +435,7 @@ mod tests {
     }
 
     fn coalescer(gpus: usize) -> WorkloadCoalescer {
-        let mut c = WorkloadCoalescer::new(5_000, 60_000, 10);
+        let mut c = WorkloadCoalescer::new(5_000, 60_000, 10, None);
         for g in 0..gpus {
             c.saw("h1", "power", &g.to_string(), &series(&g.to_string()));
         }
@@ -277,6 +460,78 @@ mod tests {
         }
     }
 
+    fn no_jobs(_: &Series) -> Option<(i64, JobChange)> {
+        None
+    }
+
+    #[test]
+    fn a_gpu_alone_whose_job_started_or_stopped_is_a_workload_change() {
+        let own = OwnSignals {
+            job: "fb".into(),
+            activity: vec![],
+        };
+        let mut c = WorkloadCoalescer::new(5_000, 60_000, 10, Some(own));
+        let fb = SeriesKey::shared("fb", [("Hostname", "h1"), ("gpu", "0")]);
+        c.saw("h1", "power", "0", &series("0"));
+        c.saw("h1", "fb", "0", &fb);
+        // The job started at 3 s: a firing 2 s before it, one 50 s after it (settling).
+        let started = |s: &Series| (s == &fb).then_some((3_000, JobChange::Started));
+        hold(&mut c, "0", 1_000);
+        assert!(c.decide(6_000, now(&["0"]), started).is_empty());
+        hold(&mut c, "0", 53_000);
+        assert!(c.decide(58_000, now(&["0"]), started).is_empty());
+        let events: Vec<_> = c.events().collect();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].cause, WorkloadCause::JobStarted);
+        assert_eq!((events[0].first_ms, events[0].last_ms), (1_000, 53_000));
+        assert_eq!(events[0].firings, 2);
+        // Past the episode (of the change and of the event's last firing), the same GPU's
+        // firing is an anomaly again.
+        hold(&mut c, "0", 114_000);
+        assert_eq!(c.decide(119_000, now(&["0"]), started).len(), 1);
+        // A firing more than the window before the job stopped is an anomaly too.
+        hold(&mut c, "0", 200_000);
+        let later = |s: &Series| (s == &fb).then_some((206_000, JobChange::Stopped));
+        assert_eq!(c.decide(206_000, now(&["0"]), later).len(), 1);
+        // One within the window before it is the job stopping.
+        hold(&mut c, "0", 300_000);
+        let stopped = |s: &Series| (s == &fb).then_some((304_000, JobChange::Stopped));
+        assert!(c.decide(305_000, now(&["0"]), stopped).is_empty());
+        assert_eq!(c.events().next().unwrap().cause, WorkloadCause::JobStopped);
+    }
+
+    #[test]
+    fn a_peerless_gpu_whose_utilisation_and_power_move_together_changes_phase() {
+        let own = OwnSignals {
+            job: "fb".into(),
+            activity: vec!["util".into(), "power".into()],
+        };
+        let util = SeriesKey::shared("util", [("Hostname", "h1"), ("gpu", "0")]);
+        let run = |util_now: f64, power_now: f64| {
+            let mut c = WorkloadCoalescer::new(5_000, 60_000, 10, Some(own.clone()));
+            c.saw("h1", "power", "0", &series("0"));
+            c.saw("h1", "util", "0", &util);
+            // Before: 97 % and 560 W.
+            let before = |s: &Series| Some(if s == &util { 97.0 } else { 560.0 });
+            c.hold(
+                "h1".into(),
+                "power".into(),
+                firing("0", 1_000),
+                -400.0,
+                before,
+            );
+            let now = |s: &Series| Some(if s == &util { util_now } else { power_now });
+            let open = c.decide(6_000, now, no_jobs);
+            (open.len(), c.events().map(|e| e.cause).collect::<Vec<_>>())
+        };
+        // A checkpoint: both drop.
+        assert_eq!(run(15.0, 160.0), (0, vec![WorkloadCause::Phase]));
+        // Throttling: power falls, utilisation holds: an anomaly.
+        assert_eq!(run(97.0, 160.0), (1, vec![]));
+        // Moving apart is no phase either.
+        assert_eq!(run(100.0, 160.0), (1, vec![]));
+    }
+
     #[test]
     fn most_gpus_of_a_host_firing_together_are_one_workload_event() {
         let mut c = coalescer(8);
@@ -284,16 +539,19 @@ mod tests {
             assert!(!hold(&mut c, &g.to_string(), 1_000 + g as i64 * 300));
         }
         let all = ["0", "1", "2", "3", "4", "5", "6", "7"];
-        let early = c.decide(5_999, now(&all));
+        let early = c.decide(5_999, now(&all), no_jobs);
         assert!(early.is_empty(), "decided before the window passed");
-        assert!(c.decide(6_000, now(&all)).is_empty(), "no GPU opened");
+        assert!(
+            c.decide(6_000, now(&all), no_jobs).is_empty(),
+            "no GPU opened"
+        );
         let events: Vec<_> = c.events().collect();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].gpus.len(), 8);
         assert_eq!((events[0].first_ms, events[0].last_ms), (1_000, 3_100));
         // The same episode: a late GPU and a second step of the ramp join the event.
         assert!(hold(&mut c, "3", 20_000));
-        assert!(c.decide(30_000, now(&all)).is_empty());
+        assert!(c.decide(30_000, now(&all), no_jobs).is_empty());
         assert_eq!(c.events().count(), 1);
         assert_eq!(c.events().next().unwrap().firings, 9);
     }
@@ -303,8 +561,8 @@ mod tests {
         let mut c = coalescer(8);
         assert!(!hold(&mut c, "5", 1_000));
         assert!(!hold(&mut c, "5", 2_000));
-        assert!(c.decide(5_000, now(&["5"])).is_empty());
-        let open = c.decide(6_000, now(&["5"]));
+        assert!(c.decide(5_000, now(&["5"]), no_jobs).is_empty());
+        let open = c.decide(6_000, now(&["5"]), no_jobs);
         assert_eq!(open.len(), 1, "one anomaly, its repeat merged");
         assert_eq!(open[0].series.label("gpu"), Some("5"));
         assert_eq!(
@@ -319,18 +577,20 @@ mod tests {
         // Only GPU 0's detector fired, but GPUs 1-4 dropped as far: five of eight moved.
         let mut c = coalescer(8);
         hold(&mut c, "0", 1_000);
-        assert!(c.decide(6_000, now(&["0", "1", "2", "3", "4"])).is_empty());
+        assert!(c
+            .decide(6_000, now(&["0", "1", "2", "3", "4"]), no_jobs)
+            .is_empty());
         assert_eq!(c.events().next().unwrap().gpus, ["0", "1", "2", "3", "4"]);
         // Three of eight moved: each firing is an anomaly; the ones that only moved are not.
         let mut c = coalescer(8);
         for g in ["1", "2"] {
             hold(&mut c, g, 1_000);
         }
-        assert_eq!(c.decide(6_000, now(&["1", "2", "3"])).len(), 2);
+        assert_eq!(c.decide(6_000, now(&["1", "2", "3"]), no_jobs).len(), 2);
         // Two of two: a workload change.
         let mut c = coalescer(2);
         hold(&mut c, "0", 1_000);
-        assert!(c.decide(6_000, now(&["0", "1"])).is_empty());
+        assert!(c.decide(6_000, now(&["0", "1"]), no_jobs).is_empty());
         assert_eq!(c.events().count(), 1);
     }
 }
