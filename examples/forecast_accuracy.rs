@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use pulse::model::series::Sample;
 use pulse::processors::anomaly::nab;
-use pulse::processors::predict::model::{detect_period, forecast, resample, Calibration};
+use pulse::processors::predict::model::{detect_period, resample, Calibration};
+use pulse::processors::predict::select::forecast;
 use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
 
 /// Points a model is fitted on (the predictor's default: 30 minutes at 10-second steps).

@@ -14,7 +14,7 @@
 //! - [`pipeline`] — wires the actors from the configuration, in one place; [`server`] runs
 //!   the actix system and the HTTP server together.
 //! - [`sources`] — GPUs through NVML, the simulated fleet, request metrics, the Kafka source.
-//! - [`store`] — the window store: per-series rings and the actor that owns them.
+//! - [`store`] — the window store: per-series rings, the actor that owns them, and what it receives.
 //! - [`processors`] — the anomaly detector and the predictor.
 //! - [`rules`] — Prometheus rule files, their groups, templates, `pulse test rules`, and the
 //!   rule [`rules::engine`]; [`promql`] — the PromQL evaluator the rules and the API use.
@@ -22,7 +22,7 @@
 //! - [`query`] — the query actor, its views, cache and cleanup reports.
 //! - [`api`] — the axum router and handlers, and the `/metrics` exposition.
 //! - [`telemetry`] — OpenTelemetry tracing of Pulse's own work.
-//! - [`messages`] — data that crosses actors: samples, commands, queries, stats.
+//! - [`messages`] — data several components share: samples, commands, stats, alert events.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog
 //!   of metric names (dcgm-exporter's for GPUs).
 //! - [`redis`] — the one Redis connection policy (lazy connection, round-trip deadline).

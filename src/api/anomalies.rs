@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::{limit_param, match_param};
 use super::AppState;
-use crate::messages::anomalies::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
+use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::AnomalyFilter;
 
 /// Default and largest page.

@@ -11,9 +11,9 @@ use super::error::ApiError;
 use super::status::gather;
 use super::AppState;
 use crate::api::exposition::{render_components, render_connections, render_series};
-use crate::messages::queries::SelectLatest;
 use crate::model::catalog;
 use crate::model::selector::Selector;
+use crate::store::messages::SelectLatest;
 
 /// Series written once per refit, held in `/metrics` until the next one is due.
 const PER_REFIT: [&str; 2] = [catalog::FORECAST, catalog::EXHAUSTION_SECONDS];

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::match_param;
 use super::AppState;
-use crate::messages::predictions::ListPredictions;
 use crate::processors::predict::engine::PredictionFilter;
+use crate::processors::predict::messages::ListPredictions;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

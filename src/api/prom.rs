@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
 use super::AppState;
-use crate::messages::queries::ReadStore;
 use crate::promql::{self, Evaluator, Labels, Value};
+use crate::store::messages::ReadStore;
 
 /// Points one range query may return per series (Prometheus' limit).
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;

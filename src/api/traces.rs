@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::limit_param;
 use super::AppState;
-use crate::messages::queries::SelectPoints;
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::sources::requests::aggregate::{RequestRecord, TracedFilter};
+use crate::store::messages::SelectPoints;
 use crate::telemetry::parse_trace_id;
 use crate::telemetry::store::{TraceFilter, TraceStatus};
 

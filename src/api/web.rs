@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::{match_param, window_param};
 use super::AppState;
-use crate::messages::queries::SelectPoints;
+use crate::store::messages::SelectPoints;
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const PULSE_JS: &str = include_str!("../web/pulse.js");

@@ -1,9 +1,8 @@
-//! Messages that cross actors, one file per family.
+//! What several components share: sample batches, stats, commands, alert events. A
+//! message that one actor receives lives with that actor (`store::messages`,
+//! `processors::anomaly::messages`, ...).
 
 pub mod alerts;
-pub mod anomalies;
 pub mod commands;
-pub mod predictions;
-pub mod queries;
 pub mod samples;
 pub mod stats;

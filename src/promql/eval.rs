@@ -11,7 +11,6 @@ use promql_parser::parser::{
 use super::{functions, is_stale, Labels, RangeSeries, Value, VecSample, LOOKBACK_MS, NAME};
 use crate::model::selector::{Matcher, Selector};
 use crate::model::series::Series;
-use crate::store::window::WindowStore;
 
 /// A selected series: its key, its points in the range, whether they may hold staleness markers.
 pub type SelectedRange<'a> = (&'a Series, &'a [(i64, f64)], bool);
@@ -33,25 +32,6 @@ pub trait Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<(Series, i64, f64)>;
-}
-
-impl Storage for WindowStore {
-    fn select_slices<'a>(
-        &'a self,
-        selector: &Selector,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Vec<SelectedRange<'a>> {
-        WindowStore::select_marked(self, selector, start_ms, end_ms)
-    }
-    fn select_last(
-        &self,
-        selector: &Selector,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Vec<(Series, i64, f64)> {
-        WindowStore::select_last(self, selector, start_ms, end_ms)
-    }
 }
 
 /// An evaluation failed (the expression was valid, the data made it impossible).

@@ -14,7 +14,6 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::messages::commands::Command;
-use crate::messages::queries::{SelectLatest, SelectStats};
 use crate::messages::stats::{ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
@@ -27,6 +26,7 @@ use crate::rules::engine::{GetAlertCounts, RuleEngine};
 use crate::runtime::clock::Clock;
 use crate::sources::requests::actor::{GetRequestSummary, RequestSampler};
 use crate::store::actor::WindowStoreActor;
+use crate::store::messages::{SelectLatest, SelectStats};
 
 /// A component the view needed did not answer.
 #[derive(Debug, Clone, thiserror::Error)]

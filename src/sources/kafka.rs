@@ -41,7 +41,8 @@ use crate::rules::engine::{AdoptAlerts, ReleaseAlerts, RuleEngine};
 use crate::runtime::mailbox::Mailbox;
 use crate::sinks::kafka::{Flush, KafkaSink};
 use crate::sinks::redis::{Drain, RedisSink};
-use crate::store::actor::{ProcessingDone, RebuildHosts, ReleaseHosts, WindowStoreActor};
+use crate::store::actor::{ProcessingDone, ReleaseHosts, WindowStoreActor};
+use crate::store::messages::Backfill;
 
 /// How long a batch waits for more records once it has one.
 pub const LINGER: Duration = Duration::from_millis(100);
@@ -403,21 +404,18 @@ async fn adopt(
     names.sort();
     tracing::info!("taking over hosts {names:?}");
     if let Some((redis, prefix)) = &settings.redis {
-        let rebuild = RebuildHosts {
-            redis: redis.clone(),
-            key_prefix: prefix.clone(),
-            hosts: new_hosts.clone(),
-        };
-        match links.window.send(rebuild).await {
-            Ok(Ok(points)) => {
-                shared
-                    .rebuilt_points
-                    .fetch_add(points as u64, Ordering::Relaxed);
+        // Read before these hosts' records go to the store, so their history goes in first.
+        match crate::sinks::redis::read_history(redis, prefix, &new_hosts).await {
+            Ok(samples) => {
+                if let Ok(points) = links.window.send(Backfill(samples)).await {
+                    shared
+                        .rebuilt_points
+                        .fetch_add(points as u64, Ordering::Relaxed);
+                }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 *lock(&shared.last_error) = Some(format!("windows not rebuilt from Redis: {e}"));
             }
-            Err(_) => {}
         }
     }
     match links.rules.send(AdoptAlerts(new_hosts)).await {

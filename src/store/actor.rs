@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::messages::alerts::{EvalGroups, Stored};
-use crate::messages::queries::{SelectGrids, SelectLatest, SelectPoints, SelectStats};
 use crate::messages::samples::{ProcessBatch, SampleBatch};
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::{Mailbox, MailboxGauge};
+use crate::store::messages::{
+    Backfill, ReadStore, SelectLatest, SelectPoints, SelectStats, Stored, WriteStore, Written,
+};
 use crate::store::window::{Retention, WindowStore};
 
 /// Batches that may wait in the store's mailbox before senders wait.
@@ -333,29 +334,11 @@ impl WindowStoreActor {
     }
 }
 
-/// `pulse aggregate` took over these hosts' partitions: read their series' history back from
-/// Redis into the windows (before their new samples arrive), so that range functions and
-/// `for` timers see what the previous owner saw. Answers the points read.
-#[derive(Message)]
-#[rtype(result = "Result<usize, String>")]
-pub struct RebuildHosts {
-    pub redis: redis::aio::ConnectionManager,
-    pub key_prefix: String,
-    pub hosts: HashSet<String>,
-}
+impl Handler<Backfill> for WindowStoreActor {
+    type Result = usize;
 
-impl Handler<RebuildHosts> for WindowStoreActor {
-    type Result = AtomicResponse<Self, Result<usize, String>>;
-
-    fn handle(&mut self, msg: RebuildHosts, _: &mut Self::Context) -> Self::Result {
-        let read = async move {
-            crate::sinks::redis::read_history(&msg.redis, &msg.key_prefix, &msg.hosts).await
-        };
-        AtomicResponse::new(Box::pin(read.into_actor(self).map(|read, act, _| {
-            let samples = read?;
-            let outcome = act.store.ingest(&samples);
-            Ok(outcome.stored as usize)
-        })))
+    fn handle(&mut self, Backfill(samples): Backfill, _: &mut Self::Context) -> usize {
+        self.store.ingest(&samples).stored as usize
     }
 }
 
@@ -376,37 +359,28 @@ impl Handler<ReleaseHosts> for WindowStoreActor {
     }
 }
 
-/// Rule groups run here, on the store's thread: recording rules write into the store and
-/// later rules of the group see their output; what the rules wrote goes downstream.
-impl Handler<EvalGroups> for WindowStoreActor {
-    type Result = MessageResult<EvalGroups>;
+/// Writes run here, on the store's thread; what they wrote goes downstream.
+impl<R: Send + 'static> Handler<WriteStore<R>> for WindowStoreActor {
+    type Result = MessageResult<WriteStore<R>>;
 
-    fn handle(&mut self, msg: EvalGroups, ctx: &mut Self::Context) -> Self::Result {
-        let mut written = Vec::new();
-        let mut refused = 0;
-        let results: Vec<_> = msg
-            .groups
-            .into_iter()
-            .map(|mut g| {
-                let mut outcome = g.eval(&mut self.store, msg.t_ms);
-                refused += outcome.refused;
-                // The samples go downstream from here; the engine needs only the rest.
-                written.append(&mut outcome.written);
-                (g, outcome)
-            })
-            .collect();
-        self.received += written.len() as u64;
-        self.stored += written.len() as u64 - refused;
+    fn handle(&mut self, WriteStore(work): WriteStore<R>, ctx: &mut Self::Context) -> Self::Result {
+        let Written {
+            value,
+            samples,
+            refused,
+        } = work(&mut self.store);
+        self.received += samples.len() as u64;
+        self.stored += samples.len() as u64 - refused;
         self.refused += refused;
-        if !self.downstream.is_empty() && !written.is_empty() {
+        if !self.downstream.is_empty() && !samples.is_empty() {
             // Forwarded after this answer, through the mailbox like any batch.
-            ctx.notify(SampleBatchFromRules(SampleBatch::new(written)));
+            ctx.notify(SampleBatchFromRules(SampleBatch::new(samples)));
         }
-        MessageResult(results)
+        MessageResult(value)
     }
 }
 
-/// Samples written by rules, already stored, to pass downstream.
+/// Samples written through [`WriteStore`], already stored, to pass downstream.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct SampleBatchFromRules(SampleBatch);
@@ -429,33 +403,11 @@ impl Handler<SelectPoints> for WindowStoreActor {
     }
 }
 
-impl Handler<SelectGrids> for WindowStoreActor {
-    type Result = MessageResult<SelectGrids>;
+impl<R: Send + 'static> Handler<ReadStore<R>> for WindowStoreActor {
+    type Result = MessageResult<ReadStore<R>>;
 
-    fn handle(&mut self, q: SelectGrids, _: &mut Self::Context) -> Self::Result {
-        use crate::processors::predict::model::SeriesGrid;
-        let mut grids: Vec<SeriesGrid> = self
-            .store
-            .select_slices(&q.selector, q.start_ms, q.end_ms)
-            .into_iter()
-            .map(|(series, points)| {
-                SeriesGrid::resample(series.clone(), points, q.end_ms, q.step_ms, q.buckets)
-            })
-            .collect();
-        grids.sort_by(|a, b| a.series.cmp(&b.series));
-        MessageResult(grids)
-    }
-}
-
-impl<R: Send + 'static> Handler<crate::messages::queries::ReadStore<R>> for WindowStoreActor {
-    type Result = MessageResult<crate::messages::queries::ReadStore<R>>;
-
-    fn handle(
-        &mut self,
-        read: crate::messages::queries::ReadStore<R>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        MessageResult((read.0)(&self.store))
+    fn handle(&mut self, ReadStore(read): ReadStore<R>, _: &mut Self::Context) -> Self::Result {
+        MessageResult(read(&self.store))
     }
 }
 

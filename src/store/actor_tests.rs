@@ -52,7 +52,7 @@ async fn stores_forwards_in_order_and_evicts_with_time() {
 
 #[actix::test]
 async fn grids_are_the_windows_resampled_where_they_are() {
-    use crate::processors::predict::model::resample;
+    use crate::processors::predict::model::{resample, SeriesGrid};
     let clock = Clock::tokio_anchored(1_000_000);
     let retention = Retention {
         max_points: 1_000,
@@ -73,13 +73,13 @@ async fn grids_are_the_windows_resampled_where_they_are() {
     store.send(SampleBatch::new(samples)).await.unwrap();
     let (start_ms, end_ms, step_ms, buckets) = (1_030_000, 1_119_000, 10_000, 9);
     let grids = store
-        .send(SelectGrids {
-            selector: Selector::all(),
+        .send(SeriesGrid::read(
+            Selector::all(),
             start_ms,
             end_ms,
             step_ms,
             buckets,
-        })
+        ))
         .await
         .unwrap();
     let windows = store

@@ -2,4 +2,5 @@
 //! stores every batch, forwards it to the sinks and processors, and answers reads.
 
 pub mod actor;
+pub mod messages;
 pub mod window;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::model::selector::Selector;
 use crate::model::series::is_stale;
 use crate::model::series::{BuildPrehashed, Sample, Series, SeriesKey};
+use crate::promql::{SelectedRange, Storage};
 
 /// Retention settings (the pipeline file's `[window]`).
 #[derive(Debug, Clone, Copy)]
@@ -432,7 +433,7 @@ impl WindowStore {
         sel: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Vec<crate::promql::SelectedRange<'a>> {
+    ) -> Vec<SelectedRange<'a>> {
         self.matching(sel)
             .map(|(series, ring)| (series, ring.range(start_ms, end_ms), ring.stale > 0))
             .filter(|(_, points, _)| !points.is_empty())
@@ -537,6 +538,26 @@ impl WindowStore {
             ),
             None => Box::new(self.series.iter().filter(move |(s, _)| sel.matches(s))),
         }
+    }
+}
+
+/// PromQL reads the store through its [`Storage`] trait.
+impl Storage for WindowStore {
+    fn select_slices<'a>(
+        &'a self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SelectedRange<'a>> {
+        WindowStore::select_marked(self, selector, start_ms, end_ms)
+    }
+    fn select_last(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(Series, i64, f64)> {
+        WindowStore::select_last(self, selector, start_ms, end_ms)
     }
 }
 

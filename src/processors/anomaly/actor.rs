@@ -7,10 +7,10 @@
 use actix::dev::SendError;
 use actix::prelude::*;
 
-use crate::messages::anomalies::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::messages::samples::ProcessBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
+use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::{Anomaly, AnomalyEngine, EngineSettings};
 use crate::runtime::mailbox::MailboxGauge;
 use crate::sinks::kafka::AnomalyOpened;

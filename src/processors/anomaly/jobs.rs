@@ -7,7 +7,7 @@
 //!
 //! The anomaly engine keeps one tracker per framebuffer series; the workload coalescer reads
 //! the latest change to tell a job's start or stop (and the minute of settling after it)
-//! from an anomaly on a GPU that has no peers to compare with (see [`super::workload`]).
+//! from an anomaly on a GPU that has no peers to compare with (see the workload module).
 
 /// How far the framebuffer use moves between idle and a job, as a factor.
 pub const JOB_FACTOR: f64 = 10.0;

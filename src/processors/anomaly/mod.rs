@@ -7,8 +7,10 @@ pub mod actor;
 pub mod detector;
 pub mod engine;
 pub mod jobs;
+pub mod messages;
 pub mod nab;
 pub mod peers;
+pub mod record;
 pub mod workload;
 
 pub use detector::{Detector, DetectorConfig, Reason, Verdict};

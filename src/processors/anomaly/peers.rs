@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 
 use super::detector::Reason;
-use super::engine::{Anomaly, PeerContext};
+use super::record::{Anomaly, PeerContext};
 use crate::model::series::Series;
 
 /// Time constant of each GPU's smoothed value.

@@ -29,8 +29,8 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
-use super::engine::Anomaly;
 use super::jobs::JobChange;
+use super::record::Anomaly;
 use crate::model::catalog::HOSTNAME;
 use crate::model::series::Series;
 

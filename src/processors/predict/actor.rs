@@ -10,15 +10,16 @@ use std::time::Duration;
 use actix::prelude::*;
 use opentelemetry::trace::SpanKind;
 
-use crate::messages::predictions::ListPredictions;
-use crate::messages::queries::{SelectGrids, SelectLatest};
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::processors::predict::engine::{PredictorEngine, PredictorSettings};
+use crate::processors::predict::messages::ListPredictions;
+use crate::processors::predict::model::SeriesGrid;
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::Mailbox;
 use crate::store::actor::WindowStoreActor;
+use crate::store::messages::SelectLatest;
 
 /// Owns the predictor engine.
 pub struct Predictor {
@@ -95,13 +96,13 @@ impl Predictor {
             let mut windows = Vec::new();
             for selector in &settings.watch {
                 let grids = window
-                    .send(SelectGrids {
-                        selector: selector.clone(),
-                        start_ms: now - settings.window_ms,
-                        end_ms: now,
-                        step_ms: settings.step_ms,
+                    .send(SeriesGrid::read(
+                        selector.clone(),
+                        now - settings.window_ms,
+                        now,
+                        settings.step_ms,
                         buckets,
-                    })
+                    ))
                     .await?;
                 windows.extend(grids);
             }

@@ -119,7 +119,7 @@ pub struct Prediction {
     pub exhaustion: Option<ExhaustionView>,
     /// Why this method: per band of horizons (in steps), its backtest error on the series'
     /// own window beside the naive forecast's (see `predict::select`).
-    pub backtest: Vec<super::select::BacktestBand>,
+    pub backtest: Vec<super::model::BacktestBand>,
 }
 
 /// What the engine remembers of a series between fits, to calibrate its intervals.
@@ -229,7 +229,7 @@ impl PredictorEngine {
         self.jobs_from_grids(grids, limits, now_ms)
     }
 
-    /// Builds this cycle's jobs from the windows on the grid (`SelectGrids`) and the
+    /// Builds this cycle's jobs from the windows on the grid (`SeriesGrid::read`) and the
     /// limits' newest values. Series in back-off are skipped (and their back-off counted
     /// down).
     pub fn jobs_from_grids(
@@ -304,7 +304,7 @@ impl PredictorEngine {
     pub fn fit_all(jobs: Vec<FitJob>, horizon_steps: usize, levels: &[f64]) -> Vec<FitOutcome> {
         jobs.into_iter()
             .map(|job| {
-                let result = model::forecast(&job.values, horizon_steps, levels);
+                let result = super::select::forecast(&job.values, horizon_steps, levels);
                 FitOutcome { job, result }
             })
             .collect()

@@ -3,5 +3,6 @@
 
 pub mod actor;
 pub mod engine;
+pub mod messages;
 pub mod model;
 pub mod select;

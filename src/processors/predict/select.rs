@@ -13,9 +13,9 @@
 //! window's spread for the mean); the fitted model's are its own. The predictor's online
 //! calibration then corrects whichever is shipped.
 
-use serde::Serialize;
+use std::time::Instant;
 
-use super::model::{fit, Forecast, Interval};
+use super::model::{detect_period, fit, BacktestBand, Forecast, Interval, MIN_POINTS};
 
 /// Share of the window held out for the backtest (at most the horizon).
 const BACKTEST_SHARE: f64 = 1.0 / 3.0;
@@ -46,18 +46,6 @@ impl Candidate {
             Candidate::Model => "model".to_string(),
         }
     }
-}
-
-/// How one band of horizons was decided: the backtest's mean absolute error of the shipped
-/// method and of the naive forecast, over the band's steps.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct BacktestBand {
-    /// Steps ahead the band ends at (it starts after the previous band).
-    pub to_step: usize,
-    /// The method shipped for these steps.
-    pub model: String,
-    pub mae: f64,
-    pub naive_mae: f64,
 }
 
 /// The standard normal quantile at `p` in (0, 1) (Acklam's rational approximation,
@@ -203,6 +191,43 @@ fn bands(steps: usize) -> Vec<usize> {
     let mut ends = vec![steps.div_ceil(10), steps.div_ceil(2), steps];
     ends.dedup();
     ends
+}
+
+/// Forecasts `values` (an even grid, oldest first) `horizon` steps ahead with intervals at
+/// `levels` (each in (0, 1)), by the method that did best on the window's own backtest
+/// ([`best`]); a constant is itself.
+pub fn forecast(values: &[f64], horizon: usize, levels: &[f64]) -> Result<Forecast, String> {
+    if values.len() < MIN_POINTS {
+        return Err(format!(
+            "{} points in the window, {MIN_POINTS} needed",
+            values.len()
+        ));
+    }
+    let started = Instant::now();
+    let flat = values.iter().all(|v| *v == values[0]);
+    if flat {
+        // A constant: ETS cannot fit it, and its forecast is itself with no spread.
+        let point = vec![values[0]; horizon];
+        return Ok(Forecast {
+            model: "constant".to_string(),
+            period: None,
+            fit_ms: started.elapsed().as_secs_f64() * 1e3,
+            intervals: levels
+                .iter()
+                .map(|l| Interval {
+                    level: *l,
+                    lower: point.clone(),
+                    upper: point.clone(),
+                })
+                .collect(),
+            point,
+            backtest: Vec::new(),
+        });
+    }
+    let period = detect_period(values);
+    let mut f = best(values, period, horizon, levels)?;
+    f.fit_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(f)
 }
 
 /// Backtests the candidates on `values` and forecasts `horizon` steps with the best for each

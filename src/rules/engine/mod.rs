@@ -1,6 +1,6 @@
 //! Rule engine actor: evaluates the rule groups on their intervals, and (when evaluation on
 //! ingest is on) as soon as samples a group reads are stored, at most once per minimum gap
-//! (each evaluation runs on the window store's thread, see `EvalGroups`). Keeps the alerts'
+//! (each evaluation runs on the window store's thread, see `schedule.rs`). Keeps the alerts'
 //! states, their acknowledgements and a bounded history of resolved alerts, and reloads the rule files on
 //! request (SIGHUP, `POST /api/v1/rules/reload`): a bad file keeps the old rules running.
 //! Each state change goes to its downstream as an [`AlertEvent`].

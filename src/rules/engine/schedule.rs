@@ -7,10 +7,10 @@ use actix::prelude::*;
 use opentelemetry::trace::SpanKind;
 
 use super::{RuleEngine, Slot, Tick};
-use crate::messages::alerts::{EvalGroups, Stored};
-use crate::rules::group::GroupState;
+use crate::rules::group::{GroupOutcome, GroupState};
 use crate::rules::store::Change;
 use crate::rules::Reads;
+use crate::store::messages::{Stored, WriteStore, Written};
 
 impl RuleEngine {
     /// Sends the due groups to the window store for evaluation: those whose interval has
@@ -74,7 +74,27 @@ impl RuleEngine {
         }
         let started = std::time::Instant::now();
         let store = self.store.clone();
-        let fut = async move { store.send(EvalGroups { groups, t_ms: now }).await };
+        // On the store's thread: recording rules write into it, and later rules of a group
+        // read what earlier ones wrote. The groups travel with their state and come back.
+        let eval = WriteStore(Box::new(move |store| {
+            let (mut samples, mut refused) = (Vec::new(), 0);
+            let value: Vec<(GroupState, GroupOutcome)> = groups
+                .into_iter()
+                .map(|mut g| {
+                    let mut outcome = g.eval(store, now);
+                    refused += outcome.refused;
+                    // The samples go downstream from the store; the engine needs the rest.
+                    samples.append(&mut outcome.written);
+                    (g, outcome)
+                })
+                .collect();
+            Written {
+                value,
+                samples,
+                refused,
+            }
+        }));
+        let fut = async move { store.send(eval).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.last_eval_ms = started.elapsed().as_secs_f64() * 1000.0;
             let (mut errors, mut transitions) = (0, 0);

@@ -2,7 +2,7 @@
 //! `Sprintln`, `Sprintf` with flags, width, precision and Go's error markers
 //! (`%!d(float64=1.5)`, `%!s(MISSING)`, `%!(EXTRA ...)`).
 
-use super::exec::Value;
+use super::value::Value;
 
 /// Digits of precision `printf` gives at most; more is taken as this many (Rust's
 /// formatter panics past 65 535, and no annotation needs a hundred digits).

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::exec::Value;
 use super::fmt::{format_g, sprint, sprintf};
+use super::value::Value;
 
 /// (labels, value) of each sample of a query's result.
 pub type QueryRows = Vec<(BTreeMap<String, String>, f64)>;

@@ -10,14 +10,15 @@ mod exec;
 mod fmt;
 mod funcs;
 mod parse;
+mod value;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use exec::Value;
 pub use fmt::format_go_float;
 pub use funcs::{QueryFn, QueryRows};
 use parse::{Node, Operand, Pipeline};
+pub use value::Value;
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! `range` (with `$i, $v :=`), `break`, `continue`. Named templates (`define`,
 //! `template`, `block`) are refused by name: Prometheus alert templates cannot share them.
 
-use super::exec::Value;
+use super::value::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Node {

@@ -1,0 +1,60 @@
+//! What the anomaly engine reports: one [`Anomaly`] (with its peers' values for a peer
+//! divergence), and the filters of the anomaly list. Shared by the engine, the workload
+//! coalescer and the peer monitor.
+
+use serde::Serialize;
+
+use super::detector::Reason;
+use crate::model::selector::Selector;
+use crate::model::series::Series;
+
+/// One anomaly: a series that scored at or above the threshold. Later firings of the same
+/// series for the same reason, each within `2 × rest_samples` samples of the last, are
+/// merged into it (a leak that keeps setting new highs is one anomaly, not a storm).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Anomaly {
+    /// Unique within this process, increasing.
+    pub id: u64,
+    /// The watched series.
+    pub series: Series,
+    /// When it was first and last detected, Unix ms.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// The value that opened it (a rate, per second, for counters).
+    pub value: f64,
+    /// Where the detector expected that value.
+    pub expected_low: f64,
+    pub expected_high: f64,
+    /// The opening score, and the highest since.
+    pub score: f64,
+    pub peak_score: f64,
+    /// Firings merged into this anomaly.
+    pub count: u32,
+    pub reason: Reason,
+    /// The reason, for people.
+    pub detail: String,
+    /// Whether the value is a counter's rate.
+    pub is_rate: bool,
+    /// The peers the GPU was compared with, for a peer divergence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeerContext>,
+}
+
+/// The peers of a GPU that diverged from them: how many, and their smoothed values.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct PeerContext {
+    pub count: usize,
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Filters of the anomaly list.
+#[derive(Debug, Clone, Default)]
+pub struct AnomalyFilter {
+    pub matchers: Selector,
+    /// Last detected at or after, Unix ms.
+    pub since_ms: Option<i64>,
+    pub min_score: Option<f64>,
+    pub limit: usize,
+}
