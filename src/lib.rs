@@ -18,7 +18,8 @@
 //! - [`processors`] — the anomaly detector and the predictor.
 //! - [`rules`] — Prometheus rule files, their groups, templates, `pulse test rules`, and the
 //!   rule [`rules::engine`]; [`promql`] — the PromQL evaluator the rules and the API use.
-//! - [`sinks`] — JSON lines, Kafka, Redis.
+//! - [`sinks`] — JSON lines, Kafka, Redis, Alertmanager.
+//! - [`actions`] — what alerting rules do when they fire (`pulse_action`), with guardrails.
 //! - [`query`] — the query actor, its views, cache and cleanup reports.
 //! - [`api`] — the axum router and handlers, and the `/metrics` exposition.
 //! - [`telemetry`] — OpenTelemetry tracing of Pulse's own work.
@@ -29,6 +30,7 @@
 //! - [`runtime`] — clock, mailboxes, allocator.
 //! - [`fuzzing`] — entry points of the fuzz targets under `fuzz/`.
 
+pub mod actions;
 pub mod api;
 pub mod config;
 pub mod fuzzing;

@@ -3,6 +3,7 @@
 //! start downstream first — sinks, processors (anomaly detector), window store, rule engine,
 //! predictor, samplers, query — each handed its downstream mailbox.
 
+use crate::actions::actor::ActionRunner;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -107,6 +108,8 @@ pub struct Handles {
     pub anomalies: Option<Addr<AnomalyDetector>>,
     /// The predictor, unless the pipeline switches it off.
     pub predictor: Option<Addr<Predictor>>,
+    /// The runner of the rules' actions (not in `pulse agent`).
+    pub actions: Option<Addr<ActionRunner>>,
     /// Cached views, read by handlers without an actor round trip.
     pub views: Views,
     pub commands: broadcast::Sender<Command>,
@@ -455,6 +458,19 @@ pub fn start_as(
         silences: silences.iter().map(|s| s.clone().recipient()).collect(),
         silence_max_ms: service.alerting.silence_max_ms.get() as i64,
     };
+    // The command stream (cleanup and named commands), and the runner of the rules' actions.
+    let (commands, _) = broadcast::channel(COMMAND_BUFFER);
+    let actions = (!agent).then(|| {
+        let runner = ActionRunner::new(
+            service.actions.clone(),
+            commands.clone(),
+            window.clone(),
+            clock.clone(),
+        )
+        .start();
+        component("actions", "processor", false, runner.clone().recipient());
+        runner
+    });
     let rules = RuleEngine::new(
         rule_groups,
         rule_sources,
@@ -468,6 +484,10 @@ pub fn start_as(
     )
     .with_telemetry(telemetry.clone())
     .with_notify(notify);
+    let rules = match &actions {
+        Some(runner) => rules.with_actions(runner.clone().recipient()),
+        None => rules,
+    };
     let rules = if role == Role::Aggregate {
         rules.scoped_to_adopted_hosts()
     } else {
@@ -520,7 +540,6 @@ pub fn start_as(
     });
 
     // 7. Samplers.
-    let (commands, _) = broadcast::channel(COMMAND_BUFFER);
     let gpu_cfg = &pipeline.sources.gpu;
     let interval = Duration::from_millis(gpu_cfg.interval_ms.get());
     let gpu_stats: Recipient<GetStats> = match gpu_choice {
@@ -647,6 +666,7 @@ pub fn start_as(
         rules,
         anomalies,
         predictor,
+        actions,
         views,
         commands,
         components,

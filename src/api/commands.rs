@@ -1,5 +1,5 @@
 //! `GET /api/v1/commands`: server-sent events of the command stream, for workers that own
-//! GPU memory (event `cleanup`, data = the command as JSON). When Pulse shuts down the
+//! GPU memory (event `cleanup` or `action`, data = the command as JSON). When Pulse shuts down the
 //! stream ends with an event `shutdown`: a worker reconnects to the next instance.
 
 use std::convert::Infallible;
@@ -12,7 +12,6 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::AppState;
-use crate::messages::commands::Command;
 
 pub async fn subscribe(
     State(state): State<AppState>,
@@ -21,14 +20,11 @@ pub async fn subscribe(
     let shutdown = state.shutdown.clone();
     let stream = BroadcastStream::new(rx).map(|item| {
         Ok(match item {
-            Ok(cmd) => {
-                let Command::Cleanup { id, .. } = &cmd;
-                Event::default()
-                    .event("cleanup")
-                    .id(id.clone())
-                    .json_data(&cmd)
-                    .unwrap_or_else(|_| Event::default().comment("unserialisable command"))
-            }
+            Ok(cmd) => Event::default()
+                .event(cmd.event())
+                .id(cmd.id())
+                .json_data(&cmd)
+                .unwrap_or_else(|_| Event::default().comment("unserialisable command")),
             Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
                 .event("lagged")
                 .data(format!("{n} commands were missed by this subscriber")),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::messages::stats::{ComponentState, ComponentStats};
+use crate::messages::stats::{ComponentState, ComponentStats, LabelledFigure};
 use crate::model::catalog::family_of;
 use crate::model::series::{escape_label_value, Series};
 
@@ -252,6 +252,29 @@ pub fn render_components(out: &mut String, components: &[ComponentStats]) {
         family(out, &name, kind, &format!("Component figure `{key}`."));
         for (c, v) in values {
             line(out, &name, c, v);
+        }
+    }
+    // Figures with labels of their own, one family per key.
+    let mut labelled: BTreeMap<&str, Vec<(&ComponentStats, &LabelledFigure)>> = BTreeMap::new();
+    for c in components {
+        for f in &c.labelled {
+            labelled.entry(f.key).or_default().push((c, f));
+        }
+    }
+    for (key, figures) in labelled {
+        let name = format!("pulse_{key}");
+        let kind = if key.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        family(out, &name, kind, &format!("Component figure `{key}`."));
+        for (c, f) in figures {
+            let _ = write!(out, "{name}{{component=\"{}\"", escape_label_value(&c.name));
+            for (k, v) in &f.labels {
+                let _ = write!(out, ",{k}=\"{}\"", escape_label_value(v));
+            }
+            let _ = writeln!(out, "}} {}", fmt_value(f.value));
         }
     }
 }

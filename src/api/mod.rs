@@ -1,6 +1,7 @@
 //! The REST API (axum): every route in [`router`]. Handlers reach actors through their
 //! addresses; computed views come from the query actor.
 
+mod actions;
 mod alerts;
 mod anomalies;
 mod commands;
@@ -193,6 +194,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules/reload", post(alerts::reload))
         .route("/api/v1/requests", post(ingest::ingest_requests))
         .route("/api/v1/commands", get(commands::subscribe))
+        .route("/api/v1/commands/{id}/ack", post(actions::ack))
+        .route("/api/phase4/actions", get(actions::list))
+        .route("/api/phase4/actions/pause", post(actions::pause))
+        .route("/api/phase4/actions/resume", post(actions::resume))
+        .route("/api/phase4/actions/{id}", get(actions::one))
         .route("/metrics", get(metrics::metrics))
         // One middleware, not two: each `from_fn` layer clones the route's service and the
         // state for every request, which showed in profiles of the summary under load.

@@ -59,6 +59,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_KAFKA_BROKERS", "kafka", "brokers"),
     ("PULSE_ALERTMANAGER_URLS", "alerting", "alertmanager_urls"),
     ("PULSE_ALERTING_WEBHOOK_URLS", "alerting", "webhooks"),
+    ("PULSE_ACTIONS_DRY_RUN", "actions", "dry_run"),
     (
         "PULSE_ALERTING_SILENCE_ON_ACK",
         "alerting",
@@ -105,6 +106,8 @@ pub struct ServiceConfig {
     pub kafka: KafkaConfig,
     /// Where firing and resolved alerts are sent (Alertmanager, webhooks).
     pub alerting: crate::sinks::alertmanager::config::AlertingConfig,
+    /// The guardrails of the actions alerting rules take (`pulse_action`).
+    pub actions: crate::actions::config::ActionsConfig,
 }
 
 /// The Kafka sink: samples, alert events, anomalies and predictions as JSON records.

@@ -49,6 +49,16 @@ pub struct ComponentStats {
     pub mailbox_backlog: i64,
     /// Component-specific figures (series held, cache entries...).
     pub extra: BTreeMap<&'static str, f64>,
+    /// Component-specific figures with labels of their own (`pulse_<key>{component, ...}`).
+    pub labelled: Vec<LabelledFigure>,
+}
+
+/// One labelled figure: `pulse_<key>{component="...", <labels>} value`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelledFigure {
+    pub key: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
 }
 
 impl ComponentStats {
@@ -63,6 +73,7 @@ impl ComponentStats {
             dropped_total: 0,
             mailbox_backlog: 0,
             extra: BTreeMap::new(),
+            labelled: Vec::new(),
         }
     }
 }

@@ -379,6 +379,7 @@ impl Handler<RunCleanup> for QueryActor {
             let cmd = Command::Cleanup {
                 id: id.clone(),
                 gpus: req.gpus.clone(),
+                host: None,
                 issued_at_ms,
             };
             // No subscriber is not an error: the report then shows what did (not) change.

@@ -303,6 +303,7 @@ mod tests {
                 "summary".into(),
                 Template::parse("gpu {{ $labels.gpu }} at {{ $value }}").unwrap(),
             )],
+            action: None,
         })
     }
 

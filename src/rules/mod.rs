@@ -70,6 +70,8 @@ pub struct AlertSpec {
     pub keep_firing_for_ms: i64,
     pub labels: Vec<(String, Template)>,
     pub annotations: Vec<(String, Template)>,
+    /// What it does when it fires (its `pulse_action` annotation), see [`crate::actions`].
+    pub action: Option<crate::actions::Action>,
 }
 
 /// The metric names a group's rules read: the rule engine evaluates a group when samples
@@ -287,6 +289,14 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
                         return Err(rule_err("an alert needs a name".to_string()));
                     }
                     let annotations = text_map(&r.annotations, "annotations")?;
+                    let action = annotations
+                        .get(crate::actions::ACTION_ANNOTATION)
+                        .map(|a| crate::actions::Action::parse(a))
+                        .transpose()
+                        .map_err(|e| {
+                            let key = crate::actions::ACTION_ANNOTATION;
+                            rule_err(format!("annotations.{key}: {e}"))
+                        })?;
                     let dur = |v: &Option<String>, what: &str| -> Result<i64, RuleError> {
                         v.as_deref()
                             .map(parse_duration_ms)
@@ -312,6 +322,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
                         keep_firing_for_ms: dur(&r.keep_firing_for, "keep_firing_for")?,
                         labels: templates(labels, "labels")?,
                         annotations: templates(annotations, "annotations")?,
+                        action,
                     })
                 }
                 (None, Some(name)) => {

@@ -24,6 +24,7 @@ use crate::rules::{Reads, RuleGroup};
 use crate::runtime::clock::Clock;
 use crate::store::actor::WindowStoreActor;
 
+mod act;
 mod book;
 mod handover;
 mod messages;
@@ -96,6 +97,8 @@ pub struct RuleEngine {
     downstream: Vec<Recipient<AlertEvent>>,
     /// Alertmanagers and webhooks, when configured.
     notify: Option<notify::Notify>,
+    /// Where firing alerts of rules with an action go.
+    actions: Option<Recipient<crate::actions::messages::ActOn>>,
     /// Active silences by Alertmanager (base URL), as last read.
     silenced: HashMap<String, Vec<crate::sinks::alertmanager::silences::ActiveSilence>>,
     /// By alert id.
@@ -171,6 +174,7 @@ impl RuleEngine {
             clock,
             downstream,
             notify: None,
+            actions: None,
             silenced: HashMap::new(),
             acks: HashMap::new(),
             history: VecDeque::new(),

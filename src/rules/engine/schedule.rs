@@ -109,6 +109,7 @@ impl RuleEngine {
                         let mut g = g;
                         act.drop_unowned(&mut g);
                         act.notify(&mut g, now);
+                        act.act(&g, now);
                         let interval = g.group.interval_ms;
                         let s = &mut act.slots[i];
                         // Run early by stored samples: the interval counts from this run.

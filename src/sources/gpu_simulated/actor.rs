@@ -97,10 +97,12 @@ impl StreamHandler<Result<Command, BroadcastStreamRecvError>> for SimulatedGpuSa
     fn handle(&mut self, item: Result<Command, BroadcastStreamRecvError>, _: &mut Self::Context) {
         match item {
             Ok(cmd @ Command::Cleanup { .. }) => {
-                let n = self.fleet.cleanup(|gpu| cmd.covers_gpu(gpu));
+                let n = self.fleet.cleanup(|host, gpu| cmd.cleans(host, gpu));
                 self.cleanups += 1;
                 tracing::info!(gpus = n, "simulated fleet: cleanup released cached memory");
             }
+            // Named commands are for real workers: the simulator has nothing to drain.
+            Ok(Command::Action { .. }) => {}
             Err(BroadcastStreamRecvError::Lagged(n)) => self.commands_missed += n,
         }
     }
@@ -167,6 +169,7 @@ mod tests {
         tx.send(Command::Cleanup {
             id: "c1".into(),
             gpus: None,
+            host: None,
             issued_at_ms: 2000,
         })
         .unwrap();

@@ -163,8 +163,11 @@ impl SimGpu {
         }
     }
 
+    /// What `torch.cuda.empty_cache()` gives back: the cache, and what the memory-leak
+    /// scenario let the cache creep by (a leak of cached blocks, not of live tensors).
     fn cleanup(&mut self) {
         self.cache_mib = 0.0;
+        self.leak_mib = 0.0;
     }
 
     fn step(&mut self, now_ms: i64, out: &mut Vec<Sample>) {
@@ -344,12 +347,16 @@ impl SimFleet {
         out
     }
 
-    /// Releases cached memory on the GPUs whose `gpu` label `covers` accepts; the next
-    /// sample shows it. Returns how many GPUs were cleaned.
-    pub fn cleanup(&mut self, covers: impl Fn(&str) -> bool) -> usize {
+    /// Releases cached memory on the GPUs whose `Hostname` and `gpu` labels `covers`
+    /// accepts; the next sample shows it. Returns how many GPUs were cleaned.
+    pub fn cleanup(&mut self, covers: impl Fn(&str, &str) -> bool) -> usize {
         let mut n = 0;
         for gpu in &mut self.gpus {
-            if covers(&gpu.labels[0].1) {
+            let label = |name: &str| {
+                let found = gpu.labels.iter().find(|(k, _)| k == name);
+                found.map_or("", |(_, v)| v.as_str())
+            };
+            if covers(label("Hostname"), label("gpu")) {
                 gpu.cleanup();
                 n += 1;
             }
@@ -446,7 +453,7 @@ mod tests {
     fn cleanup_releases_cached_memory_on_the_chosen_gpus_only() {
         let mut fleet = SimFleet::new(2, "h", &[Scenario::Steady], 0);
         let before = fleet.sample(0);
-        assert_eq!(fleet.cleanup(|g| g == "1"), 1);
+        assert_eq!(fleet.cleanup(|_, g| g == "1"), 1);
         let after = fleet.sample(1000);
         let b0 = values(&before, m::FB_USED, "0")[0];
         let b1 = values(&before, m::FB_USED, "1")[0];

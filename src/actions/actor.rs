@@ -1,0 +1,463 @@
+//! The action runner: decides with the [`Guard`], acts (a command on the command stream,
+//! or a webhook POST), measures a cleanup's effect, takes workers' acknowledgements, and
+//! keeps the records the API lists.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::broadcast;
+
+use super::config::ActionsConfig;
+use super::guard::{Firing, Guard, Refusal, Verdict};
+use super::messages::{
+    AckOutcome, ActOn, ActionList, ActionRecord, CommandAck, Effect, GetAction, ListActions,
+    SetPaused, WebhookOutcome,
+};
+use super::Action;
+use crate::messages::commands::Command;
+use crate::messages::stats::{ComponentStats, GetStats, LabelledFigure};
+use crate::model::catalog::{FB_USED, HOSTNAME};
+use crate::model::selector::{MatchOp, Matcher, Selector};
+use crate::runtime::clock::Clock;
+use crate::store::actor::WindowStoreActor;
+use crate::store::messages::SelectLatest;
+
+/// Acts on firing alerts whose rules name an action.
+pub struct ActionRunner {
+    guard: Guard,
+    commands: broadcast::Sender<Command>,
+    store: Addr<WindowStoreActor>,
+    clock: Clock,
+    agent: ureq::Agent,
+    /// Newest at the back.
+    records: VecDeque<ActionRecord>,
+    next_id: u64,
+    /// Commands sent, awaiting a worker's acknowledgement (record ids).
+    awaiting_ack: HashSet<u64>,
+    /// Decisions recorded, by (action, outcome).
+    outcomes: BTreeMap<(&'static str, String), u64>,
+}
+
+impl ActionRunner {
+    pub fn new(
+        cfg: ActionsConfig,
+        commands: broadcast::Sender<Command>,
+        store: Addr<WindowStoreActor>,
+        clock: Clock,
+    ) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(cfg.webhook_timeout_ms.get()))
+            .build();
+        ActionRunner {
+            guard: Guard::new(cfg),
+            commands,
+            store,
+            clock,
+            agent,
+            records: VecDeque::new(),
+            next_id: 1,
+            awaiting_ack: HashSet::new(),
+            outcomes: BTreeMap::new(),
+        }
+    }
+
+    fn cfg(&self) -> &ActionsConfig {
+        self.guard.config()
+    }
+
+    /// A new record for `f` at `now`; kept by [`Self::keep`].
+    fn record(&mut self, f: &Firing, now: i64, outcome: &str) -> ActionRecord {
+        let id = self.next_id;
+        self.next_id += 1;
+        ActionRecord {
+            id,
+            at_ms: now,
+            rule: f.rule.clone(),
+            alert_id: f.alert_id.clone(),
+            labels: f.labels.clone(),
+            value: f.value,
+            action: f.action.clone(),
+            target: f.target(),
+            dry_run: self.cfg().dry_run,
+            outcome: outcome.to_string(),
+            refusal: None,
+            command: None,
+            delivered_to: None,
+            ack: None,
+            ack_detail: None,
+            effect: None,
+            webhook: None,
+        }
+    }
+
+    /// Keeps `rec` (the oldest fall out past `max_records`) and counts its outcome.
+    fn keep(&mut self, rec: ActionRecord) {
+        if rec.outcome == "dry_run" {
+            tracing::info!(rule = %rec.rule, target = %rec.target, action = ?rec.action, "dry run: would act");
+        } else {
+            tracing::info!(rule = %rec.rule, target = %rec.target, action = ?rec.action, outcome = %rec.outcome, "action");
+        }
+        self.count(rec.action.kind(), &rec.outcome);
+        self.records.push_back(rec);
+        while self.records.len() > self.cfg().max_records.get() {
+            self.records.pop_front();
+        }
+    }
+
+    fn count(&mut self, action: &'static str, outcome: &str) {
+        *self
+            .outcomes
+            .entry((action, outcome.to_string()))
+            .or_default() += 1;
+    }
+
+    fn refused(&mut self, f: &Firing, now: i64, refusal: Refusal) {
+        let mut rec = self.record(f, now, refusal.name());
+        rec.refusal = Some(refusal);
+        self.keep(rec);
+    }
+
+    fn find(&mut self, id: u64) -> Option<&mut ActionRecord> {
+        self.records.iter_mut().rev().find(|r| r.id == id)
+    }
+
+    /// Reads the target's newest samples, then decides and acts.
+    fn read_then_act(&mut self, f: Firing, ctx: &mut Context<Self>) {
+        let selector = target_selector(&f.labels, None);
+        let store = self.store.clone();
+        let read = async move {
+            match selector {
+                Some(selector) => Some(
+                    store
+                        .send(SelectLatest {
+                            selector,
+                            since_ms: i64::MIN,
+                        })
+                        .await
+                        .unwrap_or_default(),
+                ),
+                None => None,
+            }
+        };
+        ctx.spawn(read.into_actor(self).map(move |latest, act, ctx| {
+            let now = act.clock.now_ms();
+            // An alert about no GPU or host has no target data to be stale: the rule's
+            // evaluation just read what it fired on.
+            let newest = match &latest {
+                Some(rows) => rows.iter().map(|(_, t, _)| *t).max(),
+                None => Some(now),
+            };
+            let before_mib = latest
+                .iter()
+                .flatten()
+                .find(|(s, _, _)| s.name() == FB_USED)
+                .map(|(_, _, v)| *v);
+            match act.guard.admit(&f, now, newest) {
+                Verdict::Act => act.execute(&f, now, before_mib, ctx),
+                Verdict::Refuse { refusal, record } => {
+                    if record {
+                        act.refused(&f, now, refusal);
+                    }
+                }
+                Verdict::Wait => {}
+            }
+        }));
+    }
+
+    fn execute(&mut self, f: &Firing, now: i64, before_mib: Option<f64>, ctx: &mut Context<Self>) {
+        let dry_run = self.cfg().dry_run;
+        let mut rec = self.record(f, now, if dry_run { "dry_run" } else { "executed" });
+        let command_id = format!("action-{}", rec.id);
+        rec.command = match &f.action {
+            Action::Cleanup => Some(Command::Cleanup {
+                id: command_id,
+                gpus: f.labels.get("gpu").map(|g| vec![g.clone()]),
+                host: f.labels.get(HOSTNAME).cloned(),
+                issued_at_ms: now,
+            }),
+            Action::Command { name } => Some(Command::Action {
+                id: command_id,
+                name: name.clone(),
+                labels: f.labels.clone(),
+                issued_at_ms: now,
+            }),
+            Action::Webhook { .. } => None,
+        };
+        if matches!(f.action, Action::Cleanup) {
+            rec.effect = Some(Effect {
+                before_mib,
+                after_mib: None,
+                released_mib: None,
+                measured_at_ms: None,
+            });
+        }
+        let id = rec.id;
+        if dry_run {
+            self.guard.settled();
+            self.keep(rec);
+            return;
+        }
+        if let Some(cmd) = rec.command.clone() {
+            // No subscriber is not an error: the record shows it was delivered to none.
+            rec.delivered_to = Some(self.commands.send(cmd).unwrap_or(0));
+        }
+        match &f.action {
+            Action::Cleanup => {
+                let settle = Duration::from_millis(self.cfg().settle_ms.get());
+                let selector = target_selector(&f.labels, Some(FB_USED));
+                ctx.run_later(settle, move |act, ctx| act.measure(id, now, selector, ctx));
+            }
+            Action::Command { .. } => {
+                rec.ack = Some("awaiting".to_string());
+                self.awaiting_ack.insert(id);
+                let timeout = Duration::from_millis(self.cfg().ack_timeout_ms.get());
+                ctx.run_later(timeout, move |act, _| {
+                    if act.awaiting_ack.remove(&id) {
+                        act.guard.settled();
+                        if let Some(r) = act.find(id) {
+                            r.ack = Some("unacknowledged".to_string());
+                        }
+                    }
+                });
+            }
+            Action::Webhook { url } => {
+                rec.outcome = "sending".to_string();
+                self.post(
+                    id,
+                    url.clone(),
+                    serde_json::to_string(&rec).unwrap_or_default(),
+                    ctx,
+                );
+                // Counted when the POST is done.
+                self.records.push_back(rec);
+                return;
+            }
+        }
+        self.keep(rec);
+    }
+
+    /// Reads the GPU's memory used again, after the settle time.
+    fn measure(
+        &mut self,
+        id: u64,
+        issued_ms: i64,
+        selector: Option<Selector>,
+        ctx: &mut Context<Self>,
+    ) {
+        let store = self.store.clone();
+        let read = async move {
+            let selector = selector?;
+            let rows = store
+                .send(SelectLatest {
+                    selector,
+                    since_ms: issued_ms + 1,
+                })
+                .await
+                .ok()?;
+            rows.first().map(|(_, t, v)| (*t, *v))
+        };
+        ctx.spawn(read.into_actor(self).map(move |after, act, _| {
+            act.guard.settled();
+            let Some(effect) = act.find(id).and_then(|r| r.effect.as_mut()) else {
+                return;
+            };
+            if let Some((t, v)) = after {
+                effect.after_mib = Some(v);
+                effect.measured_at_ms = Some(t);
+                effect.released_mib = effect.before_mib.map(|b| b - v);
+            }
+        }));
+    }
+
+    /// POSTs the record as JSON, trying `webhook_retries` more times on failure.
+    fn post(&mut self, id: u64, url: String, body: String, ctx: &mut Context<Self>) {
+        let agent = self.agent.clone();
+        let tries = self.cfg().webhook_retries + 1;
+        let send = tokio::task::spawn_blocking(move || {
+            let mut last = WebhookOutcome {
+                status: None,
+                tries: 0,
+                error: None,
+            };
+            for _ in 0..tries {
+                last.tries += 1;
+                let sent = agent
+                    .post(&url)
+                    .set("Content-Type", "application/json")
+                    .set("User-Agent", concat!("pulse/", env!("CARGO_PKG_VERSION")))
+                    .send_string(&body);
+                match sent {
+                    Ok(r) => {
+                        last.status = Some(r.status());
+                        last.error = None;
+                        break;
+                    }
+                    Err(ureq::Error::Status(code, _)) => {
+                        last.status = Some(code);
+                        last.error = Some(format!("HTTP {code}"));
+                    }
+                    Err(e) => last.error = Some(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            last
+        });
+        ctx.spawn(
+            async move { send.await.ok() }
+                .into_actor(self)
+                .map(move |outcome, act, _| {
+                    act.guard.settled();
+                    let outcome = outcome.unwrap_or(WebhookOutcome {
+                        status: None,
+                        tries: 0,
+                        error: Some("the POST's task failed".to_string()),
+                    });
+                    let done = if outcome.error.is_none() {
+                        "executed"
+                    } else {
+                        "failed"
+                    };
+                    if let Some(r) = act.find(id) {
+                        r.outcome = done.to_string();
+                        r.webhook = Some(outcome);
+                    }
+                    act.count("webhook", done);
+                }),
+        );
+    }
+}
+
+/// The selector of a target's series (its `Hostname` and `gpu` labels), of `metric` only
+/// when given; `None` for an alert about no host.
+fn target_selector(labels: &BTreeMap<String, String>, metric: Option<&str>) -> Option<Selector> {
+    let host = labels.get(HOSTNAME)?;
+    let eq = |k: &str, v: &str| Matcher::new(k, MatchOp::Eq, v).expect("an equality matcher");
+    let mut selector = Selector::default().with(eq(HOSTNAME, host));
+    if let Some(gpu) = labels.get("gpu") {
+        selector = selector.with(eq("gpu", gpu));
+    }
+    if let Some(m) = metric {
+        selector = selector.with(eq("__name__", m));
+    }
+    Some(selector)
+}
+
+impl Actor for ActionRunner {
+    type Context = Context<Self>;
+}
+
+impl Handler<ActOn> for ActionRunner {
+    type Result = ();
+
+    fn handle(&mut self, msg: ActOn, ctx: &mut Self::Context) {
+        for f in msg.firing {
+            match self.guard.check(&f, msg.now_ms) {
+                Verdict::Wait => {}
+                Verdict::Refuse { refusal, record } => {
+                    if record {
+                        self.refused(&f, msg.now_ms, refusal);
+                    }
+                }
+                Verdict::Act => self.read_then_act(f, ctx),
+            }
+        }
+    }
+}
+
+impl Handler<ListActions> for ActionRunner {
+    type Result = MessageResult<ListActions>;
+
+    fn handle(&mut self, q: ListActions, _: &mut Self::Context) -> Self::Result {
+        let actions: Vec<ActionRecord> = self
+            .records
+            .iter()
+            .rev()
+            .filter(|r| q.rule.as_ref().is_none_or(|x| &r.rule == x))
+            .filter(|r| q.outcome.as_ref().is_none_or(|x| &r.outcome == x))
+            .filter(|r| q.since_ms.is_none_or(|s| r.at_ms >= s))
+            .take(q.limit)
+            .cloned()
+            .collect();
+        MessageResult(ActionList {
+            paused: self.guard.paused(),
+            dry_run: self.cfg().dry_run,
+            awaiting: self.guard.awaiting(),
+            count: actions.len(),
+            actions,
+        })
+    }
+}
+
+impl Handler<GetAction> for ActionRunner {
+    type Result = Option<ActionRecord>;
+
+    fn handle(&mut self, GetAction(id): GetAction, _: &mut Self::Context) -> Self::Result {
+        self.records.iter().find(|r| r.id == id).cloned()
+    }
+}
+
+impl Handler<SetPaused> for ActionRunner {
+    type Result = bool;
+
+    fn handle(&mut self, SetPaused(paused): SetPaused, _: &mut Self::Context) -> bool {
+        let was = self.guard.paused();
+        self.guard.set_paused(paused);
+        if was != paused {
+            tracing::warn!(paused, "actions kill switch");
+        }
+        was
+    }
+}
+
+impl Handler<CommandAck> for ActionRunner {
+    type Result = bool;
+
+    fn handle(&mut self, ack: CommandAck, _: &mut Self::Context) -> bool {
+        let Some(id) = ack
+            .command_id
+            .strip_prefix("action-")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        let Some(rec) = self.find(id) else {
+            return false;
+        };
+        rec.ack = Some(match ack.outcome {
+            AckOutcome::Done => "done".to_string(),
+            AckOutcome::Failed => "failed".to_string(),
+        });
+        rec.ack_detail = ack.detail;
+        if self.awaiting_ack.remove(&id) {
+            self.guard.settled();
+        }
+        true
+    }
+}
+
+impl Handler<GetStats> for ActionRunner {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut st = ComponentStats::new("actions", "processor");
+        st.emitted_total = self.records.len() as u64;
+        st.reason = Some(match (self.guard.paused(), self.cfg().dry_run) {
+            (true, _) => "paused (kill switch)".to_string(),
+            (false, true) => "dry run: recording what would be done".to_string(),
+            (false, false) => "acting".to_string(),
+        });
+        st.extra
+            .insert("actions_awaiting", self.guard.awaiting() as f64);
+        st.extra
+            .insert("actions_paused", f64::from(u8::from(self.guard.paused())));
+        for ((action, outcome), n) in &self.outcomes {
+            st.labelled.push(LabelledFigure {
+                key: "actions_total",
+                labels: vec![("action", action.to_string()), ("outcome", outcome.clone())],
+                value: *n as f64,
+            });
+        }
+        MessageResult(st)
+    }
+}

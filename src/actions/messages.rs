@@ -1,0 +1,121 @@
+//! What the action runner receives, and the records it keeps.
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::guard::{Firing, Refusal};
+use super::Action;
+use crate::messages::commands::Command;
+
+/// The firing alerts with an action after an evaluation at `now_ms` (from the rule engine).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ActOn {
+    pub now_ms: i64,
+    pub firing: Vec<Firing>,
+}
+
+/// Recent action records, newest first, and the runner's mode.
+#[derive(Debug, Message, Default)]
+#[rtype(result = "ActionList")]
+pub struct ListActions {
+    pub rule: Option<String>,
+    /// `executed`, `dry_run`, `failed` or a refusal (`cooldown`, ...).
+    pub outcome: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}
+
+/// What [`ListActions`] answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionList {
+    pub paused: bool,
+    pub dry_run: bool,
+    /// Actions awaiting their outcome.
+    pub awaiting: usize,
+    pub count: usize,
+    pub actions: Vec<ActionRecord>,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Option<ActionRecord>")]
+pub struct GetAction(pub u64);
+
+/// The kill switch: `true` pauses every action (refused as `paused`). Answers whether it
+/// was paused before.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct SetPaused(pub bool);
+
+/// A worker's acknowledgement of a command (`POST /api/v1/commands/{id}/ack`). Answers
+/// `false` for a command no action sent.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct CommandAck {
+    pub command_id: String,
+    pub outcome: AckOutcome,
+    pub detail: Option<String>,
+}
+
+/// What a worker says it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckOutcome {
+    Done,
+    Failed,
+}
+
+/// One decision that acted (or would have, in a dry run) or refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRecord {
+    pub id: u64,
+    pub at_ms: i64,
+    /// The trigger.
+    pub rule: String,
+    pub alert_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+    pub action: Action,
+    pub target: String,
+    pub dry_run: bool,
+    /// `executed`, `dry_run`, `failed`, or the refusal's name.
+    pub outcome: String,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+    /// The command sent (or that would have been), and to how many subscribers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<usize>,
+    /// For commands: `awaiting`, `done`, `failed` (from the worker) or `unacknowledged`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_detail: Option<String>,
+    /// For a cleanup: the GPU's memory used before and after `settle_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    /// For a webhook: the HTTP status, the tries, the last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookOutcome>,
+}
+
+/// A cleanup's effect on the target GPU's memory used (`DCGM_FI_DEV_FB_USED`, MiB).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Effect {
+    pub before_mib: Option<f64>,
+    pub after_mib: Option<f64>,
+    pub released_mib: Option<f64>,
+    /// When the after value was read; null until then.
+    pub measured_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WebhookOutcome {
+    pub status: Option<u16>,
+    pub tries: u32,
+    pub error: Option<String>,
+}

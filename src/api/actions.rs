@@ -1,0 +1,126 @@
+//! What alerting rules did (`pulse_action`): the records, one by id, the kill switch, and
+//! workers' acknowledgements of commands.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{limit_param, JsonBody};
+use super::AppState;
+use crate::actions::actor::ActionRunner;
+use crate::actions::messages::{
+    AckOutcome, ActionList, CommandAck, GetAction, ListActions, SetPaused,
+};
+
+const PAGE: usize = 100;
+const PAGE_MAX: usize = 1000;
+
+fn runner(state: &AppState) -> Result<&actix::Addr<ActionRunner>, ApiError> {
+    state
+        .handles
+        .actions
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this role runs no actions (pulse agent)".to_string()))
+}
+
+fn down(e: actix::MailboxError) -> ApiError {
+    ApiError::Unavailable(format!("the action runner is not running: {e}"))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Only this rule's (alert name).
+    rule: Option<String>,
+    /// `executed`, `dry_run`, `failed`, or a refusal: `cooldown`, `rate_limited`,
+    /// `max_concurrent`, `stale_data`, `acknowledged`, `silenced`, `paused`.
+    outcome: Option<String>,
+    /// At or after, Unix ms.
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/phase4/actions?rule=...&outcome=...&since_ms=...&limit=...`, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<ActionList>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = limit_param(p.limit, PAGE, PAGE_MAX)?;
+    let msg = ListActions {
+        rule: p.rule,
+        outcome: p.outcome,
+        since_ms: p.since_ms,
+        limit,
+    };
+    Ok(Json(runner(&state)?.send(msg).await.map_err(down)?))
+}
+
+/// `GET /api/phase4/actions/{id}`
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("id: {id:?} is not an action id (a number)")))?;
+    match runner(&state)?.send(GetAction(id)).await.map_err(down)? {
+        Some(r) => Ok(Json(serde_json::to_value(r).map_err(anyhow::Error::from)?)),
+        None => Err(ApiError::NotFound(format!(
+            "no action {id} (it may have aged out)"
+        ))),
+    }
+}
+
+/// `POST /api/phase4/actions/pause`: the kill switch; every action is refused (`paused`)
+/// until `POST /api/phase4/actions/resume`.
+pub async fn pause(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    set_paused(state, true).await
+}
+
+pub async fn resume(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    set_paused(state, false).await
+}
+
+async fn set_paused(state: AppState, paused: bool) -> Result<Json<Value>, ApiError> {
+    let was = runner(&state)?
+        .send(SetPaused(paused))
+        .await
+        .map_err(down)?;
+    Ok(Json(json!({"paused": paused, "was_paused": was})))
+}
+
+/// Body of a worker's acknowledgement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// `done` or `failed`.
+    outcome: AckOutcome,
+    /// What the worker did or why it failed.
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// `POST /api/v1/commands/{id}/ack` with `{"outcome": "done"|"failed", "detail": "..."}`:
+/// a worker acknowledges a command an action sent.
+pub async fn ack(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AckBody>,
+) -> Result<Json<Value>, ApiError> {
+    let msg = CommandAck {
+        command_id: id.clone(),
+        outcome: body.outcome,
+        detail: body.detail,
+    };
+    if runner(&state)?.send(msg).await.map_err(down)? {
+        Ok(Json(json!({"command_id": id, "acknowledged": true})))
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no command {id:?} awaits an acknowledgement (commands of actions are named action-N)"
+        )))
+    }
+}

@@ -1,0 +1,241 @@
+//! Alerting rules that act (`pulse_action`), on the real binary: the remediation example
+//! prevents the simulated GPU's out-of-memory where its dry run does not; guardrails refuse
+//! and record; workers acknowledge commands; the kill switch; clear errors.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::Pulse;
+use serde_json::Value;
+
+const EXAMPLE: &str = "config/examples/remediation";
+
+fn query(p: &Pulse, q: &str) -> f64 {
+    let (status, v) = p.get(&format!("/api/v1/query?query={}", common::urlencode(q)));
+    assert_eq!(status, 200, "{q}: {v}");
+    let text = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap_or_else(|| panic!("{q}: {v}"));
+    text.parse().unwrap()
+}
+
+fn actions(p: &Pulse, filter: &str) -> Vec<Value> {
+    let (status, v) = p.get(&format!("/api/phase4/actions{filter}"));
+    assert_eq!(status, 200, "{v}");
+    v["actions"].as_array().unwrap().clone()
+}
+
+/// GPU 0's highest memory use over the run, as a share of its memory, and how many worker
+/// processes it had (the simulated worker dies at 97 % and restarts with a new pid).
+fn peak_and_workers(p: &Pulse) -> (f64, f64) {
+    (
+        query(
+            p,
+            r#"max_over_time(DCGM_FI_DEV_FB_USED{gpu="0"}[10m]) / on(gpu) DCGM_FI_DEV_FB_TOTAL"#,
+        ),
+        query(
+            p,
+            r#"count(count_over_time(pulse_gpu_process_fb_used_mib{gpu="0"}[10m]))"#,
+        ),
+    )
+}
+
+#[test]
+fn the_remediation_example_cleans_up_before_the_gpu_runs_out_of_memory() {
+    let config = format!("{EXAMPLE}/pulse.toml");
+    let pipeline = format!("{EXAMPLE}/pipeline.toml");
+    let env = [
+        ("PULSE_CONFIG", config.as_str()),
+        ("PULSE_PIPELINE", pipeline.as_str()),
+    ];
+    let acting = Pulse::start(&env);
+    // The same, in a dry run: it records what it would do and does nothing.
+    let mut dry_env = env.to_vec();
+    dry_env.push(("PULSE_ACTIONS_DRY_RUN", "true"));
+    let dry = Pulse::start(&dry_env);
+
+    // The leak reaches 97 % (the worker's end) about 105 s after start without a cleanup.
+    let started = Instant::now();
+    let executed = acting.poll(
+        "/api/phase4/actions?outcome=executed",
+        Duration::from_secs(100),
+        |v| v["actions"][0]["effect"]["after_mib"].is_number(),
+    );
+    println!("acted after {:?}: {executed}", started.elapsed());
+    let first = &executed["actions"][0];
+    assert_eq!(first["rule"], "GpuMemoryForecastFull");
+    assert_eq!(first["action"]["type"], "cleanup");
+    assert_eq!(first["command"]["gpus"], serde_json::json!(["0"]));
+    assert_eq!(first["command"]["host"], "remediation-host");
+    assert_eq!(first["delivered_to"], 1, "the simulator took the command");
+    let released = first["effect"]["released_mib"].as_f64().unwrap();
+    assert!(released > 10_000.0, "released {released} MiB");
+
+    while started.elapsed() < Duration::from_secs(130) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (peak, workers) = peak_and_workers(&acting);
+    let (dry_peak, dry_workers) = peak_and_workers(&dry);
+    println!(
+        "with the action: peak {peak:.3}, {workers} worker(s); dry run: peak {dry_peak:.3}, {dry_workers} worker(s)"
+    );
+    assert!(peak < 0.9, "with the action the GPU peaked at {peak:.3}");
+    assert_eq!(workers, 1.0, "with the action the worker never ran out");
+    assert!(
+        dry_peak > 0.95 && dry_workers >= 2.0,
+        "without it, the worker runs out of memory: {dry_peak:.3}, {dry_workers} workers"
+    );
+    let dry_runs = actions(&dry, "?outcome=dry_run");
+    assert!(!dry_runs.is_empty(), "the dry run records what it would do");
+    assert!(
+        dry_runs[0]["command"]["command"] == "cleanup" && dry_runs[0]["delivered_to"].is_null()
+    );
+    assert!(actions(&dry, "?outcome=executed").is_empty());
+    let metrics = acting.get_text("/metrics");
+    assert!(
+        metrics.contains(
+            r#"pulse_actions_total{component="actions",action="cleanup",outcome="executed"}"#
+        ),
+        "{metrics}"
+    );
+    acting.stop();
+    dry.stop();
+}
+
+/// A rule that always fires on GPU 0, with `action` as its `pulse_action`.
+fn rules(action: &str) -> String {
+    format!(
+        r#"groups:
+  - name: act
+    interval: 1s
+    rules:
+      - alert: Drain
+        expr: DCGM_FI_DEV_GPU_UTIL{{gpu="0"}} >= 0
+        annotations:
+          pulse_action: "{action}"
+"#
+    )
+}
+
+const PIPELINE: &str = r#"
+[sources.gpu]
+mode = "simulated"
+interval_ms = 200
+[sources.gpu.simulated]
+gpus = 2
+scenarios = ["steady"]
+"#;
+
+#[test]
+fn commands_are_acknowledged_and_the_kill_switch_refuses_every_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pulse::start_with_files(
+        dir.path(),
+        PIPELINE,
+        &rules("command:drain"),
+        &[
+            ("PULSE_ACTIONS_DRY_RUN", "false"),
+            ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ],
+    );
+    let v = p.poll("/api/phase4/actions", Duration::from_secs(20), |v| {
+        v["count"].as_u64() > Some(0)
+    });
+    let a = &v["actions"][0];
+    assert_eq!(a["outcome"], "executed", "{v}");
+    assert_eq!(a["command"]["command"], "action");
+    assert_eq!(a["command"]["name"], "drain");
+    assert_eq!(a["command"]["labels"]["gpu"], "0");
+    assert_eq!(a["ack"], "awaiting");
+    let id = a["command"]["id"].as_str().unwrap().to_string();
+
+    // A worker acknowledges it.
+    let (status, body) = p.post(
+        &format!("/api/v1/commands/{id}/ack"),
+        "application/json",
+        r#"{"outcome": "done", "detail": "drained in 2 s"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, one) = p.get(&format!("/api/phase4/actions/{}", a["id"]));
+    assert_eq!(
+        (one["ack"].as_str(), one["ack_detail"].as_str()),
+        (Some("done"), Some("drained in 2 s"))
+    );
+    // Unknown commands and bad bodies are clear errors.
+    let (status, body) = p.post(
+        "/api/v1/commands/action-999/ack",
+        "application/json",
+        r#"{"outcome":"done"}"#,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("action-999"),
+        "{body}"
+    );
+    let (status, body) = p.post(
+        &format!("/api/v1/commands/{id}/ack"),
+        "application/json",
+        r#"{"outcome":"maybe"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = p.get("/api/phase4/actions/x");
+    assert_eq!(status, 400, "{body}");
+
+    // The same target again within its cooldown (10 min by default): refused, recorded once.
+    let v = p.poll(
+        "/api/phase4/actions?outcome=cooldown",
+        Duration::from_secs(10),
+        |v| v["count"].as_u64() > Some(0),
+    );
+    assert_eq!(v["actions"][0]["refusal"]["reason"], "cooldown");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        actions(&p, "?outcome=cooldown").len(),
+        1,
+        "one record per episode"
+    );
+
+    // The kill switch: refused as paused, before anything else.
+    let (status, body) = p.post("/api/phase4/actions/pause", "application/json", "");
+    assert_eq!(
+        (status, &body["paused"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+    let v = p.poll(
+        "/api/phase4/actions?outcome=paused",
+        Duration::from_secs(10),
+        |v| v["count"].as_u64() > Some(0),
+    );
+    assert_eq!(v["paused"], true);
+    let (status, body) = p.post("/api/phase4/actions/resume", "application/json", "");
+    assert_eq!(
+        (status, &body["was_paused"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+    p.stop();
+}
+
+#[test]
+fn a_rule_with_an_unknown_action_is_refused_naming_file_rule_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yml");
+    std::fs::write(&file, rules("reboot")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["check-config", "--rules"])
+        .arg(&file)
+        .env("PULSE_RULES_BUILTIN_PACK", "false")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("bad.yml")
+            && text.contains("alert \"Drain\" (line 5)")
+            && text.contains("annotations.pulse_action: unknown action \"reboot\""),
+        "{text}"
+    );
+}
