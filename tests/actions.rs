@@ -239,3 +239,93 @@ fn a_rule_with_an_unknown_action_is_refused_naming_file_rule_and_field() {
         "{text}"
     );
 }
+
+/// Answers every HTTP request on a free port with `status`, and sends each request's body
+/// on the channel.
+fn http_receiver(status: u16) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            // Headers, then as much body as Content-Length says.
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        let _ = tx.send(body.to_string());
+                        break;
+                    }
+                }
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn webhook_actions_post_the_record_and_failures_are_recorded() {
+    let (url, bodies) = http_receiver(200);
+    let (bad_url, _) = http_receiver(500);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = format!("{PIPELINE}\n[anomaly]\nenabled = false\n");
+    let two = format!(
+        "{}      - alert: Hook500\n        expr: DCGM_FI_DEV_GPU_UTIL{{gpu=\"1\"}} >= 0\n        annotations:\n          pulse_action: \"webhook:{bad_url}\"\n",
+        rules(&format!("webhook:{url}"))
+    );
+    let p = Pulse::start_with_files(
+        dir.path(),
+        &pipeline,
+        &two,
+        &[
+            ("PULSE_ACTIONS_DRY_RUN", "false"),
+            ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ],
+    );
+    let body = bodies
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a POST");
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sent["rule"], "Drain");
+    assert_eq!(sent["labels"]["gpu"], "0");
+    let v = p.poll(
+        "/api/phase4/actions?rule=Drain&outcome=executed",
+        Duration::from_secs(10),
+        |v| v["count"].as_u64() > Some(0),
+    );
+    assert_eq!(v["actions"][0]["webhook"]["status"], 200, "{v}");
+    // HTTP 500 three times (the first try and webhook_retries = 2): failed, recorded.
+    let v = p.poll(
+        "/api/phase4/actions?rule=Hook500&outcome=failed",
+        Duration::from_secs(20),
+        |v| v["count"].as_u64() > Some(0),
+    );
+    let w = &v["actions"][0]["webhook"];
+    assert_eq!(
+        (w["status"].as_u64(), w["tries"].as_u64()),
+        (Some(500), Some(3)),
+        "{v}"
+    );
+    p.stop();
+}
