@@ -4,6 +4,7 @@
 //! predictor, samplers, query — each handed its downstream mailbox.
 
 use crate::actions::actor::ActionRunner;
+use crate::actions::store::ActionStore;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -460,17 +461,27 @@ pub fn start_as(
     };
     // The command stream (cleanup and named commands), and the runner of the rules' actions.
     let (commands, _) = broadcast::channel(COMMAND_BUFFER);
-    let actions = (!agent).then(|| {
-        let runner = ActionRunner::new(
+    let actions = if agent {
+        None
+    } else {
+        let mut runner = ActionRunner::new(
             service.actions.clone(),
             commands.clone(),
             window.clone(),
             clock.clone(),
-        )
-        .start();
+        );
+        if let Some(k) = &kafka {
+            runner = runner.with_events(k.clone().recipient());
+        }
+        if let Some(url) = redis_url {
+            let (p, max) = (&service.redis.key_prefix, service.actions.max_records.get());
+            let store = ActionStore::new(&url.0, p, max);
+            runner = runner.with_store(store.map_err(|e| StartError::Redis(e.to_string()))?);
+        }
+        let runner = runner.start();
         component("actions", "processor", false, runner.clone().recipient());
-        runner
-    });
+        Some(runner)
+    };
     let rules = RuleEngine::new(
         rule_groups,
         rule_sources,

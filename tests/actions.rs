@@ -329,3 +329,58 @@ fn webhook_actions_post_the_record_and_failures_are_recorded() {
     );
     p.stop();
 }
+
+#[test]
+fn records_and_cooldowns_survive_a_restart_with_redis() {
+    let port = common::free_port();
+    let _redis = common::redis::RedisServer::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        Pulse::start_with_files(
+            dir.path(),
+            PIPELINE,
+            &rules("command:drain"),
+            &[
+                ("PULSE_ACTIONS_DRY_RUN", "false"),
+                ("PULSE_RULES_BUILTIN_PACK", "false"),
+                ("PULSE_REDIS_URL", url.as_str()),
+            ],
+        )
+    };
+    let p = start();
+    let v = p.poll(
+        "/api/phase4/actions?outcome=executed",
+        Duration::from_secs(20),
+        |v| v["count"].as_u64() > Some(0),
+    );
+    let first = v["actions"][0].clone();
+    // Kept in Redis as the API shows it.
+    let mut conn = common::redis::connection(port).unwrap();
+    let kept: String = redis::cmd("HGET")
+        .arg("pulse:actions:records")
+        .arg(first["id"].as_u64().unwrap())
+        .query(&mut conn)
+        .unwrap();
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["command"], first["command"]);
+    p.kill9();
+
+    // After `kill -9`: the record is back, and the GPU is still in its cooldown (no second
+    // drain of a GPU drained seconds ago).
+    let p = start();
+    let v = p.poll(
+        "/api/phase4/actions?outcome=cooldown",
+        Duration::from_secs(20),
+        |v| v["count"].as_u64() > Some(0),
+    );
+    assert_eq!(v["actions"][0]["refusal"]["last_ms"], first["at_ms"], "{v}");
+    let executed = actions(&p, "?outcome=executed");
+    assert_eq!(executed.len(), 1, "{executed:?}");
+    assert_eq!(executed[0]["id"], first["id"]);
+    assert!(
+        v["actions"][0]["id"].as_u64() > first["id"].as_u64(),
+        "ids go on"
+    );
+    p.stop();
+}

@@ -190,6 +190,7 @@ async fn status_metrics_and_cache_endpoints() {
         [
             "anomaly_detector",
             "window_store",
+            "actions",
             "rule_engine",
             "predictor",
             "gpu_sampler",

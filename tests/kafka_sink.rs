@@ -30,6 +30,7 @@ groups:
       - alert: KafkaTestAlways
         expr: max by (Hostname) (DCGM_FI_DEV_GPU_UTIL) >= 0
         labels: {severity: info}
+        annotations: {pulse_action: "command:drain"}
 "#;
 
 /// Everything read so far: (topic, key, value).
@@ -53,6 +54,7 @@ fn consume(bootstrap: &str, stop: Arc<AtomicBool>) -> Seen {
             "pulse.alerts",
             "pulse.anomalies",
             "pulse.predictions",
+            "pulse.actions",
         ];
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -137,13 +139,14 @@ fn app(bootstrap: &str, buffer: usize, rules: &std::path::Path, interval_ms: u64
     common::app(&service, &pipeline)
 }
 
-/// Pulse's four topics, 3 partitions each, on the mock cluster.
+/// Pulse's five topics, 3 partitions each, on the mock cluster.
 fn create_topics(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) {
     for t in [
         "pulse.samples",
         "pulse.alerts",
         "pulse.anomalies",
         "pulse.predictions",
+        "pulse.actions",
     ] {
         cluster.create_topic(t, 3, 3).unwrap();
     }
@@ -185,7 +188,11 @@ async fn records_reach_their_topics_and_an_outage_below_the_bound_loses_nothing(
             .iter()
             .find(|(t, _, v)| t == "pulse.samples" && v["metric"] == "DCGM_FI_DEV_GPU_UTIL");
         let alert = s.iter().find(|(t, _, _)| t == "pulse.alerts");
-        if let (Some(sample), Some(alert)) = (sample, alert) {
+        // The rule's action, in the default dry run: its record, keyed by its id.
+        let action = s.iter().find(|(t, _, _)| t == "pulse.actions");
+        if let (Some(sample), Some(alert), Some(action)) = (sample, alert, action) {
+            assert_eq!(action.1, action.2["id"].to_string(), "{action:?}");
+            assert_eq!(action.2["outcome"], "dry_run", "{action:?}");
             assert_eq!(
                 sample.1,
                 sample.2["labels"]["Hostname"].as_str().unwrap(),
@@ -198,7 +205,7 @@ async fn records_reach_their_topics_and_an_outage_below_the_bound_loses_nothing(
         }
         assert!(
             Instant::now() < deadline,
-            "no sample and alert records yet: {} read",
+            "no sample, alert and action records yet: {} read",
             s.len()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,6 +1,7 @@
 //! The action runner: decides with the [`Guard`], acts (a command on the command stream,
 //! or a webhook POST), measures a cleanup's effect, takes workers' acknowledgements, and
-//! keeps the records the API lists.
+//! keeps the records the API lists; each record, made or changed, goes to the Kafka sink
+//! (`<p>actions`) and to Redis ([`ActionStore`]), which gives them back after a restart.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -14,12 +15,14 @@ use super::messages::{
     AckOutcome, ActOn, ActionList, ActionRecord, CommandAck, Effect, GetAction, ListActions,
     SetPaused, WebhookOutcome,
 };
+use super::store::ActionStore;
 use super::Action;
 use crate::messages::commands::Command;
-use crate::messages::stats::{ComponentStats, GetStats, LabelledFigure};
+use crate::messages::stats::{ComponentState, ComponentStats, GetStats, LabelledFigure};
 use crate::model::catalog::{FB_USED, HOSTNAME};
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::runtime::clock::Clock;
+use crate::sinks::kafka::ActionTaken;
 use crate::store::actor::WindowStoreActor;
 use crate::store::messages::SelectLatest;
 
@@ -27,7 +30,7 @@ use crate::store::messages::SelectLatest;
 pub struct ActionRunner {
     guard: Guard,
     commands: broadcast::Sender<Command>,
-    store: Addr<WindowStoreActor>,
+    window: Addr<WindowStoreActor>,
     clock: Clock,
     agent: ureq::Agent,
     /// Newest at the back.
@@ -37,13 +40,21 @@ pub struct ActionRunner {
     awaiting_ack: HashSet<u64>,
     /// Decisions recorded, by (action, outcome).
     outcomes: BTreeMap<(&'static str, String), u64>,
+    /// Where records go: the Kafka sink, and Redis.
+    events: Vec<Recipient<ActionTaken>>,
+    store: Option<ActionStore>,
+    /// What the restore from Redis did, the last failed write (cleared by a good one), and
+    /// the failed writes.
+    restore_note: Option<String>,
+    persist_error: Option<String>,
+    persist_failures: u64,
 }
 
 impl ActionRunner {
     pub fn new(
         cfg: ActionsConfig,
         commands: broadcast::Sender<Command>,
-        store: Addr<WindowStoreActor>,
+        window: Addr<WindowStoreActor>,
         clock: Clock,
     ) -> Self {
         let agent = ureq::AgentBuilder::new()
@@ -52,14 +63,73 @@ impl ActionRunner {
         ActionRunner {
             guard: Guard::new(cfg),
             commands,
-            store,
+            window,
             clock,
             agent,
             records: VecDeque::new(),
             next_id: 1,
             awaiting_ack: HashSet::new(),
             outcomes: BTreeMap::new(),
+            events: Vec::new(),
+            store: None,
+            restore_note: None,
+            persist_error: None,
+            persist_failures: 0,
         }
+    }
+
+    /// Each record, made or changed, goes to this recipient (the Kafka sink) too.
+    pub fn with_events(mut self, recipient: Recipient<ActionTaken>) -> Self {
+        self.events.push(recipient);
+        self
+    }
+
+    /// Records are kept in Redis and read back at start.
+    pub fn with_store(mut self, store: ActionStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Record `id` was made or changed: to Kafka and Redis.
+    fn changed(&mut self, id: u64, ctx: &mut Context<Self>) {
+        let Some(rec) = self.records.iter().rev().find(|r| r.id == id).cloned() else {
+            return;
+        };
+        for e in &self.events {
+            // A full sink counts its own drops; the record stays here either way.
+            let _ = e.try_send(ActionTaken(rec.clone()));
+        }
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let write = async move { store.write(&rec).await };
+        ctx.spawn(write.into_actor(self).map(|res, act, _| match res {
+            Ok(()) => act.persist_error = None,
+            Err(e) => {
+                act.persist_failures += 1;
+                act.persist_error = Some(e);
+            }
+        }));
+    }
+
+    /// Puts records read back from Redis in place; actions and dry runs among them count
+    /// for the cooldowns and the hourly rate again.
+    fn restore(&mut self, records: Vec<ActionRecord>, unreadable: usize) {
+        for r in &records {
+            if r.outcome == "executed" || r.outcome == "dry_run" || r.outcome == "failed" {
+                self.guard.restore(&r.target, r.at_ms);
+            }
+        }
+        self.next_id = records.iter().map(|r| r.id + 1).max().unwrap_or(1);
+        let n = records.len();
+        self.records = records.into();
+        let unreadable = match unreadable {
+            0 => String::new(),
+            u => format!(", {u} unreadable"),
+        };
+        self.restore_note = Some(format!(
+            "{n} action records read back from Redis{unreadable}"
+        ));
     }
 
     fn cfg(&self) -> &ActionsConfig {
@@ -91,18 +161,20 @@ impl ActionRunner {
         }
     }
 
-    /// Keeps `rec` (the oldest fall out past `max_records`) and counts its outcome.
-    fn keep(&mut self, rec: ActionRecord) {
+    /// Keeps `rec` (the oldest fall out past `max_records`), counts its outcome, sends it on.
+    fn keep(&mut self, rec: ActionRecord, ctx: &mut Context<Self>) {
         if rec.outcome == "dry_run" {
             tracing::info!(rule = %rec.rule, target = %rec.target, action = ?rec.action, "dry run: would act");
         } else {
             tracing::info!(rule = %rec.rule, target = %rec.target, action = ?rec.action, outcome = %rec.outcome, "action");
         }
         self.count(rec.action.kind(), &rec.outcome);
+        let id = rec.id;
         self.records.push_back(rec);
         while self.records.len() > self.cfg().max_records.get() {
             self.records.pop_front();
         }
+        self.changed(id, ctx);
     }
 
     fn count(&mut self, action: &'static str, outcome: &str) {
@@ -112,10 +184,10 @@ impl ActionRunner {
             .or_default() += 1;
     }
 
-    fn refused(&mut self, f: &Firing, now: i64, refusal: Refusal) {
+    fn refused(&mut self, f: &Firing, now: i64, refusal: Refusal, ctx: &mut Context<Self>) {
         let mut rec = self.record(f, now, refusal.name());
         rec.refusal = Some(refusal);
-        self.keep(rec);
+        self.keep(rec, ctx);
     }
 
     fn find(&mut self, id: u64) -> Option<&mut ActionRecord> {
@@ -125,11 +197,11 @@ impl ActionRunner {
     /// Reads the target's newest samples, then decides and acts.
     fn read_then_act(&mut self, f: Firing, ctx: &mut Context<Self>) {
         let selector = target_selector(&f.labels, None);
-        let store = self.store.clone();
+        let window = self.window.clone();
         let read = async move {
             match selector {
                 Some(selector) => Some(
-                    store
+                    window
                         .send(SelectLatest {
                             selector,
                             since_ms: i64::MIN,
@@ -157,7 +229,7 @@ impl ActionRunner {
                 Verdict::Act => act.execute(&f, now, before_mib, ctx),
                 Verdict::Refuse { refusal, record } => {
                     if record {
-                        act.refused(&f, now, refusal);
+                        act.refused(&f, now, refusal, ctx);
                     }
                 }
                 Verdict::Wait => {}
@@ -195,7 +267,7 @@ impl ActionRunner {
         let id = rec.id;
         if dry_run {
             self.guard.settled();
-            self.keep(rec);
+            self.keep(rec, ctx);
             return;
         }
         if let Some(cmd) = rec.command.clone() {
@@ -212,12 +284,13 @@ impl ActionRunner {
                 rec.ack = Some("awaiting".to_string());
                 self.awaiting_ack.insert(id);
                 let timeout = Duration::from_millis(self.cfg().ack_timeout_ms.get());
-                ctx.run_later(timeout, move |act, _| {
+                ctx.run_later(timeout, move |act, ctx| {
                     if act.awaiting_ack.remove(&id) {
                         act.guard.settled();
                         if let Some(r) = act.find(id) {
                             r.ack = Some("unacknowledged".to_string());
                         }
+                        act.changed(id, ctx);
                     }
                 });
             }
@@ -231,10 +304,11 @@ impl ActionRunner {
                 );
                 // Counted when the POST is done.
                 self.records.push_back(rec);
+                self.changed(id, ctx);
                 return;
             }
         }
-        self.keep(rec);
+        self.keep(rec, ctx);
     }
 
     /// Reads the GPU's memory used again, after the settle time.
@@ -245,10 +319,10 @@ impl ActionRunner {
         selector: Option<Selector>,
         ctx: &mut Context<Self>,
     ) {
-        let store = self.store.clone();
+        let window = self.window.clone();
         let read = async move {
             let selector = selector?;
-            let rows = store
+            let rows = window
                 .send(SelectLatest {
                     selector,
                     since_ms: issued_ms + 1,
@@ -257,7 +331,7 @@ impl ActionRunner {
                 .ok()?;
             rows.first().map(|(_, t, v)| (*t, *v))
         };
-        ctx.spawn(read.into_actor(self).map(move |after, act, _| {
+        ctx.spawn(read.into_actor(self).map(move |after, act, ctx| {
             act.guard.settled();
             let Some(effect) = act.find(id).and_then(|r| r.effect.as_mut()) else {
                 return;
@@ -267,6 +341,7 @@ impl ActionRunner {
                 effect.measured_at_ms = Some(t);
                 effect.released_mib = effect.before_mib.map(|b| b - v);
             }
+            act.changed(id, ctx);
         }));
     }
 
@@ -306,7 +381,7 @@ impl ActionRunner {
         ctx.spawn(
             async move { send.await.ok() }
                 .into_actor(self)
-                .map(move |outcome, act, _| {
+                .map(move |outcome, act, ctx| {
                     act.guard.settled();
                     let outcome = outcome.unwrap_or(WebhookOutcome {
                         status: None,
@@ -323,6 +398,7 @@ impl ActionRunner {
                         r.webhook = Some(outcome);
                     }
                     act.count("webhook", done);
+                    act.changed(id, ctx);
                 }),
         );
     }
@@ -345,6 +421,21 @@ fn target_selector(labels: &BTreeMap<String, String>, metric: Option<&str>) -> O
 
 impl Actor for ActionRunner {
     type Context = Context<Self>;
+
+    /// With Redis, the records come back before any alert is decided on.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let load = async move { store.load().await };
+        ctx.wait(load.into_actor(self).map(|res, act, _| match res {
+            Ok((records, unreadable)) => act.restore(records, unreadable),
+            Err(e) => {
+                act.restore_note = Some(format!("action records not read back from Redis: {e}"));
+                act.persist_error = Some(e);
+            }
+        }));
+    }
 }
 
 impl Handler<ActOn> for ActionRunner {
@@ -356,7 +447,7 @@ impl Handler<ActOn> for ActionRunner {
                 Verdict::Wait => {}
                 Verdict::Refuse { refusal, record } => {
                     if record {
-                        self.refused(&f, msg.now_ms, refusal);
+                        self.refused(&f, msg.now_ms, refusal, ctx);
                     }
                 }
                 Verdict::Act => self.read_then_act(f, ctx),
@@ -413,7 +504,7 @@ impl Handler<SetPaused> for ActionRunner {
 impl Handler<CommandAck> for ActionRunner {
     type Result = bool;
 
-    fn handle(&mut self, ack: CommandAck, _: &mut Self::Context) -> bool {
+    fn handle(&mut self, ack: CommandAck, ctx: &mut Self::Context) -> bool {
         let Some(id) = ack
             .command_id
             .strip_prefix("action-")
@@ -432,6 +523,7 @@ impl Handler<CommandAck> for ActionRunner {
         if self.awaiting_ack.remove(&id) {
             self.guard.settled();
         }
+        self.changed(id, ctx);
         true
     }
 }
@@ -447,6 +539,16 @@ impl Handler<GetStats> for ActionRunner {
             (false, true) => "dry run: recording what would be done".to_string(),
             (false, false) => "acting".to_string(),
         });
+        if let Some(e) = &self.persist_error {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!("action records not kept in Redis: {e}"));
+        } else if let Some(note) = &self.restore_note {
+            st.reason = Some(format!("{}; {note}", st.reason.unwrap_or_default()));
+        }
+        st.extra.insert(
+            "actions_redis_write_failures_total",
+            self.persist_failures as f64,
+        );
         st.extra
             .insert("actions_awaiting", self.guard.awaiting() as f64);
         st.extra

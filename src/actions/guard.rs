@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::ActionsConfig;
 use super::Action;
@@ -37,7 +37,7 @@ impl Firing {
 }
 
 /// Why an action was not taken.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Refusal {
     /// The kill switch is on (`POST /api/phase4/actions/pause`).
@@ -194,6 +194,18 @@ impl Guard {
         self.recent.push_back(now_ms);
         self.awaiting += 1;
         Verdict::Act
+    }
+
+    /// An action (or dry run) on `target` at `at_ms` read back after a restart: it counts
+    /// for the cooldown and the hourly rate again.
+    pub fn restore(&mut self, target: &str, at_ms: i64) {
+        let last = self
+            .last_on_target
+            .entry(target.to_string())
+            .or_insert(at_ms);
+        *last = (*last).max(at_ms);
+        self.recent.push_back(at_ms);
+        self.recent.make_contiguous().sort_unstable();
     }
 
     /// An action's outcome is known: it no longer counts against `max_concurrent`.

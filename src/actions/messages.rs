@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use actix::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::guard::{Firing, Refusal};
 use super::Action;
@@ -60,7 +60,7 @@ pub struct CommandAck {
 }
 
 /// What a worker says it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AckOutcome {
     Done,
@@ -68,7 +68,7 @@ pub enum AckOutcome {
 }
 
 /// One decision that acted (or would have, in a dry run) or refused.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionRecord {
     pub id: u64,
     pub at_ms: i64,
@@ -104,7 +104,7 @@ pub struct ActionRecord {
 }
 
 /// A cleanup's effect on the target GPU's memory used (`DCGM_FI_DEV_FB_USED`, MiB).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Effect {
     pub before_mib: Option<f64>,
     pub after_mib: Option<f64>,
@@ -113,7 +113,7 @@ pub struct Effect {
     pub measured_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WebhookOutcome {
     pub status: Option<u16>,
     pub tries: u32,

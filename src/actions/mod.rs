@@ -19,14 +19,15 @@ pub mod actor;
 pub mod config;
 pub mod guard;
 pub mod messages;
+pub mod store;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The annotation that names an alerting rule's action.
 pub const ACTION_ANNOTATION: &str = "pulse_action";
 
 /// What an alerting rule does when it fires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     Cleanup,

@@ -1,4 +1,4 @@
-//! Kafka sink: JSON records on four topics (`<p>` is `kafka.topic_prefix`, `pulse.`):
+//! Kafka sink: JSON records on five topics (`<p>` is `kafka.topic_prefix`, `pulse.`):
 //!
 //! | topic | key | value |
 //! |---|---|---|
@@ -6,6 +6,7 @@
 //! | `<p>predictions` | the series | the same, for `pulse_forecast` and `pulse_exhaustion_seconds` |
 //! | `<p>alerts` | the alert id (a fingerprint of its labels) | `{"kind","at_ms","alert":{...}}` |
 //! | `<p>anomalies` | the anomaly's series | the anomaly as `GET /api/phase4/anomalies/{id}` shows it when opened |
+//! | `<p>actions` | the action record's id | the record as `GET /api/phase4/actions/{id}` shows it, again each time it changes |
 //!
 //! Samples are keyed by host so that all of a host's series land on one partition, in
 //! order: `pulse aggregate` instances split the load by partition, and each sees whole
@@ -29,6 +30,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+use crate::actions::messages::ActionRecord;
 use crate::messages::alerts::AlertEvent;
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
@@ -64,6 +66,11 @@ pub struct Flush(pub Duration);
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct AnomalyOpened(pub Anomaly);
+
+/// An action record, made or changed, for the actions topic.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ActionTaken(pub ActionRecord);
 
 /// Delivery reports and client errors, counted on librdkafka's thread.
 #[derive(Default)]
@@ -170,7 +177,7 @@ impl KafkaSink {
     }
 
     fn create_topics(&self, ctx: &mut Context<Self>) {
-        let names: Vec<String> = ["samples", "alerts", "anomalies", "predictions"]
+        let names: Vec<String> = ["samples", "alerts", "anomalies", "predictions", "actions"]
             .iter()
             .map(|t| self.topic(t))
             .collect();
@@ -312,6 +319,17 @@ impl Handler<AnomalyOpened> for KafkaSink {
         if let Ok(value) = serde_json::to_vec(&a) {
             let topic = self.topic("anomalies");
             self.produce(&topic, &a.series.to_string(), &value);
+        }
+    }
+}
+
+impl Handler<ActionTaken> for KafkaSink {
+    type Result = ();
+
+    fn handle(&mut self, ActionTaken(r): ActionTaken, _: &mut Self::Context) {
+        if let Ok(value) = serde_json::to_vec(&r) {
+            let topic = self.topic("actions");
+            self.produce(&topic, &r.id.to_string(), &value);
         }
     }
 }
