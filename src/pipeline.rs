@@ -592,7 +592,7 @@ pub fn start_as(
         Some(GpuChoice::Simulated) => {
             let sim = &gpu_cfg.simulated;
             let fleet = SimFleet::new(sim.gpus.get(), &sim.hostname, &sim.scenarios, sim.seed);
-            SimulatedGpuSampler::new(
+            let sim = SimulatedGpuSampler::new(
                 fleet,
                 interval,
                 to_window.clone(),
@@ -600,7 +600,11 @@ pub fn start_as(
                 clock.clone(),
                 gpu_source.detail.clone(),
             )
-            .with_telemetry(telemetry.clone())
+            .with_telemetry(telemetry.clone());
+            match &actions {
+                Some(a) => sim.acknowledging_to(a.clone().recipient()),
+                None => sim,
+            }
             .start()
             .recipient()
         }

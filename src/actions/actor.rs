@@ -12,8 +12,8 @@ use tokio::sync::broadcast;
 use super::config::ActionsConfig;
 use super::guard::{Firing, Guard, Refusal, Verdict};
 use super::messages::{
-    AckOutcome, ActOn, ActionList, ActionRecord, CommandAck, Effect, GetAction, ListActions,
-    SetPaused, WebhookOutcome,
+    AckEntry, AckOutcome, ActOn, ActionList, ActionRecord, CommandAck, Effect, GetAction,
+    ListActions, SetPaused, WebhookOutcome,
 };
 use super::store::ActionStore;
 use super::Action;
@@ -155,7 +155,7 @@ impl ActionRunner {
             command: None,
             delivered_to: None,
             ack: None,
-            ack_detail: None,
+            acks: Vec::new(),
             effect: None,
             webhook: None,
         }
@@ -512,14 +512,17 @@ impl Handler<CommandAck> for ActionRunner {
         else {
             return false;
         };
+        let at_ms = self.clock.now_ms();
         let Some(rec) = self.find(id) else {
             return false;
         };
-        rec.ack = Some(match ack.outcome {
-            AckOutcome::Done => "done".to_string(),
-            AckOutcome::Failed => "failed".to_string(),
+        rec.acks.push(AckEntry {
+            outcome: ack.outcome,
+            detail: ack.detail,
+            at_ms,
         });
-        rec.ack_detail = ack.detail;
+        let done = rec.acks.iter().any(|a| a.outcome == AckOutcome::Done);
+        rec.ack = Some(if done { "done" } else { "failed" }.to_string());
         if self.awaiting_ack.remove(&id) {
             self.guard.settled();
         }

@@ -90,17 +90,27 @@ pub struct ActionRecord {
     pub command: Option<Command>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_to: Option<usize>,
-    /// For commands: `awaiting`, `done`, `failed` (from the worker) or `unacknowledged`.
+    /// For a command: `awaiting`, then `done` once a worker did it, `failed` while every
+    /// worker that answered failed, or `unacknowledged` when none answered in time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ack: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ack_detail: Option<String>,
+    /// Every worker's acknowledgement, in order (a command goes to every subscriber).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<AckEntry>,
     /// For a cleanup: the GPU's memory used before and after `settle_ms`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effect: Option<Effect>,
     /// For a webhook: the HTTP status, the tries, the last error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookOutcome>,
+}
+
+/// One worker's acknowledgement of a command.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AckEntry {
+    pub outcome: AckOutcome,
+    pub detail: Option<String>,
+    pub at_ms: i64,
 }
 
 /// A cleanup's effect on the target GPU's memory used (`DCGM_FI_DEV_FB_USED`, MiB).

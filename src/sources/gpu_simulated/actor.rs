@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::actions::messages::{AckOutcome, CommandAck};
 use crate::messages::commands::Command;
 use crate::messages::samples::SampleBatch;
 use crate::messages::stats::{ComponentStats, GetStats};
@@ -33,6 +34,8 @@ pub struct SimulatedGpuSampler {
     cleanups: u64,
     /// Commands missed because the command stream outran this actor.
     commands_missed: u64,
+    /// Where it acknowledges the commands of rules' actions, as a worker does.
+    acks: Option<Recipient<CommandAck>>,
 }
 
 impl SimulatedGpuSampler {
@@ -55,6 +58,23 @@ impl SimulatedGpuSampler {
             cleanups: 0,
             commands_missed: 0,
             telemetry: Default::default(),
+            acks: None,
+        }
+    }
+
+    /// Acknowledges the commands of rules' actions here (the action runner).
+    pub fn acknowledging_to(mut self, acks: Recipient<CommandAck>) -> Self {
+        self.acks = Some(acks);
+        self
+    }
+
+    fn ack(&self, id: &str, outcome: AckOutcome, detail: String) {
+        if let Some(to) = &self.acks {
+            to.do_send(CommandAck {
+                command_id: id.to_string(),
+                outcome,
+                detail: Some(detail),
+            });
         }
     }
 
@@ -100,9 +120,14 @@ impl StreamHandler<Result<Command, BroadcastStreamRecvError>> for SimulatedGpuSa
                 let n = self.fleet.cleanup(|host, gpu| cmd.cleans(host, gpu));
                 self.cleanups += 1;
                 tracing::info!(gpus = n, "simulated fleet: cleanup released cached memory");
+                let detail = format!("simulated fleet: released cached memory on {n} GPU(s)");
+                self.ack(cmd.id(), AckOutcome::Done, detail);
             }
-            // Named commands are for real workers: the simulator has nothing to drain.
-            Ok(Command::Action { .. }) => {}
+            // A worker that does not know a command says so.
+            Ok(Command::Action { id, name, .. }) => {
+                let detail = format!("the simulated fleet does not implement {name:?}");
+                self.ack(&id, AckOutcome::Failed, detail);
+            }
             Err(BroadcastStreamRecvError::Lagged(n)) => self.commands_missed += n,
         }
     }
