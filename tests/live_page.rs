@@ -41,7 +41,7 @@ groups:
       - alert: LivePageTestBusy
         expr: max by (Hostname) (DCGM_FI_DEV_GPU_UTIL) >= 0
         labels: {severity: info}
-        annotations: {summary: fires so that the page has an alert to acknowledge}
+        annotations: {summary: fires so that the page has an alert to acknowledge, pulse_action: "command:drain"}
 "#;
 
 struct Chromium {
@@ -166,6 +166,8 @@ const PAGE_STATE: &str = r##"(() => {
     forecast_lines: d("forecast", "lines"), forecast_bands: d("forecast", "bands"),
     polylines: document.querySelectorAll("svg polyline").length,
     ack_buttons: document.querySelectorAll("#alerts button.ack").length,
+    action_rows: document.querySelectorAll("#actions tr[data-id]").length,
+    actions_mode: document.getElementById("actions-mode").textContent,
     gpus_stat: document.querySelector("#stats .stat b") ? document.querySelector("#stats .stat b").textContent : "",
     status: document.getElementById("refresh").textContent,
   };
@@ -217,6 +219,7 @@ fn the_live_page_draws_live_data_and_acknowledges_an_alert() {
             && s["forecast_lines"] == 2
             && s["forecast_bands"] == 2
             && s["ack_buttons"].as_u64() >= Some(1)
+            && s["action_rows"].as_u64() >= Some(1)
         {
             break s;
         }
@@ -227,6 +230,8 @@ fn the_live_page_draws_live_data_and_acknowledges_an_alert() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(state["gpus_stat"], "4", "{state}");
+    // The rule's action, in the default dry run.
+    assert_eq!(state["actions_mode"], "dry run: recorded, not done", "{state}");
     assert!(
         state["status"].as_str().unwrap().starts_with("updated"),
         "{state}"

@@ -243,15 +243,47 @@ function renderAnomalies(r) {
   $("#anomalies tbody").replaceChildren(...rows);
 }
 
+// What alerting rules did (pulse_action): the runner's mode and its last records.
+function renderActions(r) {
+  $("#actions-mode").textContent = r.off
+    ? "no action runner in this role"
+    : r.paused ? "paused (kill switch)" : r.dry_run ? "dry run: recorded, not done" : "acting";
+  const rows = (r.actions || []).map((a) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = String(a.id);
+    tr.innerHTML = `<td></td><td></td><td class="labels"></td><td></td><td></td><td></td>`;
+    const td = tr.querySelectorAll("td");
+    td[0].textContent = time(a.at_ms);
+    td[1].textContent = a.rule;
+    td[2].textContent = a.target;
+    td[3].textContent = a.action.type === "command" ? `command ${a.action.name}`
+      : a.action.type === "webhook" ? `webhook ${a.action.url}` : a.action.type;
+    td[4].textContent = a.outcome;
+    const e = a.effect;
+    td[5].textContent = e && e.released_mib !== null && e.released_mib !== undefined
+      ? `freed ${fmt(e.released_mib)} MiB (${fmt(e.before_mib)} → ${fmt(e.after_mib)})`
+      : a.ack ? `worker: ${a.ack}` : a.webhook ? `HTTP ${a.webhook.status ?? "–"}` : "";
+    return tr;
+  });
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td colspan="6" class="muted">no actions</td>`;
+    rows.push(tr);
+  }
+  $("#actions tbody").replaceChildren(...rows);
+}
+
 let refreshes = 0;
 async function refresh() {
   try {
-    const [summary, util, memory, alerts, anomalies] = await Promise.all([
+    const [summary, util, memory, alerts, anomalies, actions] = await Promise.all([
       getJson("/api/phase4/dashboard/summary"),
       seriesLines("DCGM_FI_DEV_GPU_UTIL"),
       seriesLines("DCGM_FI_DEV_FB_USED"),
       getJson("/api/phase4/alerts/active"),
       getJson("/api/phase4/anomalies?limit=10"),
+      // 404 in `pulse agent`, which runs no actions.
+      getJson("/api/phase4/actions?limit=10").catch(() => ({ off: true })),
     ]);
     renderStats(summary);
     drawChart($("#util"), util);
@@ -259,6 +291,7 @@ async function refresh() {
     await renderForecast(memory);
     renderAlerts(alerts);
     renderAnomalies(anomalies);
+    renderActions(actions);
     refreshes += 1;
     document.body.dataset.refreshes = String(refreshes);
     $("#refresh").textContent = `updated ${time(Date.now())}`;
