@@ -4,7 +4,7 @@
 //! predictor, samplers, query — each handed its downstream mailbox.
 
 use crate::actions::actor::ActionRunner;
-use crate::actions::store::ActionStore;
+use crate::actions::messages::UsePredictor;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -464,21 +464,15 @@ pub fn start_as(
     let actions = if agent {
         None
     } else {
-        let mut runner = ActionRunner::new(
-            service.actions.clone(),
-            commands.clone(),
-            window.clone(),
-            clock.clone(),
-        );
-        if let Some(k) = &kafka {
-            runner = runner.with_events(k.clone().recipient());
-        }
-        if let Some(url) = redis_url {
-            let (p, max) = (&service.redis.key_prefix, service.actions.max_records.get());
-            let store = ActionStore::new(&url.0, p, max);
-            runner = runner.with_store(store.map_err(|e| StartError::Redis(e.to_string()))?);
-        }
-        let runner = runner.start();
+        let redis = redis_url.map(|u| (u.0.as_str(), service.redis.key_prefix.as_str()));
+        let runner = ActionRunner::new(service.actions.clone(), commands.clone(), window.clone())
+            .wired(
+                clock.clone(),
+                kafka.as_ref().map(|k| k.clone().recipient()),
+                redis,
+            )
+            .map_err(|e| StartError::Redis(e.to_string()))?
+            .start();
         component("actions", "processor", false, runner.clone().recipient());
         Some(runner)
     };
@@ -547,6 +541,9 @@ pub fn start_as(
         .with_telemetry(telemetry.clone())
         .start();
         component("predictor", "processor", false, addr.clone().recipient());
+        if let Some(runner) = &actions {
+            runner.do_send(UsePredictor(addr.clone().recipient()));
+        }
         addr
     });
 

@@ -87,6 +87,14 @@ fn the_remediation_example_cleans_up_before_the_gpu_runs_out_of_memory() {
         dry_peak > 0.95 && dry_workers >= 2.0,
         "without it, the worker runs out of memory: {dry_peak:.3}, {dry_workers} workers"
     );
+    // The predictor's first forecast after the cleanup is recorded with it.
+    let (_, again) = acting.get(&format!("/api/phase4/actions/{}", first["id"]));
+    let after = &again["effect"]["forecast_after"];
+    println!("forecast after the cleanup: {after}");
+    assert!(
+        after["fitted_at_ms"].as_i64() > first["at_ms"].as_i64(),
+        "{again}"
+    );
     let dry_runs = actions(&dry, "?outcome=dry_run");
     assert!(!dry_runs.is_empty(), "the dry run records what it would do");
     assert!(

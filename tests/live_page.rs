@@ -231,7 +231,10 @@ fn the_live_page_draws_live_data_and_acknowledges_an_alert() {
     };
     assert_eq!(state["gpus_stat"], "4", "{state}");
     // The rule's action, in the default dry run.
-    assert_eq!(state["actions_mode"], "dry run: recorded, not done", "{state}");
+    assert_eq!(
+        state["actions_mode"], "dry run: recorded, not done",
+        "{state}"
+    );
     assert!(
         state["status"].as_str().unwrap().starts_with("updated"),
         "{state}"

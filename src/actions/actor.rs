@@ -12,8 +12,8 @@ use tokio::sync::broadcast;
 use super::config::ActionsConfig;
 use super::guard::{Firing, Guard, Refusal, Verdict};
 use super::messages::{
-    AckEntry, AckOutcome, ActOn, ActionList, ActionRecord, CommandAck, Effect, GetAction,
-    ListActions, SetPaused, WebhookOutcome,
+    AckEntry, AckOutcome, ActOn, ActionList, ActionRecord, CommandAck, Effect, ForecastAfter,
+    GetAction, ListActions, SetPaused, UsePredictor, WebhookOutcome,
 };
 use super::store::ActionStore;
 use super::Action;
@@ -21,6 +21,8 @@ use crate::messages::commands::Command;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats, LabelledFigure};
 use crate::model::catalog::{FB_USED, HOSTNAME};
 use crate::model::selector::{MatchOp, Matcher, Selector};
+use crate::processors::predict::engine::PredictionFilter;
+use crate::processors::predict::messages::ListPredictions;
 use crate::runtime::clock::Clock;
 use crate::sinks::kafka::ActionTaken;
 use crate::store::actor::WindowStoreActor;
@@ -42,6 +44,8 @@ pub struct ActionRunner {
     outcomes: BTreeMap<(&'static str, String), u64>,
     /// Where records go: the Kafka sink, and Redis.
     events: Vec<Recipient<ActionTaken>>,
+    /// Where a cleanup's new forecast is read.
+    predictor: Option<Recipient<ListPredictions>>,
     store: Option<ActionStore>,
     /// What the restore from Redis did, the last failed write (cleared by a good one), and
     /// the failed writes.
@@ -55,7 +59,6 @@ impl ActionRunner {
         cfg: ActionsConfig,
         commands: broadcast::Sender<Command>,
         window: Addr<WindowStoreActor>,
-        clock: Clock,
     ) -> Self {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms.get()))
@@ -64,13 +67,14 @@ impl ActionRunner {
             guard: Guard::new(cfg),
             commands,
             window,
-            clock,
+            clock: Clock::system(),
             agent,
             records: VecDeque::new(),
             next_id: 1,
             awaiting_ack: HashSet::new(),
             outcomes: BTreeMap::new(),
             events: Vec::new(),
+            predictor: None,
             store: None,
             restore_note: None,
             persist_error: None,
@@ -78,16 +82,21 @@ impl ActionRunner {
         }
     }
 
-    /// Each record, made or changed, goes to this recipient (the Kafka sink) too.
-    pub fn with_events(mut self, recipient: Recipient<ActionTaken>) -> Self {
-        self.events.push(recipient);
-        self
-    }
-
-    /// Records are kept in Redis and read back at start.
-    pub fn with_store(mut self, store: ActionStore) -> Self {
-        self.store = Some(store);
-        self
+    /// As `pipeline` starts it: its clock, the Kafka sink for its records, and Redis (URL,
+    /// key prefix) to keep them.
+    pub fn wired(
+        mut self,
+        clock: Clock,
+        kafka: Option<Recipient<ActionTaken>>,
+        redis: Option<(&str, &str)>,
+    ) -> redis::RedisResult<Self> {
+        self.clock = clock;
+        self.events.extend(kafka);
+        if let Some((url, prefix)) = redis {
+            let max = self.cfg().max_records.get();
+            self.store = Some(ActionStore::new(url, prefix, max)?);
+        }
+        Ok(self)
     }
 
     /// Record `id` was made or changed: to Kafka and Redis.
@@ -262,6 +271,7 @@ impl ActionRunner {
                 after_mib: None,
                 released_mib: None,
                 measured_at_ms: None,
+                forecast_after: None,
             });
         }
         let id = rec.id;
@@ -342,6 +352,55 @@ impl ActionRunner {
                 effect.released_mib = effect.before_mib.map(|b| b - v);
             }
             act.changed(id, ctx);
+            act.read_forecast(id, issued_ms, FORECAST_TRIES, ctx);
+        }));
+    }
+
+    /// Reads the predictor's forecast of the cleaned GPU's memory until one fitted after
+    /// the cleanup (`issued_ms`) comes, every `settle_ms`, at most `tries` times.
+    fn read_forecast(&mut self, id: u64, issued_ms: i64, tries: u32, ctx: &mut Context<Self>) {
+        let (Some(predictor), Some(labels)) = (
+            self.predictor.clone(),
+            self.records
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.labels.clone()),
+        ) else {
+            return;
+        };
+        let Some(matchers) = target_selector(&labels, Some(FB_USED)) else {
+            return;
+        };
+        let ask = ListPredictions(PredictionFilter {
+            matchers,
+            horizon_s: Some(0),
+        });
+        let read = async move { predictor.send(ask).await.ok() };
+        ctx.spawn(read.into_actor(self).map(move |answer, act, ctx| {
+            let fresh = answer
+                .into_iter()
+                .flat_map(|(p, _)| p)
+                .find(|p| p.fitted_at_ms > issued_ms);
+            match fresh {
+                Some(p) => {
+                    if let Some(effect) = act.find(id).and_then(|r| r.effect.as_mut()) {
+                        effect.forecast_after = Some(ForecastAfter {
+                            fitted_at_ms: p.fitted_at_ms,
+                            model: p.model,
+                            exhaustion_seconds: p.exhaustion.as_ref().map(|e| e.seconds),
+                            exhaustion: p.exhaustion.map(|e| e.text),
+                        });
+                        act.changed(id, ctx);
+                    }
+                }
+                None if tries > 1 => {
+                    let wait = Duration::from_millis(act.cfg().settle_ms.get());
+                    ctx.run_later(wait, move |act, ctx| {
+                        act.read_forecast(id, issued_ms, tries - 1, ctx)
+                    });
+                }
+                None => {}
+            }
         }));
     }
 
@@ -404,6 +463,9 @@ impl ActionRunner {
     }
 }
 
+/// How many times a cleanup's new forecast is looked for, `settle_ms` apart.
+const FORECAST_TRIES: u32 = 12;
+
 /// The selector of a target's series (its `Hostname` and `gpu` labels), of `metric` only
 /// when given; `None` for an alert about no host.
 fn target_selector(labels: &BTreeMap<String, String>, metric: Option<&str>) -> Option<Selector> {
@@ -453,6 +515,14 @@ impl Handler<ActOn> for ActionRunner {
                 Verdict::Act => self.read_then_act(f, ctx),
             }
         }
+    }
+}
+
+impl Handler<UsePredictor> for ActionRunner {
+    type Result = ();
+
+    fn handle(&mut self, UsePredictor(p): UsePredictor, _: &mut Self::Context) {
+        self.predictor = Some(p);
     }
 }
 

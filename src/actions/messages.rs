@@ -121,7 +121,27 @@ pub struct Effect {
     pub released_mib: Option<f64>,
     /// When the after value was read; null until then.
     pub measured_at_ms: Option<i64>,
+    /// The predictor's first forecast of the GPU's memory fitted after the cleanup; null
+    /// until there is one (or without a predictor).
+    #[serde(default)]
+    pub forecast_after: Option<ForecastAfter>,
 }
+
+/// What the predictor says of the GPU's memory after a cleanup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ForecastAfter {
+    pub fitted_at_ms: i64,
+    pub model: String,
+    /// Seconds until the memory runs out, and the sentence; null when it no longer does
+    /// within the forecast.
+    pub exhaustion_seconds: Option<f64>,
+    pub exhaustion: Option<String>,
+}
+
+/// The predictor to read forecasts from (sent once it runs: it starts after the runner).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UsePredictor(pub Recipient<crate::processors::predict::messages::ListPredictions>);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WebhookOutcome {
