@@ -224,9 +224,14 @@ impl ActionRunner {
         ctx.spawn(read.into_actor(self).map(move |latest, act, ctx| {
             let now = act.clock.now_ms();
             // An alert about no GPU or host has no target data to be stale: the rule's
-            // evaluation just read what it fired on.
+            // evaluation just read what it fired on. Pulse's own series of the target
+            // (scores, forecasts) say nothing of whether its samples still come.
             let newest = match &latest {
-                Some(rows) => rows.iter().map(|(_, t, _)| *t).max(),
+                Some(rows) => rows
+                    .iter()
+                    .filter(|(s, _, _)| !s.name().starts_with("pulse_"))
+                    .map(|(_, t, _)| *t)
+                    .max(),
                 None => Some(now),
             };
             let before_mib = latest

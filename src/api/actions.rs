@@ -8,15 +8,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{limit_param, JsonBody};
+use super::extract::{limit_param, JsonBody, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::actions::actor::ActionRunner;
 use crate::actions::messages::{
     AckOutcome, ActionList, CommandAck, GetAction, ListActions, SetPaused,
 };
-
-const PAGE: usize = 100;
-const PAGE_MAX: usize = 1000;
 
 fn runner(state: &AppState) -> Result<&actix::Addr<ActionRunner>, ApiError> {
     state

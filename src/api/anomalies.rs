@@ -7,14 +7,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{limit_param, match_param};
+use super::extract::{limit_param, match_param, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::AnomalyFilter;
-
-/// Default and largest page.
-pub const PAGE: usize = 100;
-pub const PAGE_MAX: usize = 1000;
 
 fn down(e: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("anomaly detector is not running: {e}"))

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::messages::stats::{ComponentState, ComponentStats, LabelledFigure};
+use crate::messages::stats::{ComponentState, ComponentStats};
 use crate::model::catalog::family_of;
 use crate::model::series::{escape_label_value, Series};
 
@@ -235,33 +235,22 @@ pub fn render_components(out: &mut String, components: &[ComponentStats]) {
         }
     }
 
-    // Component-specific figures: pulse_<key>{component=...}, one family per key.
-    let mut extra: BTreeMap<&str, Vec<(&ComponentStats, f64)>> = BTreeMap::new();
+    // Component-specific figures: pulse_<key>{component=..., <its labels>}, one family per
+    // key; plain figures (`extra`) have no labels of their own.
+    type Figure<'a> = (&'a ComponentStats, &'a [(&'static str, String)], f64);
+    let mut figures: BTreeMap<&str, Vec<Figure>> = BTreeMap::new();
     for c in components {
         for (k, v) in &c.extra {
-            extra.entry(k).or_default().push((c, *v));
+            figures.entry(k).or_default().push((c, &[], *v));
         }
-    }
-    for (key, values) in extra {
-        let name = format!("pulse_{key}");
-        let kind = if key.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        family(out, &name, kind, &format!("Component figure `{key}`."));
-        for (c, v) in values {
-            line(out, &name, c, v);
-        }
-    }
-    // Figures with labels of their own, one family per key.
-    let mut labelled: BTreeMap<&str, Vec<(&ComponentStats, &LabelledFigure)>> = BTreeMap::new();
-    for c in components {
         for f in &c.labelled {
-            labelled.entry(f.key).or_default().push((c, f));
+            figures
+                .entry(f.key)
+                .or_default()
+                .push((c, &f.labels, f.value));
         }
     }
-    for (key, figures) in labelled {
+    for (key, values) in figures {
         let name = format!("pulse_{key}");
         let kind = if key.ends_with("_total") {
             "counter"
@@ -269,12 +258,12 @@ pub fn render_components(out: &mut String, components: &[ComponentStats]) {
             "gauge"
         };
         family(out, &name, kind, &format!("Component figure `{key}`."));
-        for (c, f) in figures {
+        for (c, labels, v) in values {
             let _ = write!(out, "{name}{{component=\"{}\"", escape_label_value(&c.name));
-            for (k, v) in &f.labels {
+            for (k, v) in labels {
                 let _ = write!(out, ",{k}=\"{}\"", escape_label_value(v));
             }
-            let _ = writeln!(out, "}} {}", fmt_value(f.value));
+            let _ = writeln!(out, "}} {}", fmt_value(v));
         }
     }
 }

@@ -10,6 +10,10 @@ use super::error::ApiError;
 use super::AppState;
 
 /// A JSON body that must be present.
+/// The default and the largest page of a list endpoint (`limit`).
+pub const PAGE: usize = 100;
+pub const PAGE_MAX: usize = 1000;
+
 pub struct JsonBody<T>(pub T);
 
 /// A JSON body that may be empty (then `T::default()`).

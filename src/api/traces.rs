@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::limit_param;
+use super::extract::{limit_param, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
@@ -18,9 +18,6 @@ use crate::store::messages::SelectPoints;
 use crate::telemetry::parse_trace_id;
 use crate::telemetry::store::{TraceFilter, TraceStatus};
 
-/// Default and largest page.
-pub const PAGE: usize = 100;
-pub const PAGE_MAX: usize = 1000;
 /// Records of one trace given their GPU's samples; the rest are listed without.
 pub const GPU_CONTEXT_MAX: usize = 20;
 /// How far before a record's time the GPU's newest samples are looked for.
