@@ -3,7 +3,8 @@
 //! `pulse.samples`; two `pulse aggregate` instances in one consumer group share the hosts
 //! by partition, with a real `redis-server`. When one aggregator is killed with SIGKILL the
 //! other takes its partitions over: every alert is still active, with its first
-//! `active_at_ms`, and none fires twice.
+//! `active_at_ms`, and none fires twice; the rule's action is decided once per alert,
+//! across both instances and the handover.
 //!
 //! The brokers are librdkafka's mock cluster (`rdkafka::mocking::MockCluster`, 3 brokers,
 //! in this process, reached by the Pulse processes through its bootstrap address): the
@@ -54,6 +55,7 @@ groups:
         expr: max by (Hostname) (scale_test_temp) > 90
         for: 1s
         labels: {severity: warning}
+        annotations: {pulse_action: "command:cool_down"}
 "#;
 
 fn now_ms() -> i64 {
@@ -148,6 +150,23 @@ fn source(p: &Pulse) -> Value {
         .expect("a kafka_source component")
 }
 
+/// The actions (here, dry runs) an instance lists, its own and those read back from Redis:
+/// record id → alert id.
+fn acted(p: &Pulse) -> BTreeMap<u64, String> {
+    let (_, v) = p.get("/api/phase4/actions?outcome=dry_run&limit=1000");
+    v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_u64().unwrap(),
+                a["alert_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// `pulse:alerts:active` in Redis: id → active_at_ms.
 fn stored_active(redis_port: u16) -> BTreeMap<String, i64> {
     let mut conn = connection(redis_port).unwrap();
@@ -182,6 +201,7 @@ fn two_aggregators_share_the_hosts_and_one_takes_over_when_the_other_is_killed()
         "pulse.alerts",
         "pulse.anomalies",
         "pulse.predictions",
+        "pulse.actions",
     ] {
         cluster.create_topic(t, 6, 3).unwrap();
     }
@@ -260,6 +280,7 @@ fn two_aggregators_share_the_hosts_and_one_takes_over_when_the_other_is_killed()
     }
 
     // A is killed: B takes every partition over; no alert is lost, none starts again.
+    let a_actions = acted(&a);
     a.kill9();
     wait("B fires for every host", 60, || {
         let f = firing(&b);
@@ -279,6 +300,15 @@ fn two_aggregators_share_the_hosts_and_one_takes_over_when_the_other_is_killed()
     for _ in 0..30 {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(firing(&b), before);
+    }
+
+    // Each alert's action (a dry run) was decided once, by whichever instance owned its
+    // host first; the other, taking the host over, found the cooldown in Redis.
+    let mut all = acted(&b);
+    all.extend(a_actions);
+    for id in before.keys() {
+        let n = all.values().filter(|a| *a == id).count();
+        assert_eq!(n, 1, "{id}: {all:?}");
     }
 
     // Each alert went pending and firing once, across both instances and the handover.

@@ -38,6 +38,8 @@ pub struct ActionRunner {
     /// Newest at the back.
     records: VecDeque<ActionRecord>,
     next_id: u64,
+    /// Varies the ids of records made in the same millisecond (and between instances).
+    id_salt: u64,
     /// Commands sent, awaiting a worker's acknowledgement (record ids).
     awaiting_ack: HashSet<u64>,
     /// Decisions recorded, by (action, outcome).
@@ -70,7 +72,8 @@ impl ActionRunner {
             clock: Clock::system(),
             agent,
             records: VecDeque::new(),
-            next_id: 1,
+            next_id: 0,
+            id_salt: u64::from(std::process::id()),
             awaiting_ack: HashSet::new(),
             outcomes: BTreeMap::new(),
             events: Vec::new(),
@@ -124,12 +127,10 @@ impl ActionRunner {
     /// Puts records read back from Redis in place; actions and dry runs among them count
     /// for the cooldowns and the hourly rate again.
     fn restore(&mut self, records: Vec<ActionRecord>, unreadable: usize) {
-        for r in &records {
-            if r.outcome == "executed" || r.outcome == "dry_run" || r.outcome == "failed" {
-                self.guard.restore(&r.target, r.at_ms);
-            }
+        for r in records.iter().filter(|r| r.acted()) {
+            self.guard.restore(&r.target, r.at_ms);
         }
-        self.next_id = records.iter().map(|r| r.id + 1).max().unwrap_or(1);
+        self.next_id = records.iter().map(|r| r.id + 1).max().unwrap_or(0);
         let n = records.len();
         self.records = records.into();
         let unreadable = match unreadable {
@@ -147,8 +148,11 @@ impl ActionRunner {
 
     /// A new record for `f` at `now`; kept by [`Self::keep`].
     fn record(&mut self, f: &Firing, now: i64, outcome: &str) -> ActionRecord {
-        let id = self.next_id;
-        self.next_id += 1;
+        // Unique across the instances that share Redis (`pulse aggregate`): the time, and
+        // one of 1 024 numbers per millisecond; increasing within an instance.
+        let id = (now.max(0) as u64 * ID_PER_MS + self.id_salt % ID_PER_MS).max(self.next_id);
+        self.next_id = id + 1;
+        self.id_salt = self.id_salt.wrapping_add(1);
         ActionRecord {
             id,
             at_ms: now,
@@ -207,8 +211,9 @@ impl ActionRunner {
     fn read_then_act(&mut self, f: Firing, ctx: &mut Context<Self>) {
         let selector = target_selector(&f.labels, None);
         let window = self.window.clone();
+        let (store, target) = (self.store.clone(), f.target());
         let read = async move {
-            match selector {
+            let latest = match selector {
                 Some(selector) => Some(
                     window
                         .send(SelectLatest {
@@ -219,10 +224,21 @@ impl ActionRunner {
                         .unwrap_or_default(),
                 ),
                 None => None,
-            }
+            };
+            // Another instance (the host's previous owner) may have acted on it.
+            let last = match store {
+                Some(s) => s.last_acted(&target).await,
+                None => Ok(None),
+            };
+            (latest, last)
         };
-        ctx.spawn(read.into_actor(self).map(move |latest, act, ctx| {
+        ctx.spawn(read.into_actor(self).map(move |(latest, last), act, ctx| {
             let now = act.clock.now_ms();
+            match last {
+                Ok(Some(at)) => act.guard.restore(&f.target(), at),
+                Ok(None) => {}
+                Err(e) => act.persist_error = Some(e),
+            }
             // An alert about no GPU or host has no target data to be stale: the rule's
             // evaluation just read what it fired on. Pulse's own series of the target
             // (scores, forecasts) say nothing of whether its samples still come.
@@ -467,6 +483,9 @@ impl ActionRunner {
         );
     }
 }
+
+/// Record ids are the time in ms times this, plus a number below it.
+const ID_PER_MS: u64 = 1024;
 
 /// How many times a cleanup's new forecast is looked for, `settle_ms` apart.
 const FORECAST_TRIES: u32 = 12;

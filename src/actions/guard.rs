@@ -174,7 +174,10 @@ impl Guard {
             self.recent.pop_front();
         }
         let fresh = newest_ms.is_some_and(|t| now_ms - t <= self.cfg.max_data_age_ms.get() as i64);
-        let refusal = if !fresh {
+        // Again: the target's last action may have been learnt since `check` (from Redis).
+        let refusal = if let Some(r) = self.cooldown(&target, now_ms) {
+            Some(r)
+        } else if !fresh {
             Some(Refusal::StaleData { newest_ms })
         } else if self.recent.len() >= self.cfg.max_per_hour.get() as usize {
             Some(Refusal::RateLimited {
@@ -196,14 +199,18 @@ impl Guard {
         Verdict::Act
     }
 
-    /// An action (or dry run) on `target` at `at_ms` read back after a restart: it counts
-    /// for the cooldown and the hourly rate again.
+    /// An action (or dry run) on `target` at `at_ms` learnt from elsewhere (records read
+    /// back after a restart, another instance's last action): it counts for the cooldown
+    /// and, once, for the hourly rate.
     pub fn restore(&mut self, target: &str, at_ms: i64) {
         let last = self
             .last_on_target
             .entry(target.to_string())
-            .or_insert(at_ms);
-        *last = (*last).max(at_ms);
+            .or_insert(i64::MIN);
+        if *last >= at_ms {
+            return;
+        }
+        *last = at_ms;
         self.recent.push_back(at_ms);
         self.recent.make_contiguous().sort_unstable();
     }

@@ -113,6 +113,16 @@ pub struct AckEntry {
     pub at_ms: i64,
 }
 
+impl ActionRecord {
+    /// Whether it acted (or would have, in a dry run): it counts for the cooldown.
+    pub fn acted(&self) -> bool {
+        matches!(
+            self.outcome.as_str(),
+            "executed" | "dry_run" | "failed" | "sending"
+        )
+    }
+}
+
 /// A cleanup's effect on the target GPU's memory used (`DCGM_FI_DEV_FB_USED`, MiB).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Effect {
