@@ -120,13 +120,24 @@ impl StreamHandler<Result<Command, BroadcastStreamRecvError>> for SimulatedGpuSa
                 let n = self.fleet.cleanup(|host, gpu| cmd.cleans(host, gpu));
                 self.cleanups += 1;
                 tracing::info!(gpus = n, "simulated fleet: cleanup released cached memory");
-                let detail = format!("simulated fleet: released cached memory on {n} GPU(s)");
-                self.ack(cmd.id(), AckOutcome::Done, detail);
+                // A worker answers for its own GPUs only.
+                if n > 0 {
+                    let detail = format!("simulated fleet: released cached memory on {n} GPU(s)");
+                    self.ack(cmd.id(), AckOutcome::Done, detail);
+                }
             }
-            // A worker that does not know a command says so.
-            Ok(Command::Action { id, name, .. }) => {
-                let detail = format!("the simulated fleet does not implement {name:?}");
-                self.ack(&id, AckOutcome::Failed, detail);
+            // A worker that does not know a command for its GPU says so.
+            Ok(Command::Action {
+                id, name, labels, ..
+            }) => {
+                let (host, gpu) = (labels.get("Hostname"), labels.get("gpu"));
+                if self
+                    .fleet
+                    .has(host.map(String::as_str), gpu.map(String::as_str))
+                {
+                    let detail = format!("the simulated fleet does not implement {name:?}");
+                    self.ack(&id, AckOutcome::Failed, detail);
+                }
             }
             Err(BroadcastStreamRecvError::Lagged(n)) => self.commands_missed += n,
         }

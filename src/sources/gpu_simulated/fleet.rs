@@ -347,6 +347,18 @@ impl SimFleet {
         out
     }
 
+    /// Whether a GPU of the fleet has these `Hostname` and (when given) `gpu` labels.
+    pub fn has(&self, host: Option<&str>, gpu: Option<&str>) -> bool {
+        let label = |g: &SimGpu, name: &str| {
+            let found = g.labels.iter().find(|(k, _)| k == name);
+            found.map(|(_, v)| v.clone())
+        };
+        self.gpus.iter().any(|g| {
+            host.is_some_and(|h| label(g, "Hostname").as_deref() == Some(h))
+                && gpu.is_none_or(|x| label(g, "gpu").as_deref() == Some(x))
+        })
+    }
+
     /// Releases cached memory on the GPUs whose `Hostname` and `gpu` labels `covers`
     /// accepts; the next sample shows it. Returns how many GPUs were cleaned.
     pub fn cleanup(&mut self, covers: impl Fn(&str, &str) -> bool) -> usize {
