@@ -104,7 +104,7 @@ impl ActionRunner {
 
     /// Record `id` was made or changed: to Kafka and Redis.
     fn changed(&mut self, id: u64, ctx: &mut Context<Self>) {
-        let Some(rec) = self.records.iter().rev().find(|r| r.id == id).cloned() else {
+        let Some(rec) = self.get(id).cloned() else {
             return;
         };
         for e in &self.events {
@@ -201,6 +201,10 @@ impl ActionRunner {
         let mut rec = self.record(f, now, refusal.name());
         rec.refusal = Some(refusal);
         self.keep(rec, ctx);
+    }
+
+    fn get(&self, id: u64) -> Option<&ActionRecord> {
+        self.records.iter().rev().find(|r| r.id == id)
     }
 
     fn find(&mut self, id: u64) -> Option<&mut ActionRecord> {
@@ -382,10 +386,7 @@ impl ActionRunner {
     fn read_forecast(&mut self, id: u64, issued_ms: i64, tries: u32, ctx: &mut Context<Self>) {
         let (Some(predictor), Some(labels)) = (
             self.predictor.clone(),
-            self.records
-                .iter()
-                .find(|r| r.id == id)
-                .map(|r| r.labels.clone()),
+            self.get(id).map(|r| r.labels.clone()),
         ) else {
             return;
         };
@@ -578,7 +579,7 @@ impl Handler<GetAction> for ActionRunner {
     type Result = Option<ActionRecord>;
 
     fn handle(&mut self, GetAction(id): GetAction, _: &mut Self::Context) -> Self::Result {
-        self.records.iter().find(|r| r.id == id).cloned()
+        self.get(id).cloned()
     }
 }
 

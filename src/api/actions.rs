@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{limit_param, JsonBody, PAGE, PAGE_MAX};
+use super::extract::{id_param, limit_param, JsonBody, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::actions::actor::ActionRunner;
 use crate::actions::messages::{
@@ -61,9 +61,7 @@ pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("id: {id:?} is not an action id (a number)")))?;
+    let id = id_param(&id, "an action")?;
     match runner(&state)?.send(GetAction(id)).await.map_err(down)? {
         Some(r) => Ok(Json(serde_json::to_value(r).map_err(anyhow::Error::from)?)),
         None => Err(ApiError::NotFound(format!(

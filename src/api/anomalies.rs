@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{limit_param, match_param, PAGE, PAGE_MAX};
+use super::extract::{id_param, limit_param, match_param, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::AnomalyFilter;
@@ -70,9 +70,7 @@ pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("id: {id:?} is not an anomaly id (a number)")))?;
+    let id = id_param(&id, "an anomaly")?;
     let not_found = || ApiError::NotFound(format!("no anomaly {id} (it may have aged out)"));
     let detector = state.handles.anomalies.as_ref().ok_or_else(not_found)?;
     match detector.send(GetAnomaly(id)).await.map_err(down)? {

@@ -149,3 +149,9 @@ pub fn window_param(window_s: Option<u64>, default: u64, max: u64) -> Result<u64
     }
     Ok(window_s)
 }
+
+/// A numeric id from the path; 400 naming what it should have been otherwise.
+pub fn id_param(id: &str, what: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::BadRequest(format!("id: {id:?} is not {what} id (a number)")))
+}

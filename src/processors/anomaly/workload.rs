@@ -11,7 +11,7 @@
 //!
 //! A GPU's own job starting or stopping is a workload change too, even alone (a host with
 //! one GPU, or GPUs that run separate jobs): firings of any of its metrics from `window_ms`
-//! before to `episode_ms` after its framebuffer use (`job_metric`) went from idle to in use,
+//! before to `episode_ms` after its framebuffer use (`OwnSignals::job`) went from idle to in use,
 //! or back (see [`super::jobs`]), are that change and its settling (utilisation flickering
 //! while the job loads, the temperature following with a lag); so are its firings within
 //! `episode_ms` of the change's last firing. A GPU with no peers on its host whose
@@ -192,27 +192,33 @@ impl WorkloadCoalescer {
             self.folded += 1;
             return true;
         }
-        let peers = self.gpus.get(&key);
-        let activity_before = match (peers.map_or(0, Vec::len), &self.own, gpu_label(&anomaly)) {
-            (0..=1, Some(own), Some(gpu)) => own
-                .activity
-                .iter()
-                .filter_map(|m| self.series_of(&key.0, m, gpu))
-                .filter_map(|s| before(s).map(|v| (s.clone(), v)))
-                .collect(),
-            _ => Vec::new(),
-        };
-        let group = self.groups.entry(key).or_insert_with(|| Group {
-            first_ms: t,
-            held: Vec::new(),
-            moved,
-            before: peers
-                .into_iter()
-                .flatten()
-                .filter_map(|(g, s)| before(s).map(|v| (g.clone(), s.clone(), v)))
-                .collect(),
-            activity_before,
-        });
+        if !self.groups.contains_key(&key) {
+            // The values before the first firing: its peers', and a peerless GPU's activity.
+            let peers = self.gpus.get(&key);
+            let activity_before = match (peers.map_or(0, Vec::len), &self.own, gpu_label(&anomaly))
+            {
+                (0..=1, Some(own), Some(gpu)) => own
+                    .activity
+                    .iter()
+                    .filter_map(|m| self.series_of(&key.0, m, gpu))
+                    .filter_map(|s| before(s).map(|v| (s.clone(), v)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let group = Group {
+                first_ms: t,
+                held: Vec::new(),
+                moved,
+                before: peers
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(g, s)| before(s).map(|v| (g.clone(), s.clone(), v)))
+                    .collect(),
+                activity_before,
+            };
+            self.groups.insert(key.clone(), group);
+        }
+        let group = self.groups.get_mut(&key).expect("inserted above");
         match group.held.iter_mut().find(|a| a.series == anomaly.series) {
             Some(a) => {
                 a.last_ms = t;
@@ -227,7 +233,7 @@ impl WorkloadCoalescer {
     /// Decides the groups held for `window_ms` by `now_ms`: answers the firings to open as
     /// anomalies (those of hosts where too few GPUs moved together, on GPUs whose job did
     /// not just start or stop), oldest first. `now` gives each GPU's latest value, `job` the
-    /// latest job change of a `job_metric` series.
+    /// latest job change of an `OwnSignals::job` series.
     pub fn decide(
         &mut self,
         now_ms: i64,
@@ -265,9 +271,7 @@ impl WorkloadCoalescer {
                 let firings = group.held.iter().map(|a| a.count).sum();
                 let last_ms = group.held.iter().map(|a| a.last_ms).max().unwrap_or(0);
                 let detail = group.held[0].detail.clone();
-                self.decided += 1;
-                self.folded += u64::from(firings);
-                self.push(WorkloadEvent {
+                self.record(WorkloadEvent {
                     host: key.0,
                     metric: key.1,
                     gpus,
@@ -291,7 +295,10 @@ impl WorkloadCoalescer {
         open
     }
 
-    fn push(&mut self, event: WorkloadEvent) {
+    /// A new workload event: counted, with its firings, and kept (the oldest fall out).
+    fn record(&mut self, event: WorkloadEvent) {
+        self.decided += 1;
+        self.folded += u64::from(event.firings);
         self.events.push_back(event);
         while self.events.len() > self.max_events {
             self.events.pop_front();
@@ -374,14 +381,12 @@ impl WorkloadCoalescer {
         else {
             return false;
         };
-        self.decided += 1;
-        self.folded += u64::from(anomaly.count);
         let what = match cause {
             WorkloadCause::JobStopped => "the GPU's job stopped",
             WorkloadCause::Phase => "the GPU's utilisation and power moved together",
             _ => "a job started on the GPU",
         };
-        self.push(WorkloadEvent {
+        self.record(WorkloadEvent {
             host: host.to_string(),
             metric: anomaly.series.name().to_string(),
             gpus: vec![gpu.to_string()],
