@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pulse::config::pipeline::{self, PipelineConfig};
+use pulse::config::plan::{Plan, Role};
 use pulse::config::service::{self, ServiceConfig};
 use pulse::config::{read_text, ConfigError};
-use pulse::pipeline::Role;
 
 /// Exit status for a configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -123,9 +123,13 @@ fn load(args: &ConfigArgs) -> Result<(ServiceConfig, PipelineConfig), ConfigErro
     if !args.rules.is_empty() {
         service.rules.paths = args.rules.clone();
     }
-    // Rule files are configuration too: a bad one stops the start, naming file, group, rule.
-    pulse::rules::load_sources(service.rules.builtin_pack, &service.rules.paths)?;
     Ok((service, pipeline))
+}
+
+/// Loads both files and decides what `role` starts (rule files are loaded here, once).
+fn plan(role: Role, args: &ConfigArgs) -> Result<Plan, ConfigError> {
+    let (service, pipeline) = load(args)?;
+    Plan::from(role, service, pipeline)
 }
 
 fn main() -> ExitCode {
@@ -140,21 +144,13 @@ fn main() -> ExitCode {
     match command {
         Command::Agent(_) | Command::Aggregate(_) => unreachable!("mapped to Serve above"),
         Command::Serve(args) => {
-            let (service, pipeline) = match load(&args) {
-                Ok(c) => c,
+            let plan = match plan(role, &args) {
+                Ok(p) => p,
                 Err(e) => {
                     eprintln!("pulse: configuration error: {e}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            if role != Role::Standalone && service.kafka.brokers.is_none() {
-                eprintln!(
-                    "pulse: configuration error: `pulse {}` needs kafka.brokers \
-                     (or PULSE_KAFKA_BROKERS)",
-                    role.name()
-                );
-                return ExitCode::from(EXIT_CONFIG);
-            }
             let fmt = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_target(false);
@@ -162,11 +158,15 @@ fn main() -> ExitCode {
                 LogFormat::Text => fmt
                     .with_ansi(std::io::stderr().is_terminal())
                     .finish()
-                    .with(service.log.level.targets())
+                    .with(plan.service.log.level.targets())
                     .init(),
-                LogFormat::Json => fmt.json().finish().with(service.log.level.targets()).init(),
+                LogFormat::Json => fmt
+                    .json()
+                    .finish()
+                    .with(plan.service.log.level.targets())
+                    .init(),
             }
-            match pulse::server::run_as(role, service, pipeline) {
+            match pulse::server::run_plan(plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pulse: {e:#}");
@@ -174,49 +174,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig(args) => match load(&args) {
-            Ok((service, pipeline)) => {
-                let rules =
-                    pulse::rules::load_sources(service.rules.builtin_pack, &service.rules.paths)
-                        .map(|g| g.iter().map(|g| g.rules.len()).sum::<usize>())
-                        .unwrap_or(0);
-                let on_off = |on: bool, what: String| if on { what } else { "off".to_string() };
-                println!(
-                    "configuration OK: listen {}, GPU source {:?}, {} sink(s), {} rule(s), \
-                     anomaly detector {}, predictor {}, tracing {}",
-                    service.server.listen,
-                    pipeline.sources.gpu.mode,
-                    pipeline.sinks.len(),
-                    rules,
-                    on_off(
-                        pipeline.anomaly.enabled,
-                        format!(
-                            "on ({} selector(s), threshold {})",
-                            pipeline.anomaly.watch.len(),
-                            pipeline.anomaly.threshold
-                        )
-                    ),
-                    on_off(
-                        pipeline.predictor.enabled,
-                        format!(
-                            "on ({} selector(s), refit every {} ms)",
-                            pipeline.predictor.watch.len(),
-                            pipeline.predictor.refit_interval_ms
-                        )
-                    ),
-                    on_off(
-                        service.tracing.enabled,
-                        format!(
-                            "on (ratio {}, at most {} new traces/s, export to {})",
-                            service.tracing.sampling_ratio.0,
-                            service.tracing.max_traces_per_second,
-                            service
-                                .tracing
-                                .export_endpoint(|v| std::env::var(v).ok())
-                                .unwrap_or_else(|| "none".to_string())
-                        )
-                    ),
-                );
+        Command::CheckConfig(args) => match plan(Role::Standalone, &args) {
+            Ok(plan) => {
+                println!("{}", plan.summary());
                 ExitCode::SUCCESS
             }
             Err(e) => {

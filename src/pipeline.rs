@@ -39,27 +39,8 @@ use crate::sources::requests::aggregate::{
 use crate::store::actor::{NotifyStored, WindowStoreActor};
 use crate::telemetry::Telemetry;
 
-/// What this process is in a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// One Pulse: samplers, processors, sinks, API (`pulse serve`, the default).
-    Standalone,
-    /// `pulse agent`: this host's samplers → `<p>samples`; no rules, detector or predictor.
-    Agent,
-    /// `pulse aggregate`: `<p>samples` in a consumer group → window store → rules,
-    /// detector, predictor → Redis and Kafka; no GPU sampler.
-    Aggregate,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Standalone => "serve",
-            Role::Agent => "agent",
-            Role::Aggregate => "aggregate",
-        }
-    }
-}
+pub use crate::config::plan::Role;
+use crate::config::plan::{Note, Plan};
 
 /// Commands kept for slow subscribers before they miss some (and are told so).
 pub const COMMAND_BUFFER: usize = 64;
@@ -76,8 +57,6 @@ pub enum StartError {
     },
     #[error("GPU source `nvml` was asked for, but {0}")]
     Nvml(String),
-    #[error("rules: {0}")]
-    Rules(#[from] crate::rules::RuleError),
     #[error("tracing: {0}")]
     Tracing(#[from] crate::telemetry::TelemetryError),
     #[error("redis.url: {0}")]
@@ -86,6 +65,8 @@ pub enum StartError {
     Kafka(String),
     #[error("{0}")]
     Alerting(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A running component, for status and `/metrics`.
@@ -193,40 +174,28 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Starts the pipeline inside the current actix system.
+/// Starts a standalone pipeline inside the current actix system.
 pub fn start(
     service: &ServiceConfig,
     pipeline: &PipelineConfig,
     clock: Clock,
 ) -> Result<Handles, StartError> {
-    start_as(Role::Standalone, service, pipeline, clock)
+    let plan = Plan::from(Role::Standalone, service.clone(), pipeline.clone())
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    start_plan(&plan, clock)
 }
 
-/// Starts the pipeline for `role` inside the current actix system.
-pub fn start_as(
-    role: Role,
-    service: &ServiceConfig,
-    pipeline: &PipelineConfig,
-    clock: Clock,
-) -> Result<Handles, StartError> {
-    if role != Role::Standalone && service.kafka.brokers.is_none() {
-        return Err(StartError::Kafka(format!(
-            "`pulse {}` needs Kafka: set kafka.brokers or PULSE_KAFKA_BROKERS",
-            role.name()
-        )));
+/// Starts what the plan says inside the current actix system.
+pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
+    let (service, pipeline) = (&plan.service, &plan.pipeline);
+    for note in &plan.notes {
+        match note {
+            Note::Info(m) => tracing::info!("{m}"),
+            Note::Warn(m) => tracing::warn!("{m}"),
+        }
     }
-    // An agent only samples and produces; the aggregators do the rest.
-    let agent = role == Role::Agent;
-    if agent && service.redis.url.is_some() {
-        tracing::info!("pulse agent: redis.url is ignored (the aggregators write to Redis)");
-    }
-    let redis_url = service.redis.url.as_ref().filter(|_| !agent);
-    if role == Role::Aggregate && redis_url.is_none() {
-        tracing::warn!(
-            "pulse aggregate without Redis: windows and alerts of hosts taken over from \
-             another instance start empty"
-        );
-    }
+    let agent = !plan.evaluates;
+    let redis_url = plan.redis_url.as_ref();
     // 1. Validate and open everything first.
     let mut sinks = Vec::new();
     for sink in &pipeline.sinks {
@@ -274,14 +243,10 @@ pub fn start_as(
             for_state: service.rules.alerts_for_state_series.clone(),
         },
     };
-    let rule_groups = if agent {
-        Vec::new()
-    } else {
-        crate::rules::load_sources(rule_sources.builtin_pack, &rule_sources.paths)?
-    };
+    let rule_groups = plan.rule_groups.clone();
     let samples_topic = format!("{}samples", service.kafka.topic_prefix);
-    let (gpu_choice, gpu_source) = match role {
-        Role::Aggregate => (
+    let (gpu_choice, gpu_source) = match plan.samples_from_kafka {
+        true => (
             None,
             GpuSourceInfo {
                 kind: "kafka",
@@ -291,7 +256,7 @@ pub fn start_as(
                 ),
             },
         ),
-        _ => {
+        false => {
             let (choice, info) = choose_gpu_source(pipeline)?;
             (Some(choice), info)
         }
@@ -331,7 +296,7 @@ pub fn start_as(
             partitions: k.partitions.get().min(i32::MAX as u64) as i32,
             replication_factor: k.replication_factor.get().min(i32::MAX as u64) as i32,
             buffer_max_records: k.buffer_max_records.get(),
-            samples_topic: role != Role::Aggregate,
+            samples_topic: !plan.samples_from_kafka,
             fallback_key: hostname(),
         };
         let addr = KafkaSink::new(settings, gauge.clone())
@@ -345,7 +310,7 @@ pub fn start_as(
         let r = &service.redis;
         let gauge = MailboxGauge::default();
         let settings = RedisSinkSettings {
-            url: url.0.clone(),
+            url: url.clone(),
             key_prefix: r.key_prefix.clone(),
             history_max_points: r.history_max_points.get(),
             history_ttl_s: r.history_ttl_s.get(),
@@ -368,12 +333,12 @@ pub fn start_as(
 
     // 3. Processors: the anomaly detector.
     let mut processors = Vec::new();
-    let anomalies = if pipeline.anomaly.enabled && !agent {
+    let anomalies = if plan.anomalies {
         let gauge = MailboxGauge::default();
         let mut detector = AnomalyDetector::new(pipeline.anomaly.settings(), gauge.clone());
         if let Some(url) = redis_url {
             detector = detector.with_redis(AnomalyList {
-                conn: lazy_connection(&url.0).map_err(|e| StartError::Redis(e.to_string()))?,
+                conn: lazy_connection(url).map_err(|e| StartError::Redis(e.to_string()))?,
                 key: format!("{}anomalies", service.redis.key_prefix),
                 max: pipeline.anomaly.max_anomalies.get(),
             });
@@ -395,10 +360,7 @@ pub fn start_as(
     };
 
     // 4. Window store, on its own thread.
-    let mut retention = pipeline.window.retention();
-    if let Some(n) = service.dashboard.history_size {
-        retention.max_points = n.get();
-    }
+    let retention = plan.retention;
     let window_gauge = MailboxGauge::default();
     let store = WindowStoreActor::new(retention, downstream, clock.clone(), window_gauge.clone())
         .with_processors(processors);
@@ -464,7 +426,7 @@ pub fn start_as(
     let actions = if agent {
         None
     } else {
-        let redis = redis_url.map(|u| (u.0.as_str(), service.redis.key_prefix.as_str()));
+        let redis = redis_url.map(|u| (u.as_str(), service.redis.key_prefix.as_str()));
         let runner = ActionRunner::new(service.actions.clone(), commands.clone(), window.clone())
             .wired(
                 clock.clone(),
@@ -493,7 +455,7 @@ pub fn start_as(
         Some(runner) => rules.with_actions(runner.clone().recipient()),
         None => rules,
     };
-    let rules = if role == Role::Aggregate {
+    let rules = if plan.samples_from_kafka {
         rules.scoped_to_adopted_hosts()
     } else {
         rules
@@ -506,7 +468,7 @@ pub fn start_as(
     let rules = match redis_url {
         Some(url) => rules.with_alert_store(
             AlertStore::new(
-                &url.0,
+                url,
                 &service.redis.key_prefix,
                 service.rules.history_max.get(),
             )
@@ -529,7 +491,7 @@ pub fn start_as(
     }
 
     // 6. Predictor (reads windows from the store, writes forecasts back).
-    let predictor = (pipeline.predictor.enabled && !agent).then(|| {
+    let predictor = plan.predictor.then(|| {
         let p = &pipeline.predictor;
         let addr = Predictor::new(
             p.settings(),
@@ -561,7 +523,7 @@ pub fn start_as(
                 session_timeout_ms: k.session_timeout_ms.get(),
                 redis: match redis_url {
                     Some(url) => Some((
-                        lazy_connection(&url.0).map_err(|e| StartError::Redis(e.to_string()))?,
+                        lazy_connection(url).map_err(|e| StartError::Redis(e.to_string()))?,
                         service.redis.key_prefix.clone(),
                     )),
                     None => None,
@@ -606,7 +568,7 @@ pub fn start_as(
             .recipient()
         }
     };
-    let source_name = if role == Role::Aggregate {
+    let source_name = if plan.samples_from_kafka {
         "kafka_source"
     } else {
         "gpu_sampler"
@@ -646,9 +608,9 @@ pub fn start_as(
     );
     // Aggregate instances each see their own share of the hosts: their views are not
     // interchangeable, so they keep no shared tier.
-    let cache = match redis_url.filter(|_| role == Role::Standalone) {
+    let cache = match redis_url.filter(|_| plan.shared_view_cache) {
         Some(url) => cache.with_second_tier(
-            SecondTier::new(&url.0, &service.redis.key_prefix)
+            SecondTier::new(url, &service.redis.key_prefix)
                 .map_err(|e| StartError::Redis(e.to_string()))?,
         ),
         None => cache,

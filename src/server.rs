@@ -8,41 +8,35 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::pipeline::PipelineConfig;
+use crate::config::plan::{Plan, Role};
 use crate::config::service::ServiceConfig;
 use crate::pipeline;
 use crate::runtime::clock::Clock;
 
-/// Starts the pipeline and serves the API until a shutdown signal.
+/// Starts a standalone pipeline and serves the API until a shutdown signal.
 pub fn run(service: ServiceConfig, pipeline: PipelineConfig) -> anyhow::Result<()> {
-    run_as(pipeline::Role::Standalone, service, pipeline)
+    run_plan(Plan::from(Role::Standalone, service, pipeline)?)
 }
 
-/// Starts the pipeline in `role` and serves the API until a shutdown signal.
-pub fn run_as(
-    role: pipeline::Role,
-    service: ServiceConfig,
-    pipeline: PipelineConfig,
-) -> anyhow::Result<()> {
+/// Starts what the plan says and serves the API until a shutdown signal.
+pub fn run_plan(plan: Plan) -> anyhow::Result<()> {
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .expect("tokio runtime")
     });
-    system.block_on(serve(role, service, pipeline))
+    system.block_on(serve(plan))
 }
 
-async fn serve(
-    role: pipeline::Role,
-    service: ServiceConfig,
-    pipeline_cfg: PipelineConfig,
-) -> anyhow::Result<()> {
+async fn serve(plan: Plan) -> anyhow::Result<()> {
+    let (role, service, pipeline_cfg) = (plan.role, &plan.service, &plan.pipeline);
     let addr = service.server.listen;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local: SocketAddr = listener.local_addr()?;
-    let handles = pipeline::start_as(role, &service, &pipeline_cfg, Clock::system())?;
+    let handles = pipeline::start_plan(&plan, Clock::system())?;
     let limits = ApiLimits {
         max_body_bytes: service.server.max_body_bytes.get(),
         max_settle_ms: service.cleanup.max_settle_ms,

@@ -3,6 +3,7 @@
 //! error names the file, line, column and key.
 
 pub mod pipeline;
+pub mod plan;
 pub mod service;
 
 use serde::de::DeserializeOwned;
@@ -25,6 +26,9 @@ pub enum ConfigError {
     /// A rule file named by `rules.paths` (or the built-in pack) does not load.
     #[error("{0}")]
     Rules(#[from] crate::rules::RuleError),
+    /// The role started (`agent`, `aggregate`) needs what the configuration lacks.
+    #[error("{0}")]
+    Role(String),
 }
 
 /// Parses TOML into `T`; errors carry file, line, column and the dotted key.
