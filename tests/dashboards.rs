@@ -9,13 +9,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::free_port;
 use common::process::{response, Pulse};
+use common::prometheus::Prometheus;
 use serde_json::{json, Value};
 
 fn dashboards() -> Vec<(String, Value)> {
@@ -143,92 +142,6 @@ fn same_series(pulse: &str, expr: &str, prometheus: &[Value]) -> Result<(), Stri
 fn variables_in(expr: &str) -> Vec<String> {
     let re = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?").unwrap();
     re.captures_iter(expr).map(|c| c[1].to_string()).collect()
-}
-
-/// A Prometheus server scraping `target` every second, in a temporary directory.
-struct Prometheus {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: pulse\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package `prometheus`) must be installed");
-        let base = format!("http://127.0.0.1:{port}");
-        let p = Prometheus {
-            child,
-            base,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ureq::get(&format!("{}/-/ready", p.base)).call().is_err() {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-
-    /// An instant query: `Ok(result vector)` or `Err(error)`.
-    fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
-        let (status, v) = response(
-            ureq::get(&format!("{}/api/v1/query", self.base))
-                .query("query", expr)
-                .call(),
-        );
-        if status != 200 || v["status"] != "success" {
-            return Err(format!("HTTP {status}: {}", v["error"]));
-        }
-        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-    }
-
-    /// What Grafana's `label_values(metric, label)` lists.
-    fn label_values(&self, query: &str) -> Vec<String> {
-        let re = regex::Regex::new(r"^label_values\((.*),\s*([A-Za-z_]+)\)$").unwrap();
-        let c = re
-            .captures(query)
-            .unwrap_or_else(|| panic!("unsupported variable query {query}"));
-        let (status, v) = response(
-            ureq::get(&format!("{}/api/v1/label/{}/values", self.base, &c[2]))
-                .query("match[]", &c[1])
-                .call(),
-        );
-        assert_eq!(status, 200, "{v}");
-        v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A fast pipeline: 100 ms sampling, short detector warm-up, forecasts after 3 s of window.

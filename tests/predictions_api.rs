@@ -195,3 +195,61 @@ async fn forecasts_stay_in_metrics_between_refits() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The real binary, its predictor refitting every 20 s (as at the default cadence, points
+/// are written once per refit), scraped every second by a real Prometheus whose rule needs
+/// the exhaustion time for 2 minutes without a break: it fires only if the forecast and
+/// exhaustion series are in every scrape between refits.
+#[test]
+fn a_prometheus_rule_with_for_2m_fires_on_the_exhaustion_time() {
+    use common::process::Pulse;
+    use common::prometheus::Prometheus;
+    use std::time::{Duration, Instant};
+
+    const PIPELINE: &str = r#"
+[sources.gpu]
+mode = "simulated"
+interval_ms = 1000
+[sources.gpu.simulated]
+gpus = 1
+scenarios = ["memory_leak"]
+[predictor]
+window_s = 60
+step_ms = 1000
+refit_interval_ms = 20000
+horizons_s = [30, 60]
+"#;
+    const PROMETHEUS_RULES: &str = r#"
+groups:
+  - name: exhaustion
+    rules:
+      - alert: GpuMemoryRunsOutWithinAnHour
+        expr: pulse_exhaustion_seconds{resource="memory", bound="estimate"} < 3600
+        for: 2m
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start_with_files(dir.path(), PIPELINE, "groups: []\n", &[]);
+    let target = pulse.base.trim_start_matches("http://").to_string();
+    let prom = Prometheus::start_with_rules(&target, Some(PROMETHEUS_RULES));
+    let started = Instant::now();
+    let firing = r#"ALERTS{alertname="GpuMemoryRunsOutWithinAnHour", alertstate="firing"}"#;
+    while prom.query(firing).map_or(true, |r| r.is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the for: 2m rule never fired; pending: {:?}; exhaustion scraped: {:?}",
+            prom.query("ALERTS"),
+            prom.query("count_over_time(pulse_exhaustion_seconds[5m])"),
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Two minutes of scrapes at 1 s: the forecast series was in (nearly) every one of them.
+    let scraped = prom
+        .query(r#"count_over_time(pulse_forecast{metric="DCGM_FI_DEV_FB_USED", horizon="60s", bound="point"}[2m])"#)
+        .unwrap();
+    let n = scraped[0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert!(n >= 115.0, "the forecast was in {n} of ~120 scrapes");
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 
 use std::num::{NonZeroU64, NonZeroUsize};
