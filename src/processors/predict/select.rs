@@ -1,16 +1,26 @@
 //! Which forecast a series gets: every candidate is backtested on the series' own window
 //! (fitted on all but its last steps and scored on them, from `BACKTEST_ORIGINS` origins),
 //! and for each band of horizons the baseline (seasonal naive where a season is detected,
-//! naive otherwise) is shipped unless another candidate's error is below `SWITCH_MARGIN` of
-//! its own. The candidates are the naive forecast (the last
-//! value), the seasonal naive one (the value one season back, where a season is detected),
-//! the drift (the line from the window's first value to its last), the window's mean, and
-//! the fitted model (AutoETS, or MSTL + AutoETS with a season; [`super::model::fit`]). A
-//! model that loses to the baseline on its own backtest is never shipped.
+//! naive otherwise) is shipped unless another candidate does better on that backtest.
 //!
-//! The simple candidates' intervals are Gaussian, with the spread their own errors imply
-//! (a random walk's for naive and drift, growing with the square root of the steps; the
-//! window's spread for the mean); the fitted model's are its own. The predictor's online
+//! The candidates: the naive forecast (the last value), the seasonal naive one (the value
+//! one season back, where a season is detected), the local level (the mean of the last 4 or
+//! 16 values), the seasonal mean (the mean of the same phase over the last 4 seasons), the
+//! drift (the line from the window's first value to its last), the window's mean, and the
+//! fitted model (AutoETS, or MSTL + AutoETS with a season; [`super::model::fit`]).
+//!
+//! Two kinds, two rules. The *level* methods (naive, seasonal naive, local level, seasonal
+//! mean) forecast values the series has just shown: they cannot run away, and the local
+//! ones average the noise that the last value carries. One of them replaces the baseline
+//! whenever its backtest error is lower. The others extrapolate (drift, model) or reach
+//! back over the whole window (mean), and lose badly when the backtest misjudges them: they
+//! replace the baseline only when their error is below `SWITCH_MARGIN` of its own. A method
+//! that loses to the baseline on its own backtest is never shipped.
+//!
+//! The simple candidates' intervals are Gaussian: the spread of naive and drift is a random
+//! walk's, growing with the square root of the steps; the window's mean has the window's
+//! spread; the local level and the seasonal mean have the spread of their own h-step errors
+//! inside the window. The fitted model's intervals are its own. The predictor's online
 //! calibration then corrects whichever is shipped.
 
 use std::time::Instant;
@@ -21,10 +31,15 @@ use super::model::{detect_period, fit, BacktestBand, Forecast, Interval, MIN_POI
 const BACKTEST_SHARE: f64 = 1.0 / 3.0;
 /// Backtest origins: the held-out steps end the window, then end half of them earlier.
 const BACKTEST_ORIGINS: usize = 2;
-/// Another method replaces the baseline (seasonal naive, or naive) for a band of horizons
-/// only when its backtest error is below this share of the baseline's: one short backtest
-/// is a noisy judge, and switching on a near-tie lost more than it won (docs/perf).
+/// An extrapolating method (drift, model) or the window's mean replaces the baseline
+/// (seasonal naive, or naive) for a band of horizons only when its backtest error is below
+/// this share of the baseline's: one short backtest is a noisy judge, and switching to them
+/// on a near-tie lost more than it won (docs/perf). Level methods need only be better.
 const SWITCH_MARGIN: f64 = 0.75;
+/// The local levels: means of the last few values.
+const LEVEL_SPANS: [usize; 2] = [4, 16];
+/// Seasons the seasonal mean averages.
+const SEASONAL_MEAN_SEASONS: usize = 4;
 
 /// A forecast method.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,6 +48,10 @@ enum Candidate {
     SeasonalNaive(usize),
     Drift,
     Mean,
+    /// The mean of the last `k` values.
+    Level(usize),
+    /// The mean of the same phase over the last `seasons` seasons of `period` steps.
+    SeasonalMean { period: usize, seasons: usize },
     Model,
 }
 
@@ -43,8 +62,23 @@ impl Candidate {
             Candidate::SeasonalNaive(p) => format!("seasonal_naive({p})"),
             Candidate::Drift => "drift".to_string(),
             Candidate::Mean => "mean".to_string(),
+            Candidate::Level(k) => format!("level({k})"),
+            Candidate::SeasonalMean { period, seasons } => {
+                format!("seasonal_mean({period}x{seasons})")
+            }
             Candidate::Model => "model".to_string(),
         }
+    }
+
+    /// Whether the method forecasts values the series has just shown (see the module doc).
+    fn is_level(self) -> bool {
+        matches!(
+            self,
+            Candidate::Naive
+                | Candidate::SeasonalNaive(_)
+                | Candidate::Level(_)
+                | Candidate::SeasonalMean { .. }
+        )
     }
 }
 
@@ -105,6 +139,30 @@ fn rms(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// The spread of a method's own h-step errors inside the window, for h = 1..=`horizon`:
+/// `at(i, h)` forecasts step `h` from the values before index `i`, which needs `needs`
+/// values. Where it has no errors to go by, a random walk's spread.
+fn own_spread(
+    values: &[f64],
+    horizon: usize,
+    needs: usize,
+    at: impl Fn(usize, usize) -> f64,
+) -> Vec<f64> {
+    let n = values.len();
+    let walk = rms(values.windows(2).map(|w| w[1] - w[0]));
+    (1..=horizon)
+        .map(|h| {
+            let origins = needs.max(1)..(n + 1).saturating_sub(h);
+            let e = rms(origins.map(|i| values[i + h - 1] - at(i, h)));
+            if e > 0.0 {
+                e
+            } else {
+                walk * (h as f64).sqrt()
+            }
+        })
+        .collect()
+}
+
 /// A simple candidate's forecast of `horizon` steps from `values`, with Gaussian intervals.
 fn simple(c: Candidate, values: &[f64], horizon: usize, levels: &[f64]) -> Forecast {
     let n = values.len();
@@ -135,6 +193,34 @@ fn simple(c: Candidate, values: &[f64], horizon: usize, levels: &[f64]) -> Forec
                 })
                 .unzip()
         }
+        Candidate::Level(k) => {
+            let k = k.min(n);
+            let mut prefix = vec![0.0; n + 1];
+            for (i, v) in values.iter().enumerate() {
+                prefix[i + 1] = prefix[i] + v;
+            }
+            let level_before = |i: usize| (prefix[i] - prefix[i - k]) / k as f64;
+            let spread = own_spread(values, horizon, k, |i, _| level_before(i));
+            (vec![level_before(n); horizon], spread)
+        }
+        Candidate::SeasonalMean { period, seasons } => {
+            // The forecast of step `h` (from 1) by a window ending before index `end`.
+            let at = |end: usize, h: usize| {
+                let target = end + h - 1;
+                let first_back = h.div_ceil(period) * period;
+                let (sum, m) = (0..seasons)
+                    .map(|j| first_back + j * period)
+                    .filter(|back| *back <= target && target - back < end)
+                    .fold((0.0, 0usize), |(s, m), back| (s + values[target - back], m + 1));
+                if m == 0 {
+                    values[end - 1]
+                } else {
+                    sum / m as f64
+                }
+            };
+            let spread = own_spread(values, horizon, seasons * period, at);
+            ((1..=horizon).map(|h| at(n, h)).collect(), spread)
+        }
         Candidate::Mean | Candidate::Model => {
             let mean = values.iter().sum::<f64>() / n as f64;
             let s = rms(values.iter().map(|v| v - mean)) * (1.0 + 1.0 / n as f64).sqrt();
@@ -155,7 +241,7 @@ fn simple(c: Candidate, values: &[f64], horizon: usize, levels: &[f64]) -> Forec
     Forecast {
         model: c.name(),
         period: match c {
-            Candidate::SeasonalNaive(p) => Some(p),
+            Candidate::SeasonalNaive(p) | Candidate::SeasonalMean { period: p, .. } => Some(p),
             _ => None,
         },
         fit_ms: 0.0,
@@ -255,6 +341,13 @@ pub fn best(
         Some(p) => vec![Candidate::SeasonalNaive(p), Candidate::Naive],
         None => vec![Candidate::Naive],
     };
+    candidates.extend(LEVEL_SPANS.map(Candidate::Level));
+    if let Some(period) = period.filter(|p| 2 * p < train_len) {
+        candidates.push(Candidate::SeasonalMean {
+            period,
+            seasons: SEASONAL_MEAN_SEASONS,
+        });
+    }
     candidates.extend([Candidate::Drift, Candidate::Mean, Candidate::Model]);
     // Mean absolute errors per step of each candidate that could be backtested from every
     // origin.
@@ -280,14 +373,15 @@ pub fn best(
     let mut from = 0;
     for to in bands(held) {
         let mae = |e: &[f64]| e[from..to].iter().sum::<f64>() / (to - from) as f64;
-        // The baseline stays unless another method beats it by `MARGIN`: one backtest is
-        // a noisy judge, and a method that only ties it is not worth the switch.
+        // The baseline stays unless a level method does better, or another method beats it
+        // by `SWITCH_MARGIN` (see the module doc).
         let baseline = (errors[0].0, mae(&errors[0].1));
         let (c, err) = errors[1..]
             .iter()
             .map(|(c, e)| (*c, mae(e)))
             .fold(baseline, |best, x| {
-                if x.1 < best.1 && x.1 < SWITCH_MARGIN * baseline.1 {
+                let margin = if x.0.is_level() { 1.0 } else { SWITCH_MARGIN };
+                if x.1 < best.1 && x.1 < margin * baseline.1 {
                     x
                 } else {
                     best
@@ -402,5 +496,50 @@ mod tests {
         assert!((f.point[59] - 50.0).abs() < 1.5, "{}", f.point[59]);
         let iv = &f.intervals[1];
         assert!(iv.lower[59] < 45.0 && iv.upper[59] > 55.0, "{iv:?}");
+    }
+
+    /// Noise in [-1, 1], uncorrelated from step to step (splitmix64 of the step).
+    fn jitter(i: usize) -> f64 {
+        let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+
+    #[test]
+    fn noise_around_a_moving_level_gets_a_local_level() {
+        // Noise around a level that stepped up 80 points ago: the window's mean is far off,
+        // the last value carries the noise, the mean of the last 16 does neither.
+        let values: Vec<f64> = (0..180)
+            .map(|i| if i < 100 { 20.0 } else { 60.0 } + 5.0 * jitter(i))
+            .collect();
+        let f = best(&values, None, 30, &[0.8]).unwrap();
+        assert!(f.model.starts_with("level("), "{}", f.model);
+        let first = &f.backtest[0];
+        assert!(first.mae < first.naive_mae, "{:?}", f.backtest);
+        assert!((f.point[29] - 60.0).abs() < 2.0, "{} {:?}", f.point[29], f.backtest);
+        // Its intervals come from its own errors: they hold the noise (±5) and no more.
+        let iv = &f.intervals[0];
+        assert!(iv.upper[0] - iv.lower[0] < 20.0, "{iv:?}");
+        assert!(iv.lower[29] < 57.0 && iv.upper[29] > 63.0, "{iv:?}");
+    }
+
+    #[test]
+    fn a_noisy_season_gets_the_seasonal_mean() {
+        // A 12-step square wave with noise: one season back carries that season's noise,
+        // the mean of four seasons back a quarter of it.
+        let values: Vec<f64> = (0..180)
+            .map(|i| if i % 12 < 6 { 100.0 } else { 0.0 } + 10.0 * jitter(i))
+            .collect();
+        let f = best(&values, Some(12), 24, &[0.8]).unwrap();
+        // A short backtest is a noisy judge: seasonal naive may keep a band.
+        assert!(f.model.contains("seasonal_mean(12x4)"), "{:?}", f.backtest);
+        assert_eq!(f.period, Some(12));
+        assert!(f.backtest.iter().all(|b| b.mae < b.naive_mae));
+        for (h, p) in f.point.iter().enumerate() {
+            let truth = if (180 + h) % 12 < 6 { 100.0 } else { 0.0 };
+            assert!((p - truth).abs() < 10.0, "step {h}: {p}");
+        }
     }
 }
