@@ -16,6 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::context_table::ContextTable;
+
 /// The detector's knobs. Defaults were chosen on the NAB development subset
 /// (docs/anomaly-detection.md) and are the same for every series.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -42,6 +44,10 @@ pub struct DetectorConfig {
     /// times the series' mean step (over about `STEP_MEMORY` samples); otherwise the series
     /// is drifting and its range widens quietly. 0: every new high or low counts.
     pub drift_step_factor: f64,
+    /// A coarser time scale, in samples: the same method also judges the means of blocks
+    /// of this many samples, so a change of shape slower than a few samples (a stuck
+    /// sensor, a shift within the usual range, a burst of noise) is seen. 0: off.
+    pub coarse_block: u32,
 }
 
 impl Default for DetectorConfig {
@@ -55,6 +61,7 @@ impl Default for DetectorConfig {
             min_support: 2,
             range_tolerance_bins: 0.5,
             drift_step_factor: 3.0,
+            coarse_block: 24,
         }
     }
 }
@@ -113,6 +120,15 @@ impl DetectorConfig {
                 ),
             ));
         }
+        if self.coarse_block == 1 || self.coarse_block > 1000 {
+            return Err((
+                "coarse_block",
+                format!(
+                    "coarse_block must be 0 (off) or between 2 and 1000 samples, got {}",
+                    self.coarse_block
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -162,77 +178,9 @@ pub struct Verdict {
     /// and for a novel-transition score below [`Detector::expecting_from`]'s level (working
     /// it out reads every bin's count, a large share of the cost of a sample).
     pub expected: Option<(f64, f64)>,
-}
-
-/// Context counts: a fixed table of 20-bit fingerprints and 12-bit counts. When a probe
-/// window is full, the least-seen entry makes room; when a count saturates, every count
-/// is halved, so old habits fade.
-struct ContextTable {
-    slots: Box<[u32; TABLE]>,
-}
-
-const TABLE: usize = 2048;
-const PROBE: usize = 4;
-const COUNT_BITS: u32 = 12;
-const COUNT_MAX: u32 = (1 << COUNT_BITS) - 1;
-
-impl ContextTable {
-    fn new() -> Self {
-        ContextTable {
-            slots: Box::new([0; TABLE]),
-        }
-    }
-
-    fn locate(hash: u64) -> (usize, u32) {
-        let fingerprint = ((hash >> 40) as u32 & 0xF_FFFF).max(1);
-        ((hash as usize) % TABLE, fingerprint)
-    }
-
-    fn get(&self, hash: u64) -> u32 {
-        let (start, fingerprint) = Self::locate(hash);
-        (0..PROBE)
-            .map(|j| self.slots[(start + j) % TABLE])
-            .find(|e| e >> COUNT_BITS == fingerprint)
-            .map_or(0, |e| e & COUNT_MAX)
-    }
-
-    fn bump(&mut self, hash: u64) {
-        let (start, fingerprint) = Self::locate(hash);
-        let mut victim = start;
-        let mut victim_count = u32::MAX;
-        for j in 0..PROBE {
-            let slot = (start + j) % TABLE;
-            let entry = self.slots[slot];
-            if entry >> COUNT_BITS == fingerprint {
-                if entry & COUNT_MAX == COUNT_MAX {
-                    self.halve();
-                }
-                self.slots[slot] += 1;
-                return;
-            }
-            let count = entry & COUNT_MAX;
-            if count < victim_count {
-                victim = slot;
-                victim_count = count;
-            }
-        }
-        self.slots[victim] = (fingerprint << COUNT_BITS) | 1;
-    }
-
-    fn halve(&mut self) {
-        for entry in self.slots.iter_mut() {
-            let count = (*entry & COUNT_MAX) / 2;
-            *entry = if count == 0 {
-                0
-            } else {
-                (*entry & !COUNT_MAX) | count
-            };
-        }
-    }
-
-    fn clear(&mut self) {
-        self.slots.fill(0);
-    }
+    /// How many samples the judged value averages: 1, or the coarser scale's block
+    /// (`DetectorConfig::coarse_block`), in which case `expected` is a range of such means.
+    pub over: u32,
 }
 
 fn mix(mut h: u64, x: u64) -> u64 {
@@ -244,13 +192,19 @@ fn mix(mut h: u64, x: u64) -> u64 {
     h ^ (h >> 33)
 }
 
+/// Context-table slots and ring values of a detector at the finest scale; the coarser scale
+/// sees fewer values and holds `COARSE_TABLE` and `COARSE_RING`.
+const TABLE: usize = 2048;
+const COARSE_TABLE: usize = 512;
+const COARSE_RING: usize = 256;
+
 const NO_SYMBOL: i32 = i32::MIN;
 
 // Checked when compiling: a detector stays within its memory budget.
 const _: () = assert!(Detector::MEMORY_BYTES <= Detector::MEMORY_BUDGET);
 const SEED: u64 = 0x5151;
 
-/// One series' detector. About 12 KiB (`Detector::MEMORY_BYTES`).
+/// One series' detector. At most 16 KiB with its coarser scale (`Detector::MEMORY_BYTES`).
 pub struct Detector {
     cfg: DetectorConfig,
     /// Values seen, warm-up included.
@@ -283,23 +237,51 @@ pub struct Detector {
     /// from one value to the next: a new extreme reached by an ordinary step is drift.
     last_value: f64,
     mean_step: f64,
+    ring_cap: usize,
+    /// Values since the range last widened by drift (a new extreme reached by an ordinary step).
+    since_drift: u64,
+    /// The same method on block means (`DetectorConfig::coarse_block`).
+    coarse: Option<Box<super::scales::Coarse>>,
 }
 
 impl Detector {
-    /// Heap and inline bytes one detector holds once its ring is full.
-    pub const MEMORY_BYTES: usize =
-        std::mem::size_of::<Detector>() + TABLE * 4 + RING * std::mem::size_of::<f32>();
+    /// Heap and inline bytes one detector holds once its rings are full, its coarser scale
+    /// included.
+    pub const MEMORY_BYTES: usize = std::mem::size_of::<Detector>()
+        + TABLE * 4
+        + RING * std::mem::size_of::<f32>()
+        + std::mem::size_of::<super::scales::Coarse>()
+        + std::mem::size_of::<Detector>()
+        + COARSE_TABLE * 4
+        + COARSE_RING * std::mem::size_of::<f32>();
 
     /// Bytes one detector may hold at most (the target is 16 KiB per series).
     pub const MEMORY_BUDGET: usize = 16 * 1024;
 
     /// `cfg` must have passed [`DetectorConfig::validate`].
     pub fn new(cfg: DetectorConfig) -> Self {
+        let coarse = (cfg.coarse_block >= 2).then(|| {
+            let k = cfg.coarse_block;
+            let at_scale = super::scales::coarse_config(&cfg, k);
+            super::scales::Coarse::new(
+                k,
+                Detector::sized(at_scale, COARSE_TABLE, COARSE_RING, None),
+            )
+        });
+        Detector::sized(cfg, TABLE, RING, coarse.map(Box::new))
+    }
+
+    fn sized(
+        cfg: DetectorConfig,
+        table: usize,
+        ring: usize,
+        coarse: Option<Box<super::scales::Coarse>>,
+    ) -> Self {
         let bins = cfg.bins;
         Detector {
             cfg,
             seen: 0,
-            ring: Vec::with_capacity(RING),
+            ring: Vec::with_capacity(ring),
             ring_head: 0,
             lo: 0.0,
             width: 1.0,
@@ -307,21 +289,36 @@ impl Detector {
             seen_hi: f64::NEG_INFINITY,
             history: [NO_SYMBOL; MAX_ORDER],
             prev_ngrams: [0; MAX_ORDER + 2],
-            counts: ContextTable::new(),
+            counts: ContextTable::new(table),
             since_fire: u64::MAX / 2,
             bins,
             rebins: 0,
             expected_from: 0.0,
             last_value: f64::NAN,
             mean_step: 0.0,
+            ring_cap: ring,
+            since_drift: u64::MAX / 2,
+            coarse,
         }
     }
 
     /// Works out the expected range only for scores at or above `level` (the level at which
     /// the caller reports an anomaly); by default for every score. Scores do not change.
     pub fn expecting_from(mut self, level: f64) -> Self {
-        self.expected_from = level;
+        self.set_expecting_from(level);
         self
+    }
+
+    pub(super) fn set_expecting_from(&mut self, level: f64) {
+        self.expected_from = level;
+        if let Some(c) = &mut self.coarse {
+            c.expecting_from(level);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn ring_capacity(&self) -> usize {
+        self.ring.capacity()
     }
 
     pub fn samples_seen(&self) -> u64 {
@@ -342,12 +339,30 @@ impl Detector {
         self.history = [NO_SYMBOL; MAX_ORDER];
         self.prev_ngrams = [0; MAX_ORDER + 2];
         self.last_value = f64::NAN;
+        if let Some(c) = &mut self.coarse {
+            c.break_context();
+        }
     }
 
-    /// Scores `value` and learns from it. Non-finite values are ignored (score 0).
+    /// Scores `value` and learns from it, at both scales: the verdict is this value's, or
+    /// the coarser scale's on the block this value completes where that scores higher and
+    /// the series has not drifted (widened its range by an ordinary step) in its last `RING`
+    /// values. Non-finite values are ignored (score 0).
     pub fn update(&mut self, value: f64) -> Verdict {
+        let verdict = self.update_one(value);
+        // A drifting series has no settled shape for its blocks to be compared with.
+        let drifting = self.since_drift < RING as u64;
+        match self.coarse.as_mut().and_then(|c| c.update(value)) {
+            Some(v) if v.score > verdict.score && !drifting => v,
+            _ => verdict,
+        }
+    }
+
+    /// [`Detector::update`] at this detector's own scale.
+    pub(super) fn update_one(&mut self, value: f64) -> Verdict {
         if !value.is_finite() {
             return Verdict {
+                over: 1,
                 score: 0.0,
                 reason: Reason::Normal,
                 expected: self.is_warm().then(|| self.seen_range()),
@@ -376,9 +391,12 @@ impl Detector {
         self.seen_lo = self.seen_lo.min(value);
         self.seen_hi = self.seen_hi.max(value);
         self.push_ring(value);
+        self.since_drift = self.since_drift.saturating_add(1);
         if drifted {
+            self.since_drift = 0;
             self.rebin();
             return Verdict {
+                over: 1,
                 score: 0.0,
                 reason: Reason::Normal,
                 expected: None,
@@ -389,6 +407,7 @@ impl Detector {
                 self.rebin();
             }
             return Verdict {
+                over: 1,
                 score: 0.0,
                 reason: Reason::WarmingUp,
                 expected: None,
@@ -429,6 +448,7 @@ impl Detector {
         self.since_fire = self.since_fire.saturating_add(1);
         if self.since_fire <= self.cfg.rest_samples as u64 && new_extreme.is_none() {
             return Verdict {
+                over: 1,
                 score: 0.0,
                 reason: Reason::Resting,
                 expected,
@@ -438,6 +458,7 @@ impl Detector {
             self.since_fire = 0;
         }
         Verdict {
+            over: 1,
             score: raw,
             reason,
             expected,
@@ -445,11 +466,11 @@ impl Detector {
     }
 
     fn push_ring(&mut self, value: f64) {
-        if self.ring.len() < RING {
+        if self.ring.len() < self.ring_cap {
             self.ring.push(value as f32);
         } else {
             self.ring[self.ring_head] = value as f32;
-            self.ring_head = (self.ring_head + 1) % RING;
+            self.ring_head = (self.ring_head + 1) % self.ring_cap;
         }
     }
 
@@ -482,6 +503,12 @@ impl Detector {
             let v = self.ring[(self.ring_head + i) % n] as f64;
             self.learn(v);
         }
+    }
+
+    /// Whether `value` falls in the lowest or highest bin of the range seen so far (or out).
+    pub(super) fn at_edge(&self, value: f64) -> bool {
+        let s = self.symbol(value);
+        s <= 0 || s >= self.bins as i32 - 1
     }
 
     fn symbol(&self, value: f64) -> i32 {

@@ -429,9 +429,18 @@ impl AnomalyEngine {
 
 impl Watched {
     fn new(series: &SeriesKey, cfg: &DetectorConfig, threshold: f64) -> Self {
+        // A GPU's series are judged at the sample's scale only: their slow changes of shape
+        // are a job's phases, which the workload and peer comparisons read.
+        let cfg = match super::workload::gpu_of(series) {
+            Some(_) => DetectorConfig {
+                coarse_block: 0,
+                ..cfg.clone()
+            },
+            None => cfg.clone(),
+        };
         Watched {
             // The expected range is shown only with an anomaly.
-            detector: Detector::new(cfg.clone()).expecting_from(threshold),
+            detector: Detector::new(cfg).expecting_from(threshold),
             score_series: derived_series(series, SCORE_METRIC, &[]),
             // Counters and histogram parts only grow: they are judged by their rate.
             is_counter: catalog::is_cumulative(series.name()),

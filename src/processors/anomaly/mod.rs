@@ -4,6 +4,7 @@
 //! and stopping) and [`peers`] divergence.
 
 pub mod actor;
+mod context_table;
 pub mod detector;
 pub mod engine;
 pub mod jobs;
@@ -11,6 +12,7 @@ pub mod messages;
 pub mod nab;
 pub mod peers;
 pub mod record;
+mod scales;
 pub mod workload;
 
 pub use detector::{Detector, DetectorConfig, Reason, Verdict};

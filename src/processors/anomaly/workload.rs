@@ -118,7 +118,7 @@ fn gpu_label(anomaly: &Anomaly) -> Option<&str> {
 }
 
 /// Host and metric of a series the coalescer may hold, and its GPU.
-pub fn gpu_of(series: &Series) -> Option<(String, String, String)> {
+pub fn gpu_of(series: &crate::model::series::SeriesKey) -> Option<(String, String, String)> {
     let host = series.label(HOSTNAME)?;
     let gpu = series.label(GPU_LABEL)?;
     Some((host.to_string(), series.name().to_string(), gpu.to_string()))

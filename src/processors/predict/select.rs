@@ -51,7 +51,10 @@ enum Candidate {
     /// The mean of the last `k` values.
     Level(usize),
     /// The mean of the same phase over the last `seasons` seasons of `period` steps.
-    SeasonalMean { period: usize, seasons: usize },
+    SeasonalMean {
+        period: usize,
+        seasons: usize,
+    },
     Model,
 }
 
@@ -211,7 +214,9 @@ fn simple(c: Candidate, values: &[f64], horizon: usize, levels: &[f64]) -> Forec
                 let (sum, m) = (0..seasons)
                     .map(|j| first_back + j * period)
                     .filter(|back| *back <= target && target - back < end)
-                    .fold((0.0, 0usize), |(s, m), back| (s + values[target - back], m + 1));
+                    .fold((0.0, 0usize), |(s, m), back| {
+                        (s + values[target - back], m + 1)
+                    });
                 if m == 0 {
                     values[end - 1]
                 } else {
@@ -518,7 +523,12 @@ mod tests {
         assert!(f.model.starts_with("level("), "{}", f.model);
         let first = &f.backtest[0];
         assert!(first.mae < first.naive_mae, "{:?}", f.backtest);
-        assert!((f.point[29] - 60.0).abs() < 2.0, "{} {:?}", f.point[29], f.backtest);
+        assert!(
+            (f.point[29] - 60.0).abs() < 2.0,
+            "{} {:?}",
+            f.point[29],
+            f.backtest
+        );
         // Its intervals come from its own errors: they hold the noise (±5) and no more.
         let iv = &f.intervals[0];
         assert!(iv.upper[0] - iv.lower[0] < 20.0, "{iv:?}");
