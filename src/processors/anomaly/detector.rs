@@ -17,121 +17,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::context_table::ContextTable;
+pub use super::detector_config::{DetectorConfig, MAX_ORDER};
 
-/// The detector's knobs. Defaults were chosen on the NAB development subset
-/// (docs/anomaly-detection.md) and are the same for every series.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectorConfig {
-    /// Samples used only to learn the range and the first contexts; scores are 0 meanwhile.
-    pub warmup_samples: u32,
-    /// Samples after the warm-up during which only new highs and lows are scored, while the
-    /// context table fills.
-    pub settle_samples: u32,
-    /// Samples kept quiet (score 0) after the detector fires.
-    pub rest_samples: u32,
-    /// How many equal bins the range seen so far is cut into (fewer for a series with fewer
-    /// distinct values in its last 1 024).
-    pub bins: u32,
-    /// Longest context, in preceding samples (1 to `MAX_ORDER`).
-    pub context_order: u32,
-    /// How often a context must have been seen before a novel successor counts.
-    pub min_support: u32,
-    /// How far (in bins) a value may step outside the range seen so far before it counts as
-    /// a new extreme and the series is re-binned.
-    pub range_tolerance_bins: f64,
-    /// A new high or low counts only when the step that reached it is more than this many
-    /// times the series' mean step (over about `STEP_MEMORY` samples); otherwise the series
-    /// is drifting and its range widens quietly. 0: every new high or low counts.
-    pub drift_step_factor: f64,
-    /// A coarser time scale, in samples: the same method also judges the means of blocks
-    /// of this many samples, so a change of shape slower than a few samples (a stuck
-    /// sensor, a shift within the usual range, a burst of noise) is seen. 0: off.
-    pub coarse_block: u32,
-}
-
-impl Default for DetectorConfig {
-    fn default() -> Self {
-        DetectorConfig {
-            warmup_samples: 150,
-            settle_samples: 150,
-            rest_samples: 100,
-            bins: 10,
-            context_order: 2,
-            min_support: 2,
-            range_tolerance_bins: 0.5,
-            drift_step_factor: 3.0,
-            coarse_block: 24,
-        }
-    }
-}
-
-/// Longest context the detector supports.
-pub const MAX_ORDER: usize = 6;
 /// A raw score at or above this starts a rest period.
 pub const FIRE_LEVEL: f64 = 0.75;
 /// Recent values kept for relearning after the range widens.
 const RING: usize = 1024;
 /// Samples the mean step is taken over (an exponential average; plain mean before that).
 const STEP_MEMORY: f64 = 128.0;
-
-impl DetectorConfig {
-    /// Checks the values; the error is the field's name and what is wrong with it.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(2..=1000).contains(&self.bins) {
-            return Err((
-                "bins",
-                format!("bins must be between 2 and 1000, got {}", self.bins),
-            ));
-        }
-        if !(1..=MAX_ORDER as u32).contains(&self.context_order) {
-            return Err((
-                "context_order",
-                format!(
-                    "context_order must be between 1 and {MAX_ORDER}, got {}",
-                    self.context_order
-                ),
-            ));
-        }
-        if self.warmup_samples < 2 {
-            return Err((
-                "warmup_samples",
-                format!(
-                    "warmup_samples must be at least 2, got {}",
-                    self.warmup_samples
-                ),
-            ));
-        }
-        if !(self.range_tolerance_bins >= 0.0 && self.range_tolerance_bins.is_finite()) {
-            return Err((
-                "range_tolerance_bins",
-                format!(
-                    "range_tolerance_bins must be a finite number >= 0, got {}",
-                    self.range_tolerance_bins
-                ),
-            ));
-        }
-        if !(self.drift_step_factor >= 0.0 && self.drift_step_factor.is_finite()) {
-            return Err((
-                "drift_step_factor",
-                format!(
-                    "drift_step_factor must be a finite number >= 0, got {}",
-                    self.drift_step_factor
-                ),
-            ));
-        }
-        if self.coarse_block == 1 || self.coarse_block > 1000 {
-            return Err((
-                "coarse_block",
-                format!(
-                    "coarse_block must be 0 (off) or between 2 and 1000 samples, got {}",
-                    self.coarse_block
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Why a score is what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +134,7 @@ pub struct Detector {
     /// Values since the range last widened by drift (a new extreme reached by an ordinary step).
     since_drift: u64,
     /// The same method on block means (`DetectorConfig::coarse_block`).
-    coarse: Option<Box<super::scales::Coarse>>,
+    coarse: Option<Box<Coarse>>,
 }
 
 impl Detector {
@@ -250,7 +143,7 @@ impl Detector {
     pub const MEMORY_BYTES: usize = std::mem::size_of::<Detector>()
         + TABLE * 4
         + RING * std::mem::size_of::<f32>()
-        + std::mem::size_of::<super::scales::Coarse>()
+        + std::mem::size_of::<Coarse>()
         + std::mem::size_of::<Detector>()
         + COARSE_TABLE * 4
         + COARSE_RING * std::mem::size_of::<f32>();
@@ -262,8 +155,8 @@ impl Detector {
     pub fn new(cfg: DetectorConfig) -> Self {
         let coarse = (cfg.coarse_block >= 2).then(|| {
             let k = cfg.coarse_block;
-            let at_scale = super::scales::coarse_config(&cfg, k);
-            super::scales::Coarse::new(
+            let at_scale = coarse_config(&cfg, k);
+            Coarse::new(
                 k,
                 Detector::sized(at_scale, COARSE_TABLE, COARSE_RING, None),
             )
@@ -271,12 +164,7 @@ impl Detector {
         Detector::sized(cfg, TABLE, RING, coarse.map(Box::new))
     }
 
-    fn sized(
-        cfg: DetectorConfig,
-        table: usize,
-        ring: usize,
-        coarse: Option<Box<super::scales::Coarse>>,
-    ) -> Self {
+    fn sized(cfg: DetectorConfig, table: usize, ring: usize, coarse: Option<Box<Coarse>>) -> Self {
         let bins = cfg.bins;
         Detector {
             cfg,
@@ -630,6 +518,92 @@ struct Judged {
     own: [u64; MAX_ORDER + 2],
     /// N-grams of lengths 1..len exist (the history was that long).
     len: usize,
+}
+
+// The coarser time scale of one series' detector: the same method judges the means of
+// blocks of `k` samples (`DetectorConfig::coarse_block`). A change of shape slower than a
+// few samples (a wave losing half its swing, a shift within the usual range, a burst of noise) moves
+// no single sample in a way never seen, but the block means do. The scale's detector is
+// smaller (it sees `k` times fewer values) and learns, warms up and rests in its own
+// blocks. It reports new highs and lows of the block means, and novel transitions away
+// from the edges of their range; the series' own detector mutes it while the series
+// drifts (`Detector::update`).
+
+/// Fewest blocks a coarser scale learns from before it judges (and settles for).
+const MIN_WARMUP_BLOCKS: u32 = 20;
+/// Fewest blocks a coarser scale rests after firing.
+const MIN_REST_BLOCKS: u32 = 5;
+
+/// The coarser scale: the block being summed, and the detector of block means.
+struct Coarse {
+    k: u32,
+    sum: f64,
+    n: u32,
+    detector: Detector,
+}
+
+/// The settings of the scale of `k`-sample blocks: the same, with the warm-up, settling and
+/// rest counted in blocks (not fewer than a few), and no scales of its own.
+fn coarse_config(cfg: &DetectorConfig, k: u32) -> DetectorConfig {
+    DetectorConfig {
+        warmup_samples: (cfg.warmup_samples / k).max(MIN_WARMUP_BLOCKS),
+        settle_samples: (cfg.settle_samples / k).max(MIN_WARMUP_BLOCKS),
+        rest_samples: (cfg.rest_samples / k).max(MIN_REST_BLOCKS),
+        coarse_block: 0,
+        ..cfg.clone()
+    }
+}
+
+impl Coarse {
+    pub(super) fn new(k: u32, detector: Detector) -> Self {
+        Coarse {
+            k,
+            sum: 0.0,
+            n: 0,
+            detector,
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn ring_capacity(&self) -> usize {
+        self.detector.ring_capacity()
+    }
+
+    pub(super) fn expecting_from(&mut self, level: f64) {
+        self.detector.set_expecting_from(level);
+    }
+
+    /// A gap: the block in progress is dropped, and the next block has no context.
+    pub(super) fn break_context(&mut self) {
+        self.sum = 0.0;
+        self.n = 0;
+        self.detector.break_context();
+    }
+
+    /// Adds `value` to the block; the verdict on the block's mean when it completes it.
+    pub(super) fn update(&mut self, value: f64) -> Option<Verdict> {
+        if !value.is_finite() {
+            return None;
+        }
+        self.sum += value;
+        self.n += 1;
+        if self.n < self.k {
+            return None;
+        }
+        let mean = self.sum / self.k as f64;
+        self.sum = 0.0;
+        self.n = 0;
+        let edge = self.detector.at_edge(mean);
+        let mut v = self.detector.update_one(mean);
+        // A block mean in the lowest or highest bin is the series moving along the edge of
+        // its range (a ramp, a drift): new contexts there are expected, not news.
+        if edge && v.reason == Reason::NovelTransition {
+            v.score = 0.0;
+            v.reason = Reason::Normal;
+        }
+        v.over = self.k;
+        Some(v)
+    }
 }
 
 #[cfg(test)]

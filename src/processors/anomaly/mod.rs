@@ -6,13 +6,13 @@
 pub mod actor;
 mod context_table;
 pub mod detector;
+mod detector_config;
 pub mod engine;
 pub mod jobs;
 pub mod messages;
 pub mod nab;
 pub mod peers;
 pub mod record;
-mod scales;
 pub mod workload;
 
 pub use detector::{Detector, DetectorConfig, Reason, Verdict};
