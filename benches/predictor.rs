@@ -84,7 +84,7 @@ fn main() {
         naive_s / 60.0 * 100.0
     );
     println!(
-        "| predictor fits (season check, backtest of up to 8 methods from 2 origins, the chosen fitted, 2 levels) | {:.2} s | {:.2} ms | {:.1} % |",
+        "| predictor fits (season check, backtest of up to 8 methods: level ones from 6 origins, the others from 2, the chosen fitted, 2 levels) | {:.2} s | {:.2} ms | {:.1} % |",
         fit_s,
         fit_s * 1e3 / count as f64,
         fit_s / 60.0 * 100.0

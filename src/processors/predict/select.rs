@@ -1,5 +1,6 @@
 //! Which forecast a series gets: every candidate is backtested on the series' own window
-//! (fitted on all but its last steps and scored on them, from `BACKTEST_ORIGINS` origins),
+//! (fitted on all but its last steps and scored on them: the level methods from
+//! `SIMPLE_BACKTEST_ORIGINS` origins, the others from `BACKTEST_ORIGINS`),
 //! and for each band of horizons the baseline (seasonal naive where a season is detected,
 //! naive otherwise) is shipped unless another candidate does better on that backtest.
 //!
@@ -29,8 +30,11 @@ use super::model::{detect_period, fit, BacktestBand, Forecast, Interval, MIN_POI
 
 /// Share of the window held out for the backtest (at most the horizon).
 const BACKTEST_SHARE: f64 = 1.0 / 3.0;
-/// Backtest origins: the held-out steps end the window, then end half of them earlier.
+/// Backtest origins of the fitted model: the held-out steps end the window, then end half of
+/// them earlier.
 const BACKTEST_ORIGINS: usize = 2;
+/// Backtest origins of the level methods: every quarter of the held-out steps.
+const SIMPLE_BACKTEST_ORIGINS: usize = 6;
 /// An extrapolating method (drift, model) or the window's mean replaces the baseline
 /// (seasonal naive, or naive) for a band of horizons only when its backtest error is below
 /// this share of the baseline's: one short backtest is a noisy judge, and switching to them
@@ -354,45 +358,79 @@ pub fn best(
         });
     }
     candidates.extend([Candidate::Drift, Candidate::Mean, Candidate::Model]);
-    // Mean absolute errors per step of each candidate that could be backtested from every
-    // origin.
-    let errors: Vec<(Candidate, Vec<f64>)> = candidates
-        .iter()
-        .filter_map(|&c| {
-            let mut e = vec![0.0; held];
-            for &o in &origins {
-                let f = candidate(c, &values[..o], period, held, levels)?;
-                for (k, (p, a)) in f.point.iter().zip(&values[o..o + held]).enumerate() {
-                    e[k] += (p - a).abs() / origins.len() as f64;
-                }
+    // The level methods are cheap to backtest and cannot run away: from more origins (every
+    // quarter of the held-out steps), a steadier judge of which level suits the series.
+    // The others are judged from the latest `origins` only, where a change of regime
+    // (a climb that stopped) counts most. Each is compared with the baseline from the same
+    // origins.
+    let spacing = held.div_ceil(4).max(1);
+    let simple_origins: Vec<usize> = (0..SIMPLE_BACKTEST_ORIGINS)
+        .map(|j| n as i64 - held as i64 - (j * spacing) as i64)
+        .take_while(|o| *o >= super::model::MIN_POINTS.max(period.map_or(0, |p| p + 1)) as i64)
+        .map(|o| o as usize)
+        .collect();
+    let simple_origins = if simple_origins.is_empty() {
+        origins.clone()
+    } else {
+        simple_origins
+    };
+    // Mean absolute errors per step of `c` from every origin of `os`, `None` where it
+    // cannot be backtested.
+    let errors_from = |c: Candidate, os: &[usize]| -> Option<Vec<f64>> {
+        let mut e = vec![0.0; held];
+        for &o in os {
+            // Only the points are scored: the simple methods skip their intervals.
+            let lv = if c == Candidate::Model { levels } else { &[] };
+            let f = candidate(c, &values[..o], period, held, lv)?;
+            for (k, (p, a)) in f.point.iter().zip(&values[o..o + held]).enumerate() {
+                e[k] += (p - a).abs() / os.len() as f64;
             }
-            Some((c, e))
+        }
+        Some(e)
+    };
+    let origin_sets = [&simple_origins, &origins];
+    let set_of = |c: Candidate| usize::from(!c.is_level());
+    // Per origin set: the baseline's and naive's errors.
+    let reference: Vec<(Vec<f64>, Vec<f64>)> = origin_sets
+        .iter()
+        .map(|os| {
+            let naive = errors_from(Candidate::Naive, os).expect("naive is always backtested");
+            let base = match candidates[0] {
+                Candidate::Naive => naive.clone(),
+                b => errors_from(b, os).expect("the baseline is always backtested"),
+            };
+            (base, naive)
         })
         .collect();
-    let naive = &errors
+    let errors: Vec<(Candidate, Vec<f64>)> = candidates[1..]
         .iter()
-        .find(|(c, _)| *c == Candidate::Naive)
-        .expect("naive is always backtested")
-        .1;
+        .filter_map(|&c| Some((c, errors_from(c, origin_sets[set_of(c)])?)))
+        .collect();
     let mut shipped: Vec<(usize, Candidate, f64, f64)> = Vec::new();
     let mut from = 0;
     for to in bands(held) {
         let mae = |e: &[f64]| e[from..to].iter().sum::<f64>() / (to - from) as f64;
         // The baseline stays unless a level method does better, or another method beats it
-        // by `SWITCH_MARGIN` (see the module doc).
-        let baseline = (errors[0].0, mae(&errors[0].1));
-        let (c, err) = errors[1..]
-            .iter()
-            .map(|(c, e)| (*c, mae(e)))
-            .fold(baseline, |best, x| {
-                let margin = if x.0.is_level() { 1.0 } else { SWITCH_MARGIN };
-                if x.1 < best.1 && x.1 < margin * baseline.1 {
-                    x
-                } else {
-                    best
-                }
-            });
-        shipped.push((to, c, err, mae(naive)));
+        // by `SWITCH_MARGIN` (see the module doc), each against the baseline from the same
+        // origins.
+        let (base, naive) = &reference[0];
+        let mut best = (candidates[0], 1.0, mae(base), mae(naive));
+        for (c, e) in &errors {
+            let (base, naive) = &reference[set_of(*c)];
+            let (err, base_err) = (mae(e), mae(base));
+            let ratio = if base_err > 0.0 {
+                err / base_err
+            } else if err > 0.0 {
+                f64::INFINITY
+            } else {
+                1.0
+            };
+            let margin = if c.is_level() { 1.0 } else { SWITCH_MARGIN };
+            if ratio < best.1 && ratio < margin {
+                best = (*c, ratio, err, mae(naive));
+            }
+        }
+        shipped.push((to, best.0, best.2, best.3));
         from = to;
     }
 
