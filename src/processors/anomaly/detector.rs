@@ -144,7 +144,6 @@ impl Detector {
         + TABLE * 4
         + RING * std::mem::size_of::<f32>()
         + std::mem::size_of::<Coarse>()
-        + std::mem::size_of::<Detector>()
         + COARSE_TABLE * 4
         + COARSE_RING * std::mem::size_of::<f32>();
 
@@ -522,8 +521,8 @@ struct Judged {
 
 // The coarser time scale of one series' detector: the same method judges the means of
 // blocks of `k` samples (`DetectorConfig::coarse_block`). A change of shape slower than a
-// few samples (a wave losing half its swing, a shift within the usual range, a burst of noise) moves
-// no single sample in a way never seen, but the block means do. The scale's detector is
+// few samples (a wave losing half its swing, a shift within the usual range, a burst of
+// noise) moves no single sample in a way never seen, but the block means do. The scale's detector is
 // smaller (it sees `k` times fewer values) and learns, warms up and rests in its own
 // blocks. It reports new highs and lows of the block means, and novel transitions away
 // from the edges of their range; the series' own detector mutes it while the series
