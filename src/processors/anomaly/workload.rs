@@ -41,6 +41,14 @@ pub const GPU_LABEL: &str = "gpu";
 /// move, the same way, for a firing to be a phase of its job.
 pub const PHASE_SHARE: f64 = 0.25;
 
+/// How long a host's firings wait for its other GPUs when the first dropped its GPU to near
+/// idle: a job winding down stops its GPUs one after another, over tens of seconds, while
+/// a card that fails alone stays alone. Other firings wait `window_ms`.
+pub const STAGGER_MS: i64 = 30_000;
+/// A drop to below this share of the top of the range the series was expected in is a GPU
+/// going idle (a straggler loses 20–40 %, and is the peer comparison's to report anyway).
+const IDLE_SHARE: f64 = 0.25;
+
 /// The metrics of a GPU that tell its own workload changing, without peers.
 #[derive(Debug, Clone)]
 pub struct OwnSignals {
@@ -90,6 +98,8 @@ struct Group {
     held: Vec<Anomaly>,
     /// How far the first firing moved from the value before it.
     moved: f64,
+    /// The first firing dropped its GPU to near idle: the group may wait `STAGGER_MS`.
+    went_idle: bool,
     /// Every GPU's value just before the first firing.
     before: Vec<(String, Series, f64)>,
     /// A GPU without peers: its activity metrics' values just before the first firing.
@@ -209,6 +219,7 @@ impl WorkloadCoalescer {
                 first_ms: t,
                 held: Vec::new(),
                 moved,
+                went_idle: moved < 0.0 && anomaly.value < IDLE_SHARE * anomaly.expected_high,
                 before: peers
                     .into_iter()
                     .flatten()
@@ -267,7 +278,14 @@ impl WorkloadCoalescer {
             gpus.sort();
             gpus.dedup();
             let host_gpus = self.gpus.get(&key).map_or(0, Vec::len).max(gpus.len());
-            if gpus.len() >= 2 && 2 * gpus.len() >= host_gpus {
+            let together = gpus.len() >= 2 && 2 * gpus.len() >= host_gpus;
+            let has_peers = self.gpus.get(&key).map_or(0, Vec::len) >= 2;
+            if !together && has_peers && group.went_idle && now_ms - group.first_ms < STAGGER_MS {
+                // Not yet: the rest of the host may be winding down a step behind.
+                self.groups.insert(key, group);
+                continue;
+            }
+            if together {
                 let firings = group.held.iter().map(|a| a.count).sum();
                 let last_ms = group.held.iter().map(|a| a.last_ms).max().unwrap_or(0);
                 let detail = group.held[0].detail.clone();
@@ -597,5 +615,47 @@ mod tests {
         hold(&mut c, "0", 1_000);
         assert!(c.decide(6_000, now(&["0", "1"]), no_jobs).is_empty());
         assert_eq!(c.events().count(), 1);
+    }
+
+    #[test]
+    fn gpus_going_idle_one_after_another_are_one_workload_event() {
+        // A job winding down: GPU 0 drops to near idle (20 W of a 560 W top) first, its
+        // peers follow one every few seconds, beyond the 5 s window.
+        let idle = |gpu: &str, t: i64| Anomaly {
+            value: 20.0,
+            ..firing(gpu, t)
+        };
+        let mut c = coalescer(8);
+        c.hold(
+            "h1".into(),
+            "power".into(),
+            idle("0", 1_000),
+            -540.0,
+            |_| Some(560.0),
+        );
+        assert!(c.decide(6_000, now(&["0"]), no_jobs).is_empty(), "it waits");
+        assert!(c.decide(17_000, now(&["0", "1", "2"]), no_jobs).is_empty());
+        assert_eq!(c.events().count(), 0);
+        assert!(c
+            .decide(21_000, now(&["0", "1", "2", "3"]), no_jobs)
+            .is_empty());
+        let events: Vec<_> = c.events().collect();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].gpus, ["0", "1", "2", "3"]);
+        // A GPU that goes idle alone is an anomaly, STAGGER_MS after it fired.
+        let mut c = coalescer(8);
+        c.hold(
+            "h1".into(),
+            "power".into(),
+            idle("5", 1_000),
+            -540.0,
+            |_| Some(560.0),
+        );
+        assert!(c.decide(30_999, now(&["5"]), no_jobs).is_empty());
+        assert_eq!(c.decide(1_000 + STAGGER_MS, now(&["5"]), no_jobs).len(), 1);
+        // A drop that leaves the GPU working (160 W) waits only the window.
+        let mut c = coalescer(8);
+        hold(&mut c, "5", 1_000);
+        assert_eq!(c.decide(6_000, now(&["5"]), no_jobs).len(), 1);
     }
 }
