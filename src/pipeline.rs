@@ -245,8 +245,8 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
     };
     let rule_groups = plan.rule_groups.clone();
     let samples_topic = format!("{}samples", service.kafka.topic_prefix);
-    let (gpu_choice, gpu_source) = match plan.samples_from_kafka {
-        true => (
+    let (gpu_choice, gpu_source) = if plan.samples_from_kafka {
+        (
             None,
             GpuSourceInfo {
                 kind: "kafka",
@@ -255,11 +255,10 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
                     service.kafka.group_id
                 ),
             },
-        ),
-        false => {
-            let (choice, info) = choose_gpu_source(pipeline)?;
-            (Some(choice), info)
-        }
+        )
+    } else {
+        let (choice, info) = choose_gpu_source(pipeline)?;
+        (Some(choice), info)
     };
     let endpoint = service
         .tracing

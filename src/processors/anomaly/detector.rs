@@ -196,16 +196,11 @@ impl Detector {
         self
     }
 
-    pub(super) fn set_expecting_from(&mut self, level: f64) {
+    fn set_expecting_from(&mut self, level: f64) {
         self.expected_from = level;
         if let Some(c) = &mut self.coarse {
-            c.expecting_from(level);
+            c.detector.set_expecting_from(level);
         }
-    }
-
-    #[cfg(test)]
-    pub(super) fn ring_capacity(&self) -> usize {
-        self.ring.capacity()
     }
 
     pub fn samples_seen(&self) -> u64 {
@@ -246,7 +241,7 @@ impl Detector {
     }
 
     /// [`Detector::update`] at this detector's own scale.
-    pub(super) fn update_one(&mut self, value: f64) -> Verdict {
+    fn update_one(&mut self, value: f64) -> Verdict {
         if !value.is_finite() {
             return Verdict {
                 over: 1,
@@ -393,7 +388,7 @@ impl Detector {
     }
 
     /// Whether `value` falls in the lowest or highest bin of the range seen so far (or out).
-    pub(super) fn at_edge(&self, value: f64) -> bool {
+    fn at_edge(&self, value: f64) -> bool {
         let s = self.symbol(value);
         s <= 0 || s >= self.bins as i32 - 1
     }
@@ -522,9 +517,9 @@ struct Judged {
 // The coarser time scale of one series' detector: the same method judges the means of
 // blocks of `k` samples (`DetectorConfig::coarse_block`). A change of shape slower than a
 // few samples (a wave losing half its swing, a shift within the usual range, a burst of
-// noise) moves no single sample in a way never seen, but the block means do. The scale's detector is
-// smaller (it sees `k` times fewer values) and learns, warms up and rests in its own
-// blocks. It reports new highs and lows of the block means, and novel transitions away
+// noise) moves no single sample in a way never seen, but the block means do. The scale's
+// detector is smaller (it sees `k` times fewer values) and learns, warms up and rests in its
+// own blocks. It reports new highs and lows of the block means, and novel transitions away
 // from the edges of their range; the series' own detector mutes it while the series
 // drifts (`Detector::update`).
 
@@ -554,7 +549,7 @@ fn coarse_config(cfg: &DetectorConfig, k: u32) -> DetectorConfig {
 }
 
 impl Coarse {
-    pub(super) fn new(k: u32, detector: Detector) -> Self {
+    fn new(k: u32, detector: Detector) -> Self {
         Coarse {
             k,
             sum: 0.0,
@@ -563,24 +558,15 @@ impl Coarse {
         }
     }
 
-    #[cfg(test)]
-    pub(super) fn ring_capacity(&self) -> usize {
-        self.detector.ring_capacity()
-    }
-
-    pub(super) fn expecting_from(&mut self, level: f64) {
-        self.detector.set_expecting_from(level);
-    }
-
     /// A gap: the block in progress is dropped, and the next block has no context.
-    pub(super) fn break_context(&mut self) {
+    fn break_context(&mut self) {
         self.sum = 0.0;
         self.n = 0;
         self.detector.break_context();
     }
 
     /// Adds `value` to the block; the verdict on the block's mean when it completes it.
-    pub(super) fn update(&mut self, value: f64) -> Option<Verdict> {
+    fn update(&mut self, value: f64) -> Option<Verdict> {
         if !value.is_finite() {
             return None;
         }

@@ -80,24 +80,8 @@ impl DetectorConfig {
                 ),
             ));
         }
-        if !(self.range_tolerance_bins >= 0.0 && self.range_tolerance_bins.is_finite()) {
-            return Err((
-                "range_tolerance_bins",
-                format!(
-                    "range_tolerance_bins must be a finite number >= 0, got {}",
-                    self.range_tolerance_bins
-                ),
-            ));
-        }
-        if !(self.drift_step_factor >= 0.0 && self.drift_step_factor.is_finite()) {
-            return Err((
-                "drift_step_factor",
-                format!(
-                    "drift_step_factor must be a finite number >= 0, got {}",
-                    self.drift_step_factor
-                ),
-            ));
-        }
+        finite_non_negative("range_tolerance_bins", self.range_tolerance_bins)?;
+        finite_non_negative("drift_step_factor", self.drift_step_factor)?;
         if self.coarse_block == 1 || self.coarse_block > 1000 {
             return Err((
                 "coarse_block",
@@ -108,5 +92,17 @@ impl DetectorConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `Ok` for a finite `value` >= 0, else the field and what is wrong with it.
+fn finite_non_negative(field: &'static str, value: f64) -> Result<(), (&'static str, String)> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err((
+            field,
+            format!("{field} must be a finite number >= 0, got {value}"),
+        ))
     }
 }

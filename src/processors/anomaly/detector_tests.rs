@@ -121,7 +121,7 @@ fn memory_stays_bounded() {
         .coarse
         .as_ref()
         .expect("the coarse scale is on by default");
-    assert_eq!(coarse.ring_capacity(), COARSE_RING);
+    assert_eq!(coarse.detector.ring.capacity(), COARSE_RING);
 }
 
 #[test]

@@ -277,10 +277,10 @@ impl WorkloadCoalescer {
             }
             gpus.sort();
             gpus.dedup();
-            let host_gpus = self.gpus.get(&key).map_or(0, Vec::len).max(gpus.len());
+            let known = self.gpus.get(&key).map_or(0, Vec::len);
+            let host_gpus = known.max(gpus.len());
             let together = gpus.len() >= 2 && 2 * gpus.len() >= host_gpus;
-            let has_peers = self.gpus.get(&key).map_or(0, Vec::len) >= 2;
-            if !together && has_peers && group.went_idle && now_ms - group.first_ms < STAGGER_MS {
+            if !together && known >= 2 && group.went_idle && now_ms - group.first_ms < STAGGER_MS {
                 // Not yet: the rest of the host may be winding down a step behind.
                 self.groups.insert(key, group);
                 continue;

@@ -337,10 +337,16 @@ pub fn best(
     let held = ((n as f64 * BACKTEST_SHARE) as usize).clamp(1, horizon);
     // Each origin leaves enough to fit on (and a season to look back on); a short window
     // still gets the latest origin, where only the simple methods can be backtested.
-    let mut origins: Vec<usize> = (0..BACKTEST_ORIGINS)
-        .map(|j| n - held - j * held.div_ceil(2))
-        .take_while(|o| *o >= super::model::MIN_POINTS.max(period.map_or(0, |p| p + 1)))
-        .collect();
+    // `count` origins `spacing` apart, the latest leaving `held` steps to score, as long as
+    // each leaves enough to fit on (and a season to look back on).
+    let min_train = super::model::MIN_POINTS.max(period.map_or(0, |p| p + 1));
+    let origins_every = |count: usize, spacing: usize| -> Vec<usize> {
+        (0..count)
+            .map(|j| (n - held).saturating_sub(j * spacing))
+            .take_while(|o| *o >= min_train)
+            .collect()
+    };
+    let mut origins = origins_every(BACKTEST_ORIGINS, held.div_ceil(2));
     if origins.is_empty() {
         origins.push(n - held);
     }
@@ -363,12 +369,7 @@ pub fn best(
     // The others are judged from the latest `origins` only, where a change of regime
     // (a climb that stopped) counts most. Each is compared with the baseline from the same
     // origins.
-    let spacing = held.div_ceil(4).max(1);
-    let simple_origins: Vec<usize> = (0..SIMPLE_BACKTEST_ORIGINS)
-        .map(|j| n as i64 - held as i64 - (j * spacing) as i64)
-        .take_while(|o| *o >= super::model::MIN_POINTS.max(period.map_or(0, |p| p + 1)) as i64)
-        .map(|o| o as usize)
-        .collect();
+    let simple_origins = origins_every(SIMPLE_BACKTEST_ORIGINS, held.div_ceil(4));
     let simple_origins = if simple_origins.is_empty() {
         origins.clone()
     } else {
