@@ -164,13 +164,23 @@ fn nvml_info(nvml: &nvml_wrapper::Nvml) -> GpuSourceInfo {
     }
 }
 
-/// This host's name, for the `Hostname` label.
+/// This host's name, for the `Hostname` label: `PULSE_HOSTNAME` where set (in Kubernetes the
+/// node's name, as the pod's own host name is the pod's), else the kernel's host name.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    first_name([
+        std::env::var("PULSE_HOSTNAME").ok(),
+        std::fs::read_to_string("/proc/sys/kernel/hostname").ok(),
+        std::env::var("HOSTNAME").ok(),
+    ])
+}
+
+/// The first of `names` that is not blank, trimmed; `localhost` when none is.
+fn first_name(names: [Option<String>; 3]) -> String {
+    names
+        .into_iter()
+        .flatten()
         .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .find(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
 }
 
@@ -653,4 +663,19 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
         redis_sink,
         traced_requests: TracedRequests::new(req_cfg.max_traced.get()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_name;
+
+    #[test]
+    fn the_hostname_is_the_first_name_given_that_is_not_blank() {
+        let name = |a: Option<&str>, b: Option<&str>| {
+            first_name([a.map(String::from), b.map(String::from), None])
+        };
+        assert_eq!(name(Some("node-7"), Some("pulse-x2k9f\n")), "node-7");
+        assert_eq!(name(Some("  "), Some("pulse-x2k9f\n")), "pulse-x2k9f");
+        assert_eq!(name(None, None), "localhost");
+    }
 }
