@@ -184,10 +184,29 @@ fn compose_services_files_ports_and_volumes_agree() {
     let config = yaml(source.trim_start_matches("./"));
     let targets = strs(&config["scrape_configs"][0]["static_configs"][0]["targets"]);
     assert_eq!(targets, [format!("pulse:{port}")]);
-    assert_eq!(
-        config["scrape_configs"][0]["metrics_path"].as_str(),
-        Some("/metrics")
-    );
+    // Every role the stack starts (every service of Pulse's image) is scraped: by name, on
+    // the port it listens on, at /metrics.
+    let jobs = config["scrape_configs"].as_sequence().unwrap();
+    for (name, service) in services {
+        if service["image"] != pulse["image"] {
+            continue;
+        }
+        let name = name.as_str().unwrap();
+        let listen = service["environment"]["PULSE_LISTEN"].as_str().unwrap();
+        let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+        let scraped = jobs.iter().any(|job| {
+            let by_static =
+                strs(&job["static_configs"][0]["targets"]).contains(&format!("{name}:{port}"));
+            let sd = &job["dns_sd_configs"][0];
+            let by_dns = strs(&sd["names"]).contains(&name.to_string())
+                && sd["port"].as_u64() == Some(port.into());
+            (by_static || by_dns) && job["metrics_path"].as_str() == Some("/metrics")
+        });
+        assert!(
+            scraped,
+            "the compose Prometheus does not scrape {name}:{port}"
+        );
+    }
     let check = Command::new("promtool")
         .args(["check", "config", &source])
         .current_dir(root())
