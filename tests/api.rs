@@ -153,7 +153,7 @@ async fn cleanup_reports_memory_before_and_after_as_measured() {
         &app,
         post_json(
             "/api/phase4/gpu/cleanup",
-            r#"{"gpus": ["0", "2"], "settle_ms": 300}"#,
+            r#"{"gpus": [0, "2"], "settle_ms": 300}"#,
         ),
     )
     .await;
@@ -171,6 +171,42 @@ async fn cleanup_reports_memory_before_and_after_as_measured() {
         assert!(g["released_mib"].as_f64().unwrap() > 5000.0, "{g}");
     }
     assert_eq!(report["not_measured"], 0);
+}
+
+#[actix::test]
+async fn a_cleanup_of_a_gpu_nobody_has_seen_is_a_404_and_sends_nothing() {
+    let app = app();
+    poll_until(&app, "/api/phase4/dashboard/summary", |v| {
+        v["gpus"]["count"] == 3
+    })
+    .await;
+    let sampler_cleanups = |status: &serde_json::Value| {
+        status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "gpu_sampler")
+            .unwrap()["extra"]["cleanups_total"]
+            .clone()
+    };
+    let (_, before) = call(&app, get("/api/phase4/status")).await;
+    let (status, v) = call(
+        &app,
+        post_json(
+            "/api/phase4/gpu/cleanup",
+            r#"{"gpus": ["0", 9], "settle_ms": 0}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_error(
+        &v,
+        "not found",
+        "no GPU 9 reported its memory in the last 10 s; GPUs that did: 0, 1, 2",
+    );
+    let (_, after) = call(&app, get("/api/phase4/status")).await;
+    assert_eq!(sampler_cleanups(&before), sampler_cleanups(&after));
+    assert_eq!(sampler_cleanups(&after), 0.0);
 }
 
 #[actix::test]

@@ -138,6 +138,21 @@ async fn bad_queries_get_prometheus_errors() {
             "{uri}: {v}"
         );
     }
+    // A POST whose body is not a form: Prometheus' error shape too, not axum's text.
+    let (got, v) = call(
+        &app,
+        common::post_json("/api/v1/query", r#"{"query":"up"}"#),
+    )
+    .await;
+    assert_eq!(got, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    assert_eq!(v["errorType"], "bad_data", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("x-www-form-urlencoded"),
+        "{v}"
+    );
     // Evaluation errors are 422 `execution`, as in Prometheus.
     let q = urlencode("label_replace(vector(1), \"a\", \"b\", \"c\", \"(\")");
     let (got, v) = call(&app, get(&format!("/api/v1/query?query={q}"))).await;

@@ -103,9 +103,13 @@ impl Auth {
             || (query && method == axum::http::Method::POST);
         // The live page's files hold no data (a browser cannot send a bearer token when
         // it opens a page); the page then calls the API with the token. Nor do the probes,
-        // which kubelets and compose health checks call without one.
-        let page =
-            path == "/" || path.starts_with("/assets/") || path == "/healthz" || path == "/readyz";
+        // which kubelets and compose health checks call without one, or the API's
+        // description.
+        let page = path == "/"
+            || path.starts_with("/assets/")
+            || path == "/healthz"
+            || path == "/readyz"
+            || path == "/openapi.json";
         if read && (!self.protect_reads || page) {
             return Ok(());
         }
@@ -177,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/status", get(status::status))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
+        .route("/openapi.json", get(status::openapi))
         .route("/api/phase4/predictions", get(predictions::list))
         .route("/api/phase4/anomalies", get(anomalies::list))
         .route("/api/phase4/anomalies/{id}", get(anomalies::one))

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{window_param, OptionalJsonBody};
 use super::AppState;
-use crate::query::actor::{ClearCache, GetCacheStats, RunCleanup};
+use crate::query::actor::{CleanupError, ClearCache, GetCacheStats, RunCleanup};
 use crate::query::cache::{CacheStats, Cleared, View};
 use crate::query::cleanup::{CleanupReport, CleanupRequest};
 
@@ -86,7 +86,10 @@ pub async fn gpu_cleanup(
         .send(RunCleanup(req))
         .await
         .map_err(mailbox_down("query"))?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| match e {
+            CleanupError::UnknownGpus { .. } => ApiError::NotFound(e.to_string()),
+            CleanupError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
+        })?;
     Ok(Json(report))
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -158,24 +159,72 @@ fn query_text(p: &Params) -> Result<promql::Query, PromError> {
     promql::parse(text).map_err(|e| bad_data(format!("invalid parameter \"query\": {e}")))
 }
 
+/// The parameters, or the Prometheus-shaped error of a request axum could not read (a body
+/// that is not a form, bad percent-encoding): `bad_data`, with axum's status (400 or 415).
+fn params<R>(read: Result<impl Into<Params>, R>) -> Result<Params, PromError>
+where
+    R: IntoResponse + std::fmt::Display,
+{
+    read.map(Into::into).map_err(|rejection| {
+        let message = rejection.to_string();
+        PromError(rejection.into_response().status(), "bad_data", message)
+    })
+}
+
+impl From<Query<Params>> for Params {
+    fn from(Query(p): Query<Params>) -> Params {
+        p
+    }
+}
+
+impl From<Form<Params>> for Params {
+    fn from(Form(p): Form<Params>) -> Params {
+        p
+    }
+}
+
 /// `GET /api/v1/query`.
-pub async fn query_get(State(state): State<AppState>, Query(p): Query<Params>) -> Response {
-    query(state, p).await
+pub async fn query_get(
+    State(state): State<AppState>,
+    p: Result<Query<Params>, QueryRejection>,
+) -> Response {
+    match params(p) {
+        Ok(p) => query(state, p).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `POST /api/v1/query` (form-encoded, as Grafana sends it).
-pub async fn query_post(State(state): State<AppState>, Form(p): Form<Params>) -> Response {
-    query(state, p).await
+pub async fn query_post(
+    State(state): State<AppState>,
+    p: Result<Form<Params>, FormRejection>,
+) -> Response {
+    match params(p) {
+        Ok(p) => query(state, p).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `GET /api/v1/query_range`.
-pub async fn query_range_get(State(state): State<AppState>, Query(p): Query<Params>) -> Response {
-    query_range(state, p).await
+pub async fn query_range_get(
+    State(state): State<AppState>,
+    p: Result<Query<Params>, QueryRejection>,
+) -> Response {
+    match params(p) {
+        Ok(p) => query_range(state, p).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `POST /api/v1/query_range`.
-pub async fn query_range_post(State(state): State<AppState>, Form(p): Form<Params>) -> Response {
-    query_range(state, p).await
+pub async fn query_range_post(
+    State(state): State<AppState>,
+    p: Result<Form<Params>, FormRejection>,
+) -> Response {
+    match params(p) {
+        Ok(p) => query_range(state, p).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn query(state: AppState, p: Params) -> Response {

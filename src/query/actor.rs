@@ -129,8 +129,26 @@ pub struct ClearCache;
 
 /// Run a GPU cleanup.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<CleanupReport, QueryError>")]
+#[rtype(result = "Result<CleanupReport, CleanupError>")]
 pub struct RunCleanup(pub CleanupRequest);
+
+/// Why a cleanup was not run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Unavailable(#[from] QueryError),
+    /// A GPU asked for has not reported its memory lately: no command is sent.
+    #[error(
+        "no GPU {} reported its memory in the last {stale_s} s; GPUs that did: {}",
+        unknown.join(", "),
+        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+    )]
+    UnknownGpus {
+        unknown: Vec<String>,
+        known: Vec<String>,
+        stale_s: i64,
+    },
+}
 
 /// Timing settings of views.
 #[derive(Debug, Clone, Copy)]
@@ -350,7 +368,7 @@ impl Handler<ClearCache> for QueryActor {
 }
 
 impl Handler<RunCleanup> for QueryActor {
-    type Result = ResponseFuture<Result<CleanupReport, QueryError>>;
+    type Result = ResponseFuture<Result<CleanupReport, CleanupError>>;
 
     fn handle(&mut self, RunCleanup(req): RunCleanup, _: &mut Self::Context) -> Self::Result {
         self.cleanups += 1;
@@ -360,21 +378,47 @@ impl Handler<RunCleanup> for QueryActor {
         let settle_ms = req.settle_ms.unwrap_or(self.settings.cleanup_settle_ms);
         let fresh_since = clock.now_ms() - self.settings.stale_after_ms;
         let id = format!("cleanup-{}-{}", clock.now_ms(), self.cleanups);
+        let stale_s = self.settings.stale_after_ms / 1000;
         Box::pin(async move {
-            let mut selector = Selector::metric(m::FB_USED);
-            if let Some(gpus) = &req.gpus {
-                let alternatives: Vec<String> = gpus.iter().map(|g| regex::escape(g)).collect();
-                selector = selector.with(
-                    Matcher::new("gpu", MatchOp::Re, &alternatives.join("|")).expect("escaped"),
-                );
-            }
-            let before = window
+            let every_gpu = window
                 .send(SelectLatest {
-                    selector: selector.clone(),
+                    selector: Selector::metric(m::FB_USED),
                     since_ms: fresh_since,
                 })
                 .await
                 .map_err(unavailable("window_store"))?;
+            let gpu_of =
+                |s: &crate::model::series::Series| s.label("gpu").unwrap_or("").to_string();
+            let mut selector = Selector::metric(m::FB_USED);
+            let before = match &req.gpus {
+                None => every_gpu,
+                Some(gpus) => {
+                    let mut known: Vec<String> =
+                        every_gpu.iter().map(|(s, ..)| gpu_of(s)).collect();
+                    known.sort();
+                    known.dedup();
+                    let unknown: Vec<String> = gpus
+                        .iter()
+                        .filter(|g| !known.contains(g))
+                        .cloned()
+                        .collect();
+                    if !unknown.is_empty() {
+                        return Err(CleanupError::UnknownGpus {
+                            unknown,
+                            known,
+                            stale_s,
+                        });
+                    }
+                    let alternatives: Vec<String> = gpus.iter().map(|g| regex::escape(g)).collect();
+                    selector = selector.with(
+                        Matcher::new("gpu", MatchOp::Re, &alternatives.join("|")).expect("escaped"),
+                    );
+                    every_gpu
+                        .into_iter()
+                        .filter(|(s, ..)| gpus.contains(&gpu_of(s)))
+                        .collect()
+                }
+            };
             let issued_at_ms = clock.now_ms();
             let cmd = Command::Cleanup {
                 id: id.clone(),
@@ -398,7 +442,11 @@ impl Handler<RunCleanup> for QueryActor {
                 issued_at_ms,
                 settle_ms,
                 delivered_to,
-                released_mib_total: gpus.iter().filter_map(|g| g.released_mib).sum(),
+                // A fold from +0: an empty sum is -0.0 in Rust, shown as `-0.0`.
+                released_mib_total: gpus
+                    .iter()
+                    .filter_map(|g| g.released_mib)
+                    .fold(0.0, |a, b| a + b),
                 not_measured: gpus.iter().filter(|g| g.after_mib.is_none()).count(),
                 gpus,
             })

@@ -12,8 +12,8 @@ use crate::model::series::Series;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupRequest {
-    /// `gpu` labels to clean; all GPUs when absent.
-    #[serde(default)]
+    /// `gpu` labels to clean (strings or integers); all GPUs when absent.
+    #[serde(default, deserialize_with = "crate::model::gpu_id::optional_list")]
     pub gpus: Option<Vec<String>>,
     /// Wait before measuring again, ms; the configured default when absent.
     #[serde(default)]

@@ -76,6 +76,22 @@ pub struct Verdict {
     pub over: u32,
 }
 
+impl Verdict {
+    /// What the anomaly list says about it: the reason, and for the coarser scale that the
+    /// judged value (and the expected range) is a mean of `over` samples.
+    pub fn detail(&self) -> String {
+        if self.over > 1 {
+            format!(
+                "{}, as a mean of its last {} samples (the expected range is of such means)",
+                self.reason.describe(),
+                self.over
+            )
+        } else {
+            self.reason.describe().to_string()
+        }
+    }
+}
+
 fn mix(mut h: u64, x: u64) -> u64 {
     h ^= x
         .wrapping_add(0x9e37_79b9_7f4a_7c15)
@@ -146,6 +162,15 @@ impl Detector {
         + std::mem::size_of::<Coarse>()
         + COARSE_TABLE * 4
         + COARSE_RING * std::mem::size_of::<f32>();
+
+    /// Bytes this detector holds once its rings are full: [`Detector::MEMORY_BYTES`], less
+    /// the coarser scale where it has none (GPU series).
+    pub fn memory_bytes(&self) -> usize {
+        let coarse = std::mem::size_of::<Coarse>()
+            + COARSE_TABLE * 4
+            + COARSE_RING * std::mem::size_of::<f32>();
+        Self::MEMORY_BYTES - if self.coarse.is_none() { coarse } else { 0 }
+    }
 
     /// Bytes one detector may hold at most (the target is 16 KiB per series).
     pub const MEMORY_BUDGET: usize = 16 * 1024;

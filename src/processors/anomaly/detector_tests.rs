@@ -199,3 +199,19 @@ fn a_wave_that_loses_half_its_swing_is_seen_at_the_coarse_scale() {
     assert!(both.iter().any(|(_, over)| *over == 24), "{both:?}");
     assert!(one_scale.is_empty(), "{one_scale:?}");
 }
+
+#[test]
+fn a_coarse_verdict_says_it_judged_a_mean() {
+    let verdict = |over| Verdict {
+        score: 0.9,
+        reason: Reason::NovelTransition,
+        expected: Some((1.0, 2.0)),
+        over,
+    };
+    assert_eq!(verdict(1).detail(), Reason::NovelTransition.describe());
+    assert_eq!(
+        verdict(24).detail(),
+        "the series moved in a way it never has from where it was, as a mean of its last 24 \
+         samples (the expected range is of such means)"
+    );
+}

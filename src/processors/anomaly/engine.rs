@@ -172,7 +172,13 @@ impl AnomalyEngine {
 
     /// Bytes held by the detectors (an upper bound: rings full).
     pub fn detector_bytes(&self) -> usize {
-        self.watched * Detector::MEMORY_BYTES
+        self.series
+            .values()
+            .map(|slot| match slot {
+                Slot::Watched(w) => w.detector.memory_bytes(),
+                Slot::Ignored => 0,
+            })
+            .sum()
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -366,7 +372,7 @@ impl AnomalyEngine {
                         peak_score: verdict.score,
                         count: 1,
                         reason: verdict.reason,
-                        detail: verdict.reason.describe().to_string(),
+                        detail: verdict.detail(),
                         is_rate: is_counter,
                         peers: None,
                     };
@@ -488,6 +494,21 @@ mod tests {
 
     fn steady(i: i64) -> f64 {
         50.0 + (i % 7) as f64
+    }
+
+    #[test]
+    fn a_gpu_series_counts_no_coarse_scale_in_the_detector_bytes() {
+        let mut e = AnomalyEngine::new(settings());
+        let gpu = SeriesKey::shared("temp", [("gpu", "0"), ("Hostname", "h")]);
+        e.process(&[Sample::new(gpu, 1000, 50.0)]);
+        let gpu_bytes = e.detector_bytes();
+        // No coarse table (512 counts) and ring (256 values), 3 KiB at least.
+        assert!(
+            gpu_bytes <= Detector::MEMORY_BYTES - 3 * 1024,
+            "{gpu_bytes}"
+        );
+        e.process(&[Sample::new(s("temp", "1"), 1000, 50.0)]);
+        assert_eq!(e.detector_bytes(), gpu_bytes + Detector::MEMORY_BYTES);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::model::catalog as m;
 use crate::model::series::{Sample, Series, SeriesKey};
@@ -41,7 +41,7 @@ pub struct RequestRecord {
     /// Latency in milliseconds.
     pub latency_ms: f64,
     /// GPU that served it (string or number), when known.
-    #[serde(default, deserialize_with = "string_or_number")]
+    #[serde(default, deserialize_with = "crate::model::gpu_id::optional")]
     pub gpu: Option<String>,
     /// W3C trace id (32 hex digits), when traced.
     #[serde(default)]
@@ -49,21 +49,6 @@ pub struct RequestRecord {
     /// Service name; `unknown` when absent.
     #[serde(default)]
     pub service: Option<String>,
-}
-
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        S(String),
-        N(u64),
-    }
-    Ok(Option::<Either>::deserialize(d)
-        .map_err(|_| serde::de::Error::custom("expected a string or a non-negative integer"))?
-        .map(|e| match e {
-            Either::S(s) => s,
-            Either::N(n) => n.to_string(),
-        }))
 }
 
 /// The longest latency a request record may carry: a day. Larger values are a client's

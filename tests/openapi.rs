@@ -1,0 +1,122 @@
+//! The API's contract, `docs/openapi.yaml`, served at `GET /openapi.json`:
+//!
+//! - it is a valid OpenAPI 3.0 document (`openapi-spec-validator` from PyPI);
+//! - it describes every route the router serves, with its methods, and no other;
+//! - Schemathesis (PyPI) generates requests from it against the real binary and finds no
+//!   server error, no undocumented status code or content type, and no answer off its
+//!   schema. Left out there: the command stream (it never ends) and the cleanup (each
+//!   waits its settle period).
+//!
+//! The PyPI tools are skipped, saying so, where they are not installed (`.ci/run` installs
+//! them into `target/ci-venv`).
+
+mod common;
+
+use common::process::Pulse;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn document() -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(root().join("docs/openapi.yaml")).unwrap())
+        .unwrap()
+}
+
+/// `tool` where it runs, `None` (after saying so) where it does not.
+fn tool(name: &str) -> Option<String> {
+    let ok = Command::new(name)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: {name} not found (pip install {name})");
+    }
+    ok.then(|| name.to_string())
+}
+
+#[test]
+fn the_document_is_valid_openapi() {
+    let Some(validator) = tool("openapi-spec-validator") else {
+        return;
+    };
+    let out = Command::new(validator)
+        .arg(root().join("docs/openapi.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_document_describes_every_route_and_only_those() {
+    // The routes as `src/api/mod.rs` declares them: `.route("PATH", get(...).post(...))`.
+    let source = std::fs::read_to_string(root().join("src/api/mod.rs")).unwrap();
+    let mut served = BTreeSet::new();
+    for declaration in source.split(".route(").skip(1) {
+        let path = declaration.split('"').nth(1).unwrap();
+        if path.starts_with("/assets/") {
+            continue;
+        }
+        // The handlers: up to the next builder call.
+        let handlers = declaration.split("\n        .").next().unwrap();
+        for method in ["get", "post"] {
+            if handlers.contains(&format!("{method}(")) {
+                served.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    assert!(served.len() > 30, "{served:?}");
+    let mut documented = BTreeSet::new();
+    for (path, item) in document()["paths"].as_mapping().unwrap() {
+        for (method, _) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap().to_uppercase();
+            documented.insert(format!("{method} {}", path.as_str().unwrap()));
+        }
+    }
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let not_served: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served, not in docs/openapi.yaml: {undocumented:?}"
+    );
+    assert!(
+        not_served.is_empty(),
+        "in docs/openapi.yaml, not served: {not_served:?}"
+    );
+}
+
+#[test]
+fn the_server_answers_as_the_document_says() {
+    let pulse = Pulse::start(&[]);
+    let (code, served) = pulse.get("/openapi.json");
+    assert_eq!(code, 200);
+    let as_json = serde_json::to_value(document()).unwrap();
+    assert_eq!(served, as_json, "/openapi.json is docs/openapi.yaml");
+    let Some(schemathesis) = tool("schemathesis") else {
+        return;
+    };
+    let out = Command::new(schemathesis)
+        .args(["run", &format!("{}/openapi.json", pulse.base), "--url", &pulse.base])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "25", "--phases", "examples,coverage,fuzzing"])
+        .args(["--exclude-path", "/api/v1/commands", "--exclude-path", "/api/phase4/gpu/cleanup"])
+        .args(["--request-timeout", "10", "--seed", "1", "--no-color"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    pulse.stop();
+    assert!(out.status.success(), "{report}");
+}
