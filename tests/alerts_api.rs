@@ -60,7 +60,7 @@ async fn alerts_fire_are_acknowledged_resolve_and_land_in_the_history() {
     assert!(first["acknowledgement"].is_null());
 
     // The rules as loaded, with their active alerts.
-    let (status, rules) = call(&app, get("/api/v1/rules")).await;
+    let (status, rules) = call(&app, get("/api/phase4/rules")).await;
     assert_eq!(status, StatusCode::OK);
     let rule = &rules["groups"][0]["rules"][0];
     assert_eq!(

@@ -266,7 +266,7 @@ async fn bad_rule_file_keeps_the_old_rules() {
     )
     .unwrap();
     let app = app_with_accepted_batch(rules.path()).await;
-    let (_, before) = call(&app, get("/api/v1/rules")).await;
+    let (_, before) = call(&app, get("/api/phase4/rules")).await;
     assert_eq!(before["groups"].as_array().unwrap().len(), 1, "{before}");
     let bad_file = rules.path().join("bad.yml");
     std::fs::write(
@@ -284,7 +284,7 @@ async fn bad_rule_file_keeps_the_old_rules() {
             bad_file.display()
         )
     );
-    let (_, after) = call(&app, get("/api/v1/rules")).await;
+    let (_, after) = call(&app, get("/api/phase4/rules")).await;
     assert_eq!(after["groups"], before["groups"]);
 }
 

@@ -148,7 +148,8 @@ pub async fn acknowledge(
     }
 }
 
-/// `GET /api/v1/rules`: the loaded groups and rules, with their last error and active alerts.
+/// `GET /api/phase4/rules`: the loaded groups and rules, with their last error and active
+/// alerts (Prometheus' shape is `GET /api/v1/rules`).
 pub async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let groups = state.handles.rules.send(GetRules).await.map_err(down)?;
     Ok(Json(json!({ "groups": groups })))

@@ -14,6 +14,7 @@ mod metrics;
 mod phase4;
 mod predictions;
 mod prom;
+mod prom_rules;
 mod status;
 mod traces;
 mod web;
@@ -195,7 +196,9 @@ pub fn router(state: AppState) -> Router {
             "/api/phase4/alerts/{id}/acknowledge",
             post(alerts::acknowledge),
         )
-        .route("/api/v1/rules", get(alerts::rules))
+        .route("/api/phase4/rules", get(alerts::rules))
+        .route("/api/v1/rules", get(prom_rules::rules))
+        .route("/api/v1/alerts", get(prom_rules::alerts))
         .route("/api/v1/rules/reload", post(alerts::reload))
         .route("/api/v1/requests", post(ingest::ingest_requests))
         .route("/api/v1/commands", get(commands::subscribe))

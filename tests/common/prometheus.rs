@@ -73,6 +73,13 @@ impl Prometheus {
         Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
     }
 
+    /// `GET path` of Prometheus' API: the JSON answer.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, v) = response(ureq::get(&format!("{}{path}", self.base)).call());
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
     /// What Grafana's `label_values(metric, label)` lists.
     pub fn label_values(&self, query: &str) -> Vec<String> {
         let re = regex::Regex::new(r"^label_values\((.*),\s*([A-Za-z_]+)\)$").unwrap();

@@ -1,6 +1,6 @@
 //! The messages the rule engine receives, and what it answers.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -87,6 +87,15 @@ pub struct RuleInfo {
     pub last_error: Option<String>,
     /// Pending and firing alerts of an alerting rule.
     pub active_alerts: usize,
+    /// An alerting rule's `for` and `keep_firing_for`, ms (0 for a recording rule).
+    pub for_ms: i64,
+    pub keep_firing_for_ms: i64,
+    /// Labels and annotations as written (templates unexpanded).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The pending and firing alerts, for Prometheus' rules API (`GET /api/v1/rules`).
+    #[serde(skip)]
+    pub alerts: Vec<crate::rules::alerting::Alert>,
 }
 
 /// `pulse aggregate` took over these hosts: read their active alerts and acknowledgements

@@ -1,7 +1,7 @@
 //! Reloading the rule files (a bad file keeps the old rules running), and the loaded rules
 //! with their health for `GET /api/v1/rules`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix::prelude::*;
 
@@ -103,16 +103,43 @@ impl RuleEngine {
                     .iter()
                     .zip(&g.alerts)
                     .map(|(r, state)| {
-                        let (kind, name) = match &r.kind {
-                            crate::rules::RuleKind::Alert(a) => ("alert", a.name.clone()),
-                            crate::rules::RuleKind::Record { name, .. } => ("record", name.clone()),
+                        let written = |pairs: &[(String, crate::rules::template::Template)]| {
+                            pairs
+                                .iter()
+                                .map(|(k, t)| (k.clone(), t.source().to_string()))
+                                .collect()
                         };
-                        RuleInfo {
-                            kind,
-                            name,
+                        let alerts: Vec<_> = state
+                            .as_ref()
+                            .map(|s| s.active().cloned().collect())
+                            .unwrap_or_default();
+                        let info = RuleInfo {
+                            kind: "record",
+                            name: String::new(),
                             expr: r.query.text.clone(),
                             last_error: g.last_errors.get(&r.describe()).cloned(),
-                            active_alerts: state.as_ref().map_or(0, |s| s.active().count()),
+                            active_alerts: alerts.len(),
+                            for_ms: 0,
+                            keep_firing_for_ms: 0,
+                            labels: BTreeMap::new(),
+                            annotations: BTreeMap::new(),
+                            alerts,
+                        };
+                        match &r.kind {
+                            crate::rules::RuleKind::Alert(a) => RuleInfo {
+                                kind: "alert",
+                                name: a.name.clone(),
+                                for_ms: a.for_ms,
+                                keep_firing_for_ms: a.keep_firing_for_ms,
+                                labels: written(&a.labels),
+                                annotations: written(&a.annotations),
+                                ..info
+                            },
+                            crate::rules::RuleKind::Record { name, labels } => RuleInfo {
+                                name: name.clone(),
+                                labels: labels.clone(),
+                                ..info
+                            },
                         }
                     })
                     .collect(),

@@ -26,6 +26,8 @@ pub struct Template {
     nodes: Vec<Node>,
     /// The text, when the template has no action (most label templates): expanded as is.
     plain: Option<String>,
+    /// The text as written (Prometheus' rules API shows it).
+    source: String,
 }
 
 /// What a template is expanded with.
@@ -100,11 +102,21 @@ impl Template {
             return Ok(Template {
                 nodes: vec![Node::Text(text.to_string())],
                 plain: Some(text.to_string()),
+                source: text.to_string(),
             });
         }
         let nodes = parse::parse(text).map_err(|e| format!("template {text:?}: {e}"))?;
         check_functions(&nodes).map_err(|e| format!("template {text:?}: {e}"))?;
-        Ok(Template { nodes, plain: None })
+        Ok(Template {
+            nodes,
+            plain: None,
+            source: text.to_string(),
+        })
+    }
+
+    /// The text as written.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Whether expanding can give anything but the text itself.

@@ -1,0 +1,147 @@
+//! `GET /api/v1/rules` and `GET /api/v1/alerts` answer as Prometheus does: a real
+//! Prometheus 2.42 (Debian's) scrapes Pulse and evaluates the same rule file, and its
+//! answers and Pulse's have the same fields, the same rules and the same alerts (less the
+//! `instance` and `job` labels Prometheus' scrape adds).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::process::Pulse;
+use common::prometheus::Prometheus;
+use serde_json::Value;
+
+const RULES: &str = r#"groups:
+  - name: compare
+    interval: 1s
+    rules:
+      - record: fleet:util:sum
+        expr: sum(DCGM_FI_DEV_GPU_UTIL)
+        labels:
+          source: test
+      - alert: GpuSeen
+        expr: DCGM_FI_DEV_GPU_UTIL >= 0
+        labels:
+          severity: info
+        annotations:
+          summary: "GPU {{ $labels.gpu }} is {{ $value }}% busy"
+      - alert: NeverFires
+        expr: DCGM_FI_DEV_GPU_UTIL < -1
+        for: 5m
+"#;
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// An alert's labels without what Prometheus' scrape adds.
+fn own_labels(alert: &Value) -> Value {
+    let mut labels = alert["labels"].clone();
+    let map = labels.as_object_mut().unwrap();
+    map.remove("instance");
+    map.remove("job");
+    labels
+}
+
+fn firing(rules: &Value) -> usize {
+    rules["data"]["groups"][0]["rules"][1]["alerts"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|a| a["state"] == "firing").count())
+}
+
+#[test]
+fn rules_and_alerts_answer_as_prometheus_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("compare.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let pulse = Pulse::start(&[
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rules.to_str().unwrap()),
+    ]);
+    let prometheus =
+        Prometheus::start_with_rules(pulse.base.trim_start_matches("http://"), Some(RULES));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (ours, theirs) = loop {
+        let (code, ours) = pulse.get("/api/v1/rules");
+        assert_eq!(code, 200, "{ours}");
+        let theirs = prometheus.get("/api/v1/rules");
+        if firing(&ours) == 4 && firing(&theirs) == 4 {
+            break (ours, theirs);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not both firing:\n{ours}\n{theirs}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(keys(&ours), keys(&theirs));
+    assert_eq!(ours["status"], "success");
+    let (our_group, their_group) = (&ours["data"]["groups"][0], &theirs["data"]["groups"][0]);
+    assert_eq!(
+        keys(our_group),
+        keys(their_group),
+        "{our_group}\n{their_group}"
+    );
+    for field in ["name", "interval", "limit"] {
+        assert_eq!(our_group[field], their_group[field], "group {field}");
+    }
+    let (our_rules, their_rules) = (
+        our_group["rules"].as_array().unwrap(),
+        their_group["rules"].as_array().unwrap(),
+    );
+    assert_eq!(our_rules.len(), their_rules.len());
+    for (o, t) in our_rules.iter().zip(their_rules) {
+        assert_eq!(keys(o), keys(t), "{o}\n{t}");
+        for field in [
+            "name",
+            "query",
+            "type",
+            "health",
+            "lastError",
+            "labels",
+            "annotations",
+            "duration",
+            "state",
+        ] {
+            assert_eq!(o[field], t[field], "{field}: {o}\n{t}");
+        }
+        let (oa, ta) = (o["alerts"].as_array(), t["alerts"].as_array());
+        assert_eq!(oa.map(Vec::len), ta.map(Vec::len), "{o}\n{t}");
+        for (a, b) in oa.into_iter().flatten().zip(ta.into_iter().flatten()) {
+            assert_eq!(keys(a), keys(b), "{a}\n{b}");
+            assert_eq!(a["state"], b["state"]);
+        }
+        // The same alerts, by their labels.
+        let labels = |alerts: Option<&Vec<Value>>| -> BTreeSet<String> {
+            alerts
+                .into_iter()
+                .flatten()
+                .map(|a| own_labels(a).to_string())
+                .collect()
+        };
+        assert_eq!(labels(oa), labels(ta));
+    }
+    // A filter by type, as Prometheus takes it.
+    let (_, recording) = pulse.get("/api/v1/rules?type=record");
+    let only: Vec<&Value> = recording["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["type"], "recording");
+    let (code, bad) = pulse.get("/api/v1/rules?type=both");
+    assert_eq!(code, 400, "{bad}");
+    assert_eq!(bad["errorType"], "bad_data");
+
+    let (_, our_alerts) = pulse.get("/api/v1/alerts");
+    let their_alerts = prometheus.get("/api/v1/alerts");
+    assert_eq!(keys(&our_alerts["data"]), keys(&their_alerts["data"]));
+    let (oa, ta) = (
+        our_alerts["data"]["alerts"].as_array().unwrap(),
+        their_alerts["data"]["alerts"].as_array().unwrap(),
+    );
+    assert_eq!(oa.len(), 4, "{our_alerts}");
+    assert_eq!(keys(&oa[0]), keys(&ta[0]), "{}\n{}", oa[0], ta[0]);
+}
