@@ -14,6 +14,7 @@ mod metrics;
 mod phase4;
 mod predictions;
 mod prom;
+mod prom_meta;
 mod prom_rules;
 mod status;
 mod traces;
@@ -166,6 +167,8 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/pulse.js", get(web::script))
         .route("/assets/pulse.css", get(web::style))
         .route("/api/v1/series", get(web::series))
+        .route("/api/v1/labels", get(prom_meta::labels))
+        .route("/api/v1/label/{name}/values", get(prom_meta::label_values))
         .route("/api/v1/query", get(prom::query_get).post(prom::query_post))
         .route(
             "/api/v1/query_range",

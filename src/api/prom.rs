@@ -38,7 +38,7 @@ pub struct Params {
 }
 
 /// A Prometheus API error: status, `errorType`, `error`.
-struct PromError(StatusCode, &'static str, String);
+pub(super) struct PromError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for PromError {
     fn into_response(self) -> Response {
@@ -68,7 +68,7 @@ async fn run<R: Send + 'static>(
     }
 }
 
-fn bad_data(message: impl Into<String>) -> PromError {
+pub(super) fn bad_data(message: impl Into<String>) -> PromError {
     PromError(StatusCode::BAD_REQUEST, "bad_data", message.into())
 }
 

@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::prom::{bad_data, PromError};
 use super::AppState;
 use crate::rules::alerting::{Alert, AlertState};
 use crate::rules::engine::{GetRules, GroupInfo, RuleInfo};
@@ -24,18 +25,10 @@ pub struct RulesParams {
     kind: Option<String>,
 }
 
-fn error(status: StatusCode, kind: &str, message: String) -> Response {
-    (
-        status,
-        Json(json!({"status": "error", "errorType": kind, "error": message})),
-    )
-        .into_response()
-}
-
 async fn groups(state: &AppState) -> Result<Vec<GroupInfo>, Response> {
     state.handles.rules.send(GetRules).await.map_err(|e| {
         let message = format!("the rule engine did not answer: {e}");
-        error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        PromError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).into_response()
     })
 }
 
@@ -132,7 +125,7 @@ pub async fn rules(
 ) -> Response {
     let params = match params {
         Ok(Query(p)) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", e.body_text()),
+        Err(e) => return bad_data(e.body_text()).into_response(),
     };
     let wanted = match params.kind.as_deref() {
         None | Some("") => None,
@@ -140,7 +133,7 @@ pub async fn rules(
         Some("record") => Some("record"),
         Some(other) => {
             let message = format!("unsupported type {other:?}: use \"alert\" or \"record\"");
-            return error(StatusCode::BAD_REQUEST, "bad_data", message);
+            return bad_data(message).into_response();
         }
     };
     let groups = match groups(&state).await {

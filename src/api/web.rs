@@ -4,8 +4,8 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,9 +62,20 @@ pub struct SeriesParams {
     window_s: Option<u64>,
 }
 
-/// `GET /api/v1/series?match={__name__="DCGM_FI_DEV_GPU_UTIL"}&window_s=300`
-pub async fn series(
-    State(state): State<AppState>,
+/// `GET /api/v1/series?match={__name__="DCGM_FI_DEV_GPU_UTIL"}&window_s=300`; with
+/// Prometheus' `match[]`, Prometheus' answer instead (`prom_meta::series`).
+pub async fn series(State(state): State<AppState>, uri: Uri) -> Response {
+    if super::prom_meta::is_prometheus(&uri) {
+        return super::prom_meta::series(state, uri).await;
+    }
+    match own_series(state, Query::try_from_uri(&uri)).await {
+        Ok(answer) => answer.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn own_series(
+    state: AppState,
     q: Result<Query<SeriesParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;

@@ -1,7 +1,13 @@
-//! `GET /api/v1/rules` and `GET /api/v1/alerts` answer as Prometheus does: a real
-//! Prometheus 2.42 (Debian's) scrapes Pulse and evaluates the same rule file, and its
-//! answers and Pulse's have the same fields, the same rules and the same alerts (less the
-//! `instance` and `job` labels Prometheus' scrape adds).
+//! Prometheus' API where Pulse answers in its shapes, against a real Prometheus 2.42
+//! (Debian's) scraping Pulse:
+//!
+//! - `GET /api/v1/rules` and `GET /api/v1/alerts`: Prometheus evaluates the same rule file;
+//!   the answers have the same fields, the same rules and the same alerts;
+//! - `GET /api/v1/labels`, `GET /api/v1/label/{name}/values` and `GET /api/v1/series` with
+//!   `match[]`: the same names, values and label sets.
+//!
+//! Prometheus' answers carry the `instance` and `job` labels its scrape adds; they are left
+//! out of the comparison.
 
 mod common;
 
@@ -144,4 +150,71 @@ fn rules_and_alerts_answer_as_prometheus_does() {
     );
     assert_eq!(oa.len(), 4, "{our_alerts}");
     assert_eq!(keys(&oa[0]), keys(&ta[0]), "{}\n{}", oa[0], ta[0]);
+}
+
+/// Prometheus' `data` without the labels its scrape adds.
+fn without_scrape_labels(data: &Value) -> Value {
+    match data {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter(|v| *v != "instance" && *v != "job")
+                .map(without_scrape_labels)
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| *k != "instance" && *k != "job")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn labels_values_and_series_answer_as_prometheus_does() {
+    let pulse = Pulse::start(&[]);
+    let prometheus = Prometheus::start(pulse.base.trim_start_matches("http://"));
+    let util = "match%5B%5D=DCGM_FI_DEV_GPU_UTIL";
+    let paths = [
+        format!("/api/v1/labels?{util}"),
+        format!("/api/v1/label/gpu/values?{util}"),
+        "/api/v1/label/__name__/values?match%5B%5D=%7B__name__%3D~%22DCGM_FI_DEV_(GPU_UTIL|FB_USED)%22%7D".to_string(),
+        format!("/api/v1/series?{util}"),
+    ];
+    // Prometheus has the series once it has scraped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prometheus.get(&paths[3])["data"]
+        .as_array()
+        .is_none_or(|d| d.len() < 4)
+    {
+        assert!(Instant::now() < deadline, "Prometheus did not scrape Pulse");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for path in &paths {
+        let (code, ours) = pulse.get(path);
+        assert_eq!(code, 200, "{path}: {ours}");
+        let theirs = prometheus.get(path);
+        assert_eq!(ours["status"], "success", "{path}: {ours}");
+        let mut ours = ours["data"].clone();
+        let mut theirs = without_scrape_labels(&theirs["data"]);
+        // Series come in no particular order.
+        for data in [&mut ours, &mut theirs] {
+            if let Value::Array(items) = data {
+                items.sort_by_key(|v| v.to_string());
+            }
+        }
+        assert_eq!(ours, theirs, "{path}");
+        assert!(
+            ours.as_array().is_some_and(|d| !d.is_empty()),
+            "{path}: {ours}"
+        );
+    }
+    // Without `match[]` the same path answers in Pulse's shape, with the points.
+    let (_, own) = pulse.get("/api/v1/series?match=DCGM_FI_DEV_GPU_UTIL&window_s=10");
+    assert!(own["series"][0]["points"].is_array(), "{own}");
+    let (code, bad) = pulse.get("/api/v1/labels?match%5B%5D=%7Bgpu%3D");
+    assert_eq!(code, 400, "{bad}");
+    assert_eq!(bad["errorType"], "bad_data");
 }
