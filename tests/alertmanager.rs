@@ -1,7 +1,7 @@
 //! Alerts reach people: Pulse sends firing and resolved alerts to a real Alertmanager
 //! (Debian's `prometheus-alertmanager`, started here on a free loopback port, routing to a
 //! webhook receiver this test serves) and straight to a webhook, and keeps alerts queued
-//! while Alertmanager is down. `.ci/run` installs the package; without it the tests say so
+//! (bounded, every drop counted) through a 30 s Alertmanager outage. `.ci/run` installs the package; without it the tests say so
 //! and fail.
 
 mod common;
@@ -232,32 +232,78 @@ fn firing_and_resolved_alerts_reach_alertmanager_and_a_webhook() {
     );
 }
 
-#[test]
-fn alerts_fired_while_alertmanager_is_down_arrive_when_it_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let (receiver_port, mut inbox) = receiver();
-    let port = common::free_port();
-    let am_url = format!("http://127.0.0.1:{port}");
-    let rule_file = rules(dir.path(), now_s() + 3600);
-    // Alertmanager is not running yet: the alert fires into the void.
-    let pulse = Pulse::start(&[
-        ("PULSE_RULES_BUILTIN_PACK", "false"),
-        ("PULSE_RULE_PATHS", rule_file.as_str()),
-        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
-        ("PULSE_ALERTING_RESEND_DELAY_MS", "60000"),
-    ]);
-    let degraded = pulse.poll("/api/phase4/status", Duration::from_secs(20), |s| {
-        s["components"].as_array().unwrap().iter().any(|c| {
-            c["name"].as_str().unwrap().starts_with("alertmanager ") && c["state"] == "degraded"
-        })
-    });
-    let component = degraded["components"]
+/// The component of the Alertmanager in a status answer.
+fn am_component(status: &Value) -> Value {
+    status["components"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"].as_str().unwrap().starts_with("alertmanager "))
-        .unwrap()
-        .clone();
+        .unwrap_or_else(|| panic!("no alertmanager in status: {status}"))
+        .clone()
+}
+
+/// The `n` labels of the `OutageTest` alerts in firing notifications so far.
+fn outage_alerts(inbox: &Inbox) -> std::collections::BTreeSet<String> {
+    inbox
+        .seen
+        .iter()
+        .filter(|(_, v)| v["status"] == "firing")
+        .flat_map(|(_, v)| v["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["alertname"] == "OutageTest")
+        .map(|a| a["labels"]["n"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_30_s_outage_loses_nothing_within_the_queue_bound_and_counts_every_drop() {
+    const QUEUE: usize = 5;
+    const FIRED: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver_port, mut inbox) = receiver();
+    let port = common::free_port();
+    let am = Alertmanager::start(dir.path(), port, receiver_port);
+    // One alert fires at once; eight more fire together once Alertmanager is down.
+    let outage_from = now_s() + 12;
+    let eight: Vec<String> = (1..=FIRED)
+        .map(|n| format!("label_replace(vector(time()), \"n\", \"{n}\", \"\", \"\")"))
+        .collect();
+    let rules_path = dir.path().join("outage.yml");
+    std::fs::write(
+        &rules_path,
+        format!(
+            "groups:\n  - name: outage\n    interval: 1s\n    rules:\n      - alert: PulseDeliveryTest\n        expr: vector(1)\n      - alert: OutageTest\n        expr: '({}) > {outage_from}'\n",
+            eight.join(" or ")
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("pulse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerting]\nalertmanager_urls = [\"http://127.0.0.1:{port}\"]\nqueue_capacity = {QUEUE}\nresend_delay_ms = 600000\n"
+        ),
+    )
+    .unwrap();
+    let pulse = Pulse::start(&[
+        ("PULSE_CONFIG", config.to_str().unwrap()),
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rules_path.to_str().unwrap()),
+    ]);
+    inbox.wait_for(Duration::from_secs(20), |v| from_alertmanager(v, "firing"));
+
+    // Alertmanager goes away for 30 s; meanwhile eight alerts fire into a queue of five.
+    drop(am);
+    let down_at = Instant::now();
+    assert!(
+        now_s() < outage_from,
+        "Alertmanager went down after the alerts fired"
+    );
+    let degraded = pulse.poll("/api/phase4/status", Duration::from_secs(25), |s| {
+        let c = am_component(s);
+        c["state"] == "degraded" && c["dropped_total"] == (FIRED - QUEUE) as u64
+    });
+    let component = am_component(&degraded);
     assert!(
         component["reason"]
             .as_str()
@@ -265,18 +311,51 @@ fn alerts_fired_while_alertmanager_is_down_arrive_when_it_returns() {
             .contains("alerts queued"),
         "{component}"
     );
+    assert_eq!(
+        component["extra"]["alerts_queued"], QUEUE as f64,
+        "{component}"
+    );
     assert_eq!(degraded["status"], "degraded");
-    std::thread::sleep(Duration::from_secs(3));
+    let name = component["name"].as_str().unwrap();
+    let metrics = pulse.get_text("/metrics");
+    let dropped = format!(
+        "pulse_component_dropped_total{{component=\"{name}\"}} {}",
+        FIRED - QUEUE
+    );
+    assert!(
+        metrics.lines().any(|l| l == dropped),
+        "no `{dropped}` in /metrics"
+    );
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(down_at.elapsed()));
+    assert!(outage_alerts(&inbox).is_empty());
 
-    // Alertmanager comes up: the queued alert is delivered without waiting for a resend.
+    // It returns: the queue is delivered without waiting for a resend, five alerts (the
+    // three oldest were dropped, counted), and status is healthy again.
     let _am = Alertmanager::start(dir.path(), port, receiver_port);
-    let (_, firing) = inbox.wait_for(Duration::from_secs(20), |v| from_alertmanager(v, "firing"));
-    assert_eq!(firing["alerts"][0]["labels"]["team"], "gpu");
-    pulse.poll("/api/phase4/status", Duration::from_secs(10), |s| {
-        s["components"].as_array().unwrap().iter().any(|c| {
-            c["name"].as_str().unwrap().starts_with("alertmanager ") && c["state"] == "operational"
-        })
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while outage_alerts(&inbox).len() < QUEUE {
+        assert!(Instant::now() < deadline, "got {:?}", outage_alerts(&inbox));
+        let _ = inbox
+            .rx
+            .recv_timeout(Duration::from_millis(200))
+            .map(|m| inbox.seen.push(m));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    while let Ok(m) = inbox.rx.try_recv() {
+        inbox.seen.push(m);
+    }
+    assert_eq!(
+        outage_alerts(&inbox).len(),
+        QUEUE,
+        "{:?}",
+        outage_alerts(&inbox)
+    );
+    let recovered = pulse.poll("/api/phase4/status", Duration::from_secs(10), |s| {
+        am_component(s)["state"] == "operational"
     });
+    let component = am_component(&recovered);
+    assert_eq!(component["dropped_total"], (FIRED - QUEUE) as u64);
+    assert_eq!(component["extra"]["alerts_queued"], 0.0, "{component}");
 }
 
 #[test]
