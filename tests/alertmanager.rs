@@ -391,6 +391,72 @@ fn wait_silence(am: &Alertmanager, want: impl Fn(&Value) -> bool) -> Value {
 }
 
 #[test]
+fn a_silence_made_before_a_restart_still_goes_when_its_alert_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver_port, _inbox) = receiver();
+    let am = Alertmanager::start(dir.path(), common::free_port(), receiver_port);
+    let am_url = format!("http://127.0.0.1:{}", am.port);
+    let resolves_at = now_s() + 25;
+    let rule_file = rules(dir.path(), resolves_at);
+    let env = [
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rule_file.as_str()),
+        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
+        ("PULSE_ALERTING_SILENCE_ON_ACK", "true"),
+        ("PULSE_ALERTING_SILENCE_SYNC_MS", "300"),
+    ];
+    let firing = |pulse: &Pulse| {
+        let active = pulse.poll(
+            "/api/phase4/alerts/active?state=firing",
+            Duration::from_secs(20),
+            |v| v["alerts"].as_array().is_some_and(|a| !a.is_empty()),
+        );
+        active["alerts"][0]["id"].as_str().unwrap().to_string()
+    };
+    let first = Pulse::start(&env);
+    let id = firing(&first);
+    let (code, _) = first.post(
+        &format!("/api/phase4/alerts/{id}/acknowledge"),
+        "application/json",
+        r#"{"by": "alice"}"#,
+    );
+    assert_eq!(code, 200);
+    let silence = wait_silence(&am, |s| s["status"]["state"] == "active");
+    let silence_id = silence["id"].as_str().unwrap().to_string();
+    first.stop();
+
+    // A new process (no Redis: the acknowledgement itself is gone) sees the same alert
+    // fire, takes the silence back as its own, and removes it when the alert resolves.
+    let second = Pulse::start(&env);
+    assert_eq!(firing(&second), id);
+    assert!(
+        now_s() < resolves_at,
+        "the alert resolved before the restart was done"
+    );
+    // Still there shortly before then.
+    std::thread::sleep(Duration::from_secs(resolves_at.saturating_sub(now_s() + 2)));
+    let ours = |s: &Value| s["id"] == silence_id.as_str();
+    let silences = am.silences();
+    let before = silences
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| ours(s))
+        .unwrap();
+    assert_eq!(before["status"]["state"], "active", "{before}");
+    wait_silence(&am, |s| ours(s) && s["status"]["state"] == "expired");
+    assert!(
+        now_s() >= resolves_at,
+        "the silence went before its alert resolved"
+    );
+    assert_eq!(
+        am.silences().as_array().unwrap().len(),
+        1,
+        "a second silence was made"
+    );
+}
+
+#[test]
 fn an_acknowledgement_is_a_silence_and_alertmanager_silences_show_in_pulse() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_port, _inbox) = receiver();

@@ -175,6 +175,7 @@ impl SilenceSync {
     }
 
     fn seen(&mut self, silences: Vec<serde_json::Value>) {
+        self.adopt(&silences);
         let state_of = |id: &str| {
             silences
                 .iter()
@@ -211,10 +212,45 @@ impl SilenceSync {
     }
 }
 
+impl SilenceSync {
+    /// Takes back the active silences Pulse made before a restart: one created by
+    /// `pulse:<who>` whose matchers are exactly an alert's labels is that alert's (its id is
+    /// the labels' fingerprint), so it goes when the alert resolves, as if made by this
+    /// process.
+    fn adopt(&mut self, silences: &[serde_json::Value]) {
+        for s in silences {
+            let ours = s["status"]["state"] == "active"
+                && s["createdBy"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("pulse:"));
+            let (Some(id), Ok(matchers)) = (
+                s["id"].as_str(),
+                serde_json::from_value::<Vec<SilenceMatcher>>(s["matchers"].clone()),
+            ) else {
+                continue;
+            };
+            if !ours || matchers.iter().any(|m| m.is_regex || !m.is_equal) {
+                continue;
+            }
+            let labels: std::collections::BTreeMap<&str, &str> = matchers
+                .iter()
+                .map(|m| (m.name.as_str(), m.value.as_str()))
+                .collect();
+            let alert_id = crate::rules::alerting::fingerprint(labels);
+            if !self.ours.values().any(|held| held == id) {
+                self.ours.entry(alert_id).or_insert_with(|| id.to_string());
+            }
+        }
+    }
+}
+
 impl Actor for SilenceSync {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // At once, so that silences made before a restart are taken back before an
+        // acknowledgement could make a second one.
+        self.sync(ctx);
         ctx.run_interval(self.sync_every, |act, ctx| act.sync(ctx));
     }
 }
