@@ -1,4 +1,4 @@
-//! The API's contract, `docs/openapi.yaml`, served at `GET /openapi.json`:
+//! The API's contract, `docs/openapi.yaml`, served at `GET /api/openapi.json`:
 //!
 //! - it is a valid OpenAPI 3.0 document (`openapi-spec-validator` from PyPI);
 //! - it describes every route the router serves, with its methods, and no other;
@@ -96,15 +96,15 @@ fn the_document_describes_every_route_and_only_those() {
 #[test]
 fn the_server_answers_as_the_document_says() {
     let pulse = Pulse::start(&[]);
-    let (code, served) = pulse.get("/openapi.json");
+    let (code, served) = pulse.get("/api/openapi.json");
     assert_eq!(code, 200);
     let as_json = serde_json::to_value(document()).unwrap();
-    assert_eq!(served, as_json, "/openapi.json is docs/openapi.yaml");
+    assert_eq!(served, as_json, "/api/openapi.json is docs/openapi.yaml");
     let Some(schemathesis) = tool("schemathesis") else {
         return;
     };
     let out = Command::new(schemathesis)
-        .args(["run", &format!("{}/openapi.json", pulse.base), "--url", &pulse.base])
+        .args(["run", &format!("{}/api/openapi.json", pulse.base), "--url", &pulse.base])
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",

@@ -111,7 +111,7 @@ impl Auth {
             || path.starts_with("/assets/")
             || path == "/healthz"
             || path == "/readyz"
-            || path == "/openapi.json";
+            || path == "/api/openapi.json";
         if read && (!self.protect_reads || page) {
             return Ok(());
         }
@@ -185,7 +185,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/status", get(status::status))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
-        .route("/openapi.json", get(status::openapi))
+        .route("/api/openapi.json", get(status::openapi))
         .route("/api/phase4/predictions", get(predictions::list))
         .route("/api/phase4/anomalies", get(anomalies::list))
         .route("/api/phase4/anomalies/{id}", get(anomalies::one))
