@@ -91,6 +91,17 @@ async fn alerts_fire_are_acknowledged_resolve_and_land_in_the_history() {
     assert_eq!(one["alerts"][0]["labels"]["gpu"], "1");
     let id = one["alerts"][0]["id"].as_str().unwrap().to_string();
 
+    // Paged as the history is: the second of three, and the total before paging.
+    let (status, second) = call(&app, get("/api/phase4/alerts/active?limit=1&offset=1")).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(
+        (second["total"].as_u64(), second["count"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(second["alerts"][0]["id"], active["alerts"][1]["id"]);
+    let (status, v) = call(&app, get("/api/phase4/alerts/active?limit=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
     // Acknowledge, twice: the same acknowledgement comes back.
     let uri = format!("/api/phase4/alerts/{id}/acknowledge");
     let (status, acked) = call(&app, post(&uri, r#"{"by": "ana", "comment": "looking"}"#)).await;

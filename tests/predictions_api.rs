@@ -106,12 +106,27 @@ async fn a_leak_is_forecast_and_its_exhaustion_shown_listed_and_alerted_on() {
     .await
     .1;
     assert_eq!(gpu1["count"], 2, "memory and utilisation of GPU 1");
+    let second = call(
+        &app,
+        get("/api/phase4/predictions?match=%7Bgpu%3D%221%22%7D&limit=1&offset=1"),
+    )
+    .await
+    .1;
+    assert_eq!(
+        (second["total"].as_u64(), second["count"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        second["predictions"][0]["series"],
+        gpu1["predictions"][1]["series"]
+    );
     common::expect_bad_requests(
         &app,
         &[
             ("/api/phase4/predictions?horizon_s=0", "horizon_s"),
             ("/api/phase4/predictions?match=%7Bgpu", "match"),
             ("/api/phase4/predictions?colour=red", "colour"),
+            ("/api/phase4/predictions?limit=0", "limit"),
         ],
     )
     .await;

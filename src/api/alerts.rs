@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{limit_param, match_param, JsonBody};
+use super::extract::{limit_param, match_param, page, JsonBody};
 use super::AppState;
 use crate::rules::alerting::AlertState;
 use crate::rules::engine::GetRules;
@@ -76,9 +76,9 @@ pub async fn active(
     q: Result<Query<FilterParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = params(q)?;
-    if p.since_ms.is_some() || p.until_ms.is_some() || p.limit.is_some() || p.offset.is_some() {
+    if p.since_ms.is_some() || p.until_ms.is_some() {
         return Err(ApiError::BadRequest(
-            "since_ms, until_ms, limit and offset apply to the history".to_string(),
+            "since_ms and until_ms apply to the history".to_string(),
         ));
     }
     let alerts = state
@@ -87,7 +87,10 @@ pub async fn active(
         .send(GetActiveAlerts(filter(&p)?))
         .await
         .map_err(down)?;
-    Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))
+    let (alerts, mut answer) = page(alerts, p.offset, p.limit, HISTORY_PAGE_MAX)?;
+    answer["count"] = json!(alerts.len());
+    answer["alerts"] = json!(alerts);
+    Ok(Json(answer))
 }
 
 /// `GET /api/phase4/alerts/history?name=GpuHot&since_ms=...&limit=50&offset=0`

@@ -138,6 +138,28 @@ pub fn limit_param(limit: Option<usize>, default: usize, max: usize) -> Result<u
     Ok(limit)
 }
 
+/// One page of a whole list: `offset` items skipped, at most `limit` (1 to `max`; every
+/// item when absent) kept. Answers the page and the paging fields every list endpoint
+/// shows: `total` (before paging), `offset`, `limit` (null for all).
+pub fn page<T>(
+    mut items: Vec<T>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    max: usize,
+) -> Result<(Vec<T>, serde_json::Value), ApiError> {
+    if let Some(l) = limit {
+        limit_param(Some(l), l, max)?;
+    }
+    let total = items.len();
+    let offset = offset.unwrap_or(0);
+    items.drain(..offset.min(total));
+    if let Some(l) = limit {
+        items.truncate(l);
+    }
+    let fields = serde_json::json!({"total": total, "offset": offset, "limit": limit});
+    Ok((items, fields))
+}
+
 /// `window_s`: `default` (at most `max`) when absent, else 1 to `max`, the window store's
 /// retention.
 pub fn window_param(window_s: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
@@ -154,4 +176,24 @@ pub fn window_param(window_s: Option<u64>, default: u64, max: u64) -> Result<u64
 pub fn id_param(id: &str, what: &str) -> Result<u64, ApiError> {
     id.parse()
         .map_err(|_| ApiError::BadRequest(format!("id: {id:?} is not {what} id (a number)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page;
+
+    #[test]
+    fn a_page_skips_offset_keeps_limit_and_counts_the_whole() {
+        let (items, fields) = page(vec![1, 2, 3, 4], Some(1), Some(2), 10).unwrap();
+        assert_eq!(items, [2, 3]);
+        assert_eq!(
+            fields,
+            serde_json::json!({"total": 4, "offset": 1, "limit": 2})
+        );
+        let (items, fields) = page(vec![1, 2], Some(5), None, 10).unwrap();
+        assert!(items.is_empty());
+        assert_eq!(fields["limit"], serde_json::Value::Null);
+        assert!(page(vec![1], None, Some(11), 10).is_err());
+        assert!(page(vec![1], None, Some(0), 10).is_err());
+    }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::match_param;
+use super::extract::{match_param, page, PAGE_MAX};
 use super::AppState;
 use crate::processors::predict::engine::PredictionFilter;
 use crate::processors::predict::messages::ListPredictions;
@@ -20,6 +20,9 @@ pub struct Params {
     matchers: Option<String>,
     /// Keep the forecast up to this many seconds ahead.
     horizon_s: Option<u64>,
+    /// Paging of the predictions (every one when absent).
+    limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// `GET /api/phase4/predictions?match={gpu="3"}&horizon_s=600`
@@ -38,6 +41,9 @@ pub async fn list(
         return Ok(Json(json!({
             "enabled": false,
             "count": 0,
+            "total": 0,
+            "offset": 0,
+            "limit": p.limit,
             "predictions": [],
             "failures": [],
         })));
@@ -50,10 +56,10 @@ pub async fn list(
         .send(ListPredictions(filter))
         .await
         .map_err(|e| ApiError::Unavailable(format!("predictor is not running: {e}")))?;
-    Ok(Json(json!({
-        "enabled": true,
-        "count": predictions.len(),
-        "predictions": predictions,
-        "failures": failures,
-    })))
+    let (predictions, mut answer) = page(predictions, p.offset, p.limit, PAGE_MAX)?;
+    answer["enabled"] = json!(true);
+    answer["count"] = json!(predictions.len());
+    answer["predictions"] = json!(predictions);
+    answer["failures"] = json!(failures);
+    Ok(Json(answer))
 }
