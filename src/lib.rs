@@ -28,11 +28,13 @@
 //!   of metric names (dcgm-exporter's for GPUs).
 //! - [`redis`] — the one Redis connection policy (lazy connection, round-trip deadline).
 //! - [`runtime`] — clock, mailboxes, allocator.
-//! - [`fuzzing`] — entry points of the fuzz targets under `fuzz/`.
+//! - `fuzzing` — entry points of the fuzz targets under `fuzz/` (feature `fuzzing`, on for
+//!   the tests and `fuzz/`, off in the binary).
 
 pub mod actions;
 pub mod api;
 pub mod config;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod messages;
 pub mod model;
