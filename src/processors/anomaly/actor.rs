@@ -238,6 +238,8 @@ impl Handler<GetStats> for AnomalyDetector {
             "anomaly_peer_divergences_total",
             counts.peer_divergences as f64,
         );
+        st.extra
+            .insert("anomaly_slight_firings_total", counts.slight as f64);
         let settings = self.engine.settings();
         st.reason = Some(format!(
             "{watched} series watched, threshold {}",

@@ -11,6 +11,7 @@ use super::detector::{Detector, DetectorConfig, Reason};
 use super::jobs::JobTracker;
 use super::peers::{MemberRef, PeerMonitor, PeerSettings};
 pub use super::record::{Anomaly, AnomalyFilter, PeerContext};
+use super::slight::departs_enough;
 use super::workload::{gpu_of, OwnSignals, WorkloadCoalescer, WorkloadEvent};
 use crate::model::catalog;
 use crate::model::selector::Selector;
@@ -82,6 +83,9 @@ pub struct EngineCounts {
     pub workload_firings: u64,
     /// GPUs reported as unlike their peers.
     pub peer_divergences: u64,
+    /// GPU firings dropped alone as smaller than their metric's least departure
+    /// ([`super::slight`]).
+    pub slight: u64,
 }
 
 /// Per watched series.
@@ -206,7 +210,7 @@ impl AnomalyEngine {
             _ => None,
         };
         for held in self.workload.decide(self.latest_ms, latest, job) {
-            self.open(held, &mut opened);
+            self.open_if_departs_enough(held, &mut opened);
         }
         for divergence in self.peers.check(self.latest_ms) {
             self.open(divergence, &mut opened);
@@ -390,12 +394,21 @@ impl AnomalyEngine {
                             };
                             self.workload.hold(host, metric, anomaly, moved, before);
                         }
-                        _ => self.open(anomaly, opened),
+                        _ => self.open_if_departs_enough(anomaly, opened),
                     }
                 }
             }
         }
         Some(Sample::new(score_series, t, verdict.score))
+    }
+
+    /// Opens a detector's firing as an anomaly where it departs enough ([`super::slight`]).
+    fn open_if_departs_enough(&mut self, anomaly: Anomaly, opened: &mut Vec<u64>) {
+        if departs_enough(&anomaly) {
+            self.open(anomaly, opened);
+        } else {
+            self.counts.slight += 1;
+        }
     }
 
     /// Opens `anomaly` with the next id; later firings of its series merge into it.

@@ -13,6 +13,7 @@ pub mod messages;
 pub mod nab;
 pub mod peers;
 pub mod record;
+pub mod slight;
 pub mod workload;
 
 pub use detector::{Detector, DetectorConfig, Reason, Verdict};

@@ -40,6 +40,15 @@ pub struct Anomaly {
     pub peers: Option<PeerContext>,
 }
 
+impl Anomaly {
+    /// How far `value` lies outside the range expected of this anomaly (0 inside it).
+    pub fn outside(&self, value: f64) -> f64 {
+        (self.expected_low - value)
+            .max(value - self.expected_high)
+            .max(0.0)
+    }
+}
+
 /// The peers of a GPU that diverged from them: how many, and their smoothed values.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct PeerContext {
