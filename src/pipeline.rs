@@ -252,6 +252,7 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
             alerts: service.rules.alerts_series.clone(),
             for_state: service.rules.alerts_for_state_series.clone(),
         },
+        max_samples: service.rules.max_samples,
     };
     let rule_groups = plan.rule_groups.clone();
     let samples_topic = format!("{}samples", service.kafka.topic_prefix);

@@ -77,3 +77,76 @@ fn a_service_exploding_its_routes_is_folded_named_and_counted() {
         "{log:?}"
     );
 }
+
+/// `rules.max_samples`: a rule that reads more than the budget fails that evaluation with
+/// an error naming it (rules API, /metrics), and the other rules of its group run on.
+#[test]
+fn a_rule_reading_past_its_sample_budget_fails_alone_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pulse.toml");
+    std::fs::write(&config, "[rules]\nbuiltin_pack = false\nmax_samples = 50\n").unwrap();
+    // Two GPUs sampled every 100 ms: the heavy rule reads 2 × 10 points a second.
+    let pipeline = "[sources.gpu]\nmode = \"simulated\"\ninterval_ms = 100\n\
+                    [sources.gpu.simulated]\ngpus = 2\nscenarios = [\"steady\"]\n";
+    let rules = r#"
+groups:
+  - name: budget
+    interval: 500ms
+    rules:
+      - record: heavy
+        expr: count_over_time(DCGM_FI_DEV_GPU_UTIL[1m])
+      - record: light
+        expr: DCGM_FI_DEV_GPU_UTIL * 1
+"#;
+    let pulse = Pulse::start_with_files(
+        dir.path(),
+        pipeline,
+        rules,
+        &[("PULSE_CONFIG", config.to_str().unwrap())],
+    );
+    let rule = |v: &serde_json::Value, name: &str| {
+        v["data"]["groups"][0]["rules"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    let rules = pulse.poll("/api/v1/rules", Duration::from_secs(20), |v| {
+        rule(v, "heavy")["health"] == "err" && rule(v, "light")["health"] == "ok"
+    });
+    let error = rule(&rules, "heavy")["lastError"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("too many samples") && error.contains("rules.max_samples"),
+        "{error}"
+    );
+    // The light rule's series is written; the heavy one's only while it read at most 50
+    // points (25 per GPU), before the window grew past the budget.
+    let (_, light) = pulse.get("/api/v1/query?query=light");
+    assert_eq!(
+        light["data"]["result"].as_array().map(Vec::len),
+        Some(2),
+        "{light}"
+    );
+    let (_, heavy) = pulse.get("/api/v1/query?query=heavy");
+    for s in heavy["data"]["result"].as_array().unwrap() {
+        let v: f64 = s["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(v <= 25.0, "{heavy}");
+    }
+    let metrics = pulse.get_text("/metrics");
+    let errors: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("pulse_rule_evaluation_errors_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(errors >= 1.0, "{metrics}");
+    // Logged once, when the rule started failing, though it fails every evaluation.
+    let log = pulse.stop();
+    let warned: Vec<_> = log
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("too many samples"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(warned[0].contains("heavy"), "{warned:?}");
+}

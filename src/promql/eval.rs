@@ -90,6 +90,39 @@ impl TickCache {
     }
 }
 
+/// How many samples one evaluation may read from the store (Prometheus'
+/// `--query.max-samples`, per rule evaluation): every sample an instant selector takes and
+/// every point a range selector reads counts; results shared from the tick's cache count
+/// once, where they were read.
+#[derive(Debug)]
+pub struct SampleBudget {
+    max: u64,
+    used: std::cell::Cell<u64>,
+}
+
+impl SampleBudget {
+    pub fn new(max: u64) -> Self {
+        SampleBudget {
+            max,
+            used: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Counts `n` samples read; an error once more than the budget were.
+    fn spend(&self, n: usize) -> Result<(), EvalError> {
+        let used = self.used.get().saturating_add(n as u64);
+        self.used.set(used);
+        if used > self.max {
+            return err(format!(
+                "query processing would load too many samples into memory in query execution \
+                 (more than {}: rules.max_samples)",
+                self.max
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Evaluates expressions at `t_ms` over `storage`.
 pub struct Evaluator<'a, S: Storage + ?Sized> {
     pub storage: &'a S,
@@ -102,6 +135,8 @@ pub struct Evaluator<'a, S: Storage + ?Sized> {
     /// The step of a subquery that names none (`x[5m:]`): Prometheus uses the rule
     /// group's interval, or a minute for a query.
     pub(super) default_step_ms: i64,
+    /// The samples it may read (no limit when absent).
+    budget: Option<&'a SampleBudget>,
 }
 
 /// A subquery's step when neither it nor the caller names one.
@@ -116,7 +151,18 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             cache: None,
             query_ms: t_ms,
             default_step_ms: DEFAULT_SUBQUERY_STEP_MS,
+            budget: None,
         }
+    }
+
+    /// Limits the samples it reads (a subquery's steps share the budget).
+    pub fn with_budget(mut self, budget: Option<&'a SampleBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    fn spend(&self, n: usize) -> Result<(), EvalError> {
+        self.budget.map_or(Ok(()), |b| b.spend(n))
     }
 
     /// Shares selector and range-function results with other rules of the same tick.
@@ -141,6 +187,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
             cache: None,
             query_ms: self.query_ms,
             default_step_ms: self.default_step_ms,
+            budget: self.budget,
         }
     }
 
@@ -302,6 +349,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
         let found = self
             .storage
             .select_last(&selector_of(vs), t - LOOKBACK_MS, t);
+        self.spend(found.len())?;
         Ok(found
             .iter()
             .filter(|(_, _, v)| !is_stale(*v))
@@ -314,8 +362,9 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
         let end_ms = self.at_ms(&ms.vs.at) - offset_ms(&ms.vs.offset);
         let start_ms = end_ms - ms.range.as_millis() as i64;
         let storage: &'a S = self.storage;
-        let series = storage
-            .select_slices(&selector_of(&ms.vs), start_ms, end_ms)
+        let selected = storage.select_slices(&selector_of(&ms.vs), start_ms, end_ms);
+        self.spend(selected.iter().map(|(_, points, _)| points.len()).sum())?;
+        let series = selected
             .into_iter()
             .filter_map(|(series, points, may_be_stale)| {
                 // Read in place unless a staleness marker has to be taken out.

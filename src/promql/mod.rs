@@ -14,7 +14,7 @@ pub use elementwise::{civil_from_days, days_from_civil};
 
 use promql_parser::parser::{self, Expr};
 
-pub use eval::{EvalError, Evaluator, SelectedRange, Storage, TickCache};
+pub use eval::{EvalError, Evaluator, SampleBudget, SelectedRange, Storage, TickCache};
 
 /// Label set of a result series, `__name__` included when kept (shared, immutable).
 pub use crate::model::labels::Labels;

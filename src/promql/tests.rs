@@ -236,3 +236,31 @@ fn the_regexes_the_size_check_skips_compile_well_under_the_limit() {
         assert!(compiled.is_ok(), "{pattern} (bound {bound}): {compiled:?}");
     }
 }
+
+#[test]
+fn an_evaluation_past_its_sample_budget_fails_naming_it() {
+    // Two series of 10 points each, one second apart.
+    let points: Vec<(i64, f64)> = (0..10).map(|i| (i * 1000, i as f64)).collect();
+    let w = store(&[
+        ("m", &[("gpu", "0")], &points),
+        ("m", &[("gpu", "1")], &points),
+    ]);
+    let run = |q: &str, max: u64| {
+        let budget = SampleBudget::new(max);
+        Evaluator::new(&w, 9_000)
+            .with_budget(Some(&budget))
+            .eval(&parse(q).unwrap().expr)
+    };
+    // A range selector reads 20 points, an instant one 2 samples.
+    assert!(run("sum(rate(m[1m]))", 20).is_ok());
+    let e = run("sum(rate(m[1m]))", 19).unwrap_err();
+    assert!(
+        e.0.contains("too many samples") && e.0.contains("19"),
+        "{e:?}"
+    );
+    assert!(run("m + m", 4).is_ok());
+    assert!(run("m + m", 3).is_err());
+    // A subquery's steps share one budget: 10 steps of 2 samples.
+    assert!(run("max_over_time(m[9s:1s])", 20).is_ok());
+    assert!(run("max_over_time(m[9s:1s])", 19).is_err());
+}

@@ -528,6 +528,7 @@ mod tests {
             paths: vec![],
             template_env: Default::default(),
             alert_series_names: Default::default(),
+            max_samples: 0,
         };
         let rules =
             RuleEngine::new(vec![], sources, window.clone(), clock.clone(), 10, vec![]).start();

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::alerting::{AlertRuleState, AlertState, TemplateEnv, Transition};
 use super::{RuleGroup, RuleKind};
 use crate::model::series::{Sample, Series, SeriesKey};
-use crate::promql::{stale_nan, Evaluator, Labels, TickCache, Value, VecSample, NAME};
+use crate::promql::{
+    stale_nan, Evaluator, Labels, SampleBudget, TickCache, Value, VecSample, NAME,
+};
 use crate::store::window::WindowStore;
 
 /// A group with its alerts' state.
@@ -32,6 +34,9 @@ pub struct GroupState {
     pub template_env: TemplateEnv,
     /// What the `ALERTS` and `ALERTS_FOR_STATE` series are called.
     pub alert_series_names: AlertSeriesNames,
+    /// The samples one rule's evaluation may read (`rules.max_samples`; no limit when
+    /// absent): past it, the rule fails this evaluation with an error naming the budget.
+    pub max_samples: Option<u64>,
 }
 
 /// What one evaluation did.
@@ -120,6 +125,7 @@ impl GroupState {
             last_errors: BTreeMap::new(),
             template_env: TemplateEnv::default(),
             alert_series_names: AlertSeriesNames::default(),
+            max_samples: None,
         }
     }
 
@@ -149,11 +155,13 @@ impl GroupState {
     pub fn eval(&mut self, store: &mut WindowStore, ts: i64) -> GroupOutcome {
         let mut out = GroupOutcome::default();
         let cache = TickCache::default();
-        self.last_errors.clear();
+        let failing_before = std::mem::take(&mut self.last_errors);
         for i in 0..self.group.rules.len() {
             let rule = &self.group.rules[i];
+            let budget = self.max_samples.map(SampleBudget::new);
             let result = Evaluator::new(&*store, ts)
                 .with_cache(self.share_subexpressions.then_some(&cache))
+                .with_budget(budget.as_ref())
                 .with_default_step(self.group.interval_ms)
                 .eval(&rule.query.expr);
             let vector = match result {
@@ -266,6 +274,10 @@ impl GroupState {
             out.written.extend(written);
         }
         for (rule, e) in out.template_errors.iter().chain(&out.errors) {
+            // Logged when a rule starts failing, not at every evaluation.
+            if !failing_before.contains_key(rule) {
+                tracing::warn!(group = %self.group.name, "{rule} failed: {e}");
+            }
             self.last_errors.insert(rule.clone(), e.clone());
         }
         self.last_eval_ms = Some(ts);
@@ -357,5 +369,31 @@ mod tests {
         let mut names: Vec<&str> = out.written.iter().map(|s| s.series.name()).collect();
         names.sort();
         assert_eq!(names, ["PULSE_ALERTS", "PULSE_ALERTS_FOR_STATE"]);
+    }
+
+    /// A rule that reads past `rules.max_samples` fails alone, naming the budget; the next
+    /// rule of the group still runs and writes.
+    #[test]
+    fn a_rule_past_its_sample_budget_fails_alone() {
+        let mut g = group("groups:\n  - name: g\n    rules:\n      - record: heavy\n        expr: count_over_time(up[5m])\n      - record: light\n        expr: up * 2\n");
+        let mut store = store_with_up();
+        store.ingest(&[Sample::new(
+            SeriesKey::shared("up", [("job", "a")]),
+            2000,
+            1.0,
+        )]);
+        g.max_samples = Some(1);
+        let out = g.eval(&mut store, 2000);
+        assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+        assert!(out.errors[0].0.contains("heavy"), "{:?}", out.errors);
+        assert!(
+            out.errors[0].1.contains("rules.max_samples"),
+            "{:?}",
+            out.errors
+        );
+        let names: Vec<&str> = out.written.iter().map(|s| s.series.name()).collect();
+        assert_eq!(names, ["light"]);
+        g.max_samples = None;
+        assert!(g.eval(&mut store, 3000).errors.is_empty());
     }
 }

@@ -57,6 +57,8 @@ pub struct RuleSources {
     /// What the `ALERTS` / `ALERTS_FOR_STATE` series are called (`rules.alerts_series`,
     /// `rules.alerts_for_state_series`).
     pub alert_series_names: crate::rules::group::AlertSeriesNames,
+    /// The samples one rule's evaluation may read (`rules.max_samples`; 0: no limit).
+    pub max_samples: u64,
 }
 
 impl RuleSources {
@@ -65,6 +67,7 @@ impl RuleSources {
         let mut state = GroupState::new(group);
         state.template_env = self.template_env.clone();
         state.alert_series_names = self.alert_series_names.clone();
+        state.max_samples = (self.max_samples > 0).then_some(self.max_samples);
         state
     }
 }

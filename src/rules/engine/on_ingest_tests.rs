@@ -40,6 +40,7 @@ fn no_sources() -> RuleSources {
         paths: vec![],
         template_env: Default::default(),
         alert_series_names: Default::default(),
+        max_samples: 0,
     }
 }
 

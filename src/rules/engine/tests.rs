@@ -57,6 +57,7 @@ async fn evaluates_on_the_group_interval_and_emits_each_state_change() {
         paths: vec![],
         template_env: Default::default(),
         alert_series_names: Default::default(),
+        max_samples: 0,
     };
     let engine = RuleEngine::new(
         groups,
