@@ -373,6 +373,7 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
     let retention = plan.retention;
     let window_gauge = MailboxGauge::default();
     let store = WindowStoreActor::new(retention, downstream, clock.clone(), window_gauge.clone())
+        .with_max_bytes(pipeline.window.max_mib as usize * 1024 * 1024)
         .with_processors(processors);
     let window = WindowStoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
     component("window_store", "store", true, window.clone().recipient());

@@ -150,3 +150,69 @@ groups:
     assert_eq!(warned.len(), 1, "{log:#?}");
     assert!(warned[0].contains("heavy"), "{warned:?}");
 }
+
+/// `window.max_mib`: once the windows reach it, samples of new series are refused and
+/// counted, the status names the budget, and the series already held keep storing.
+#[test]
+fn past_the_window_memory_budget_new_series_are_refused_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four GPUs every 100 ms: their rings settle 13 s in (36 KB each), past 1 MiB.
+    let pipeline = "[sources.gpu]\nmode = \"simulated\"\ninterval_ms = 100\n\
+                    [sources.gpu.simulated]\ngpus = 4\nscenarios = [\"steady\"]\n\
+                    [window]\nmax_mib = 1\n";
+    let rules = "groups: []\n";
+    let pulse = Pulse::start_with_files(
+        dir.path(),
+        pipeline,
+        rules,
+        &[("PULSE_RULES_BUILTIN_PACK", "false")],
+    );
+    let store = |s: &serde_json::Value| {
+        s["components"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "window_store").cloned())
+            .unwrap_or_default()
+    };
+    let bytes_past =
+        |s: &serde_json::Value| store(s)["extra"]["window_bytes"].as_f64() >= Some(1024.0 * 1024.0);
+    pulse.poll("/api/phase4/status", Duration::from_secs(60), bytes_past);
+    // A new service's series now find no room.
+    let body = r#"[{"route":"/new","status":200,"latency_ms":5,"service":"late"}]"#;
+    let (code, v) = pulse.post("/api/v1/requests", "application/json", body);
+    assert_eq!(code, 202, "{v}");
+    let status = pulse.poll("/api/phase4/status", Duration::from_secs(10), |s| {
+        store(s)["state"] == "degraded"
+    });
+    let window = store(&status);
+    assert!(
+        window["reason"]
+            .as_str()
+            .unwrap()
+            .contains("window.max_mib"),
+        "{window}"
+    );
+    assert!(window["extra"]["window_refused_for_memory_total"].as_f64() > Some(0.0));
+    let metrics = pulse.get_text("/metrics");
+    assert!(
+        metrics.contains("pulse_window_refused_for_memory_total"),
+        "{metrics}"
+    );
+    let (_, late) = pulse.get("/api/v1/query?query=http_requests_total%7Bservice%3D%22late%22%7D");
+    assert_eq!(
+        late["data"]["result"].as_array().map(Vec::len),
+        Some(0),
+        "{late}"
+    );
+    // The GPUs' series keep storing.
+    let newest = |pulse: &Pulse| {
+        let (_, v) =
+            pulse.get("/api/v1/query?query=timestamp(DCGM_FI_DEV_GPU_UTIL%7Bgpu%3D%220%22%7D)");
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = newest(&pulse);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(newest(&pulse) > before, "GPU 0's series stopped storing");
+}

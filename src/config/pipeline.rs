@@ -143,6 +143,9 @@ pub struct WindowConfig {
     pub max_age_s: NonZeroU64,
     /// Distinct series kept; samples of further series are refused and counted.
     pub max_series: NonZeroUsize,
+    /// The windows' memory budget, MiB (0: none): past it samples of new series are
+    /// refused and counted, and the series held keep storing.
+    pub max_mib: u64,
 }
 
 impl Default for WindowConfig {
@@ -151,6 +154,7 @@ impl Default for WindowConfig {
             max_points: NonZeroUsize::new(1800).unwrap(),
             max_age_s: NonZeroU64::new(1800).unwrap(),
             max_series: NonZeroUsize::new(100_000).unwrap(),
+            max_mib: 1024,
         }
     }
 }

@@ -118,6 +118,12 @@ impl WindowStoreActor {
         outcome
     }
 
+    /// Sets the windows' memory budget (see [`WindowStore::set_max_bytes`]).
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.store.set_max_bytes(bytes);
+        self
+    }
+
     /// Adds processors, which see every sampler batch after it is stored and passed to the
     /// sinks (see [`process_in_order`]).
     pub fn with_processors(mut self, processors: Vec<Mailbox<ProcessBatch>>) -> Self {
@@ -438,8 +444,20 @@ impl Handler<GetStats> for WindowStoreActor {
         st.mailbox_backlog = self.gauge.get();
         st.extra.insert("series", self.store.series_count() as f64);
         st.extra.insert("points", self.store.point_count() as f64);
+        st.extra.insert("window_bytes", self.store.bytes() as f64);
+        st.extra.insert(
+            "window_refused_for_memory_total",
+            self.store.refused_for_memory() as f64,
+        );
         st.extra
             .insert("forward_failures_total", self.forward_failures as f64);
+        if self.store.refused_for_memory() > 0 && self.store.bytes() >= self.store.max_bytes() {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "memory budget reached (window.max_mib): {} samples of new series refused",
+                self.store.refused_for_memory()
+            ));
+        }
         if self.forward_failures > 0 {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!(

@@ -40,7 +40,8 @@ impl Retention {
 pub struct IngestOutcome {
     /// Samples stored.
     pub stored: u64,
-    /// Samples of a new series refused because `max_series` was reached.
+    /// Samples of a new series refused because `max_series` or the memory budget
+    /// ([`WindowStore::set_max_bytes`]) was reached.
     pub refused_series_limit: u64,
     /// Samples older than the series' newest point, refused (windows are append-only).
     pub refused_out_of_order: u64,
@@ -196,7 +197,20 @@ pub struct WindowStore {
     stored_name_ids: Vec<u32>,
     /// Points currently held across all series.
     points: usize,
+    /// Points the rings' buffers can hold, all together (what their memory is).
+    buffered: usize,
+    /// The memory budget: no new series while [`WindowStore::bytes`] is at or past it (0:
+    /// none); and samples of new series refused for it.
+    max_bytes: usize,
+    refused_for_memory: u64,
 }
+
+/// Bytes of one buffered point: a timestamp and a value.
+pub const POINT_BYTES: usize = std::mem::size_of::<(i64, f64)>();
+/// Bytes a series costs besides its points: its ring, its key in the map and in the name
+/// index, and its labels. 689 were measured for dcgm-exporter GPU series (five labels) by
+/// `tests/window_memory.rs`, which counts what the store allocates.
+pub const SERIES_BYTES: usize = 700;
 
 /// The series of one metric name.
 #[derive(Debug)]
@@ -222,7 +236,33 @@ impl WindowStore {
             ingests: 0,
             stored_name_ids: Vec::new(),
             points: 0,
+            buffered: 0,
+            max_bytes: 0,
+            refused_for_memory: 0,
         }
+    }
+
+    /// Sets the memory budget (0: none): past it, samples of new series are refused and
+    /// counted (`refused_series_limit`, and [`WindowStore::refused_for_memory`]); the series
+    /// held keep storing.
+    pub fn set_max_bytes(&mut self, bytes: usize) {
+        self.max_bytes = bytes;
+    }
+
+    /// The memory the windows take, estimated: every ring's buffer and each series' own
+    /// cost ([`POINT_BYTES`], [`SERIES_BYTES`]).
+    pub fn bytes(&self) -> usize {
+        self.buffered * POINT_BYTES + self.series.len() * SERIES_BYTES
+    }
+
+    /// The memory budget (0: none).
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Samples of new series refused because the memory budget was reached, so far.
+    pub fn refused_for_memory(&self) -> u64 {
+        self.refused_for_memory
     }
 
     /// Files a new series under its metric name; answers the name's id (given to a name
@@ -275,6 +315,11 @@ impl WindowStore {
                         out.refused_series_limit += 1;
                         continue;
                     }
+                    if self.max_bytes > 0 && self.bytes() >= self.max_bytes {
+                        out.refused_series_limit += 1;
+                        self.refused_for_memory += 1;
+                        continue;
+                    }
                     let name_id = self.index_by_name(&s.series);
                     let ring = self.series.entry(s.series.clone()).or_default();
                     ring.name_id = name_id;
@@ -323,6 +368,7 @@ impl WindowStore {
             // took 32 points at 17 minutes and 64 at 33, a step in the hour soak's RSS half
             // an hour after the predictor's series appeared, past the soak's warm-up.
             if ring.points.len() == ring.points.capacity() {
+                let before = ring.points.capacity();
                 let doubled = (ring.points.capacity() * 2).max(4);
                 let settled = settled_capacity(ring, &self.retention);
                 if doubled >= max_points / 8 || settled <= 4 * doubled {
@@ -333,6 +379,7 @@ impl WindowStore {
                 } else {
                     ring.points.reserve_exact(doubled - ring.points.len());
                 }
+                self.buffered += ring.points.capacity() - before;
             }
             ring.points.push((s.timestamp_ms, s.value));
             ring.newest_ms = s.timestamp_ms;
@@ -350,6 +397,7 @@ impl WindowStore {
         let max_points = self.retention.max_points;
         let before = self.series.len();
         let mut dropped_points = 0;
+        let mut freed = 0;
         self.series.retain(|_, ring| {
             // Counted from the oldest point rather than searched for: a sweep every second
             // finds one point or none per series, so this reads the ring's first cache line
@@ -362,9 +410,13 @@ impl WindowStore {
             ring.head += old;
             dropped_points += old;
             ring.compact(max_points);
+            if ring.len() == 0 {
+                freed += ring.points.capacity();
+            }
             ring.len() > 0
         });
         self.points -= dropped_points;
+        self.buffered -= freed;
         let removed = before - self.series.len();
         if removed > 0 {
             self.forget_removed_in_index();
@@ -375,15 +427,17 @@ impl WindowStore {
     /// Removes every series `drop` says so of (with its points); returns how many.
     pub fn remove_where(&mut self, mut drop: impl FnMut(&SeriesKey) -> bool) -> usize {
         let before = self.series.len();
-        let mut dropped_points = 0;
+        let (mut dropped_points, mut freed) = (0, 0);
         self.series.retain(|s, ring| {
             let gone = drop(s);
             if gone {
                 dropped_points += ring.len();
+                freed += ring.points.capacity();
             }
             !gone
         });
         self.points -= dropped_points;
+        self.buffered -= freed;
         self.forget_removed_in_index();
         before - self.series.len()
     }

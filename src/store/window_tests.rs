@@ -234,3 +234,27 @@ fn stats_cover_the_range_and_skip_nan() {
     assert!(w.stats(&Selector::metric("other"), 0, 10).is_empty());
     assert!(w.latest(&Selector::all(), 5).is_empty());
 }
+
+#[test]
+fn past_its_memory_budget_new_series_are_refused_and_held_ones_keep_storing() {
+    let mut w = store(100, 1_000, 100);
+    let one = |s: &Series, t: i64| [Sample::new(s.clone(), t, 1.0)];
+    w.ingest(&one(&s("m", "0"), 0));
+    // Room for the one series held, not for another.
+    w.set_max_bytes(w.bytes());
+    let out = w.ingest(&one(&s("m", "1"), 0));
+    assert_eq!((out.stored, out.refused_series_limit), (0, 1));
+    assert_eq!(w.refused_for_memory(), 1);
+    // The series held grows past the budget: it keeps storing.
+    for t in 1..50 {
+        assert_eq!(w.ingest(&one(&s("m", "0"), t)).stored, 1);
+    }
+    assert!(w.bytes() > w.max_bytes());
+    // Its points age out and it goes: the memory is free for a new series.
+    assert_eq!(w.evict(10_000), 1);
+    assert_eq!(w.bytes(), 0);
+    assert_eq!(w.ingest(&one(&s("m", "1"), 10_000)).stored, 1);
+    // No budget: no refusal.
+    w.set_max_bytes(0);
+    assert_eq!(w.ingest(&one(&s("m", "2"), 10_000)).stored, 1);
+}
