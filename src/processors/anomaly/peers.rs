@@ -19,6 +19,9 @@
 //!   lies beyond every one of its peers (below the lowest, above the highest), on every
 //!   check for `hold_ms`.
 //!
+//! A GPU that stopped (below `STOPPED_SHARE` of what its place predicts) waits
+//! `STAGGER_MS` instead: it may be the first of its host to stop.
+//!
 //! A divergence opens one anomaly (reason [`Reason::PeerDivergence`]), with the peers'
 //! median and range; it stays one anomaly until the GPU has been back in line for
 //! `RECOVERY_MS`. Time comes in with the samples.
@@ -27,6 +30,7 @@ use std::collections::HashMap;
 
 use super::detector::Reason;
 use super::record::{Anomaly, PeerContext};
+use super::workload::STAGGER_MS;
 use crate::model::series::Series;
 
 /// Time constant of each GPU's smoothed value.
@@ -52,6 +56,10 @@ const BUSY_SHARE: f64 = 0.6;
 /// The peak level fades by this factor per check (halving in about 11 minutes), so a host
 /// that moves to lighter work is judged again.
 const PEAK_FADE: f64 = 0.999;
+/// Below this share of what its place predicts, a GPU has stopped rather than slowed: a
+/// straggler or a throttled card loses 20–40 %, a GPU whose job ended falls to its idle
+/// draw (an H100's idle power is a fifth to a third of its working power).
+const STOPPED_SHARE: f64 = 0.5;
 /// A divergence ends after the GPU has been in line this long.
 const RECOVERY_MS: i64 = 60_000;
 
@@ -305,7 +313,16 @@ impl Group {
                 open.1 = now;
                 continue;
             }
-            if now - since < settings.hold_ms {
+            // A GPU that stopped may be the first of its host to stop (a job winding down
+            // stops its GPUs one after another): it waits as the workload rule waits, and
+            // the host's level moving as the rest follow ends the wait unreported.
+            let stopped = m.smoothed < STOPPED_SHARE * group_level * m.place;
+            let hold_ms = if stopped {
+                settings.hold_ms.max(STAGGER_MS)
+            } else {
+                settings.hold_ms
+            };
+            if now - since < hold_ms {
                 continue;
             }
             m.open = Some((since, now));

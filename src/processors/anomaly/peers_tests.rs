@@ -107,3 +107,32 @@ fn two_gpus_have_no_peers_to_be_judged_by() {
     });
     assert!(opened.is_empty());
 }
+
+#[test]
+fn a_gpu_stopping_first_waits_for_its_host_to_follow() {
+    // GPUs stop one after another from 10 min, 4 s apart (28 s for all eight): no
+    // divergence, though GPU 0 sat at idle beside seven busy peers for longer than the hold.
+    let onset = 600_000;
+    let staggered = run(8, 900, |g, t| {
+        if t >= onset + g as i64 * 4_000 {
+            1.0
+        } else {
+            busy(g, t)
+        }
+    });
+    assert!(staggered.is_empty(), "{staggered:?}");
+    // GPU 0 stops alone: reported, once the 30 s wait for the others is over.
+    let alone = run(8, 900, |g, t| {
+        if g == 0 && t >= onset {
+            1.0
+        } else {
+            busy(g, t)
+        }
+    });
+    assert_eq!(alone.len(), 1, "{alone:?}");
+    let waited = alone[0].0 - onset;
+    assert!(
+        (30_000..=40_000).contains(&waited),
+        "reported {waited} ms after"
+    );
+}
