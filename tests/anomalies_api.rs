@@ -95,6 +95,19 @@ async fn anomalies_are_listed_filtered_fetched_and_alerted_on() {
         .await
         .1;
     assert_eq!(one["count"], 1);
+    // Paged as every list is: the second of all, and the total before paging.
+    let all = call(&app, get("/api/phase4/anomalies")).await.1;
+    let second = call(&app, get("/api/phase4/anomalies?limit=1&offset=1"))
+        .await
+        .1;
+    assert_eq!(second["total"], all["total"], "{second}");
+    assert_eq!(second["total"], all["count"], "{all}");
+    assert!(all["count"].as_u64() >= Some(2), "{all}");
+    assert_eq!(second["anomalies"][0]["id"], all["anomalies"][1]["id"]);
+    assert_eq!(
+        (second["offset"].as_u64(), second["limit"].as_u64()),
+        (Some(1), Some(1))
+    );
     let later = call(&app, get("/api/phase4/anomalies?since_ms=99999999999999"))
         .await
         .1;

@@ -18,6 +18,7 @@ use super::messages::{
 use super::store::ActionStore;
 use super::Action;
 use crate::messages::commands::Command;
+use crate::messages::page::Page;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats, LabelledFigure};
 use crate::model::catalog::{FB_USED, HOSTNAME};
 use crate::model::selector::{MatchOp, Matcher, Selector};
@@ -555,22 +556,23 @@ impl Handler<ListActions> for ActionRunner {
     type Result = MessageResult<ListActions>;
 
     fn handle(&mut self, q: ListActions, _: &mut Self::Context) -> Self::Result {
-        let actions: Vec<ActionRecord> = self
+        let kept = self
             .records
             .iter()
             .rev()
             .filter(|r| q.rule.as_ref().is_none_or(|x| &r.rule == x))
             .filter(|r| q.outcome.as_ref().is_none_or(|x| &r.outcome == x))
-            .filter(|r| q.since_ms.is_none_or(|s| r.at_ms >= s))
-            .take(q.limit)
-            .cloned()
-            .collect();
+            .filter(|r| q.since_ms.is_none_or(|s| r.at_ms >= s));
+        let page = Page::of(kept, q.offset, q.limit).map(ActionRecord::clone);
         MessageResult(ActionList {
             paused: self.guard.paused(),
             dry_run: self.cfg().dry_run,
             awaiting: self.guard.awaiting(),
-            count: actions.len(),
-            actions,
+            total: page.total,
+            offset: q.offset,
+            limit: q.limit,
+            count: page.items.len(),
+            actions: page.items,
         })
     }
 }

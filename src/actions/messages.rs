@@ -25,6 +25,7 @@ pub struct ListActions {
     /// `executed`, `dry_run`, `failed` or a refusal (`cooldown`, ...).
     pub outcome: Option<String>,
     pub since_ms: Option<i64>,
+    pub offset: usize,
     pub limit: usize,
 }
 
@@ -35,6 +36,10 @@ pub struct ActionList {
     pub dry_run: bool,
     /// Actions awaiting their outcome.
     pub awaiting: usize,
+    /// The records the filter kept, before paging; the page's `offset` and `limit`.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
     pub count: usize,
     pub actions: Vec<ActionRecord>,
 }

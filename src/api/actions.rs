@@ -38,6 +38,7 @@ pub struct Params {
     /// At or after, Unix ms.
     since_ms: Option<i64>,
     limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// `GET /api/phase4/actions?rule=...&outcome=...&since_ms=...&limit=...`, newest first.
@@ -51,6 +52,7 @@ pub async fn list(
         rule: p.rule,
         outcome: p.outcome,
         since_ms: p.since_ms,
+        offset: p.offset.unwrap_or(0),
         limit,
     };
     Ok(Json(runner(&state)?.send(msg).await.map_err(down)?))

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{id_param, limit_param, match_param, PAGE, PAGE_MAX};
+use super::extract::{id_param, limit_param, match_param, paging, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::AnomalyFilter;
@@ -27,6 +27,7 @@ pub struct Params {
     /// Peak score at least this, 0..1.
     min_score: Option<f64>,
     limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// `GET /api/phase4/anomalies?match={gpu="0"}&since_ms=...&min_score=0.9&limit=50`
@@ -35,7 +36,7 @@ pub async fn list(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = limit_param(p.limit, PAGE, PAGE_MAX)?;
+    let (limit, offset) = (limit_param(p.limit, PAGE, PAGE_MAX)?, p.offset.unwrap_or(0));
     if let Some(m) = p.min_score {
         if !(0.0..=1.0).contains(&m) {
             return Err(ApiError::BadRequest(format!(
@@ -45,24 +46,25 @@ pub async fn list(
     }
     let matchers = match_param(p.matchers.as_deref())?;
     let Some(detector) = &state.handles.anomalies else {
-        return Ok(Json(json!({
-            "enabled": false,
-            "count": 0,
-            "anomalies": [],
-        })));
+        let mut answer = paging(0, offset, Some(limit));
+        answer["enabled"] = json!(false);
+        answer["count"] = json!(0);
+        answer["anomalies"] = json!([]);
+        return Ok(Json(answer));
     };
     let filter = AnomalyFilter {
         matchers,
         since_ms: p.since_ms,
         min_score: p.min_score,
+        offset,
         limit,
     };
-    let anomalies = detector.send(ListAnomalies(filter)).await.map_err(down)?;
-    Ok(Json(json!({
-        "enabled": true,
-        "count": anomalies.len(),
-        "anomalies": anomalies,
-    })))
+    let page = detector.send(ListAnomalies(filter)).await.map_err(down)?;
+    let mut answer = paging(page.total, offset, Some(limit));
+    answer["enabled"] = json!(true);
+    answer["count"] = json!(page.items.len());
+    answer["anomalies"] = json!(page.items);
+    Ok(Json(answer))
 }
 
 /// `GET /api/phase4/anomalies/{id}`
@@ -89,6 +91,7 @@ pub struct WorkloadParams {
     /// Last firing at or after, Unix ms.
     since_ms: Option<i64>,
     limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// `GET /api/v1/workload-events?host=host-a&metric=DCGM_FI_DEV_GPU_UTIL&since_ms=...&limit=50`:
@@ -99,22 +102,27 @@ pub async fn workload_events(
     q: Result<Query<WorkloadParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = limit_param(p.limit, PAGE, PAGE_MAX)?;
+    let (limit, offset) = (limit_param(p.limit, PAGE, PAGE_MAX)?, p.offset.unwrap_or(0));
     let Some(detector) = &state.handles.anomalies else {
-        return Ok(Json(json!({"enabled": false, "count": 0, "events": []})));
+        let mut answer = paging(0, offset, Some(limit));
+        answer["enabled"] = json!(false);
+        answer["count"] = json!(0);
+        answer["events"] = json!([]);
+        return Ok(Json(answer));
     };
-    let events = detector
+    let page = detector
         .send(ListWorkloadEvents {
             host: p.host,
             metric: p.metric,
             since_ms: p.since_ms,
+            offset,
             limit,
         })
         .await
         .map_err(down)?;
-    Ok(Json(json!({
-        "enabled": true,
-        "count": events.len(),
-        "events": events,
-    })))
+    let mut answer = paging(page.total, offset, Some(limit));
+    answer["enabled"] = json!(true);
+    answer["count"] = json!(page.items.len());
+    answer["events"] = json!(page.items);
+    Ok(Json(answer))
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::messages::page::Page;
 
 /// A JSON body that must be present.
 /// The default and the largest page of a list endpoint (`limit`).
@@ -142,7 +143,7 @@ pub fn limit_param(limit: Option<usize>, default: usize, max: usize) -> Result<u
 /// item when absent) kept. Answers the page and the paging fields every list endpoint
 /// shows: `total` (before paging), `offset`, `limit` (null for all).
 pub fn page<T>(
-    mut items: Vec<T>,
+    items: Vec<T>,
     offset: Option<usize>,
     limit: Option<usize>,
     max: usize,
@@ -150,14 +151,15 @@ pub fn page<T>(
     if let Some(l) = limit {
         limit_param(Some(l), l, max)?;
     }
-    let total = items.len();
     let offset = offset.unwrap_or(0);
-    items.drain(..offset.min(total));
-    if let Some(l) = limit {
-        items.truncate(l);
-    }
-    let fields = serde_json::json!({"total": total, "offset": offset, "limit": limit});
-    Ok((items, fields))
+    let page = Page::of(items.into_iter(), offset, limit.unwrap_or(usize::MAX));
+    Ok((page.items, paging(page.total, offset, limit)))
+}
+
+/// The paging fields of a list answer: `total` (before paging), `offset`, `limit` (null:
+/// every item).
+pub fn paging(total: usize, offset: usize, limit: Option<usize>) -> serde_json::Value {
+    serde_json::json!({"total": total, "offset": offset, "limit": limit})
 }
 
 /// `window_s`: `default` (at most `max`) when absent, else 1 to `max`, the window store's
@@ -183,7 +185,7 @@ mod tests {
     use super::page;
 
     #[test]
-    fn a_page_skips_offset_keeps_limit_and_counts_the_whole() {
+    fn a_list_page_checks_its_limit_and_says_its_paging() {
         let (items, fields) = page(vec![1, 2, 3, 4], Some(1), Some(2), 10).unwrap();
         assert_eq!(items, [2, 3]);
         assert_eq!(

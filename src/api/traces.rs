@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{limit_param, PAGE, PAGE_MAX};
+use super::extract::{limit_param, paging, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
@@ -52,6 +52,7 @@ pub struct ListParams {
     /// Started at or after, Unix ms.
     since_ms: Option<i64>,
     limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// `GET /api/phase4/traces?name=...&min_duration_ms=5&status=error&since_ms=...&limit=50`
@@ -86,14 +87,14 @@ pub async fn list(
         min_duration_ms: p.min_duration_ms,
         status,
         since_ms: p.since_ms,
+        offset: p.offset.unwrap_or(0),
         limit,
     });
-    Ok(Json(json!({
-        "enabled": true,
-        "total": total,
-        "count": traces.len(),
-        "traces": traces,
-    })))
+    let mut answer = paging(total, p.offset.unwrap_or(0), Some(limit));
+    answer["enabled"] = json!(true);
+    answer["count"] = json!(traces.len());
+    answer["traces"] = json!(traces);
+    Ok(Json(answer))
 }
 
 /// A request record with the GPU samples of its moment.
@@ -196,6 +197,7 @@ pub struct TracedParams {
     route: Option<String>,
     since_ms: Option<i64>,
     limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// `GET /api/v1/requests/traced?min_latency_ms=500&route=/v1/generate&limit=20`: ingested
@@ -221,14 +223,14 @@ pub async fn traced_requests(
         min_latency_ms: p.min_latency_ms,
         route: p.route,
         since_ms: p.since_ms,
+        offset: p.offset.unwrap_or(0),
         limit,
     });
     let (held, evicted) = state.handles.traced_requests.stats();
-    Ok(Json(json!({
-        "total": total,
-        "count": records.len(),
-        "held": held,
-        "evicted": evicted,
-        "requests": records,
-    })))
+    let mut answer = paging(total, p.offset.unwrap_or(0), Some(limit));
+    answer["count"] = json!(records.len());
+    answer["held"] = json!(held);
+    answer["evicted"] = json!(evicted);
+    answer["requests"] = json!(records);
+    Ok(Json(answer))
 }

@@ -4,5 +4,6 @@
 
 pub mod alerts;
 pub mod commands;
+pub mod page;
 pub mod samples;
 pub mod stats;

@@ -73,6 +73,7 @@ pub struct TraceFilter {
     pub status: Option<TraceStatus>,
     /// Traces that started at or after this Unix time.
     pub since_ms: Option<i64>,
+    pub offset: usize,
     pub limit: usize,
 }
 
@@ -220,6 +221,7 @@ impl TraceStore {
         drop(inner);
         let total = matched.len();
         matched.sort_by_key(|s| std::cmp::Reverse(s.start));
+        matched.drain(..filter.offset.min(total));
         matched.truncate(filter.limit);
         (matched, total)
     }

@@ -16,6 +16,7 @@ fn config(max_traces: usize, max_bytes: usize, max_spans: usize) -> TracingConfi
 
 fn all_traces() -> TraceFilter {
     TraceFilter {
+        offset: 0,
         limit: usize::MAX,
         ..TraceFilter::default()
     }
@@ -176,6 +177,7 @@ fn listing_filters_by_name_duration_status_and_time() {
     );
     assert!(names(f(|f| f.since_ms = Some(i64::MAX))).is_empty());
     let (one, total) = store.list(&TraceFilter {
+        offset: 0,
         limit: 1,
         ..TraceFilter::default()
     });

@@ -7,10 +7,12 @@
 use actix::dev::SendError;
 use actix::prelude::*;
 
+use crate::messages::page::Page;
 use crate::messages::samples::ProcessBatch;
 use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
+use crate::processors::anomaly::workload::WorkloadEvent;
 use crate::processors::anomaly::{Anomaly, AnomalyEngine, EngineSettings};
 use crate::runtime::mailbox::MailboxGauge;
 use crate::sinks::kafka::AnomalyOpened;
@@ -170,7 +172,7 @@ impl Handler<ListAnomalies> for AnomalyDetector {
         ListAnomalies(filter): ListAnomalies,
         _: &mut Self::Context,
     ) -> Self::Result {
-        MessageResult(self.engine.list(&filter))
+        MessageResult(self.engine.page(&filter))
     }
 }
 
@@ -178,16 +180,13 @@ impl Handler<ListWorkloadEvents> for AnomalyDetector {
     type Result = MessageResult<ListWorkloadEvents>;
 
     fn handle(&mut self, q: ListWorkloadEvents, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.engine
-                .workload_events()
-                .filter(|e| q.host.as_ref().is_none_or(|h| *h == e.host))
-                .filter(|e| q.metric.as_ref().is_none_or(|m| *m == e.metric))
-                .filter(|e| q.since_ms.is_none_or(|s| e.last_ms >= s))
-                .take(q.limit)
-                .cloned()
-                .collect(),
-        )
+        let kept = self
+            .engine
+            .workload_events()
+            .filter(|e| q.host.as_ref().is_none_or(|h| *h == e.host))
+            .filter(|e| q.metric.as_ref().is_none_or(|m| *m == e.metric))
+            .filter(|e| q.since_ms.is_none_or(|s| e.last_ms >= s));
+        MessageResult(Page::of(kept, q.offset, q.limit).map(WorkloadEvent::clone))
     }
 }
 

@@ -13,6 +13,7 @@ use super::peers::{MemberRef, PeerMonitor, PeerSettings};
 pub use super::record::{Anomaly, AnomalyFilter, PeerContext};
 use super::slight::departs_enough;
 use super::workload::{gpu_of, OwnSignals, WorkloadCoalescer, WorkloadEvent};
+use crate::messages::page::Page;
 use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{
@@ -428,17 +429,21 @@ impl AnomalyEngine {
         opened.push(id);
     }
 
-    /// Recent anomalies, newest first.
+    /// Recent anomalies, newest first: one page of those the filter keeps.
     pub fn list(&self, filter: &AnomalyFilter) -> Vec<Anomaly> {
-        self.anomalies
+        self.page(filter).items
+    }
+
+    /// [`AnomalyEngine::list`], and how many the filter kept before paging.
+    pub fn page(&self, filter: &AnomalyFilter) -> Page<Anomaly> {
+        let kept = self
+            .anomalies
             .iter()
             .rev()
             .filter(|a| filter.since_ms.is_none_or(|s| a.last_ms >= s))
             .filter(|a| filter.min_score.is_none_or(|m| a.peak_score >= m))
-            .filter(|a| filter.matchers.matches(&a.series))
-            .take(filter.limit)
-            .cloned()
-            .collect()
+            .filter(|a| filter.matchers.matches(&a.series));
+        Page::of(kept, filter.offset, filter.limit).map(Anomaly::clone)
     }
 
     pub fn get(&self, id: u64) -> Option<&Anomaly> {

@@ -2,12 +2,13 @@
 
 use actix::Message;
 
+use crate::messages::page::Page;
 use crate::processors::anomaly::workload::WorkloadEvent;
 use crate::processors::anomaly::{Anomaly, AnomalyFilter};
 
 /// Recent anomalies, newest first.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Vec<Anomaly>")]
+#[rtype(result = "Page<Anomaly>")]
 pub struct ListAnomalies(pub AnomalyFilter);
 
 /// One anomaly by id.
@@ -17,7 +18,7 @@ pub struct GetAnomaly(pub u64);
 
 /// Recent workload changes (most GPUs of a host moving together), newest first.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Vec<WorkloadEvent>")]
+#[rtype(result = "Page<WorkloadEvent>")]
 pub struct ListWorkloadEvents {
     /// Only this host's.
     pub host: Option<String>,
@@ -25,5 +26,6 @@ pub struct ListWorkloadEvents {
     pub metric: Option<String>,
     /// Last firing at or after, Unix ms.
     pub since_ms: Option<i64>,
+    pub offset: usize,
     pub limit: usize,
 }

@@ -65,5 +65,7 @@ pub struct AnomalyFilter {
     /// Last detected at or after, Unix ms.
     pub since_ms: Option<i64>,
     pub min_score: Option<f64>,
+    /// Paging: skip `offset` of those kept, then at most `limit`.
+    pub offset: usize,
     pub limit: usize,
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::messages::page::Page;
 use crate::model::catalog as m;
 use crate::model::series::{Sample, Series, SeriesKey};
 
@@ -472,6 +473,7 @@ pub struct TracedFilter {
     pub min_latency_ms: Option<f64>,
     pub route: Option<String>,
     pub since_ms: Option<i64>,
+    pub offset: usize,
     pub limit: usize,
 }
 
@@ -509,15 +511,8 @@ impl TracedRequests {
                     .since_ms
                     .is_none_or(|t| r.timestamp.is_some_and(|ts| ts >= t))
         });
-        let mut total = 0;
-        let mut out = Vec::new();
-        for r in matching {
-            total += 1;
-            if out.len() < filter.limit {
-                out.push(r.clone());
-            }
-        }
-        (out, total)
+        let page = Page::of(matching, filter.offset, filter.limit).map(RequestRecord::clone);
+        (page.items, page.total)
     }
 
     /// (records held, records evicted so far).

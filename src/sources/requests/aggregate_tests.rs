@@ -53,6 +53,7 @@ fn traced_requests_keep_the_newest_records_with_trace_ids() {
     ]);
     assert_eq!(ring.stats(), (2, 1));
     let all = TracedFilter {
+        offset: 0,
         limit: 10,
         ..TracedFilter::default()
     };
