@@ -41,7 +41,9 @@ async fn summary_and_profile_show_the_simulated_fleet() {
     })
     .await;
     let gpu0 = &profile["gpus"][0];
-    assert_eq!(gpu0["hostname"], "sim-host");
+    assert_eq!(gpu0["Hostname"], "sim-host");
+    assert!(gpu0["UUID"].as_str().unwrap().starts_with("GPU-"), "{gpu0}");
+    assert!(gpu0["modelName"].is_string(), "{gpu0}");
     let util = &gpu0["metrics"]["DCGM_FI_DEV_GPU_UTIL"];
     assert_eq!(util["unit"], "percent");
     assert!(util["min"].as_f64().unwrap() <= util["max"].as_f64().unwrap());

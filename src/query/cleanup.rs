@@ -38,6 +38,8 @@ pub struct CleanupReport {
 /// One GPU's before and after.
 #[derive(Debug, Clone, Serialize)]
 pub struct GpuCleanup {
+    /// dcgm-exporter's label name, as everywhere in the API.
+    #[serde(rename = "Hostname")]
     pub hostname: String,
     pub gpu: String,
     pub before_mib: f64,

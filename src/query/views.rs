@@ -38,6 +38,8 @@ pub struct DashboardSummary {
 /// The soonest predicted exhaustion in the fleet.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NearestExhaustion {
+    /// dcgm-exporter's label name, as everywhere in the API.
+    #[serde(rename = "Hostname")]
     pub hostname: String,
     pub gpu: String,
     /// The metric that runs out, e.g. `DCGM_FI_DEV_FB_USED`.
@@ -116,6 +118,8 @@ pub struct MemorySummary {
 /// The GPU with the highest temperature.
 #[derive(Debug, Clone, Serialize)]
 pub struct HottestGpu {
+    /// dcgm-exporter's label name, as everywhere in the API.
+    #[serde(rename = "Hostname")]
     pub hostname: String,
     pub gpu: String,
     pub temperature_c: f64,
@@ -197,9 +201,13 @@ pub struct GpuProfile {
 /// One GPU in the profile.
 #[derive(Debug, Clone, Serialize)]
 pub struct GpuEntry {
+    /// dcgm-exporter's label name, as everywhere in the API.
+    #[serde(rename = "Hostname")]
     pub hostname: String,
     pub gpu: String,
+    #[serde(rename = "UUID")]
     pub uuid: String,
+    #[serde(rename = "modelName")]
     pub model_name: String,
     /// Newest sample time of this GPU.
     pub last_seen_ms: i64,
