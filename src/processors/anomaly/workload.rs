@@ -236,7 +236,7 @@ impl WorkloadCoalescer {
                 a.count += 1;
                 a.peak_score = a.peak_score.max(anomaly.peak_score);
                 // A climb that keeps firing is judged by how far it got from the range
-                // first expected of it (see `super::slight`).
+                // first expected of it (see slight.rs).
                 if a.outside(anomaly.value) > a.outside(a.value) {
                     a.value = anomaly.value;
                 }
