@@ -41,6 +41,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
         max_body_bytes: service.server.max_body_bytes.get(),
         max_settle_ms: service.cleanup.max_settle_ms,
         max_profile_window_s: pipeline_cfg.window.max_age_s.get(),
+        max_query_samples: service.rules.max_samples,
     };
     spawn_reload_on_sighup(handles.rules.clone());
     let telemetry = handles.telemetry.clone();

@@ -141,6 +141,17 @@ groups:
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0);
     assert!(errors >= 1.0, "{metrics}");
+    // The query API has the same budget: the heavy expression is refused as Prometheus
+    // refuses it (422, execution), the light one answered.
+    let (code, v) = pulse.get("/api/v1/query?query=count_over_time(DCGM_FI_DEV_GPU_UTIL%5B1m%5D)");
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["errorType"], "execution", "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("too many samples"),
+        "{v}"
+    );
+    let (code, v) = pulse.get("/api/v1/query?query=DCGM_FI_DEV_GPU_UTIL");
+    assert_eq!(code, 200, "{v}");
     // Logged once, when the rule started failing, though it fails every evaluation.
     let log = pulse.stop();
     let warned: Vec<_> = log

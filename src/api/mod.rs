@@ -47,6 +47,9 @@ pub struct ApiLimits {
     pub max_settle_ms: u64,
     /// Largest `window_s` of the GPU profile (the window store's age limit).
     pub max_profile_window_s: u64,
+    /// Samples one PromQL evaluation of the query API may read (an instant query, each
+    /// step of a range query; `rules.max_samples`, 0: no limit).
+    pub max_query_samples: u64,
 }
 
 /// What handlers share, behind one `Arc`: axum clones the state for the middleware and

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
 use super::AppState;
-use crate::promql::{self, Evaluator, Labels, Value};
+use crate::promql::{self, EvalError, Evaluator, Labels, SampleBudget, Value};
 use crate::store::messages::ReadStore;
 
 /// Points one range query may return per series (Prometheus' limit).
@@ -227,6 +227,19 @@ pub async fn query_range_post(
     }
 }
 
+/// `expr` at `t_ms`, reading at most `max` samples (0: no limit).
+fn evaluate(
+    store: &crate::store::window::WindowStore,
+    t_ms: i64,
+    expr: &promql_parser::parser::Expr,
+    max: u64,
+) -> Result<Value, EvalError> {
+    let budget = (max > 0).then(|| SampleBudget::new(max));
+    Evaluator::new(store, t_ms)
+        .with_budget(budget.as_ref())
+        .eval(expr)
+}
+
 async fn query(state: AppState, p: Params) -> Response {
     let q = match query_text(&p) {
         Ok(q) => q,
@@ -237,9 +250,10 @@ async fn query(state: AppState, p: Params) -> Response {
         Err(e) => return bad_data(format!("invalid parameter \"time\": {e}")).into_response(),
     };
     let expr = q.expr;
+    let max = state.limits.max_query_samples;
     let read = ReadStore(Box::new(
         move |store: &crate::store::window::WindowStore| {
-            Evaluator::new(store, t_ms).eval(&expr).map_err(|e| e.0)
+            evaluate(store, t_ms, &expr, max).map_err(|e| e.0)
         },
     ));
     let value = match run(&state, read).await {
@@ -313,11 +327,12 @@ async fn query_range(state: AppState, p: Params) -> Response {
     let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     for chunk in times.chunks(STEPS_PER_READ) {
         let (expr, chunk) = (q.expr.clone(), chunk.to_vec());
+        let max = state.limits.max_query_samples;
         let read = ReadStore(Box::new(
             move |store: &crate::store::window::WindowStore| {
                 chunk
                     .iter()
-                    .map(|t| Evaluator::new(store, *t).eval(&expr).map(|v| (*t, v)))
+                    .map(|t| evaluate(store, *t, &expr, max).map(|v| (*t, v)))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| e.0)
             },

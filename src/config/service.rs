@@ -395,7 +395,8 @@ pub struct RulesConfig {
     /// The samples one rule's evaluation may read from the window (every sample an instant
     /// selector takes, every point a range selector reads; Prometheus' `--query.max-samples`
     /// per rule). Past it the rule fails that evaluation, with its error in the rules API
-    /// and the log, and the other rules run on. 0: no limit.
+    /// and the log, and the other rules run on. The query API's evaluations (an instant
+    /// query, each step of a range query) have the same budget. 0: no limit.
     pub max_samples: u64,
 }
 

@@ -44,6 +44,7 @@ pub fn app(service: &ServiceConfig, pipeline: &PipelineConfig) -> Router {
             max_body_bytes: BODY_LIMIT,
             max_settle_ms: 5000,
             max_profile_window_s: 1800,
+            max_query_samples: pulse::config::service::DEFAULT_RULE_MAX_SAMPLES,
         },
     ))
 }
