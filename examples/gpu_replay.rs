@@ -14,6 +14,9 @@
 //!     ../shared/data/gpu/plato_fork_1gpu
 //! ```
 //!
+//! `--mean-ms MS` replays each series' means over MS-long buckets instead of its raw
+//! samples (1000: the 1 s means a scrape of a 100 ms sampler's averages would give).
+//!
 //! `--window-ms` sets `anomaly.workload_window_ms` (0: every firing is an anomaly, as before
 //! workload changes were told apart). Anomalies inside a series' first `warmup_samples` are
 //! impossible (the detector is learning), so every sample counts in the rate.
@@ -43,6 +46,7 @@ const METRICS: &[(&str, &str)] = &[
 fn main() -> anyhow::Result<()> {
     let mut dirs = Vec::new();
     let mut window_ms: Option<u64> = None;
+    let mut mean_ms: Option<i64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -50,8 +54,16 @@ fn main() -> anyhow::Result<()> {
                 let v = args.next().context("--window-ms needs a value")?;
                 window_ms = Some(v.parse().with_context(|| format!("--window-ms {v:?}"))?);
             }
+            "--mean-ms" => {
+                let v = args.next().context("--mean-ms needs a value")?;
+                let ms: i64 = v.parse().with_context(|| format!("--mean-ms {v:?}"))?;
+                if ms <= 0 {
+                    bail!("--mean-ms {ms}: must be positive");
+                }
+                mean_ms = Some(ms);
+            }
             "-h" | "--help" => {
-                println!("usage: gpu_replay [--window-ms MS] DIR...");
+                println!("usage: gpu_replay [--window-ms MS] [--mean-ms MS] DIR...");
                 return Ok(());
             }
             _ => dirs.push(PathBuf::from(arg)),
@@ -70,13 +82,16 @@ fn main() -> anyhow::Result<()> {
     cfg.watch.push(batch_time.clone());
     cfg.peer_watch.push(batch_time);
     println!("workload_window_ms = {}", cfg.workload_window_ms);
+    if let Some(ms) = mean_ms {
+        println!("means over {ms} ms");
+    }
     for dir in dirs {
-        replay_host(&dir, &cfg)?;
+        replay_host(&dir, &cfg, mean_ms)?;
     }
     Ok(())
 }
 
-fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig) -> anyhow::Result<()> {
+fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig, mean_ms: Option<i64>) -> anyhow::Result<()> {
     let host = dir
         .file_name()
         .unwrap_or_default()
@@ -97,9 +112,16 @@ fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig) -> anyhow::Result<()> {
         };
         let series =
             SeriesKey::shared(metric, [("Hostname", host.as_str()), ("gpu", gpu.as_str())]);
+        let mut points = Vec::new();
         for (t, v) in read_series(&path)? {
             let t_ms =
                 nab::timestamp_ms(&t).with_context(|| format!("{}: time {t:?}", path.display()))?;
+            points.push((t_ms, v));
+        }
+        if let Some(ms) = mean_ms {
+            points = bucket_means(&points, ms);
+        }
+        for (t_ms, v) in points {
             samples.push((t_ms, Sample::new(series.clone(), t_ms, v)));
             *per_metric.entry(metric).or_default() += 1;
         }
@@ -156,6 +178,17 @@ fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The mean of each `ms`-long bucket of `points` (in time order), stamped at the bucket's end.
+fn bucket_means(points: &[(i64, f64)], ms: i64) -> Vec<(i64, f64)> {
+    points
+        .chunk_by(|a, b| a.0.div_euclid(ms) == b.0.div_euclid(ms))
+        .map(|b| {
+            let end = (b[0].0.div_euclid(ms) + 1) * ms;
+            (end, b.iter().map(|p| p.1).sum::<f64>() / b.len() as f64)
+        })
+        .collect()
 }
 
 /// The host, GPU and metric of a file of `dir` (named `host`): `gpu<N>_<suffix>` or

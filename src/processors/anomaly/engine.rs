@@ -11,7 +11,7 @@ use super::detector::{Detector, DetectorConfig, Reason};
 use super::jobs::JobTracker;
 use super::peers::{MemberRef, PeerMonitor, PeerSettings};
 pub use super::record::{Anomaly, AnomalyFilter, PeerContext};
-use super::slight::departs_enough;
+use super::slight::{departs_enough, is_back};
 use super::workload::{gpu_of, OwnSignals, WorkloadCoalescer, WorkloadEvent};
 use crate::messages::page::Page;
 use crate::model::catalog;
@@ -84,8 +84,8 @@ pub struct EngineCounts {
     pub workload_firings: u64,
     /// GPUs reported as unlike their peers.
     pub peer_divergences: u64,
-    /// GPU firings dropped alone as smaller than their metric's least departure
-    /// ([`super::slight`]).
+    /// GPU firings dropped alone as smaller than their metric's least departure, or as
+    /// blips, back by the time they were decided ([`super::slight`]).
     pub slight: u64,
 }
 
@@ -211,6 +211,14 @@ impl AnomalyEngine {
             _ => None,
         };
         for held in self.workload.decide(self.latest_ms, latest, job) {
+            let now = match self.series.get(&held.series) {
+                Some(Slot::Watched(w)) => w.last_raw,
+                _ => f64::NAN,
+            };
+            if is_back(&held, now) {
+                self.counts.slight += 1;
+                continue;
+            }
             self.open_if_departs_enough(held, &mut opened);
         }
         for divergence in self.peers.check(self.latest_ms) {

@@ -8,6 +8,8 @@
 //!
 //! Such a firing still counts towards a workload change (it is one GPU of a host moving
 //! with the others); alone, it is dropped and counted (`pulse_anomaly_slight_firings_total`).
+//! So is a blip: a firing held for the workload decision whose series is back near its
+//! expected range when it is decided ([`is_back`]).
 
 use super::record::Anomaly;
 use super::workload::gpu_of;
@@ -32,6 +34,14 @@ pub fn least_departure(series: &SeriesKey) -> f64 {
 /// range.
 pub fn departs_enough(anomaly: &Anomaly) -> bool {
     anomaly.outside(anomaly.value) >= least_departure(&anomaly.series)
+}
+
+/// Whether a GPU firing held for the workload decision is over by the time it is decided:
+/// its series' value `now` is back within its least departure of the range expected of
+/// it. A utilisation dip or a power peak of a second or two is a blip of an ordinary job
+/// (a data loader catching up, a collective waiting), not a state anyone acts on.
+pub fn is_back(anomaly: &Anomaly, now: f64) -> bool {
+    now.is_finite() && anomaly.outside(now) <= least_departure(&anomaly.series)
 }
 
 #[cfg(test)]
@@ -75,5 +85,20 @@ mod tests {
             &[("host", "h")],
             71.0
         )));
+    }
+
+    #[test]
+    fn a_firing_whose_series_is_back_when_decided_was_a_blip() {
+        let gpu = [("Hostname", "h"), ("gpu", "0")];
+        // Utilisation dipped to 15 (expected 30..70), and is back near the range: 25 is
+        // within its 10 points, 18 is not.
+        let dip = anomaly(catalog::GPU_UTIL, &gpu, 15.0);
+        assert!(is_back(&dip, 25.0));
+        assert!(!is_back(&dip, 18.0));
+        assert!(!is_back(&dip, f64::NAN));
+        // Watts: back only inside the range itself.
+        let peak = anomaly(catalog::POWER_USAGE, &gpu, 90.0);
+        assert!(is_back(&peak, 70.0));
+        assert!(!is_back(&peak, 70.5));
     }
 }
