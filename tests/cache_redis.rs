@@ -121,7 +121,7 @@ fn a_hung_redis_does_not_hold_the_views() {
     assert_eq!(status, 200);
     redis.pause(true);
     // Each request below misses the first tier (a new refresh period): before, each waited
-    // Redis' 5 s round-trip timeout; now the Redis tier gets 100 ms, then is skipped.
+    // Redis' 5 s round-trip timeout; now the Redis tier gets 25 ms, then is skipped.
     let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(250));
