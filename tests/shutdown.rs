@@ -105,3 +105,52 @@ fn idle_and_slow_clients_are_closed_and_a_declared_huge_body_is_refused_at_once(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A request head past the router's limits is answered in JSON, naming the limit: a target
+/// over 32 KiB (414), over 100 header fields or 64 KiB of them (431). Only past hyper's own
+/// limits (a target of 64 KiB, 1 000 fields, its read buffer) does hyper answer, with an
+/// empty 414 or 431.
+#[test]
+fn oversized_request_heads_get_json_errors_naming_the_limit() {
+    let pulse = Pulse::start(&[]);
+    let send = |head: Vec<u8>| {
+        let mut s = connect(&pulse);
+        s.write_all(&head).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    let long_target = format!(
+        "GET /api/phase4/status?x={} HTTP/1.1\r\nHost: pulse\r\nConnection: close\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let many_fields: String = (0..150).map(|i| format!("X-Field-{i}: a\r\n")).collect();
+    let many = format!(
+        "GET /api/phase4/status HTTP/1.1\r\nHost: pulse\r\n{many_fields}Connection: close\r\n\r\n"
+    );
+    let big = format!(
+        "GET /api/phase4/status HTTP/1.1\r\nHost: pulse\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    for (head, status, detail) in [
+        (long_target, "414", "bytes (at most 32768)"),
+        (many, "431", "152 header fields (at most 100)"),
+        (big, "431", "bytes of header fields (at most 65536)"),
+    ] {
+        let answer = send(head.into_bytes());
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer:.300}"
+        );
+        assert!(
+            answer.contains("content-type: application/json"),
+            "{answer:.300}"
+        );
+        assert!(answer.contains(detail), "{answer:.300}");
+    }
+    // Within the limits, the same request is served.
+    let ok = send(
+        b"GET /api/phase4/status HTTP/1.1\r\nHost: pulse\r\nConnection: close\r\n\r\n".to_vec(),
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok:.300}");
+}

@@ -29,9 +29,15 @@ pub enum ApiError {
     /// 413
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 414
+    #[error("the request target is {len} bytes (at most {limit})")]
+    UriTooLong { len: usize, limit: usize },
     /// 415
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 431: too many header fields, or too many bytes of them.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 503: a component is down or busy; retrying later can succeed.
     #[error("{0}")]
     Unavailable(String),
@@ -52,9 +58,14 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload too large")
             }
+            ApiError::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "URI too long"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported media type")
             }
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large",
+            ),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         }

@@ -34,6 +34,10 @@ pub struct ListenerLimits {
     pub grace: Duration,
 }
 
+/// Past this many header fields hyper itself answers 431, with an empty body; up to it
+/// the router answers past its own limit ([`super::MAX_HEADERS`]), in JSON.
+pub const HYPER_MAX_HEADERS: usize = 1000;
+
 /// Serves `app` on `listener` until `stopping` begins, then for at most the grace.
 pub async fn serve(
     listener: TcpListener,
@@ -46,6 +50,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
+        .max_headers(HYPER_MAX_HEADERS)
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
     loop {

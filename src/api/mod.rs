@@ -235,6 +235,43 @@ pub fn traceparent(headers: &HeaderMap) -> Option<Result<SpanContext, &'static s
     )
 }
 
+/// The most header fields a request may carry (hyper's own default, which the listener
+/// raises to [`listener::HYPER_MAX_HEADERS`] so that Pulse answers, in JSON), their bytes,
+/// and the request target's bytes (below the 64 KiB the `http` crate parses at all, past
+/// which hyper answers an empty 414): a reverse proxy's limits, generous for any client.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const MAX_URI_BYTES: usize = 32 * 1024;
+
+/// 414 or 431, in JSON, for a request head past [`MAX_URI_BYTES`], [`MAX_HEADERS`] or
+/// [`MAX_HEADER_BYTES`].
+fn head_within_limits(req: &Request) -> Result<(), ApiError> {
+    let len = req.uri().to_string().len();
+    if len > MAX_URI_BYTES {
+        return Err(ApiError::UriTooLong {
+            len,
+            limit: MAX_URI_BYTES,
+        });
+    }
+    let headers = req.headers();
+    if headers.len() > MAX_HEADERS {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "{} header fields (at most {MAX_HEADERS})",
+            headers.len()
+        )));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "{bytes} bytes of header fields (at most {MAX_HEADER_BYTES})"
+        )));
+    }
+    Ok(())
+}
+
 /// Every matched request goes through here. Without the configured token where one is
 /// needed it is answered 401 (see [`Auth`]). Either way Pulse's own handlers are measured
 /// like the services it watches (`service="pulse"`), and traced: a server span per request
@@ -260,9 +297,12 @@ async fn guard_and_record(State(state): State<AppState>, mut req: Request, next:
         s.set("url.path", req.uri().path().to_string());
         req.extensions_mut().insert(s.clone());
     }
-    let allowed = state
-        .auth
-        .check(req.method(), req.uri().path(), req.headers());
+    let allowed = head_within_limits(&req).and_then(|()| {
+        state
+            .auth
+            .check(req.method(), req.uri().path(), req.headers())
+            .map_err(ApiError::Unauthorized)
+    });
     // A body declared larger than the limit is refused before it is read.
     let declared = req
         .headers()
@@ -275,7 +315,7 @@ async fn guard_and_record(State(state): State<AppState>, mut req: Request, next:
             axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge { limit })
         }
         Ok(()) => next.run(req).await,
-        Err(why) => axum::response::IntoResponse::into_response(ApiError::Unauthorized(why)),
+        Err(e) => axum::response::IntoResponse::into_response(e),
     };
     let status = response.status().as_u16();
     let trace_id = span.as_ref().map(|s| {
