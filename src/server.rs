@@ -103,7 +103,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
     if let Some(sink) = redis_sink {
         let within = std::time::Duration::from_secs(5);
         match sink.send(crate::sinks::redis::Drain(within)).await {
-            Ok(0) => {}
+            Ok(0) => tracing::info!("redis sink drained: every buffered sample written"),
             Ok(left) => {
                 tracing::warn!("{left} samples buffered for Redis were not written before shutdown")
             }

@@ -322,6 +322,11 @@ fn two_aggregators_share_the_hosts_and_one_takes_over_when_the_other_is_killed()
             .collect();
         assert_eq!(kinds, ["pending", "firing"], "{id}");
     }
-    b.stop();
+    // A clean stop says what became of what the Redis sink held.
+    let log = b.stop();
+    assert!(
+        log.iter().any(|l| l.contains("redis sink drained")),
+        "{log:#?}"
+    );
     agent.stop();
 }
