@@ -234,7 +234,7 @@ fn evaluate(
     expr: &promql_parser::parser::Expr,
     max: u64,
 ) -> Result<Value, EvalError> {
-    let budget = (max > 0).then(|| SampleBudget::new(max));
+    let budget = SampleBudget::limit(max);
     Evaluator::new(store, t_ms)
         .with_budget(budget.as_ref())
         .eval(expr)

@@ -101,11 +101,12 @@ pub struct SampleBudget {
 }
 
 impl SampleBudget {
-    pub fn new(max: u64) -> Self {
-        SampleBudget {
+    /// A budget of `max` samples; none for 0 (no limit), as `rules.max_samples` says it.
+    pub fn limit(max: u64) -> Option<Self> {
+        (max > 0).then(|| SampleBudget {
             max,
             used: std::cell::Cell::new(0),
-        }
+        })
     }
 
     /// Counts `n` samples read; an error once more than the budget were.

@@ -246,9 +246,9 @@ fn an_evaluation_past_its_sample_budget_fails_naming_it() {
         ("m", &[("gpu", "1")], &points),
     ]);
     let run = |q: &str, max: u64| {
-        let budget = SampleBudget::new(max);
+        let budget = SampleBudget::limit(max);
         Evaluator::new(&w, 9_000)
-            .with_budget(Some(&budget))
+            .with_budget(budget.as_ref())
             .eval(&parse(q).unwrap().expr)
     };
     // A range selector reads 20 points, an instant one 2 samples.

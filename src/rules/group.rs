@@ -34,9 +34,9 @@ pub struct GroupState {
     pub template_env: TemplateEnv,
     /// What the `ALERTS` and `ALERTS_FOR_STATE` series are called.
     pub alert_series_names: AlertSeriesNames,
-    /// The samples one rule's evaluation may read (`rules.max_samples`; no limit when
-    /// absent): past it, the rule fails this evaluation with an error naming the budget.
-    pub max_samples: Option<u64>,
+    /// The samples one rule's evaluation may read (`rules.max_samples`; 0: no limit):
+    /// past it, the rule fails this evaluation with an error naming the budget.
+    pub max_samples: u64,
 }
 
 /// What one evaluation did.
@@ -125,7 +125,7 @@ impl GroupState {
             last_errors: BTreeMap::new(),
             template_env: TemplateEnv::default(),
             alert_series_names: AlertSeriesNames::default(),
-            max_samples: None,
+            max_samples: 0,
         }
     }
 
@@ -158,7 +158,7 @@ impl GroupState {
         let failing_before = std::mem::take(&mut self.last_errors);
         for i in 0..self.group.rules.len() {
             let rule = &self.group.rules[i];
-            let budget = self.max_samples.map(SampleBudget::new);
+            let budget = SampleBudget::limit(self.max_samples);
             let result = Evaluator::new(&*store, ts)
                 .with_cache(self.share_subexpressions.then_some(&cache))
                 .with_budget(budget.as_ref())
@@ -382,7 +382,7 @@ mod tests {
             2000,
             1.0,
         )]);
-        g.max_samples = Some(1);
+        g.max_samples = 1;
         let out = g.eval(&mut store, 2000);
         assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
         assert!(out.errors[0].0.contains("heavy"), "{:?}", out.errors);
@@ -393,7 +393,7 @@ mod tests {
         );
         let names: Vec<&str> = out.written.iter().map(|s| s.series.name()).collect();
         assert_eq!(names, ["light"]);
-        g.max_samples = None;
+        g.max_samples = 0;
         assert!(g.eval(&mut store, 3000).errors.is_empty());
     }
 }

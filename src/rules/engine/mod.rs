@@ -67,7 +67,7 @@ impl RuleSources {
         let mut state = GroupState::new(group);
         state.template_env = self.template_env.clone();
         state.alert_series_names = self.alert_series_names.clone();
-        state.max_samples = (self.max_samples > 0).then_some(self.max_samples);
+        state.max_samples = self.max_samples;
         state
     }
 }
