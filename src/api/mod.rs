@@ -11,11 +11,11 @@ mod extract;
 mod ingest;
 pub mod listener;
 mod metrics;
-mod phase4;
 mod predictions;
 mod prom;
 mod prom_meta;
 mod prom_rules;
+mod query;
 mod status;
 mod traces;
 mod web;
@@ -177,14 +177,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/query_range",
             get(prom::query_range_get).post(prom::query_range_post),
         )
-        .route("/api/phase4/gpu/profile", get(phase4::gpu_profile))
-        .route("/api/phase4/gpu/cleanup", post(phase4::gpu_cleanup))
+        .route("/api/phase4/gpu/profile", get(query::gpu_profile))
+        .route("/api/phase4/gpu/cleanup", post(query::gpu_cleanup))
         .route(
             "/api/phase4/dashboard/summary",
-            get(phase4::dashboard_summary),
+            get(query::dashboard_summary),
         )
-        .route("/api/phase4/cache/stats", get(phase4::cache_stats))
-        .route("/api/phase4/cache/clear", post(phase4::cache_clear))
+        .route("/api/phase4/cache/stats", get(query::cache_stats))
+        .route("/api/phase4/cache/clear", post(query::cache_clear))
         .route("/api/phase4/status", get(status::status))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))

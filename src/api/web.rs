@@ -87,7 +87,7 @@ async fn own_series(
     let selector = match_param(Some(text))?;
     let window_s = window_param(
         p.window_s,
-        super::phase4::DEFAULT_PROFILE_WINDOW_S,
+        super::query::DEFAULT_PROFILE_WINDOW_S,
         state.limits.max_profile_window_s,
     )?;
     let now = state.handles.clock.now_ms();

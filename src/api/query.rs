@@ -1,4 +1,4 @@
-//! `/api/phase4/...`: dashboard summary, GPU profile and cleanup, cache stats and clear.
+//! The query actor's endpoints (`/api/phase4/...`): dashboard summary, GPU profile and cleanup, cache stats and clear.
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;

@@ -1,0 +1,119 @@
+//! Tests of `select.rs`.
+
+use super::*;
+
+#[test]
+fn the_normal_quantile_is_right() {
+    assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
+    assert!((normal_quantile(0.9) - 1.281_552).abs() < 1e-5);
+    assert!((normal_quantile(0.5)).abs() < 1e-9);
+    assert!((normal_quantile(0.001) + 3.090_232).abs() < 1e-5);
+}
+
+#[test]
+fn a_random_walk_gets_naive_and_noise_around_a_level_gets_the_mean() {
+    // A random walk (deterministic steps of +-1): nothing beats the last value.
+    let mut x = 0.0;
+    let walk: Vec<f64> = (0..180)
+        .map(|i| {
+            x += if (i * 7919) % 13 < 6 { 1.0 } else { -1.0 };
+            x
+        })
+        .collect();
+    let f = best(&walk, None, 60, &[0.8]).unwrap();
+    assert!(
+        f.backtest.iter().all(|b| b.mae <= b.naive_mae),
+        "{:?}",
+        f.backtest
+    );
+    // White noise around 50: the mean is far better than the last value.
+    let noise: Vec<f64> = (0..180)
+        .map(|i| 50.0 + (((i * 7919) % 101) as f64 - 50.0) / 10.0)
+        .collect();
+    // A short window: only the latest origin, and only the simple methods backtested.
+    let short = best(&noise[..36], None, 10, &[0.8]).unwrap();
+    assert_eq!(short.point.len(), 10);
+    assert!(short.backtest.iter().all(|b| b.naive_mae > 0.0));
+    let f = best(&noise, None, 60, &[0.8, 0.95]).unwrap();
+    let last = f.backtest.last().unwrap();
+    assert!(last.mae < 0.9 * last.naive_mae, "{:?}", f.backtest);
+    assert_eq!(f.point.len(), 60);
+    assert!((f.point[59] - 50.0).abs() < 1.5, "{}", f.point[59]);
+    let iv = &f.intervals[1];
+    assert!(iv.lower[59] < 45.0 && iv.upper[59] > 55.0, "{iv:?}");
+}
+
+/// Noise in [-1, 1], uncorrelated from step to step (splitmix64 of the step).
+fn jitter(i: usize) -> f64 {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+#[test]
+fn a_climb_is_extrapolated_past_the_shortest_horizons_only() {
+    // A steady climb: the first band (6 steps) follows the latest values, the later
+    // ones carry the climb on.
+    let values: Vec<f64> = (0..180)
+        .map(|i| 100.0 + 2.0 * i as f64 + jitter(i))
+        .collect();
+    let f = best(&values, None, 60, &[0.8]).unwrap();
+    let first = &f.backtest[0];
+    assert_eq!(first.to_step, 6);
+    assert!(
+        first.model == "naive" || first.model.starts_with("level("),
+        "{:?}",
+        f.backtest
+    );
+    assert!(
+        f.point[59] > values[179] + 100.0,
+        "{} {:?}",
+        f.point[59],
+        f.backtest
+    );
+}
+
+#[test]
+fn noise_around_a_moving_level_gets_a_local_level() {
+    // Noise around a level that stepped up 80 points ago: the window's mean is far off,
+    // the last value carries the noise, the mean of the last 16 does neither. (60 steps
+    // ahead, the predictor's default: the first band reaches 6 steps, far enough for a
+    // local level of 4 to compete there.)
+    let values: Vec<f64> = (0..180)
+        .map(|i| if i < 100 { 20.0 } else { 60.0 } + 5.0 * jitter(i))
+        .collect();
+    let f = best(&values, None, 60, &[0.8]).unwrap();
+    assert!(f.model.starts_with("level("), "{}", f.model);
+    let first = &f.backtest[0];
+    assert!(first.mae < first.naive_mae, "{:?}", f.backtest);
+    assert!(
+        (f.point[29] - 60.0).abs() < 2.0,
+        "{} {:?}",
+        f.point[29],
+        f.backtest
+    );
+    // Its intervals come from its own errors: they hold the noise (±5) and no more.
+    let iv = &f.intervals[0];
+    assert!(iv.upper[0] - iv.lower[0] < 20.0, "{iv:?}");
+    assert!(iv.lower[29] < 57.0 && iv.upper[29] > 63.0, "{iv:?}");
+}
+
+#[test]
+fn a_noisy_season_gets_the_seasonal_mean() {
+    // A 12-step square wave with noise: one season back carries that season's noise,
+    // the mean of four seasons back a quarter of it.
+    let values: Vec<f64> = (0..180)
+        .map(|i| if i % 12 < 6 { 100.0 } else { 0.0 } + 10.0 * jitter(i))
+        .collect();
+    let f = best(&values, Some(12), 24, &[0.8]).unwrap();
+    // A short backtest is a noisy judge: seasonal naive may keep a band.
+    assert!(f.model.contains("seasonal_mean(12x4)"), "{:?}", f.backtest);
+    assert_eq!(f.period, Some(12));
+    assert!(f.backtest.iter().all(|b| b.mae < b.naive_mae));
+    for (h, p) in f.point.iter().enumerate() {
+        let truth = if (180 + h) % 12 < 6 { 100.0 } else { 0.0 };
+        assert!((p - truth).abs() < 10.0, "step {h}: {p}");
+    }
+}
