@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use pulse::model::series::Sample;
 use pulse::processors::anomaly::nab;
-use pulse::processors::predict::model::{detect_period, resample, Calibration};
+use pulse::processors::predict::calibration::Calibration;
+use pulse::processors::predict::model::{detect_period, resample};
 use pulse::processors::predict::select::forecast;
 use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
 
@@ -53,14 +54,19 @@ fn evaluate(name: &str, values: &[f64]) -> SeriesResult {
     let mut tallies = vec![Tally::default(); HORIZONS.len()];
     let (mut fits, mut failures, mut fit_ms) = (0, 0, 0.0);
     let mut origin = WINDOW;
-    let mut calibration = Calibration::new(LEVELS.len());
+    let mut calibration = Calibration::new(&LEVELS, h_max);
     let calibrate = std::env::var("NO_CALIBRATION").is_err();
     while origin + h_max <= values.len() {
         let window = &values[origin - WINDOW..origin];
         match forecast(window, h_max, &LEVELS) {
             Ok(mut f) => {
                 if calibrate {
-                    calibration.apply(&mut f);
+                    // As the predictor does: earlier forecasts are scored on the steps that
+                    // have come true by now (the window's last value), then this one is
+                    // calibrated and remembered.
+                    let now = origin as i64 - 1;
+                    calibration.observe(now, |t| values.get(usize::try_from(t).ok()?).copied());
+                    calibration.apply(&mut f, now);
                 }
                 fits += 1;
                 fit_ms += f.fit_ms;
@@ -80,10 +86,6 @@ fn evaluate(name: &str, values: &[f64]) -> SeriesResult {
                     };
                     t.in80 += inside(0) as usize;
                     t.in95 += inside(1) as usize;
-                }
-                // As the predictor does: the steps that come true before the next refit.
-                for h in 0..STRIDE.min(h_max) {
-                    calibration.observe(&f, h, values[origin + h]);
                 }
             }
             Err(_) => failures += 1,

@@ -6,7 +6,8 @@
 use serde::Serialize;
 use std::collections::HashMap;
 
-use super::model::{self, describe_span, exhaustion, robust_trend, Calibration, SeriesGrid};
+use super::calibration::Calibration;
+use super::model::{self, describe_span, exhaustion, robust_trend, SeriesGrid};
 use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{derived_series, BuildPrehashed, Sample, Series, SeriesKey};
@@ -112,21 +113,14 @@ pub struct Prediction {
     /// Whether the values are a counter's per-second rate.
     pub is_rate: bool,
     pub levels: Vec<f64>,
-    /// How much the model's intervals were widened (> 1) or narrowed (< 1), per level, by
-    /// this series' online calibration.
+    /// How much the model's intervals were widened (> 1) or narrowed (< 1) at the last
+    /// step, per level, by this series' calibration (each step has its own factor).
     pub interval_scale: Vec<f64>,
     pub forecast: Vec<ForecastPoint>,
     pub exhaustion: Option<ExhaustionView>,
     /// Why this method: per band of horizons (in steps), its backtest error on the series'
     /// own window beside the naive forecast's (see `predict::select`).
     pub backtest: Vec<super::model::BacktestBand>,
-}
-
-/// What the engine remembers of a series between fits, to calibrate its intervals.
-struct Calibrated {
-    calibration: Calibration,
-    /// The last forecast given (calibrated) and the end of the window it started from.
-    last: Option<(i64, model::Forecast)>,
 }
 
 /// A series whose last fit failed.
@@ -171,7 +165,7 @@ pub struct PredictorEngine {
     failures: HashMap<Series, FitFailure, BuildPrehashed>,
     /// Exhaustion series written last cycle, to mark stale when they stop.
     exhausting: HashMap<Series, Vec<Series>, BuildPrehashed>,
-    calibration: HashMap<Series, Calibrated, BuildPrehashed>,
+    calibration: HashMap<Series, Calibration, BuildPrehashed>,
     counts: PredictorCounts,
 }
 
@@ -413,38 +407,24 @@ impl PredictorEngine {
         out
     }
 
-    /// Scores the series' previous forecast against the steps of this window that it
-    /// covered, then widens or narrows this forecast's intervals accordingly.
+    /// Scores the series' earlier forecasts against the steps of this window that have come
+    /// true, then widens or narrows this forecast's intervals step by step accordingly.
+    /// Returns the scale of each level at the last step.
     fn calibrate(&mut self, job: &FitJob, f: &mut model::Forecast) -> Vec<f64> {
         let step = self.settings.step_ms;
-        let levels = f.intervals.len();
-        let state = self
+        let levels: Vec<f64> = f.intervals.iter().map(|i| i.level).collect();
+        let calibration = self
             .calibration
             .entry(job.series.clone())
-            .or_insert_with(|| Calibrated {
-                calibration: Calibration::new(levels),
-                last: None,
-            });
-        if let Some((prev_end, prev)) = state.last.take() {
-            for h in 0..prev.point.len() {
-                let t = prev_end + (h as i64 + 1) * step;
-                if t > job.end_ms {
-                    break;
-                }
-                let back = ((job.end_ms - t) / step) as usize;
-                if let Some(actual) = job
-                    .values
-                    .len()
-                    .checked_sub(back + 1)
-                    .map(|i| job.values[i])
-                {
-                    state.calibration.observe(&prev, h, actual);
-                }
-            }
-        }
-        state.calibration.apply(f);
-        state.last = Some((job.end_ms, f.clone()));
-        state.calibration.scales()
+            .or_insert_with(|| Calibration::new(&levels, f.point.len()));
+        // The window's last step, counted in steps (to the nearest: refits are not aligned).
+        let end = (job.end_ms + step / 2).div_euclid(step);
+        calibration.observe(end, |t| {
+            let back = usize::try_from(end - t).ok()?;
+            let i = job.values.len().checked_sub(back + 1)?;
+            Some(job.values[i])
+        });
+        calibration.apply(f, end)
     }
 
     /// Forecast series at each horizon, and the exhaustion series (or their staleness).

@@ -2,6 +2,7 @@
 //! each series' method, and the [`engine`] the predictor actor runs.
 
 pub mod actor;
+pub mod calibration;
 pub mod engine;
 pub mod messages;
 pub mod model;

@@ -318,56 +318,6 @@ impl Fitted {
     }
 }
 
-/// Online calibration of one series' intervals (adaptive conformal inference, Gibbs &
-/// Candès 2021): each time an actual value is compared with an earlier forecast, each
-/// level's width scale grows when the value fell outside and shrinks when it fell inside,
-/// so that over time the share outside tends to `1 - level`. The model's intervals assume
-/// Gaussian errors; this corrects them per series, from what happened.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Calibration {
-    /// Log of the half-width scale, per level.
-    log_scale: Vec<f64>,
-}
-
-/// Step size of the calibration's updates.
-pub const CALIBRATION_RATE: f64 = 0.05;
-
-impl Calibration {
-    pub fn new(levels: usize) -> Self {
-        Calibration {
-            log_scale: vec![0.0; levels],
-        }
-    }
-
-    /// The half-width scale of each level.
-    pub fn scales(&self) -> Vec<f64> {
-        self.log_scale.iter().map(|l| l.exp()).collect()
-    }
-
-    /// Scores `actual` against step `h` (0-based) of `forecast` (already calibrated).
-    pub fn observe(&mut self, forecast: &Forecast, h: usize, actual: f64) {
-        if !actual.is_finite() || h >= forecast.point.len() {
-            return;
-        }
-        for (ls, iv) in self.log_scale.iter_mut().zip(&forecast.intervals) {
-            let outside = actual < iv.lower[h] || actual > iv.upper[h];
-            let miss_target = 1.0 - iv.level;
-            *ls += CALIBRATION_RATE * (f64::from(u8::from(outside)) - miss_target);
-            *ls = ls.clamp(-3.0, 3.0);
-        }
-    }
-
-    /// Scales `forecast`'s intervals around its point.
-    pub fn apply(&self, forecast: &mut Forecast) {
-        for (scale, iv) in self.scales().into_iter().zip(&mut forecast.intervals) {
-            for (h, p) in forecast.point.iter().enumerate() {
-                iv.lower[h] = p - scale * (p - iv.lower[h]);
-                iv.upper[h] = p + scale * (iv.upper[h] - p);
-            }
-        }
-    }
-}
-
 /// A robust straight line through a window: the Theil–Sen slope (median of pairwise slopes),
 /// with the 10th and 90th percentiles of those slopes as its spread.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
