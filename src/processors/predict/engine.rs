@@ -7,14 +7,10 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 use super::calibration::Calibration;
-use super::model::{self, describe_span, exhaustion, robust_trend, SeriesGrid};
+use super::model::{self, describe_span, exhaustion, SeriesGrid};
 use crate::model::catalog;
 use crate::model::selector::Selector;
 use crate::model::series::{derived_series, BuildPrehashed, Sample, Series, SeriesKey};
-
-/// The shipped forecast must climb at least this share of the robust line's slope for
-/// the time to exhaustion to be told.
-const MIN_CLIMB_SHARE: f64 = 0.5;
 
 /// Forecast series: the watched series' labels plus `metric`, `horizon` and `bound`.
 pub const FORECAST_METRIC: &str = catalog::FORECAST;
@@ -331,20 +327,10 @@ impl PredictorEngine {
                     cycle_ms += f.fit_ms;
                     self.failures.remove(&job.series);
                     let interval_scale = self.calibrate(&job, &mut f);
-                    // One story: the time to exhaustion (from a robust line through the
-                    // window) is told only when the shipped forecast climbs at least half
-                    // as fast as that line; a flat forecast beside "runs out in 4
-                    // minutes" (a window that climbed, then held) contradicts itself.
-                    let climb_per_step = match (f.point.last(), job.values.last()) {
-                        (Some(end), Some(now)) => (end - now) / f.point.len() as f64,
-                        _ => 0.0,
-                    };
+                    // One story: the time to exhaustion is read off the shipped forecast
+                    // and its (calibrated) bands, as plotted.
                     let exhaustion = job.limit.as_ref().and_then(|(limit, resource)| {
-                        let trend = robust_trend(&job.values)?;
-                        if climb_per_step < MIN_CLIMB_SHARE * trend.slope {
-                            return None;
-                        }
-                        let e = exhaustion(&trend, *limit, step_s)?;
+                        let e = exhaustion(&f, *job.values.last()?, *limit, step_s)?;
                         Some(ExhaustionView {
                             resource: resource.clone(),
                             limit: *limit,

@@ -1,6 +1,7 @@
 //! Forecasting one series, as plain functions: resampling a window onto an even grid, the
 //! model choice (MSTL + AutoETS when a season is detected, AutoETS otherwise), the forecast
-//! with its intervals, a robust linear trend, and the time until a limit is reached. The
+//! with its intervals, a robust linear trend (taken out before looking for a season), and the
+//! time until the forecast reaches a limit. The
 //! predictor actor and `examples/forecast_accuracy.rs` both call these.
 
 use std::time::Instant;
@@ -318,7 +319,8 @@ impl Fitted {
     }
 }
 
-/// A robust straight line through a window: the Theil–Sen slope (median of pairwise slopes),
+/// A robust straight line through a window (to take out before looking for a season): the
+/// Theil–Sen slope (median of pairwise slopes),
 /// with the 10th and 90th percentiles of those slopes as its spread.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Trend {
@@ -364,23 +366,58 @@ pub fn robust_trend(values: &[f64]) -> Option<Trend> {
 pub struct Exhaustion {
     /// Estimated seconds from the newest point.
     pub seconds: f64,
-    /// From the steepest and the shallowest plausible slope.
+    /// Where the upper and the lower bound of the first interval level reach the limit.
     pub earliest_seconds: f64,
     pub latest_seconds: f64,
     pub limit: f64,
 }
 
-/// Time until `trend` reaches `limit`, when it is clearly growing (even its 10th-percentile
-/// slope is positive) and has not reached it yet.
-pub fn exhaustion(trend: &Trend, limit: f64, step_s: f64) -> Option<Exhaustion> {
-    let room = limit - trend.level;
-    if trend.slope_low <= 0.0 || room <= 0.0 {
+/// Share of a forecast's steps, at its end, whose slope carries it on past the horizon.
+const END_SLOPE_SHARE: f64 = 1.0 / 3.0;
+
+/// Steps (fractional) from the newest value `now` until `path` reaches `limit`: where it
+/// crosses within the horizon, else where the line through its last steps would.
+fn steps_to(now: f64, path: &[f64], limit: f64) -> Option<f64> {
+    let mut before = now;
+    for (k, &v) in path.iter().enumerate() {
+        if v >= limit {
+            let part = if v > before {
+                (limit - before) / (v - before)
+            } else {
+                1.0
+            };
+            return Some(k as f64 + part.clamp(0.0, 1.0));
+        }
+        before = v;
+    }
+    let n = path.len();
+    let m = ((n as f64 * END_SLOPE_SHARE) as usize).max(1);
+    let slope = (path.get(n.checked_sub(1)?)? - path.get(n.checked_sub(m + 1)?)?) / m as f64;
+    (slope > 0.0 && slope.is_finite()).then(|| n as f64 + (limit - path[n - 1]) / slope)
+}
+
+/// When the shipped forecast says a series reaches `limit` (one story: the sentence is read
+/// off the line and bands that are plotted). The estimate is where the point forecast
+/// reaches it, the range where the first interval level's upper and lower bounds do; past
+/// the horizon each goes on along the line of its last third. None when the series is
+/// already at the limit, when the forecast does not climb, or when even its lower bound
+/// never gets there: a flat or noisy series is not running out.
+pub fn exhaustion(forecast: &Forecast, now: f64, limit: f64, step_s: f64) -> Option<Exhaustion> {
+    let climbs = forecast.point.last().is_some_and(|&end| end > now);
+    // `now` must be below the limit (and not NaN).
+    if now.partial_cmp(&limit) != Some(std::cmp::Ordering::Less) || !climbs {
         return None;
     }
+    let band = forecast.intervals.first()?;
+    let estimate = steps_to(now, &forecast.point, limit)?;
+    let latest = steps_to(now, &band.lower, limit)?.max(estimate);
+    let earliest = steps_to(now, &band.upper, limit)
+        .unwrap_or(estimate)
+        .min(estimate);
     Some(Exhaustion {
-        seconds: room / trend.slope * step_s,
-        earliest_seconds: room / trend.slope_high * step_s,
-        latest_seconds: room / trend.slope_low * step_s,
+        seconds: estimate * step_s,
+        earliest_seconds: earliest * step_s,
+        latest_seconds: latest * step_s,
         limit,
     })
 }

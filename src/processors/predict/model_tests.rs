@@ -75,19 +75,50 @@ fn a_trend_is_forecast_as_one_and_a_constant_is_itself() {
         .contains("30 needed"));
 }
 
+/// A forecast of 60 steps: `point(h)`, with an 80 % band of ±`half(h)`.
+fn forecast_of(point: impl Fn(f64) -> f64, half: impl Fn(f64) -> f64) -> Forecast {
+    let steps = (1..=60).map(f64::from);
+    Forecast {
+        model: "test".into(),
+        period: None,
+        fit_ms: 0.0,
+        point: steps.clone().map(&point).collect(),
+        intervals: vec![Interval {
+            level: 0.8,
+            lower: steps.clone().map(|h| point(h) - half(h)).collect(),
+            upper: steps.map(|h| point(h) + half(h)).collect(),
+        }],
+        backtest: Vec::new(),
+    }
+}
+
 #[test]
-fn a_leak_reaches_its_limit_and_a_flat_line_never_does() {
-    // 35 per step from 40 000, noisy, limit 80 000: (80 000 - 47 000) / 35 ≈ 943 steps.
-    let values: Vec<f64> = (0..200)
-        .map(|i| 40_000.0 + 35.0 * i as f64 + ((i * 13) % 5) as f64 * 20.0)
-        .collect();
-    let t = robust_trend(&values).unwrap();
-    assert!((t.slope - 35.0).abs() < 1.0, "{t:?}");
-    let e = exhaustion(&t, 80_000.0, 10.0).unwrap();
-    assert!((e.seconds - 9430.0).abs() < 300.0, "{e:?}");
-    assert!(e.earliest_seconds <= e.seconds && e.seconds <= e.latest_seconds);
-    let flat: Vec<f64> = (0..200).map(|i| 100.0 + ((i * 13) % 5) as f64).collect();
-    assert!(exhaustion(&robust_trend(&flat).unwrap(), 200.0, 10.0).is_none());
+fn exhaustion_is_read_off_the_forecast_and_its_band() {
+    // 35 a step from 47 000, limit 80 000: (80 000 - 47 000) / 35 ≈ 943 steps, past the
+    // 60-step horizon (49 100 at its end), so along the line of the last third; the band
+    // widens 2 a step (±220 at the end), so its upper bound climbs 37 a step, its lower 33.
+    let leak = forecast_of(|h| 47_000.0 + 35.0 * h, |h| 100.0 + 2.0 * h);
+    let e = exhaustion(&leak, 47_000.0, 80_000.0, 10.0).unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    assert!(close(e.seconds, 10.0 * (60.0 + 30_900.0 / 35.0)), "{e:?}");
+    assert!(
+        close(e.earliest_seconds, 10.0 * (60.0 + 30_680.0 / 37.0)),
+        "{e:?}"
+    );
+    assert!(
+        close(e.latest_seconds, 10.0 * (60.0 + 31_120.0 / 33.0)),
+        "{e:?}"
+    );
+    // Within the horizon: where the plotted line crosses the limit.
+    let e = exhaustion(&leak, 47_000.0, 48_000.0, 10.0).unwrap();
+    assert!(close(e.seconds, 10.0 * 1_000.0 / 35.0), "{e:?}");
+    assert!(e.earliest_seconds < e.seconds && e.seconds < e.latest_seconds);
+    // A flat forecast, a climb lost in its own band, a series past its limit: none.
+    let flat = forecast_of(|_| 47_000.0, |_| 100.0);
+    assert!(exhaustion(&flat, 47_000.0, 80_000.0, 10.0).is_none());
+    let noisy = forecast_of(|h| 47_000.0 + h, |h| 100.0 * h.sqrt());
+    assert!(exhaustion(&noisy, 47_000.0, 80_000.0, 10.0).is_none());
+    assert!(exhaustion(&leak, 81_000.0, 80_000.0, 10.0).is_none());
     assert_eq!(describe_span(420.0, 720.0), "in 7–12 minutes");
     assert_eq!(describe_span(30.0, 50.0), "in 30–50 seconds");
 }
