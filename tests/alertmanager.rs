@@ -8,12 +8,13 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::process::Pulse;
+use pulse::sinks::alertmanager::config::TlsClient;
 use serde_json::Value;
 
 /// An HTTP server that passes each POSTed JSON body on, with when it arrived.
@@ -62,6 +63,17 @@ impl Alertmanager {
     /// Starts Alertmanager on `port`, routing everything to the receiver at once
     /// (`group_wait` 1 s, `group_interval` 1 s).
     fn start(dir: &Path, port: u16, receiver_port: u16) -> Alertmanager {
+        Self::start_with(dir, port, receiver_port, None)
+    }
+
+    /// The same, serving `https` with the certificate and key of `tls` (`cert_file`,
+    /// `key_file`): Alertmanager's `--web.config.file`.
+    fn start_with(
+        dir: &Path,
+        port: u16,
+        receiver_port: u16,
+        tls: Option<(&Path, &Path, ureq::Agent)>,
+    ) -> Alertmanager {
         let config = dir.join("alertmanager.yml");
         std::fs::write(
             &config,
@@ -70,19 +82,37 @@ impl Alertmanager {
             ),
         )
         .unwrap();
-        let child = Command::new("prometheus-alertmanager")
+        let mut command = Command::new("prometheus-alertmanager");
+        command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "prometheus-alertmanager is not installed: apt-get install prometheus-alertmanager",
-            );
+            .stderr(Stdio::null());
+        let (scheme, agent) = match tls {
+            Some((cert, key, agent)) => {
+                let web = dir.join("web.yml");
+                std::fs::write(
+                    &web,
+                    format!(
+                        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                        cert.display(),
+                        key.display()
+                    ),
+                )
+                .unwrap();
+                command.arg(format!("--web.config.file={}", web.display()));
+                ("https", agent)
+            }
+            None => ("http", ureq::agent()),
+        };
+        let child = command.spawn().expect(
+            "prometheus-alertmanager is not installed: apt-get install prometheus-alertmanager",
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&format!("http://127.0.0.1:{port}/-/ready"))
+        while agent
+            .get(&format!("{scheme}://127.0.0.1:{port}/-/ready"))
             .call()
             .is_err()
         {
@@ -364,12 +394,26 @@ fn a_bad_alerting_setting_stops_pulse_with_the_field_named() {
         .args(["serve"])
         .env("PULSE_LISTEN", "127.0.0.1:0")
         .env("PULSE_ALERTMANAGER_URLS", "https://am.example:9093")
+        .env("PULSE_ALERTING_CA_FILE", "/nonexistent/am-ca.pem")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("alerting.alertmanager_urls") && err.contains("https"),
+        err.contains("alerting.ca_file") && err.contains("/nonexistent/am-ca.pem"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["serve"])
+        .env("PULSE_LISTEN", "127.0.0.1:0")
+        .env("PULSE_ALERTMANAGER_URLS", "am.example:9093")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("alerting.alertmanager_urls")
+            && err.contains("not an http:// or https:// URL"),
         "{err}"
     );
 }
@@ -539,4 +583,129 @@ fn an_acknowledgement_is_a_silence_and_alertmanager_silences_show_in_pulse() {
     pulse.poll("/api/phase4/alerts/active", Duration::from_secs(10), |v| {
         v["alerts"][0]["silenced_by"][0] == theirs
     });
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with `openssl`: the
+/// paths of the CA's certificate, the server's certificate and its key.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is not installed: apt-get install openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=pulse test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn alerts_reach_an_alertmanager_over_https_that_trusts_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let ca = ca.to_str().unwrap();
+    let tls = TlsClient::with_ca_file(ca).unwrap();
+    let agent = ureq::AgentBuilder::new().tls_config(tls.0).build();
+    let (receiver_port, mut inbox) = receiver();
+    let port = common::free_port();
+    let _am = Alertmanager::start_with(dir.path(), port, receiver_port, Some((&cert, &key, agent)));
+    let am_url = format!("https://127.0.0.1:{port}");
+    let rule_file = rules(dir.path(), now_s() + 600);
+
+    // Without the CA, the certificate is refused, and status says why.
+    let untrusting = Pulse::start(&[
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rule_file.as_str()),
+        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
+    ]);
+    let status = untrusting.poll("/api/phase4/status", Duration::from_secs(20), |s| {
+        am_component(s)["state"] == "degraded"
+    });
+    let reason = am_component(&status)["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("UnknownIssuer"), "{reason}");
+    drop(untrusting);
+    assert!(
+        inbox.rx.try_recv().is_err(),
+        "nothing got through untrusted"
+    );
+
+    // With `alerting.ca_file` the alert is delivered.
+    let pulse = Pulse::start(&[
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rule_file.as_str()),
+        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
+        ("PULSE_ALERTING_CA_FILE", ca),
+    ]);
+    let (_, firing) = inbox.wait_for(Duration::from_secs(20), |v| from_alertmanager(v, "firing"));
+    assert_eq!(firing["alerts"][0]["labels"]["gpu"], "3");
+    let (_, status) = pulse.get("/api/phase4/status");
+    assert_eq!(am_component(&status)["state"], "operational", "{status}");
 }

@@ -62,7 +62,7 @@ impl Action {
             let url = url.trim();
             let rest = url.strip_prefix("http://").ok_or_else(|| {
                 format!(
-                    "webhook URL {url:?}: must start with http:// (this build has no TLS client)"
+                    "webhook URL {url:?}: must start with http:// (action webhooks are plain HTTP; alerts reach https through [alerting])"
                 )
             })?;
             let host = rest.split('/').next().unwrap_or("");

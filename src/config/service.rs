@@ -59,6 +59,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_KAFKA_BROKERS", "kafka", "brokers"),
     ("PULSE_ALERTMANAGER_URLS", "alerting", "alertmanager_urls"),
     ("PULSE_ALERTING_WEBHOOK_URLS", "alerting", "webhooks"),
+    ("PULSE_ALERTING_CA_FILE", "alerting", "ca_file"),
     ("PULSE_ACTIONS_DRY_RUN", "actions", "dry_run"),
     (
         "PULSE_ALERTING_SILENCE_ON_ACK",

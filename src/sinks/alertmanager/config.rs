@@ -2,7 +2,10 @@
 //! like Prometheus' `alerting.alertmanagers`, plus plain webhooks.
 
 use std::num::{NonZeroU64, NonZeroUsize};
+use std::sync::Arc;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 /// Where alerts go, and how often they are re-sent.
@@ -33,6 +36,11 @@ pub struct AlertingConfig {
     /// How often Alertmanager's silences are read back (an expired one clears its
     /// acknowledgement; active ones mark the alerts they match as silenced).
     pub silence_sync_ms: NonZeroU64,
+    /// CA certificates (PEM) trusted for `https` Alertmanagers and webhooks, beside the
+    /// public roots built in (Prometheus' `tls_config.ca_file`, here for every
+    /// destination). `PULSE_ALERTING_CA_FILE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl Default for AlertingConfig {
@@ -47,6 +55,7 @@ impl Default for AlertingConfig {
             silence_on_ack: false,
             silence_max_ms: NonZeroU64::new(24 * 3600 * 1000).unwrap(),
             silence_sync_ms: NonZeroU64::new(5_000).unwrap(),
+            ca_file: None,
         }
     }
 }
@@ -57,7 +66,7 @@ impl Default for AlertingConfig {
 pub struct AlertmanagerConfig {
     /// `host:port` of each Alertmanager (Prometheus' `static_configs.targets`).
     pub targets: Vec<String>,
-    /// `http` only: this build has no TLS client.
+    /// `http` or `https` (trusting the public roots and `alerting.ca_file`).
     pub scheme: String,
     /// Prefix of the API path (`/alertmanager` behind a proxy).
     pub path_prefix: String,
@@ -111,6 +120,52 @@ pub struct Destination {
     pub timeout_ms: u64,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The TLS client for `https` when `alerting.ca_file` adds roots (None: the public
+    /// roots alone).
+    pub tls: Option<TlsClient>,
+}
+
+/// A TLS client configuration, shared by every destination (compared by identity).
+#[derive(Clone)]
+pub struct TlsClient(pub Arc<rustls::ClientConfig>);
+
+impl PartialEq for TlsClient {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
+
+impl TlsClient {
+    /// The public roots plus every certificate in the PEM file at `ca_file`.
+    pub fn with_ca_file(ca_file: &str) -> Result<TlsClient, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| format!("{ca_file:?}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{ca_file:?}: no PEM certificate in it"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{ca_file:?}: not a CA certificate rustls accepts: {e}"))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsClient(Arc::new(config)))
+    }
 }
 
 impl Destination {
@@ -122,9 +177,12 @@ impl Destination {
     /// An HTTP client with this destination's timeout, kept for all its calls (it pools
     /// connections).
     pub fn agent(&self) -> ureq::Agent {
-        ureq::AgentBuilder::new()
-            .timeout(std::time::Duration::from_millis(self.timeout_ms))
-            .build()
+        let agent =
+            ureq::AgentBuilder::new().timeout(std::time::Duration::from_millis(self.timeout_ms));
+        match &self.tls {
+            Some(tls) => agent.tls_config(tls.0.clone()).build(),
+            None => agent.build(),
+        }
     }
 
     /// The name in status and `/metrics`: the URL without credentials.
@@ -137,14 +195,10 @@ impl Destination {
 }
 
 fn is_http(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") {
+    if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
-    } else if url.starts_with("https://") {
-        Err(format!(
-            "{url:?}: https is not supported by this build (no TLS client); put a TLS-terminating proxy in front"
-        ))
     } else {
-        Err(format!("{url:?}: not an http:// URL"))
+        Err(format!("{url:?}: not an http:// or https:// URL"))
     }
 }
 
@@ -153,6 +207,12 @@ impl AlertingConfig {
     pub fn destinations(&self) -> Result<Vec<Destination>, String> {
         let mut out = Vec::new();
         let timeout_ms = AlertmanagerConfig::default().timeout_ms.get();
+        let tls = match &self.ca_file {
+            Some(path) => {
+                Some(TlsClient::with_ca_file(path).map_err(|e| format!("alerting.ca_file: {e}"))?)
+            }
+            None => None,
+        };
         for base in &self.alertmanager_urls {
             is_http(base).map_err(|e| format!("alerting.alertmanager_urls: {e}"))?;
             out.push(Destination {
@@ -160,6 +220,7 @@ impl AlertingConfig {
                 protocol: Protocol::AlertmanagerV2,
                 timeout_ms,
                 authorization: None,
+                tls: tls.clone(),
             });
         }
         for (i, am) in self.alertmanagers.iter().enumerate() {
@@ -198,6 +259,7 @@ impl AlertingConfig {
                     protocol: Protocol::AlertmanagerV2,
                     timeout_ms: am.timeout_ms.get(),
                     authorization: authorization.clone(),
+                    tls: tls.clone(),
                 });
             }
         }
@@ -208,6 +270,7 @@ impl AlertingConfig {
                 protocol: Protocol::Webhook,
                 timeout_ms,
                 authorization: None,
+                tls: tls.clone(),
             });
         }
         Ok(out)
@@ -268,14 +331,24 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_field() {
-        let https = AlertingConfig {
-            alertmanager_urls: vec!["https://am:9093".into()],
+        let ftp = AlertingConfig {
+            alertmanager_urls: vec!["ftp://am:9093".into()],
             ..AlertingConfig::default()
         };
-        assert!(https
+        assert!(ftp
             .destinations()
             .unwrap_err()
             .contains("alerting.alertmanager_urls"));
+        let missing_ca = AlertingConfig {
+            alertmanager_urls: vec!["https://am:9093".into()],
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..AlertingConfig::default()
+        };
+        let e = missing_ca.destinations().unwrap_err();
+        assert!(
+            e.starts_with("alerting.ca_file: \"/nonexistent/ca.pem\""),
+            "{e}"
+        );
         let v1 = AlertingConfig {
             alertmanagers: vec![AlertmanagerConfig {
                 targets: vec!["am:9093".into()],

@@ -221,6 +221,7 @@ mod tests {
             protocol: Protocol::AlertmanagerV2,
             timeout_ms: 100,
             authorization: None,
+            tls: None,
         };
         AlertNotifier::new(destination, String::new(), capacity, 2, Clock::System)
     }
