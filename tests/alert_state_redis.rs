@@ -151,19 +151,13 @@ fn active_alerts_acknowledgements_and_history_survive_kill_9() {
         history["alerts"][0]["resolved_at_ms"],
         resolved["resolved_at_ms"]
     );
-    let (_, status) = pulse.get("/api/phase4/status");
-    let engine = status["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "rule_engine")
-        .unwrap();
+    let restored = engine(&pulse);
     assert!(
-        engine["reason"]
+        restored["reason"]
             .as_str()
             .unwrap()
             .contains("restored 2 active alerts, 1 acknowledgements, 1 history entries"),
-        "{engine}"
+        "{restored}"
     );
 
     // Without Redis an acknowledgement cannot be kept, so it is refused, not lost later.
@@ -184,16 +178,6 @@ fn active_alerts_acknowledgements_and_history_survive_kill_9() {
     );
     let (_, active) = pulse.get("/api/phase4/alerts/active");
     assert!(alert(&active, "WaitingAnHour").unwrap()["acknowledgement"].is_null());
-    let engine = |pulse: &Pulse| {
-        let (_, status) = pulse.get("/api/phase4/status");
-        status["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "rule_engine")
-            .cloned()
-            .unwrap()
-    };
     // (Status reports are reused for 100 ms.)
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -234,6 +218,62 @@ fn active_alerts_acknowledgements_and_history_survive_kill_9() {
         alert(&active, "WaitingAnHour").unwrap()["active_at_ms"],
         waiting["active_at_ms"]
     );
+}
+
+/// The rule engine's entry in status.
+fn engine(pulse: &Pulse) -> Value {
+    let (_, status) = pulse.get("/api/phase4/status");
+    status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rule_engine")
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn redis_going_away_shows_before_any_alert_changes_and_gets_the_whole_state_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = RedisServer::start(port);
+    let pulse = start(dir.path(), &url);
+    let active = wait(
+        &pulse,
+        "/api/phase4/alerts/active",
+        "alerts never active",
+        |v| alert(v, "AlwaysFiring").is_some_and(|a| a["state"] == "firing"),
+    );
+    let firing = alert(&active, "AlwaysFiring").unwrap().clone();
+
+    // Redis goes away while every alert holds (one firing, one pending for an hour):
+    // nothing is written, and status says so anyway.
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let e = loop {
+        let e = engine(&pulse);
+        if e["state"] == "degraded" {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(e["reason"].as_str().unwrap().contains("Redis"), "{e}");
+
+    // It comes back empty (no persistence on its side), with no alert having changed:
+    // Pulse writes its whole state again, so a kill -9 loses nothing.
+    let _server = RedisServer::start(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while engine(&pulse)["state"] != "operational" {
+        assert!(Instant::now() < deadline, "never back: {}", engine(&pulse));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pulse.kill9();
+    let pulse = start(dir.path(), &url);
+    let (_, active) = pulse.get("/api/phase4/alerts/active");
+    let again = alert(&active, "AlwaysFiring").expect("back after the resync");
+    assert_eq!(again["active_at_ms"], firing["active_at_ms"]);
 }
 
 #[test]

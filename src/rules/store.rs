@@ -119,6 +119,14 @@ impl AlertStore {
         Ok(out)
     }
 
+    /// Whether Redis answers (one PING).
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        timed(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
     /// Writes the changes in one round trip, in order.
     pub async fn write(&self, changes: Vec<Change>) -> Result<(), String> {
         let mut pipe = redis::pipe();

@@ -123,6 +123,13 @@ pub struct RuleEngine {
     restoring: bool,
     /// What the restore did, or why it failed.
     restore_note: Option<String>,
+    /// The state was read back from the store at start (a snapshot may replace what it
+    /// holds only then).
+    restored: bool,
+    /// The store did not answer the last check ([`persistence::STORE_CHECK`]): why.
+    unreachable: Option<String>,
+    /// A check is in flight.
+    checking: bool,
     /// The last failed write to the store (cleared by a successful one), and the count.
     persist_error: Option<String>,
     persist_failures: u64,
@@ -192,6 +199,9 @@ impl RuleEngine {
             alert_store: None,
             restoring: false,
             restore_note: None,
+            restored: false,
+            unreachable: None,
+            checking: false,
             persist_error: None,
             persist_failures: 0,
             resync: false,
@@ -270,6 +280,9 @@ impl Actor for RuleEngine {
             }));
         }
         ctx.run_interval(TICK, |act, ctx| act.eval_due(ctx));
+        if self.alert_store.is_some() {
+            ctx.run_interval(persistence::STORE_CHECK, |act, ctx| act.check_store(ctx));
+        }
         ctx.notify(Tick);
     }
 }

@@ -1,13 +1,19 @@
 //! Alert state kept in Redis: restored at start, every change written in order, and the
-//! whole state written again after a failed write.
+//! whole state written again after a failed write or after Redis stopped answering (it may
+//! come back empty). Redis is checked every `STORE_CHECK`, so status shows it gone before
+//! an alert changes.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::{RuleEngine, RESTORE_GRACE_MS};
 use crate::rules::store::{AlertStore, Change, Restored, StoredAlert};
 use crate::rules::view::AlertView;
+
+/// How often the engine checks that Redis answers, between writes.
+pub(super) const STORE_CHECK: Duration = Duration::from_secs(5);
 
 impl RuleEngine {
     /// Keeps alert state in `store` and restores it from there at start.
@@ -42,6 +48,7 @@ impl RuleEngine {
             self.ingest_not_before_ms = first;
         }
         self.acks = acks;
+        self.restored = true;
         self.history = r.history.into_iter().collect();
         while self.history.len() > self.history_max {
             self.history.pop_front();
@@ -68,6 +75,39 @@ impl RuleEngine {
         }
     }
 
+    /// Checks that the store answers. While it does not, status says so; when it answers
+    /// again, the whole state is written again (a Redis restarted without persistence comes
+    /// back empty), unless the state was never read back from it at start.
+    pub(super) fn check_store(&mut self, ctx: &mut Context<Self>) {
+        let Some(store) = self.alert_store.clone() else {
+            return;
+        };
+        if self.checking || self.restoring {
+            return;
+        }
+        self.checking = true;
+        let ping = async move { store.ping().await };
+        ctx.spawn(ping.into_actor(self).map(|result, act, ctx| {
+            act.checking = false;
+            match result {
+                Err(e) => {
+                    if act.unreachable.is_none() {
+                        tracing::warn!("Redis does not answer the rule engine: {e}");
+                    }
+                    act.unreachable = Some(e);
+                    act.resync |= act.restored;
+                }
+                // Back: still degraded until the state is written again.
+                Ok(()) if act.unreachable.is_some() && act.resync => act.resync_if_needed(ctx),
+                Ok(()) => {
+                    if act.unreachable.take().is_some() {
+                        tracing::info!("Redis answers the rule engine again");
+                    }
+                }
+            }
+        }));
+    }
+
     /// Writes alert-state changes to the store, in order, without waiting.
     pub(super) fn persist(&mut self, changes: Vec<Change>, ctx: &mut Context<Self>) {
         let Some(store) = self.alert_store.clone() else {
@@ -92,7 +132,12 @@ impl RuleEngine {
             .collect();
         let write = async move { store.write(changes).await };
         ctx.spawn(write.into_actor(self).map(|result, act, _| match result {
-            Ok(()) => act.persist_error = None,
+            Ok(()) => {
+                act.persist_error = None;
+                if act.unreachable.take().is_some() {
+                    tracing::info!("Redis answers the rule engine again");
+                }
+            }
             Err(e) => {
                 if act.persist_error.is_none() {
                     tracing::warn!("alert state not written to Redis: {e}");

@@ -49,6 +49,12 @@ impl Handler<GetStats> for RuleEngine {
                 "alert state cannot be written to Redis (alerts keep being evaluated; \
                  acknowledgements are refused until it can): {e}"
             ));
+        } else if let Some(e) = &self.unreachable {
+            st.state = ComponentState::Degraded;
+            st.reason = Some(format!(
+                "Redis does not answer (alerts keep being evaluated; their state is written \
+                 again when it does): {e}"
+            ));
         } else if let Some(e) = &self.load.last_error {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!(
