@@ -47,6 +47,27 @@ async fn summary_and_profile_show_the_simulated_fleet() {
     let util = &gpu0["metrics"]["DCGM_FI_DEV_GPU_UTIL"];
     assert_eq!(util["unit"], "percent");
     assert!(util["min"].as_f64().unwrap() <= util["max"].as_f64().unwrap());
+    // Units are words; figures carry six significant digits at most (no binary noise of
+    // averages such as 52.317953873882715).
+    let metrics = gpu0["metrics"].as_object().unwrap();
+    assert_eq!(metrics["DCGM_FI_DEV_FB_USED"]["unit"], "mebibytes");
+    assert_eq!(metrics["DCGM_FI_DEV_SM_CLOCK"]["unit"], "megahertz");
+    assert_eq!(metrics["DCGM_FI_DEV_GPU_TEMP"]["unit"], "celsius");
+    for (name, figures) in metrics {
+        for key in ["latest", "min", "avg", "max"] {
+            let text = figures[key].to_string();
+            let digits = text
+                .trim_start_matches('-')
+                .split(['e', 'E'])
+                .next()
+                .unwrap()
+                .replace('.', "")
+                .trim_start_matches('0')
+                .trim_end_matches('0')
+                .len();
+            assert!(digits <= 6, "{name} {key}: {text}");
+        }
+    }
     assert_eq!(gpu0["processes"][0]["name"], "sim-worker");
 }
 

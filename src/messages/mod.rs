@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod commands;
+pub mod figures;
 pub mod page;
 pub mod samples;
 pub mod stats;

@@ -79,19 +79,19 @@ pub const CATALOG: &[MetricInfo] = &[
     info(
         FB_USED,
         MetricType::Gauge,
-        "MiB",
+        "mebibytes",
         "Framebuffer memory used (in MiB).",
     ),
     info(
         FB_FREE,
         MetricType::Gauge,
-        "MiB",
+        "mebibytes",
         "Framebuffer memory free (in MiB).",
     ),
     info(
         FB_TOTAL,
         MetricType::Gauge,
-        "MiB",
+        "mebibytes",
         "Framebuffer memory total (in MiB).",
     ),
     info(
@@ -115,25 +115,25 @@ pub const CATALOG: &[MetricInfo] = &[
     info(
         SM_CLOCK,
         MetricType::Gauge,
-        "MHz",
+        "megahertz",
         "SM clock frequency (in MHz).",
     ),
     info(
         MEM_CLOCK,
         MetricType::Gauge,
-        "MHz",
+        "megahertz",
         "Memory clock frequency (in MHz).",
     ),
     info(
         PCIE_TX,
         MetricType::Gauge,
-        "KB/s",
+        "kilobytes_per_second",
         "PCIe TX throughput (in KB/s).",
     ),
     info(
         PCIE_RX,
         MetricType::Gauge,
-        "KB/s",
+        "kilobytes_per_second",
         "PCIe RX throughput (in KB/s).",
     ),
     info(
@@ -163,13 +163,13 @@ pub const CATALOG: &[MetricInfo] = &[
     info(
         PROCESS_FB_USED,
         MetricType::Gauge,
-        "MiB",
+        "mebibytes",
         "GPU memory used by one process (in MiB).",
     ),
     info(
         GPU_LOST,
         MetricType::Gauge,
-        "bool",
+        "boolean",
         "1 when NVML reports the GPU as lost.",
     ),
     info(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::messages::figures;
 use crate::model::catalog::{self as m, unit_of};
 use crate::model::series::Series;
 use crate::rules::view::AlertCounts;
@@ -46,8 +47,11 @@ pub struct NearestExhaustion {
     pub metric: String,
     /// e.g. `memory`.
     pub resource: String,
+    #[serde(serialize_with = "figures::six")]
     pub seconds: f64,
+    #[serde(serialize_with = "figures::six_opt")]
     pub earliest_seconds: Option<f64>,
+    #[serde(serialize_with = "figures::six_opt")]
     pub latest_seconds: Option<f64>,
     /// As of, Unix ms.
     pub estimated_at_ms: i64,
@@ -102,14 +106,18 @@ pub struct GpuFleetSummary {
 /// Average and maximum, null when there is no data.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct AvgMax {
+    #[serde(serialize_with = "figures::six_opt")]
     pub avg: Option<f64>,
+    #[serde(serialize_with = "figures::six_opt")]
     pub max: Option<f64>,
 }
 
 /// Framebuffer memory across the fleet.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct MemorySummary {
+    #[serde(serialize_with = "figures::six")]
     pub used_mib: f64,
+    #[serde(serialize_with = "figures::six")]
     pub total_mib: f64,
     /// Per-GPU used/total, in %.
     pub used_pct: AvgMax,
@@ -122,6 +130,7 @@ pub struct HottestGpu {
     #[serde(rename = "Hostname")]
     pub hostname: String,
     pub gpu: String,
+    #[serde(serialize_with = "figures::six")]
     pub temperature_c: f64,
 }
 
@@ -220,9 +229,13 @@ pub struct GpuEntry {
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricFigures {
     pub unit: &'static str,
+    #[serde(serialize_with = "figures::six")]
     pub latest: f64,
+    #[serde(serialize_with = "figures::six")]
     pub min: f64,
+    #[serde(serialize_with = "figures::six")]
     pub avg: f64,
+    #[serde(serialize_with = "figures::six")]
     pub max: f64,
     pub samples: usize,
 }
@@ -232,7 +245,9 @@ pub struct MetricFigures {
 pub struct ProcessEntry {
     pub pid: u32,
     pub name: String,
+    #[serde(serialize_with = "figures::six")]
     pub memory_used_mib: f64,
+    #[serde(serialize_with = "figures::six")]
     pub memory_max_mib: f64,
 }
 

@@ -150,8 +150,10 @@ pub struct RequestSummary {
     pub window_s: u64,
     /// Requests in the window.
     pub count: u64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub rate_per_s: f64,
     /// Share of 5xx responses, 0..1; null when there were no requests.
+    #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub error_rate: Option<f64>,
     pub latency_ms: Percentiles,
 }
@@ -159,8 +161,11 @@ pub struct RequestSummary {
 /// Latency percentiles, null when there were no requests.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct Percentiles {
+    #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub p50: Option<f64>,
+    #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub p95: Option<f64>,
+    #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub p99: Option<f64>,
 }
 
