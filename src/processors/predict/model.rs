@@ -1,8 +1,8 @@
 //! Forecasting one series, as plain functions: resampling a window onto an even grid, the
 //! model choice (MSTL + AutoETS when a season is detected, AutoETS otherwise), the forecast
 //! with its intervals, a robust linear trend (taken out before looking for a season), and the
-//! time until the forecast reaches a limit. The
-//! predictor actor and `examples/forecast_accuracy.rs` both call these.
+//! time until the forecast reaches a limit. The predictor actor and
+//! `examples/forecast_accuracy.rs` both call these.
 
 use std::time::Instant;
 
@@ -319,15 +319,12 @@ impl Fitted {
     }
 }
 
-/// A robust straight line through a window (to take out before looking for a season): the
-/// Theil–Sen slope (median of pairwise slopes),
-/// with the 10th and 90th percentiles of those slopes as its spread.
+/// A robust straight line through a window, taken out before looking for a season: the
+/// Theil–Sen slope (the median of pairwise slopes).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Trend {
     /// Change per step.
     pub slope: f64,
-    pub slope_low: f64,
-    pub slope_high: f64,
     /// The line's value at the newest point.
     pub level: f64,
 }
@@ -347,16 +344,13 @@ pub fn robust_trend(values: &[f64]) -> Option<Trend> {
         }
     }
     slopes.sort_by(f64::total_cmp);
-    let q = |p: f64| slopes[((slopes.len() - 1) as f64 * p).round() as usize];
-    let slope = q(0.5);
+    let slope = slopes[slopes.len() / 2];
     // The line through the median of (value - slope * x).
     let mut offsets: Vec<f64> = idx.iter().map(|&i| values[i] - slope * i as f64).collect();
     offsets.sort_by(f64::total_cmp);
     let intercept = offsets[offsets.len() / 2];
     Some(Trend {
         slope,
-        slope_low: q(0.1),
-        slope_high: q(0.9),
         level: intercept + slope * (n - 1) as f64,
     })
 }
