@@ -178,36 +178,19 @@ fn active_alerts_acknowledgements_and_history_survive_kill_9() {
     );
     let (_, active) = pulse.get("/api/phase4/alerts/active");
     assert!(alert(&active, "WaitingAnHour").unwrap()["acknowledgement"].is_null());
-    // (Status reports are reused for 100 ms.)
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let e = engine(&pulse);
-        if e["state"] == "degraded" {
-            assert!(
-                e["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("cannot be written to Redis"),
-                "{e}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "never degraded: {e}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let e = engine_in(&pulse, "degraded");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be written to Redis"),
+        "{e}"
+    );
 
     // Redis comes back empty (no persistence on its side): Pulse writes its whole state
     // again, so a second kill -9 still loses nothing.
     let _server = RedisServer::start(port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while engine(&pulse)["state"] != "operational" {
-        assert!(
-            Instant::now() < deadline,
-            "never resynced: {}",
-            engine(&pulse)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    engine_in(&pulse, "operational");
     pulse.kill9();
     let pulse = start(dir.path(), &url);
     let (_, active) = pulse.get("/api/phase4/alerts/active");
@@ -232,6 +215,20 @@ fn engine(pulse: &Pulse) -> Value {
         .unwrap()
 }
 
+/// The rule engine's entry in status once it is in `state` (within 20 s; status reports
+/// are reused for 100 ms).
+fn engine_in(pulse: &Pulse, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let e = engine(pulse);
+        if e["state"] == state {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {e}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn redis_going_away_shows_before_any_alert_changes_and_gets_the_whole_state_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,25 +247,13 @@ fn redis_going_away_shows_before_any_alert_changes_and_gets_the_whole_state_back
     // Redis goes away while every alert holds (one firing, one pending for an hour):
     // nothing is written, and status says so anyway.
     drop(server);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let e = loop {
-        let e = engine(&pulse);
-        if e["state"] == "degraded" {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "never degraded: {e}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let e = engine_in(&pulse, "degraded");
     assert!(e["reason"].as_str().unwrap().contains("Redis"), "{e}");
 
     // It comes back empty (no persistence on its side), with no alert having changed:
     // Pulse writes its whole state again, so a kill -9 loses nothing.
     let _server = RedisServer::start(port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while engine(&pulse)["state"] != "operational" {
-        assert!(Instant::now() < deadline, "never back: {}", engine(&pulse));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    engine_in(&pulse, "operational");
     pulse.kill9();
     let pulse = start(dir.path(), &url);
     let (_, active) = pulse.get("/api/phase4/alerts/active");
