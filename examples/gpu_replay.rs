@@ -20,6 +20,9 @@
 //! `--window-ms` sets `anomaly.workload_window_ms` (0: every firing is an anomaly, as before
 //! workload changes were told apart). Anomalies inside a series' first `warmup_samples` are
 //! impossible (the detector is learning), so every sample counts in the rate.
+//!
+//! With `GPU_REPLAY_LIST=1` in the environment, every workload change and every anomaly
+//! is listed too (time, GPUs, cause or reason, detail).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -164,6 +167,12 @@ fn replay_host(dir: &PathBuf, cfg: &AnomalyConfig, mean_ms: Option<i64>) -> anyh
             println!("    {}: {}", d.first_ms, d.detail);
         }
         if std::env::var_os("GPU_REPLAY_LIST").is_some() {
+            for e in engine.workload_events().filter(|e| e.metric == *metric) {
+                println!(
+                    "    workload {} gpus {:?} {:?}: {}",
+                    e.first_ms, e.gpus, e.cause, e.detail
+                );
+            }
             for d in &a {
                 println!(
                     "    {} gpu {} {:?} value {:.1} expected {:.1}..{:.1}",
