@@ -156,10 +156,13 @@ impl GroupState {
         let mut out = GroupOutcome::default();
         let cache = TickCache::default();
         let failing_before = std::mem::take(&mut self.last_errors);
+        // Queries read, and what is written is stamped, `query_offset` in the past; the
+        // alerts' own times (active, fired, resolved) stay `ts`, as in Prometheus.
+        let query_ts = ts - self.group.query_offset_ms;
         for i in 0..self.group.rules.len() {
             let rule = &self.group.rules[i];
             let budget = SampleBudget::limit(self.max_samples);
-            let result = Evaluator::new(&*store, ts)
+            let result = Evaluator::new(&*store, query_ts)
                 .with_cache(self.share_subexpressions.then_some(&cache))
                 .with_budget(budget.as_ref())
                 .with_default_step(self.group.interval_ms)
@@ -198,7 +201,7 @@ impl GroupState {
                         let pairs = s.labels.iter().map(|(k, v)| (&**k, &**v));
                         let pairs =
                             pairs.chain(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                        written.push(Sample::new(key_of(name, pairs), ts, s.value));
+                        written.push(Sample::new(key_of(name, pairs), query_ts, s.value));
                     }
                 }
                 RuleKind::Alert(_) => {
@@ -236,10 +239,10 @@ impl GroupState {
                                 }
                             })
                             .or_insert_with(|| alert_series(a, names));
-                        written.push(Sample::new(alerts.clone(), ts, 1.0));
+                        written.push(Sample::new(alerts.clone(), query_ts, 1.0));
                         written.push(Sample::new(
                             for_state.clone(),
-                            ts,
+                            query_ts,
                             a.active_at_ms as f64 / 1000.0,
                         ));
                     }
@@ -261,7 +264,7 @@ impl GroupState {
                 continue;
             }
             for gone in self.previous[i].difference(&now) {
-                written.push(Sample::new(gone.clone(), ts, stale_nan()));
+                written.push(Sample::new(gone.clone(), query_ts, stale_nan()));
             }
             self.previous[i] = now;
             if !written.is_empty() {
@@ -369,6 +372,56 @@ mod tests {
         let mut names: Vec<&str> = out.written.iter().map(|s| s.series.name()).collect();
         names.sort();
         assert_eq!(names, ["PULSE_ALERTS", "PULSE_ALERTS_FOR_STATE"]);
+    }
+
+    /// Prometheus 3's group `labels` go on every rule (a rule's own win), and 2.53's
+    /// `query_offset` makes the queries read that far back and stamps what is written with
+    /// that time, while the alert's own times stay the evaluation's.
+    #[test]
+    fn group_labels_and_query_offset_apply_as_in_prometheus() {
+        let mut g = group("groups:\n  - name: g\n    query_offset: 1m\n    labels: {team: gpu, severity: low}\n    rules:\n      - alert: Up\n        expr: up > 0\n        labels: {severity: page}\n      - record: up2\n        expr: up * 2\n");
+        // `up` is 1 from 30 s on: read 60 s back, it is not there yet at 61 s, and is at 91 s.
+        let mut store = WindowStore::new(Retention {
+            max_points: 10,
+            max_age_ms: 1_000_000,
+            max_series: 100,
+        });
+        store.ingest(&[Sample::new(
+            SeriesKey::shared("up", [("job", "a")]),
+            30_000,
+            1.0,
+        )]);
+        let out = g.eval(&mut store, 61_000);
+        assert!(
+            out.transitions.is_empty() && out.written.is_empty(),
+            "{:?}",
+            out.written
+        );
+        let out = g.eval(&mut store, 91_000);
+        let fired: Vec<_> = out
+            .transitions
+            .iter()
+            .filter_map(|t| match t {
+                Transition::Firing(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fired.len(), 1, "{:?}", out.transitions);
+        assert_eq!(fired[0].labels["team"], "gpu");
+        assert_eq!(fired[0].labels["severity"], "page");
+        assert_eq!(fired[0].active_at_ms, 91_000);
+        let recorded = out
+            .written
+            .iter()
+            .find(|s| s.series.name() == "up2")
+            .unwrap();
+        assert_eq!(recorded.series.label("team"), Some("gpu"));
+        assert!(out.written.iter().all(|s| s.timestamp_ms == 31_000));
+        let bad = parse_file(
+            "r.yml",
+            "groups:\n  - name: g\n    query_offset: soon\n    rules: []\n",
+        );
+        assert!(bad.unwrap_err().to_string().contains("query_offset"));
     }
 
     /// A rule that reads past `rules.max_samples` fails alone, naming the budget; the next

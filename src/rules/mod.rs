@@ -42,6 +42,10 @@ pub struct RuleGroup {
     /// Most series a recording rule, or alerts an alerting rule, may produce (0: no
     /// limit); more makes the evaluation fail, as in Prometheus.
     pub limit: usize,
+    /// The group's queries read this far in the past (Prometheus 2.53's `query_offset`, for
+    /// data that arrives late); what it writes carries that time too, while alerts' times
+    /// stay the evaluation's.
+    pub query_offset_ms: i64,
     pub rules: Vec<Rule>,
 }
 
@@ -141,6 +145,11 @@ struct GroupDoc {
     interval: Option<String>,
     #[serde(default)]
     limit: Option<u64>,
+    #[serde(default, deserialize_with = "yaml::opt_text")]
+    query_offset: Option<String>,
+    /// Labels of every rule in the group (Prometheus 3); a rule's own win.
+    #[serde(default, deserialize_with = "yaml::text_map")]
+    labels: BTreeMap<String, String>,
     #[serde(default)]
     rules: Vec<RuleDoc>,
 }
@@ -250,6 +259,18 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
         if interval_ms <= 0 {
             return Err(group_err(None, "interval must be positive".to_string()));
         }
+        let query_offset_ms = match &g.query_offset {
+            Some(s) => {
+                parse_duration_ms(s).map_err(|e| group_err(None, format!("query_offset: {e}")))?
+            }
+            None => 0,
+        };
+        if query_offset_ms < 0 {
+            return Err(group_err(
+                None,
+                "query_offset must not be negative".to_string(),
+            ));
+        }
         let mut rules = Vec::new();
         for (i, r) in g.rules.iter().enumerate() {
             let label = match (&r.alert, &r.record) {
@@ -281,7 +302,8 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
                 }
                 Ok(m.clone())
             };
-            let labels = text_map(&r.labels, "labels")?;
+            let mut labels = text_map(&g.labels, "group labels")?;
+            labels.extend(text_map(&r.labels, "labels")?);
             let kind = match (&r.alert, &r.record) {
                 (Some(name), None) => {
                     // Prometheus 2.42 takes any alert name but an empty one.
@@ -354,6 +376,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RuleError> {
             name: g.name,
             limit: g.limit.unwrap_or(0) as usize,
             interval_ms,
+            query_offset_ms,
             rules,
         });
     }
