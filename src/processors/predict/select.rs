@@ -6,12 +6,14 @@
 //!
 //! The candidates: the naive forecast (the last value), the seasonal naive one (the value
 //! one season back, where a season is detected), the local level (the mean of the last 4 or
-//! 16 values), the seasonal mean (the mean of the same phase over the last 4 seasons), the
+//! 16 values), simple exponential smoothing (a level whose weight on the newest value is
+//! fitted on the window's one-step errors: naive at weight 1, a long mean near 0), the
+//! seasonal mean (the mean of the same phase over the last 4 seasons), the
 //! drift (the line from the window's first value to its last), the window's mean, and the
 //! fitted model (AutoETS, or MSTL + AutoETS with a season; [`super::model::fit`]).
 //!
-//! Two kinds, two rules. The *level* methods (naive, seasonal naive, local level, seasonal
-//! mean) forecast values the series has just shown: they cannot run away, and the local
+//! Two kinds, two rules. The *level* methods (naive, seasonal naive, local level, smoothing,
+//! seasonal mean) forecast values the series has just shown: they cannot run away, and the local
 //! ones average the noise that the last value carries. One of them replaces the baseline
 //! whenever its backtest error is lower. The others extrapolate (drift, model) or reach
 //! back over the whole window (mean), and lose badly when the backtest misjudges them: they
@@ -24,8 +26,9 @@
 //! The simple candidates' intervals are Gaussian: the spread of naive and drift is a random
 //! walk's, growing with the square root of the steps; the window's mean has the window's
 //! spread; the local level and the seasonal mean have the spread of their own h-step errors
-//! inside the window. The fitted model's intervals are its own. The predictor's online
-//! calibration then corrects whichever is shipped.
+//! inside the window; smoothing has its one-step spread widened as smoothing's own
+//! (`1 + (h - 1) weight²`). The fitted model's intervals are its own. The predictor's
+//! calibration ([`super::calibration`]) then corrects whichever is shipped.
 
 use std::time::Instant;
 
@@ -67,6 +70,8 @@ enum Candidate {
         seasons: usize,
     },
     Model,
+    /// Simple exponential smoothing, its weight fitted on the window's one-step errors.
+    Smoothed,
 }
 
 impl Candidate {
@@ -81,6 +86,7 @@ impl Candidate {
                 format!("seasonal_mean({period}x{seasons})")
             }
             Candidate::Model => "model".to_string(),
+            Candidate::Smoothed => "smoothed".to_string(),
         }
     }
 
@@ -92,6 +98,7 @@ impl Candidate {
                 | Candidate::SeasonalNaive(_)
                 | Candidate::Level(_)
                 | Candidate::SeasonalMean { .. }
+                | Candidate::Smoothed
         )
     }
 }
@@ -237,6 +244,28 @@ fn simple(c: Candidate, values: &[f64], horizon: usize, levels: &[f64]) -> Forec
             let spread = own_spread(values, horizon, seasons * period, at);
             ((1..=horizon).map(|h| at(n, h)).collect(), spread)
         }
+        Candidate::Smoothed => {
+            // The weight whose one-step errors over the window are least (a grid of 20).
+            let run = |alpha: f64| {
+                let mut level = values[0];
+                let mut sse = 0.0;
+                for v in &values[1..] {
+                    let e = v - level;
+                    sse += e * e;
+                    level += alpha * e;
+                }
+                (sse, level)
+            };
+            let (alpha, (sse, level)) = (1..=20)
+                .map(|i| f64::from(i) / 20.0)
+                .map(|a| (a, run(a)))
+                .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+                .expect("twenty weights");
+            let s = (sse / (n - 1) as f64).sqrt();
+            (1..=horizon)
+                .map(|k| (level, s * (1.0 + (k - 1) as f64 * alpha * alpha).sqrt()))
+                .unzip()
+        }
         Candidate::Mean | Candidate::Model => {
             let mean = values.iter().sum::<f64>() / n as f64;
             let s = rms(values.iter().map(|v| v - mean)) * (1.0 + 1.0 / n as f64).sqrt();
@@ -376,6 +405,7 @@ pub fn best(
         None => vec![Candidate::Naive],
     };
     candidates.extend(LEVEL_SPANS.map(Candidate::Level));
+    candidates.push(Candidate::Smoothed);
     if let Some(period) = period.filter(|p| 2 * p < train_len) {
         candidates.push(Candidate::SeasonalMean {
             period,

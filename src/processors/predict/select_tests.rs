@@ -117,3 +117,43 @@ fn a_noisy_season_gets_the_seasonal_mean() {
         assert!((p - truth).abs() < 10.0, "step {h}: {p}");
     }
 }
+
+/// Uniform noise in [-6, 6] (a fixed xorshift sequence).
+fn noise(n: usize) -> Vec<f64> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 1201) as f64 / 100.0 - 6.0
+        })
+        .collect()
+}
+
+#[test]
+fn smoothing_weighs_the_newest_value_as_the_series_asks() {
+    // A random walk: the last value is the best level (weight near 1).
+    let walk: Vec<f64> = noise(180)
+        .iter()
+        .scan(0.0, |v, d| {
+            *v += d;
+            Some(*v)
+        })
+        .collect();
+    let f = simple(Candidate::Smoothed, &walk, 5, &[0.8]);
+    assert!(
+        (f.point[0] - walk[179]).abs() < 1.0,
+        "{} vs {}",
+        f.point[0],
+        walk[179]
+    );
+    // Noise around a constant: the level is near the mean, far less noisy than the last value.
+    let flat: Vec<f64> = noise(180).iter().map(|e| 100.0 + e).collect();
+    let f = simple(Candidate::Smoothed, &flat, 5, &[0.8]);
+    assert!((f.point[0] - 100.0).abs() < 1.5, "{}", f.point[0]);
+    // A flat forecast whose interval widens with the steps ahead.
+    assert!(f.point.iter().all(|p| *p == f.point[0]));
+    let width = |h: usize| f.intervals[0].upper[h] - f.intervals[0].lower[h];
+    assert!(width(4) >= width(0));
+}
