@@ -25,6 +25,16 @@ pub fn six<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(rounded(*v))
 }
 
+/// The same for a list of figures.
+pub fn six_vec<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|v| rounded(*v)))
+}
+
+/// The same for a list of `[lower, upper]` pairs.
+pub fn six_pairs<S: Serializer>(v: &[[f64; 2]], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|[a, b]| [rounded(*a), rounded(*b)]))
+}
+
 /// The same for an optional figure.
 pub fn six_opt<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
@@ -48,6 +58,24 @@ mod tests {
         assert_eq!(json(71.0), "71.0");
         assert_eq!(json(0.0), "0.0");
         assert!(rounded(f64::NAN).is_nan());
+        #[derive(serde::Serialize)]
+        struct Figures {
+            #[serde(serialize_with = "six_vec")]
+            list: Vec<f64>,
+            #[serde(serialize_with = "six_pairs")]
+            pairs: Vec<[f64; 2]>,
+            #[serde(serialize_with = "six_opt")]
+            none: Option<f64>,
+        }
+        let f = Figures {
+            list: vec![1.0 / 3.0],
+            pairs: vec![[2.0 / 3.0, 40_123.456_789]],
+            none: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"list":[0.333333],"pairs":[[0.666667,40123.5]],"none":null}"#
+        );
         assert_eq!(rounded(1.234_567_8e-300), 1.234_57e-300);
     }
 }

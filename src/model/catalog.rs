@@ -265,6 +265,6 @@ mod tests {
         );
         assert_eq!(family_of(GPU_UTIL).unwrap().kind, MetricType::Gauge);
         assert!(family_of("DCGM_FI_DEV_GPU_UTIL_sum").is_none());
-        assert_eq!(unit_of(FB_USED), "MiB");
+        assert_eq!(unit_of(FB_USED), "mebibytes");
     }
 }

@@ -21,12 +21,17 @@ pub struct Anomaly {
     pub first_ms: i64,
     pub last_ms: i64,
     /// The value that opened it (a rate, per second, for counters).
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub value: f64,
     /// Where the detector expected that value.
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub expected_low: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub expected_high: f64,
     /// The opening score, and the highest since.
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub score: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub peak_score: f64,
     /// Firings merged into this anomaly.
     pub count: u32,
@@ -53,8 +58,11 @@ impl Anomaly {
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct PeerContext {
     pub count: usize,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub median: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub low: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub high: f64,
 }
 

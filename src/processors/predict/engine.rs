@@ -80,8 +80,10 @@ pub struct FitOutcome {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ForecastPoint {
     pub t_ms: i64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub value: f64,
     /// `[lower, upper]` per level, in the order of `levels`.
+    #[serde(serialize_with = "crate::messages::figures::six_pairs")]
     pub intervals: Vec<[f64; 2]>,
 }
 
@@ -89,9 +91,13 @@ pub struct ForecastPoint {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ExhaustionView {
     pub resource: String,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub limit: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub seconds: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub earliest_seconds: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub latest_seconds: f64,
     /// e.g. "GPU 3 runs out of memory in 7–12 minutes".
     pub text: String,
@@ -103,6 +109,7 @@ pub struct Prediction {
     pub series: Series,
     pub model: String,
     pub period_s: Option<f64>,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub fit_ms: f64,
     pub fitted_at_ms: i64,
     pub step_s: f64,
@@ -111,6 +118,7 @@ pub struct Prediction {
     pub levels: Vec<f64>,
     /// How much the model's intervals were widened (> 1) or narrowed (< 1) at the last
     /// step, per level, by this series' calibration (each step has its own factor).
+    #[serde(serialize_with = "crate::messages::figures::six_vec")]
     pub interval_scale: Vec<f64>,
     pub forecast: Vec<ForecastPoint>,
     pub exhaustion: Option<ExhaustionView>,

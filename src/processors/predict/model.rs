@@ -65,7 +65,9 @@ pub struct BacktestBand {
     pub to_step: usize,
     /// The method shipped for these steps.
     pub model: String,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub mae: f64,
+    #[serde(serialize_with = "crate::messages::figures::six")]
     pub naive_mae: f64,
 }
 
