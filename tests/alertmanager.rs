@@ -66,13 +66,13 @@ impl Alertmanager {
         Self::start_with(dir, port, receiver_port, None)
     }
 
-    /// The same, serving `https` with the certificate and key of `tls` (`cert_file`,
-    /// `key_file`): Alertmanager's `--web.config.file`.
+    /// The same, serving `https` as `tls` says: the `tls_server_config` of Alertmanager's
+    /// `--web.config.file`, and the client that can reach it.
     fn start_with(
         dir: &Path,
         port: u16,
         receiver_port: u16,
-        tls: Option<(&Path, &Path, ureq::Agent)>,
+        tls: Option<(String, ureq::Agent)>,
     ) -> Alertmanager {
         let config = dir.join("alertmanager.yml");
         std::fs::write(
@@ -91,17 +91,9 @@ impl Alertmanager {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let (scheme, agent) = match tls {
-            Some((cert, key, agent)) => {
+            Some((server_config, agent)) => {
                 let web = dir.join("web.yml");
-                std::fs::write(
-                    &web,
-                    format!(
-                        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
-                        cert.display(),
-                        key.display()
-                    ),
-                )
-                .unwrap();
+                std::fs::write(&web, format!("tls_server_config:\n{server_config}")).unwrap();
                 command.arg(format!("--web.config.file={}", web.display()));
                 ("https", agent)
             }
@@ -585,9 +577,11 @@ fn an_acknowledgement_is_a_silence_and_alertmanager_silences_show_in_pulse() {
     });
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with `openssl`: the
-/// paths of the CA's certificate, the server's certificate and its key.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, made
+/// with `openssl` in `dir`: the path of the CA's certificate, and Alertmanager's
+/// `tls_server_config` serving the server certificate (`server.pem`, `server.key`; the
+/// client's are `client.pem`, `client.key`).
+fn certificates(dir: &Path) -> (PathBuf, String) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
@@ -657,23 +651,57 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "-extfile",
         "san.ext",
     ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=pulse",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+    ]);
+    let server = format!(
+        "  cert_file: {}\n  key_file: {}\n",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display()
+    );
+    (dir.join("ca.pem"), server)
 }
 
 #[test]
 fn alerts_reach_an_alertmanager_over_https_that_trusts_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(dir.path());
+    let (ca, server) = certificates(dir.path());
     let ca = ca.to_str().unwrap();
     let tls = TlsClient::with_ca_file(ca).unwrap();
     let agent = ureq::AgentBuilder::new().tls_config(tls.0).build();
     let (receiver_port, mut inbox) = receiver();
     let port = common::free_port();
-    let _am = Alertmanager::start_with(dir.path(), port, receiver_port, Some((&cert, &key, agent)));
+    let _am = Alertmanager::start_with(dir.path(), port, receiver_port, Some((server, agent)));
     let am_url = format!("https://127.0.0.1:{port}");
     let rule_file = rules(dir.path(), now_s() + 600);
 
@@ -704,6 +732,52 @@ fn alerts_reach_an_alertmanager_over_https_that_trusts_the_configured_ca() {
         ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
         ("PULSE_ALERTING_CA_FILE", ca),
     ]);
+    let (_, firing) = inbox.wait_for(Duration::from_secs(20), |v| from_alertmanager(v, "firing"));
+    assert_eq!(firing["alerts"][0]["labels"]["gpu"], "3");
+    let (_, status) = pulse.get("/api/phase4/status");
+    assert_eq!(am_component(&status)["state"], "operational", "{status}");
+}
+
+#[test]
+fn an_alertmanager_that_asks_for_a_client_certificate_gets_pulses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, server) = certificates(dir.path());
+    let ca = ca.to_str().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (cert, key) = (file("client.pem"), file("client.key"));
+    let server =
+        format!("{server}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca}\n");
+    let tls = TlsClient::new(Some(ca), Some((cert.as_str(), key.as_str()))).unwrap();
+    let agent = ureq::AgentBuilder::new().tls_config(tls.0).build();
+    let (receiver_port, mut inbox) = receiver();
+    let port = common::free_port();
+    let _am = Alertmanager::start_with(dir.path(), port, receiver_port, Some((server, agent)));
+    let am_url = format!("https://127.0.0.1:{port}");
+    let rule_file = rules(dir.path(), now_s() + 600);
+    let env = [
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+        ("PULSE_RULE_PATHS", rule_file.as_str()),
+        ("PULSE_ALERTMANAGER_URLS", am_url.as_str()),
+        ("PULSE_ALERTING_CA_FILE", ca),
+    ];
+
+    // Trusting the server is not enough: without a client certificate nothing gets in.
+    let anonymous = Pulse::start(&env);
+    anonymous.poll("/api/phase4/status", Duration::from_secs(20), |s| {
+        am_component(s)["state"] == "degraded"
+    });
+    drop(anonymous);
+    assert!(
+        inbox.rx.try_recv().is_err(),
+        "delivered without a client certificate"
+    );
+
+    // With `alerting.cert_file` and `key_file` the alert is delivered.
+    let with_cert = [
+        ("PULSE_ALERTING_CERT_FILE", cert.as_str()),
+        ("PULSE_ALERTING_KEY_FILE", key.as_str()),
+    ];
+    let pulse = Pulse::start(&[&env[..], &with_cert].concat());
     let (_, firing) = inbox.wait_for(Duration::from_secs(20), |v| from_alertmanager(v, "firing"));
     assert_eq!(firing["alerts"][0]["labels"]["gpu"], "3");
     let (_, status) = pulse.get("/api/phase4/status");

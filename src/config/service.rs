@@ -60,6 +60,8 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("PULSE_ALERTMANAGER_URLS", "alerting", "alertmanager_urls"),
     ("PULSE_ALERTING_WEBHOOK_URLS", "alerting", "webhooks"),
     ("PULSE_ALERTING_CA_FILE", "alerting", "ca_file"),
+    ("PULSE_ALERTING_CERT_FILE", "alerting", "cert_file"),
+    ("PULSE_ALERTING_KEY_FILE", "alerting", "key_file"),
     ("PULSE_ACTIONS_DRY_RUN", "actions", "dry_run"),
     (
         "PULSE_ALERTING_SILENCE_ON_ACK",

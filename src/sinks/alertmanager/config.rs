@@ -5,7 +5,7 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 /// Where alerts go, and how often they are re-sent.
@@ -41,6 +41,13 @@ pub struct AlertingConfig {
     /// destination). `PULSE_ALERTING_CA_FILE`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// A client certificate (PEM, with its chain) and its key (PEM), presented to `https`
+    /// destinations that ask for one (mutual TLS; Prometheus' `tls_config.cert_file` and
+    /// `key_file`). Both or neither. `PULSE_ALERTING_CERT_FILE`, `PULSE_ALERTING_KEY_FILE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 impl Default for AlertingConfig {
@@ -56,6 +63,8 @@ impl Default for AlertingConfig {
             silence_max_ms: NonZeroU64::new(24 * 3600 * 1000).unwrap(),
             silence_sync_ms: NonZeroU64::new(5_000).unwrap(),
             ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -141,29 +150,57 @@ impl std::fmt::Debug for TlsClient {
     }
 }
 
+/// The certificates in a PEM file, at least one.
+fn pem_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("{path:?}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{path:?}: no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
 impl TlsClient {
     /// The public roots plus every certificate in the PEM file at `ca_file`.
     pub fn with_ca_file(ca_file: &str) -> Result<TlsClient, String> {
+        Self::new(Some(ca_file), None).map_err(|(_, e)| e)
+    }
+
+    /// The public roots plus those of `ca_file`, presenting `client` (certificate file, key
+    /// file) when a server asks. The error names the setting at fault.
+    pub fn new(
+        ca_file: Option<&str>,
+        client: Option<(&str, &str)>,
+    ) -> Result<TlsClient, (&'static str, String)> {
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
-            .and_then(|certs| certs.collect())
-            .map_err(|e| format!("{ca_file:?}: {e}"))?;
-        if certs.is_empty() {
-            return Err(format!("{ca_file:?}: no PEM certificate in it"));
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| format!("{ca_file:?}: not a CA certificate rustls accepts: {e}"))?;
+        if let Some(ca_file) = ca_file {
+            for cert in pem_certificates(ca_file).map_err(|e| ("ca_file", e))? {
+                roots.add(cert).map_err(|e| {
+                    let e = format!("{ca_file:?}: not a CA certificate rustls accepts: {e}");
+                    ("ca_file", e)
+                })?;
+            }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .map_err(|e| ("ca_file", e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some((cert_file, key_file)) => {
+                let chain = pem_certificates(cert_file).map_err(|e| ("cert_file", e))?;
+                let key = PrivateKeyDer::from_pem_file(key_file)
+                    .map_err(|e| ("key_file", format!("{key_file:?}: {e}")))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    let e = format!("{cert_file:?} with {key_file:?}: {e}");
+                    ("key_file", e)
+                })?
+            }
+        };
         Ok(TlsClient(Arc::new(config)))
     }
 }
@@ -207,11 +244,18 @@ impl AlertingConfig {
     pub fn destinations(&self) -> Result<Vec<Destination>, String> {
         let mut out = Vec::new();
         let timeout_ms = AlertmanagerConfig::default().timeout_ms.get();
-        let tls = match &self.ca_file {
-            Some(path) => {
-                Some(TlsClient::with_ca_file(path).map_err(|e| format!("alerting.ca_file: {e}"))?)
-            }
-            None => None,
+        let client = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_str(), key.as_str())),
+            (None, None) => None,
+            (Some(_), None) => return Err("alerting.key_file: cert_file needs it".into()),
+            (None, Some(_)) => return Err("alerting.cert_file: key_file needs it".into()),
+        };
+        let tls = if self.ca_file.is_some() || client.is_some() {
+            let tls = TlsClient::new(self.ca_file.as_deref(), client)
+                .map_err(|(field, e)| format!("alerting.{field}: {e}"))?;
+            Some(tls)
+        } else {
+            None
         };
         for base in &self.alertmanager_urls {
             is_http(base).map_err(|e| format!("alerting.alertmanager_urls: {e}"))?;
@@ -344,6 +388,13 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..AlertingConfig::default()
         };
+        let half_client = AlertingConfig {
+            alertmanager_urls: vec!["https://am:9093".into()],
+            cert_file: Some("/etc/pulse/client.pem".into()),
+            ..AlertingConfig::default()
+        };
+        let e = half_client.destinations().unwrap_err();
+        assert!(e.starts_with("alerting.key_file"), "{e}");
         let e = missing_ca.destinations().unwrap_err();
         assert!(
             e.starts_with("alerting.ca_file: \"/nonexistent/ca.pem\""),
