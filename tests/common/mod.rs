@@ -2,6 +2,7 @@
 //! helpers that call the router with no port.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
