@@ -6,6 +6,8 @@
 //! folder holds several) beside the logic it runs and that logic's tests. Imports point
 //! downward: components import the shared layers below them, never each other's actors,
 //! except where one component's actor is another's downstream (see ARCHITECTURE.md).
+//! Modules nothing outside the crate uses (`actions`, `query`, `redis`) are private; the
+//! others are still public for the tests, benches and examples that reach into them.
 //!
 //! - `main.rs` — the CLI (`pulse serve`, `pulse agent`, `pulse aggregate`,
 //!   `pulse check-config`, `pulse test rules`, `pulse probe gpu`).
@@ -19,19 +21,19 @@
 //! - [`rules`] — Prometheus rule files, their groups, templates, `pulse test rules`, and the
 //!   rule [`rules::engine`]; [`promql`] — the PromQL evaluator the rules and the API use.
 //! - [`sinks`] — JSON lines, Kafka, Redis, Alertmanager.
-//! - [`actions`] — what alerting rules do when they fire (`pulse_action`), with guardrails.
-//! - [`query`] — the query actor, its views, cache and cleanup reports.
+//! - `actions` — what alerting rules do when they fire (`pulse_action`), with guardrails.
+//! - `query` — the query actor, its views, cache and cleanup reports.
 //! - [`api`] — the axum router and handlers, and the `/metrics` exposition.
 //! - [`telemetry`] — OpenTelemetry tracing of Pulse's own work.
 //! - [`messages`] — data several components share: samples, commands, stats, alert events.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog
 //!   of metric names (dcgm-exporter's for GPUs).
-//! - [`redis`] — the one Redis connection policy (lazy connection, round-trip deadline).
+//! - `redis` — the one Redis connection policy (lazy connection, round-trip deadline).
 //! - [`runtime`] — clock, mailboxes, allocator.
 //! - `fuzzing` — entry points of the fuzz targets under `fuzz/` (feature `fuzzing`, on for
 //!   the tests and `fuzz/`, off in the binary).
 
-pub mod actions;
+mod actions;
 pub mod api;
 pub mod config;
 #[cfg(feature = "fuzzing")]
@@ -41,8 +43,8 @@ pub mod model;
 pub mod pipeline;
 pub mod processors;
 pub mod promql;
-pub mod query;
-pub mod redis;
+mod query;
+mod redis;
 pub mod rules;
 pub mod runtime;
 pub mod server;
