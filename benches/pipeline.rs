@@ -28,7 +28,7 @@ use pulse::runtime::mailbox::{Mailbox, MailboxGauge};
 use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
 use pulse::store::actor::{ProcessingDone, WindowStoreActor};
 use pulse::store::window::Retention;
-use pulse::telemetry::Telemetry;
+use pulse::Telemetry;
 
 /// Samples per batch on the stream (a sampler's tick on a big host).
 const BATCH: usize = 1000;

@@ -6,14 +6,16 @@
 //! folder holds several) beside the logic it runs and that logic's tests. Imports point
 //! downward: components import the shared layers below them, never each other's actors,
 //! except where one component's actor is another's downstream (see ARCHITECTURE.md).
-//! Modules nothing outside the crate uses (`actions`, `query`, `redis`) are private; the
-//! others are still public for the tests, benches and examples that reach into them.
+//! Modules nothing outside the crate uses (`actions`, `query`, `redis`) are private, and so
+//! are `api`, `server` and `telemetry`, whose few items the binary, tests and benches use
+//! are re-exported at the end of this file; the others are still public for the tests,
+//! benches and examples that reach into them.
 //!
 //! - `main.rs` — the CLI (`pulse serve`, `pulse agent`, `pulse aggregate`,
 //!   `pulse check-config`, `pulse test rules`, `pulse probe gpu`).
 //! - [`config`] — service settings (`config/pulse.toml`) and the pipeline file
 //!   (`pipelines/default.toml`), both built in; errors name file, line and key.
-//! - [`pipeline`] — wires the actors from the configuration, in one place; [`server`] runs
+//! - [`pipeline`] — wires the actors from the configuration, in one place; `server` runs
 //!   the actix system and the HTTP server together.
 //! - [`sources`] — GPUs through NVML, the simulated fleet, request metrics, the Kafka source.
 //! - [`store`] — the window store: per-series rings, the actor that owns them, and what it receives.
@@ -23,8 +25,8 @@
 //! - [`sinks`] — JSON lines, Kafka, Redis, Alertmanager.
 //! - `actions` — what alerting rules do when they fire (`pulse_action`), with guardrails.
 //! - `query` — the query actor, its views, cache and cleanup reports.
-//! - [`api`] — the axum router and handlers, and the `/metrics` exposition.
-//! - [`telemetry`] — OpenTelemetry tracing of Pulse's own work.
+//! - `api` — the axum router and handlers, and the `/metrics` exposition.
+//! - `telemetry` — OpenTelemetry tracing of Pulse's own work.
 //! - [`messages`] — data several components share: samples, commands, stats, alert events.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog
 //!   of metric names (dcgm-exporter's for GPUs).
@@ -34,7 +36,7 @@
 //!   the tests and `fuzz/`, off in the binary).
 
 mod actions;
-pub mod api;
+mod api;
 pub mod config;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -47,8 +49,13 @@ mod query;
 mod redis;
 pub mod rules;
 pub mod runtime;
-pub mod server;
+mod server;
 pub mod sinks;
 pub mod sources;
 pub mod store;
-pub mod telemetry;
+mod telemetry;
+
+// What the binary, tests and benches use of the private modules.
+pub use api::{router, ApiLimits, AppState};
+pub use server::{run, run_plan};
+pub use telemetry::Telemetry;

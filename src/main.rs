@@ -166,7 +166,7 @@ fn main() -> ExitCode {
                     .with(plan.service.log.level.targets())
                     .init(),
             }
-            match pulse::server::run_plan(plan) {
+            match pulse::run_plan(plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pulse: {e:#}");
