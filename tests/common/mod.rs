@@ -14,10 +14,10 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use pulse::{router, ApiLimits, AppState};
 use pulse::config::pipeline::{GpuMode, PipelineConfig};
 use pulse::config::service::ServiceConfig;
 use pulse::runtime::clock::Clock;
+use pulse::{router, ApiLimits, AppState};
 use serde_json::Value;
 use tower::ServiceExt;
 

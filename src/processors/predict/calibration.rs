@@ -31,8 +31,10 @@ const KEPT: usize = 50;
 const MIN_OWN: usize = 20;
 /// Errors all checkpoints together need before any calibration is applied.
 const MIN_POOLED: usize = 20;
-/// Forecasts remembered while their checkpoints come true, at most (refits faster than the
-/// horizon would otherwise keep many).
+/// Forecasts remembered while their checkpoints come true, at most (refits much faster than
+/// the horizon would otherwise keep many). When full, a new forecast is not remembered, so
+/// that the remembered ones live to their last checkpoint: every checkpoint keeps being
+/// scored, from fewer forecasts (the default refit and horizon keep 11).
 const MAX_PENDING: usize = 32;
 /// Bounds of the scale: intervals are widened or narrowed by 20 at most.
 const SCALE_RANGE: (f64, f64) = (0.05, 20.0);
@@ -214,10 +216,9 @@ impl Calibration {
                 (point, bounds)
             })
             .collect();
-        if self.pending.len() == MAX_PENDING {
-            self.pending.pop_front();
+        if self.pending.len() < MAX_PENDING {
+            self.pending.push_back(Pending { end, scored: 0, at });
         }
-        self.pending.push_back(Pending { end, scored: 0, at });
         let scales = self.checkpoint_scales();
         for h in 0..forecast.point.len() {
             let p = forecast.point[h];
@@ -330,11 +331,21 @@ mod tests {
     }
 
     #[test]
-    fn remembers_a_bounded_number_of_forecasts() {
+    fn remembers_a_bounded_number_of_forecasts_and_still_scores_the_far_steps() {
+        // A refit every step with a 600-step horizon: at most `MAX_PENDING` are kept, and
+        // those live to be scored at step 600.
         let mut c = Calibration::new(&[0.8], 600);
-        for r in 0..100 {
+        for r in 0..700 {
+            c.observe(r, |_| Some(10.0));
             c.apply(&mut flat(600), r);
+            assert!(c.pending.len() <= MAX_PENDING);
         }
         assert_eq!(c.pending.len(), MAX_PENDING);
+        let last = c.errors[0].len() - 1;
+        assert_eq!(c.checkpoints[last], 599);
+        assert!(
+            !c.errors[0][last].is_empty(),
+            "the last step was never scored"
+        );
     }
 }
