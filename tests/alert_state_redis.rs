@@ -203,9 +203,8 @@ fn active_alerts_acknowledgements_and_history_survive_kill_9() {
     );
 }
 
-/// The rule engine's entry in status.
-fn engine(pulse: &Pulse) -> Value {
-    let (_, status) = pulse.get("/api/phase4/status");
+/// The rule engine's entry in a status answer.
+fn rule_engine(status: &Value) -> Value {
     status["components"]
         .as_array()
         .unwrap()
@@ -215,18 +214,18 @@ fn engine(pulse: &Pulse) -> Value {
         .unwrap()
 }
 
+/// The rule engine's entry in status.
+fn engine(pulse: &Pulse) -> Value {
+    rule_engine(&pulse.get("/api/phase4/status").1)
+}
+
 /// The rule engine's entry in status once it is in `state` (within 20 s; status reports
 /// are reused for 100 ms).
 fn engine_in(pulse: &Pulse, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let e = engine(pulse);
-        if e["state"] == state {
-            return e;
-        }
-        assert!(Instant::now() < deadline, "never {state}: {e}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("rule engine never {state}");
+    rule_engine(&wait(pulse, "/api/phase4/status", &what, |s| {
+        rule_engine(s)["state"] == state
+    }))
 }
 
 #[test]

@@ -330,6 +330,11 @@ mod tests {
 
     /// A store holding `up{job="a"} 1` at 1 s.
     fn store_with_up() -> WindowStore {
+        store_with_up_at(1000)
+    }
+
+    /// A store holding `up{job="a"} 1` at `t_ms`.
+    fn store_with_up_at(t_ms: i64) -> WindowStore {
         let mut store = WindowStore::new(Retention {
             max_points: 10,
             max_age_ms: 1_000_000,
@@ -337,7 +342,7 @@ mod tests {
         });
         store.ingest(&[Sample::new(
             SeriesKey::shared("up", [("job", "a")]),
-            1000,
+            t_ms,
             1.0,
         )]);
         store
@@ -381,16 +386,7 @@ mod tests {
     fn group_labels_and_query_offset_apply_as_in_prometheus() {
         let mut g = group("groups:\n  - name: g\n    query_offset: 1m\n    labels: {team: gpu, severity: low}\n    rules:\n      - alert: Up\n        expr: up > 0\n        labels: {severity: page}\n      - record: up2\n        expr: up * 2\n");
         // `up` is 1 from 30 s on: read 60 s back, it is not there yet at 61 s, and is at 91 s.
-        let mut store = WindowStore::new(Retention {
-            max_points: 10,
-            max_age_ms: 1_000_000,
-            max_series: 100,
-        });
-        store.ingest(&[Sample::new(
-            SeriesKey::shared("up", [("job", "a")]),
-            30_000,
-            1.0,
-        )]);
+        let mut store = store_with_up_at(30_000);
         let out = g.eval(&mut store, 61_000);
         assert!(
             out.transitions.is_empty() && out.written.is_empty(),
