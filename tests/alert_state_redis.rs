@@ -189,11 +189,7 @@ fn active_alerts_acknowledgements_and_history_survive_kill_9() {
 
     // Redis comes back empty (no persistence on its side): Pulse writes its whole state
     // again, so a second kill -9 still loses nothing.
-    let _server = RedisServer::start(port);
-    engine_in(&pulse, "operational");
-    pulse.kill9();
-    let pulse = start(dir.path(), &url);
-    let (_, active) = pulse.get("/api/phase4/alerts/active");
+    let (_server, _pulse, active) = back_empty_then_kill_9(pulse, dir.path(), port);
     let again = alert(&active, "AlwaysFiring").expect("back after the resync");
     assert_eq!(again["active_at_ms"], firing["active_at_ms"]);
     assert_eq!(again["acknowledgement"]["by"], "ana");
@@ -228,6 +224,22 @@ fn engine_in(pulse: &Pulse, state: &str) -> Value {
     }))
 }
 
+/// Starts an empty Redis on `port` where one went away, waits until `pulse` has written its
+/// state again (operational), kills it with SIGKILL and starts it again: the new Redis,
+/// the new Pulse and its active alerts.
+fn back_empty_then_kill_9(
+    pulse: Pulse,
+    dir: &std::path::Path,
+    port: u16,
+) -> (RedisServer, Pulse, Value) {
+    let server = RedisServer::start(port);
+    engine_in(&pulse, "operational");
+    pulse.kill9();
+    let pulse = start(dir, &format!("redis://127.0.0.1:{port}"));
+    let (_, active) = pulse.get("/api/phase4/alerts/active");
+    (server, pulse, active)
+}
+
 #[test]
 fn redis_going_away_shows_before_any_alert_changes_and_gets_the_whole_state_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -251,11 +263,7 @@ fn redis_going_away_shows_before_any_alert_changes_and_gets_the_whole_state_back
 
     // It comes back empty (no persistence on its side), with no alert having changed:
     // Pulse writes its whole state again, so a kill -9 loses nothing.
-    let _server = RedisServer::start(port);
-    engine_in(&pulse, "operational");
-    pulse.kill9();
-    let pulse = start(dir.path(), &url);
-    let (_, active) = pulse.get("/api/phase4/alerts/active");
+    let (_server, _pulse, active) = back_empty_then_kill_9(pulse, dir.path(), port);
     let again = alert(&active, "AlwaysFiring").expect("back after the resync");
     assert_eq!(again["active_at_ms"], firing["active_at_ms"]);
 }

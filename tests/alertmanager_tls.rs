@@ -54,72 +54,44 @@ fn certificates(dir: &Path) -> (PathBuf, String) {
         ]
         .concat(),
     );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
+    // A key and a certificate `name`.pem for `subject`, signed by the CA with the
+    // extensions `ext`.
+    let signed = |name: &str, subject: &str, ext: &str| {
+        let (key, csr, pem, ext_file) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        openssl(
             &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-                "-subj",
-                "/CN=pulse",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-    ]);
+                &["req"][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", subject],
+            ]
+            .concat(),
+        );
+        std::fs::write(dir.join(&ext_file), format!("{ext}\n")).unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+        ]);
+    };
+    signed("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1");
+    signed("client", "/CN=pulse", "extendedKeyUsage=clientAuth");
     let server = format!(
         "  cert_file: {}\n  key_file: {}\n",
         dir.join("server.pem").display(),
@@ -133,7 +105,7 @@ fn alerts_reach_an_alertmanager_over_https_that_trusts_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, server) = certificates(dir.path());
     let ca = ca.to_str().unwrap();
-    let tls = TlsClient::with_ca_file(ca).unwrap();
+    let tls = TlsClient::new(Some(ca), None).unwrap();
     let agent = ureq::AgentBuilder::new().tls_config(tls.0).build();
     let (receiver_port, mut inbox) = receiver();
     let port = common::free_port();
