@@ -139,7 +139,8 @@ impl Calibration {
     }
 
     /// The half-width scale of each level at step `h` (0-based).
-    pub fn scales_at(&self, h: usize) -> Vec<f64> {
+    #[cfg(test)]
+    fn scales_at(&self, h: usize) -> Vec<f64> {
         self.checkpoint_scales()
             .iter()
             .map(|per_checkpoint| self.interpolate(per_checkpoint, h))
@@ -147,7 +148,8 @@ impl Calibration {
     }
 
     /// The half-width scale of each level at the last step.
-    pub fn scales(&self) -> Vec<f64> {
+    #[cfg(test)]
+    fn scales(&self) -> Vec<f64> {
         self.scales_at(self.checkpoints.last().copied().unwrap_or(0))
     }
 
@@ -228,8 +230,11 @@ impl Calibration {
                 iv.upper[h] = p + scale * (iv.upper[h] - p);
             }
         }
-        let last = self.checkpoints.last().copied().unwrap_or(0);
-        scales.iter().map(|s| self.interpolate(s, last)).collect()
+        // The last step is the last checkpoint.
+        scales
+            .iter()
+            .map(|s| s.last().copied().unwrap_or(1.0))
+            .collect()
     }
 }
 

@@ -99,13 +99,16 @@ impl RuleEngine {
                 }
                 // Back: still degraded until the state is written again.
                 Ok(()) if act.unreachable.is_some() && act.resync => act.resync_if_needed(ctx),
-                Ok(()) => {
-                    if act.unreachable.take().is_some() {
-                        tracing::info!("Redis answers the rule engine again");
-                    }
-                }
+                Ok(()) => act.answered(),
             }
         }));
+    }
+
+    /// Redis answered: no longer unreachable (said once).
+    fn answered(&mut self) {
+        if self.unreachable.take().is_some() {
+            tracing::info!("Redis answers the rule engine again");
+        }
     }
 
     /// Writes alert-state changes to the store, in order, without waiting.
@@ -134,9 +137,7 @@ impl RuleEngine {
         ctx.spawn(write.into_actor(self).map(|result, act, _| match result {
             Ok(()) => {
                 act.persist_error = None;
-                if act.unreachable.take().is_some() {
-                    tracing::info!("Redis answers the rule engine again");
-                }
+                act.answered();
             }
             Err(e) => {
                 if act.persist_error.is_none() {

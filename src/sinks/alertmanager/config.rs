@@ -162,11 +162,6 @@ fn pem_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> 
 }
 
 impl TlsClient {
-    /// The public roots plus every certificate in the PEM file at `ca_file`.
-    pub fn with_ca_file(ca_file: &str) -> Result<TlsClient, String> {
-        Self::new(Some(ca_file), None).map_err(|(_, e)| e)
-    }
-
     /// The public roots plus those of `ca_file`, presenting `client` (certificate file, key
     /// file) when a server asks. The error names the setting at fault.
     pub fn new(
