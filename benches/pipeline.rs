@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use pulse::config::service::TracingConfig;
 use pulse::messages::samples::SampleBatch;
-use pulse::messages::stats::GetStats;
+use pulse::messages::stats::{figure, GetStats};
 use pulse::model::series::{Sample, Series, SeriesKey};
 use pulse::processors::anomaly::actor::AnomalyDetector;
 use pulse::runtime::clock::Clock;
@@ -220,7 +220,7 @@ async fn everything_on(gpus: usize, rounds: usize, on_ingest: bool) -> (Duration
     let t0 = Clock::system().now_ms() - rounds as i64 * 1000;
     let evaluations = |s: pulse::messages::stats::ComponentStats| {
         s.extra
-            .get("rule_evaluations_total")
+            .get(&figure::RULE_EVALUATIONS_TOTAL)
             .copied()
             .unwrap_or(0.0)
     };

@@ -19,7 +19,7 @@ use super::store::ActionStore;
 use super::Action;
 use crate::messages::commands::Command;
 use crate::messages::page::Page;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats, LabelledFigure};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats, LabelledFigure};
 use crate::model::catalog::{FB_USED, HOSTNAME};
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::processors::predict::engine::PredictionFilter;
@@ -645,17 +645,18 @@ impl Handler<GetStats> for ActionRunner {
         } else if let Some(note) = &self.restore_note {
             st.reason = Some(format!("{}; {note}", st.reason.unwrap_or_default()));
         }
-        st.extra.insert(
-            "actions_redis_write_failures_total",
+        st.set(
+            figure::ACTIONS_REDIS_WRITE_FAILURES_TOTAL,
             self.persist_failures as f64,
         );
-        st.extra
-            .insert("actions_awaiting", self.guard.awaiting() as f64);
-        st.extra
-            .insert("actions_paused", f64::from(u8::from(self.guard.paused())));
+        st.set(figure::ACTIONS_AWAITING, self.guard.awaiting() as f64);
+        st.set(
+            figure::ACTIONS_PAUSED,
+            f64::from(u8::from(self.guard.paused())),
+        );
         for ((action, outcome), n) in &self.outcomes {
             st.labelled.push(LabelledFigure {
-                key: "actions_total",
+                figure: figure::ACTIONS_TOTAL,
                 labels: vec![("action", action.to_string()), ("outcome", outcome.clone())],
                 value: *n as f64,
             });

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::messages::stats::{ComponentState, ComponentStats};
+use crate::messages::stats::{ComponentState, ComponentStats, Figure};
 use crate::model::catalog::family_of;
 use crate::model::series::{escape_label_value, Series};
 
@@ -236,28 +236,23 @@ pub fn render_components(out: &mut String, components: &[ComponentStats]) {
     }
 
     // Component-specific figures: pulse_<key>{component=..., <its labels>}, one family per
-    // key; plain figures (`extra`) have no labels of their own.
-    type Figure<'a> = (&'a ComponentStats, &'a [(&'static str, String)], f64);
-    let mut figures: BTreeMap<&str, Vec<Figure>> = BTreeMap::new();
+    // figure; plain figures (`extra`) have no labels of their own.
+    type Value<'a> = (&'a ComponentStats, &'a [(&'static str, String)], f64);
+    let mut figures: BTreeMap<Figure, Vec<Value>> = BTreeMap::new();
     for c in components {
-        for (k, v) in &c.extra {
-            figures.entry(k).or_default().push((c, &[], *v));
+        for (f, v) in &c.extra {
+            figures.entry(*f).or_default().push((c, &[], *v));
         }
         for f in &c.labelled {
             figures
-                .entry(f.key)
+                .entry(f.figure)
                 .or_default()
                 .push((c, &f.labels, f.value));
         }
     }
-    for (key, values) in figures {
-        let name = format!("pulse_{key}");
-        let kind = if key.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        family(out, &name, kind, &format!("Component figure `{key}`."));
+    for (figure, values) in figures {
+        let name = format!("pulse_{}", figure.key);
+        family(out, &name, figure.kind.as_str(), figure.help);
         for (c, labels, v) in values {
             let _ = write!(out, "{name}{{component=\"{}\"", escape_label_value(&c.name));
             for (k, v) in labels {

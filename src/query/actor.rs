@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::messages::commands::Command;
-use crate::messages::stats::{ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::query::cache::{CacheStats, Cleared, View, ViewCache, ViewKey};
@@ -460,16 +460,13 @@ impl Handler<GetStats> for QueryActor {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut st = ComponentStats::new("query", "query");
         let cache = self.cache.stats_approximate();
-        st.extra
-            .insert("views_computed_total", self.views_computed as f64);
-        st.extra.insert("cleanups_total", self.cleanups as f64);
-        st.extra.insert("cache_hits_total", cache.hits as f64);
-        st.extra
-            .insert("cache_stale_hits_total", cache.stale_hits as f64);
-        st.extra.insert("cache_misses_total", cache.misses as f64);
-        st.extra.insert("cache_entries", cache.entries as f64);
-        st.extra
-            .insert("cache_evictions_total", cache.evictions as f64);
+        st.set(figure::VIEWS_COMPUTED_TOTAL, self.views_computed as f64);
+        st.set(figure::CLEANUPS_TOTAL, self.cleanups as f64);
+        st.set(figure::CACHE_HITS_TOTAL, cache.hits as f64);
+        st.set(figure::CACHE_STALE_HITS_TOTAL, cache.stale_hits as f64);
+        st.set(figure::CACHE_MISSES_TOTAL, cache.misses as f64);
+        st.set(figure::CACHE_ENTRIES, cache.entries as f64);
+        st.set(figure::CACHE_EVICTIONS_TOTAL, cache.evictions as f64);
         MessageResult(st)
     }
 }
@@ -563,7 +560,7 @@ mod tests {
         assert_eq!(stats.misses, 1, "{stats:?}");
         assert!(stats.stale_hits >= 29, "{stats:?}");
         assert!(stats.hit_rate.unwrap() > 0.85, "{stats:?}");
-        let computed = query.send(GetStats).await.unwrap().extra["views_computed_total"];
+        let computed = query.send(GetStats).await.unwrap().extra[&figure::VIEWS_COMPUTED_TOTAL];
         assert_eq!(computed, 30.0, "one computation per refresh period");
     }
 
@@ -583,7 +580,7 @@ mod tests {
         assert!(first.iter().all(|b| b == &first[0]));
         assert_eq!(generated_at(&first[0]), 7_000_100);
         let stats = query.send(GetStats).await.unwrap();
-        assert_eq!(stats.extra["views_computed_total"], 1.0);
+        assert_eq!(stats.extra[&figure::VIEWS_COMPUTED_TOTAL], 1.0);
 
         // Next period: fifty concurrent requests get the previous view at once...
         tokio::time::advance(Duration::from_millis(1000)).await;
@@ -603,7 +600,7 @@ mod tests {
         }
         assert_eq!(generated_at(&latest), 7_001_100);
         let stats = query.send(GetStats).await.unwrap();
-        assert_eq!(stats.extra["views_computed_total"], 2.0);
+        assert_eq!(stats.extra[&figure::VIEWS_COMPUTED_TOTAL], 2.0);
         let cache = query.send(GetCacheStats).await.unwrap();
         assert_eq!(
             (cache.misses, cache.stale_hits >= 50),

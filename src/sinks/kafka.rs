@@ -33,7 +33,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use crate::actions::messages::ActionRecord;
 use crate::messages::alerts::AlertEvent;
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::processors::anomaly::Anomaly;
 use crate::runtime::mailbox::MailboxGauge;
@@ -346,13 +346,10 @@ impl Handler<GetStats> for KafkaSink {
         st.emitted_total = delivered;
         st.dropped_total = self.queue_full + self.refused + failed;
         st.mailbox_backlog = self.gauge.get();
-        st.extra.insert("kafka_in_flight_records", in_flight as f64);
-        st.extra
-            .insert("kafka_queue_full_drops_total", self.queue_full as f64);
-        st.extra
-            .insert("kafka_delivery_failures_total", failed as f64);
-        st.extra
-            .insert("kafka_refused_records_total", self.refused as f64);
+        st.set(figure::KAFKA_IN_FLIGHT_RECORDS, in_flight as f64);
+        st.set(figure::KAFKA_QUEUE_FULL_DROPS_TOTAL, self.queue_full as f64);
+        st.set(figure::KAFKA_DELIVERY_FAILURES_TOTAL, failed as f64);
+        st.set(figure::KAFKA_REFUSED_RECORDS_TOTAL, self.refused as f64);
         st.reason = Some(format!(
             "producing to {}{}",
             self.settings.brokers,

@@ -23,7 +23,7 @@ use actix::prelude::*;
 use redis::aio::ConnectionManager;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::redis::{lazy_connection, timed};
 use crate::runtime::mailbox::MailboxGauge;
@@ -327,9 +327,8 @@ impl Handler<GetStats> for RedisSink {
         st.dropped_total = self.dropped;
         st.mailbox_backlog = self.gauge.get();
         let buffered = self.buffer.len() + self.writing;
-        st.extra.insert("redis_buffered_samples", buffered as f64);
-        st.extra
-            .insert("redis_round_trips_total", self.round_trips as f64);
+        st.set(figure::REDIS_BUFFERED_SAMPLES, buffered as f64);
+        st.set(figure::REDIS_ROUND_TRIPS_TOTAL, self.round_trips as f64);
         st.reason = Some(format!("writing to {}", self.settings.url));
         if let Some(e) = &self.last_error {
             st.state = ComponentState::Degraded;

@@ -34,7 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::catalog::HOSTNAME;
 use crate::model::series::{Sample, SeriesKey};
 use crate::rules::engine::{AdoptAlerts, ReleaseAlerts, RuleEngine};
@@ -462,19 +462,21 @@ impl Handler<GetStats> for KafkaSource {
         st.dropped_total = s.invalid.load(Ordering::Relaxed);
         let assigned = lock(&s.assigned).clone();
         let extra = [
-            ("kafka_committed_batches_total", &s.committed_batches),
-            ("kafka_uncommitted_batches_total", &s.uncommitted_batches),
-            ("kafka_rebalances_total", &s.rebalances),
-            ("kafka_rebuilt_points_total", &s.rebuilt_points),
-            ("kafka_adopted_alerts_total", &s.adopted_alerts),
+            (figure::KAFKA_COMMITTED_BATCHES_TOTAL, &s.committed_batches),
+            (
+                figure::KAFKA_UNCOMMITTED_BATCHES_TOTAL,
+                &s.uncommitted_batches,
+            ),
+            (figure::KAFKA_REBALANCES_TOTAL, &s.rebalances),
+            (figure::KAFKA_REBUILT_POINTS_TOTAL, &s.rebuilt_points),
+            (figure::KAFKA_ADOPTED_ALERTS_TOTAL, &s.adopted_alerts),
         ];
-        for (name, v) in extra {
-            st.extra.insert(name, v.load(Ordering::Relaxed) as f64);
+        for (f, v) in extra {
+            st.set(f, v.load(Ordering::Relaxed) as f64);
         }
-        st.extra
-            .insert("kafka_assigned_partitions", assigned.len() as f64);
+        st.set(figure::KAFKA_ASSIGNED_PARTITIONS, assigned.len() as f64);
         let hosts = *lock(&s.hosts);
-        st.extra.insert("kafka_hosts", hosts as f64);
+        st.set(figure::KAFKA_HOSTS, hosts as f64);
         st.reason = Some(format!(
             "consuming {} in group {} from {}: partitions {assigned:?}, {hosts} hosts",
             self.settings.topic, self.settings.group_id, self.settings.brokers

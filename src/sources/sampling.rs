@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::ComponentStats;
+use crate::messages::stats::{figure, ComponentStats};
 use crate::runtime::mailbox::Mailbox;
 
 /// Private tick message of a sampler.
@@ -37,8 +37,8 @@ impl SamplerCounters {
     pub fn fill(&self, st: &mut ComponentStats) {
         st.emitted_total = self.samples_emitted;
         st.dropped_total = self.samples_dropped;
-        st.extra.insert("ticks_total", self.ticks as f64);
-        st.extra.insert("ticks_late_total", self.ticks_late as f64);
+        st.set(figure::TICKS_TOTAL, self.ticks as f64);
+        st.set(figure::TICKS_LATE_TOTAL, self.ticks_late as f64);
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::messages::samples::{ProcessBatch, SampleBatch};
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::{Mailbox, MailboxGauge};
@@ -442,15 +442,14 @@ impl Handler<GetStats> for WindowStoreActor {
         st.emitted_total = self.stored;
         st.dropped_total = self.refused;
         st.mailbox_backlog = self.gauge.get();
-        st.extra.insert("series", self.store.series_count() as f64);
-        st.extra.insert("points", self.store.point_count() as f64);
-        st.extra.insert("window_bytes", self.store.bytes() as f64);
-        st.extra.insert(
-            "window_refused_for_memory_total",
+        st.set(figure::SERIES, self.store.series_count() as f64);
+        st.set(figure::POINTS, self.store.point_count() as f64);
+        st.set(figure::WINDOW_BYTES, self.store.bytes() as f64);
+        st.set(
+            figure::WINDOW_REFUSED_FOR_MEMORY_TOTAL,
             self.store.refused_for_memory() as f64,
         );
-        st.extra
-            .insert("forward_failures_total", self.forward_failures as f64);
+        st.set(figure::FORWARD_FAILURES_TOTAL, self.forward_failures as f64);
         if self.store.refused_for_memory() > 0 && self.store.bytes() >= self.store.max_bytes() {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!(

@@ -45,7 +45,7 @@ async fn stores_forwards_in_order_and_evicts_with_time() {
     tokio::time::advance(Duration::from_secs(7)).await;
     tokio::task::yield_now().await;
     let stats = store.send(GetStats).await.unwrap();
-    assert_eq!(stats.extra["series"], 0.0);
+    assert_eq!(stats.extra[&figure::SERIES], 0.0);
     assert_eq!(stats.received_total, 3);
     assert_eq!(stats.emitted_total, 3);
 }

@@ -30,7 +30,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 
 use crate::config::service::TracingConfig;
-use crate::messages::stats::{ComponentState, ComponentStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats};
 pub use sampler::PulseSampler;
 pub use store::{StoreLimits, TraceStore};
 
@@ -207,33 +207,32 @@ impl Telemetry {
         st.received_total = s.counters.spans_stored_total + s.counters.spans_dropped_total;
         st.emitted_total = s.counters.spans_stored_total;
         st.dropped_total = s.counters.spans_dropped_total;
-        st.extra.insert("trace_store_traces", s.traces as f64);
-        st.extra.insert("trace_store_spans", s.spans as f64);
-        st.extra.insert("trace_store_bytes", s.bytes as f64);
-        st.extra.insert(
-            "trace_store_evicted_traces_total",
+        st.set(figure::TRACE_STORE_TRACES, s.traces as f64);
+        st.set(figure::TRACE_STORE_SPANS, s.spans as f64);
+        st.set(figure::TRACE_STORE_BYTES, s.bytes as f64);
+        st.set(
+            figure::TRACE_STORE_EVICTED_TRACES_TOTAL,
             s.counters.traces_evicted_total as f64,
         );
-        st.extra.insert(
-            "traces_sampled_total",
+        st.set(
+            figure::TRACES_SAMPLED_TOTAL,
             c.sampled.load(Ordering::Relaxed) as f64,
         );
-        st.extra.insert(
-            "traces_unsampled_ratio_total",
+        st.set(
+            figure::TRACES_UNSAMPLED_RATIO_TOTAL,
             c.ratio_dropped.load(Ordering::Relaxed) as f64,
         );
-        st.extra.insert(
-            "traces_unsampled_rate_limit_total",
+        st.set(
+            figure::TRACES_UNSAMPLED_RATE_LIMIT_TOTAL,
             c.rate_limited.load(Ordering::Relaxed) as f64,
         );
         if let Some(e) = &a.export {
             let queued = e.queued.load(Ordering::Relaxed);
             let exported = e.exported.load(Ordering::Relaxed);
             let failed = e.failed.load(Ordering::Relaxed);
-            st.extra.insert("otlp_spans_queued_total", queued as f64);
-            st.extra
-                .insert("otlp_spans_exported_total", exported as f64);
-            st.extra.insert("otlp_spans_failed_total", failed as f64);
+            st.set(figure::OTLP_SPANS_QUEUED_TOTAL, queued as f64);
+            st.set(figure::OTLP_SPANS_EXPORTED_TOTAL, exported as f64);
+            st.set(figure::OTLP_SPANS_FAILED_TOTAL, failed as f64);
             let last_error = e.last_error.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(why) = last_error.as_ref() {
                 st.state = ComponentState::Degraded;

@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use crate::messages::page::Page;
 use crate::messages::samples::ProcessBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::workload::WorkloadEvent;
@@ -209,36 +209,30 @@ impl Handler<GetStats> for AnomalyDetector {
         st.dropped_total = counts.refused;
         st.mailbox_backlog = self.gauge.get();
         let watched = self.engine.watched_series();
-        st.extra.insert("anomaly_series_watched", watched as f64);
-        st.extra.insert(
-            "anomaly_detector_bytes",
+        st.set(figure::ANOMALY_SERIES_WATCHED, watched as f64);
+        st.set(
+            figure::ANOMALY_DETECTOR_BYTES,
             self.engine.detector_bytes() as f64,
         );
-        st.extra
-            .insert("anomalies_opened_total", counts.opened as f64);
-        st.extra
-            .insert("anomaly_firings_merged_total", counts.merged as f64);
-        st.extra
-            .insert("anomaly_samples_skipped_total", counts.skipped as f64);
-        st.extra.insert("anomaly_gaps_total", counts.gaps as f64);
-        st.extra
-            .insert("anomaly_series_resets_total", counts.resets as f64);
-        st.extra
-            .insert("anomaly_series_evicted_total", counts.evicted as f64);
-        st.extra.insert(
-            "anomaly_workload_changes_total",
+        st.set(figure::ANOMALIES_OPENED_TOTAL, counts.opened as f64);
+        st.set(figure::ANOMALY_FIRINGS_MERGED_TOTAL, counts.merged as f64);
+        st.set(figure::ANOMALY_SAMPLES_SKIPPED_TOTAL, counts.skipped as f64);
+        st.set(figure::ANOMALY_GAPS_TOTAL, counts.gaps as f64);
+        st.set(figure::ANOMALY_SERIES_RESETS_TOTAL, counts.resets as f64);
+        st.set(figure::ANOMALY_SERIES_EVICTED_TOTAL, counts.evicted as f64);
+        st.set(
+            figure::ANOMALY_WORKLOAD_CHANGES_TOTAL,
             counts.workload_changes as f64,
         );
-        st.extra.insert(
-            "anomaly_workload_firings_total",
+        st.set(
+            figure::ANOMALY_WORKLOAD_FIRINGS_TOTAL,
             counts.workload_firings as f64,
         );
-        st.extra.insert(
-            "anomaly_peer_divergences_total",
+        st.set(
+            figure::ANOMALY_PEER_DIVERGENCES_TOTAL,
             counts.peer_divergences as f64,
         );
-        st.extra
-            .insert("anomaly_slight_firings_total", counts.slight as f64);
+        st.set(figure::ANOMALY_SLIGHT_FIRINGS_TOTAL, counts.slight as f64);
         let settings = self.engine.settings();
         st.reason = Some(format!(
             "{watched} series watched, threshold {}",
@@ -252,8 +246,8 @@ impl Handler<GetStats> for AnomalyDetector {
         }
         st.dropped_total += self.events_dropped;
         if self.redis.is_some() {
-            st.extra.insert(
-                "anomaly_redis_write_failures_total",
+            st.set(
+                figure::ANOMALY_REDIS_WRITE_FAILURES_TOTAL,
                 self.redis_failures as f64,
             );
         }

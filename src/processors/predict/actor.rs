@@ -11,7 +11,7 @@ use actix::prelude::*;
 use opentelemetry::trace::SpanKind;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::processors::predict::engine::{PredictorEngine, PredictorSettings};
 use crate::processors::predict::messages::ListPredictions;
@@ -224,28 +224,28 @@ impl Handler<GetStats> for Predictor {
         st.received_total = c.fits + c.fit_failures;
         st.emitted_total = c.fits;
         st.dropped_total = c.series_refused;
-        st.extra.insert(
-            "predictor_series_forecast",
+        st.set(
+            figure::PREDICTOR_SERIES_FORECAST,
             self.engine.series_forecast() as f64,
         );
-        st.extra.insert("predictor_cycles_total", c.cycles as f64);
-        st.extra
-            .insert("predictor_cycles_skipped_total", c.cycles_skipped as f64);
-        st.extra.insert("predictor_fits_total", c.fits as f64);
-        st.extra
-            .insert("predictor_fit_failures_total", c.fit_failures as f64);
-        st.extra
-            .insert("predictor_fit_timeouts_total", c.fit_timeouts as f64);
-        st.extra.insert(
-            "predictor_last_cycle_fit_seconds",
+        st.set(figure::PREDICTOR_CYCLES_TOTAL, c.cycles as f64);
+        st.set(
+            figure::PREDICTOR_CYCLES_SKIPPED_TOTAL,
+            c.cycles_skipped as f64,
+        );
+        st.set(figure::PREDICTOR_FITS_TOTAL, c.fits as f64);
+        st.set(figure::PREDICTOR_FIT_FAILURES_TOTAL, c.fit_failures as f64);
+        st.set(figure::PREDICTOR_FIT_TIMEOUTS_TOTAL, c.fit_timeouts as f64);
+        st.set(
+            figure::PREDICTOR_LAST_CYCLE_FIT_SECONDS,
             c.last_cycle_fit_ms / 1000.0,
         );
-        st.extra.insert(
-            "predictor_last_allocator_trim_seconds",
+        st.set(
+            figure::PREDICTOR_LAST_ALLOCATOR_TRIM_SECONDS,
             self.last_trim_ms / 1000.0,
         );
-        st.extra.insert(
-            "predictor_allocator_trims_released_total",
+        st.set(
+            figure::PREDICTOR_ALLOCATOR_TRIMS_RELEASED_TOTAL,
             self.trims_released as f64,
         );
         let failures = self.engine.failures();

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::GetStats;
+use crate::messages::stats::{figure, GetStats};
 use crate::model::series::{Sample, SeriesKey};
 use crate::rules::alerting::Alert;
 use crate::rules::parse_file;
@@ -87,8 +87,9 @@ async fn stored_samples_run_the_groups_reading_them_at_once_and_at_most_once_per
         .unwrap();
     // The first evaluation (at start) is done; the interval is a minute away.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let evaluations =
-        || async { engine.send(GetStats).await.unwrap().extra["rule_evaluations_on_ingest_total"] };
+    let evaluations = || async {
+        engine.send(GetStats).await.unwrap().extra[&figure::RULE_EVALUATIONS_ON_INGEST_TOTAL]
+    };
     assert_eq!(evaluations().await, 0.0);
 
     let hot = |gpu: &str| hot(&clock, gpu);

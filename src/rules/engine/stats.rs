@@ -3,7 +3,7 @@
 use actix::prelude::*;
 
 use super::RuleEngine;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 
 impl Handler<GetStats> for RuleEngine {
     type Result = MessageResult<GetStats>;
@@ -11,23 +11,25 @@ impl Handler<GetStats> for RuleEngine {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut st = ComponentStats::new("rule_engine", "processor");
         st.dropped_total = self.events_dropped;
-        st.extra.insert("rule_groups", self.load.groups as f64);
-        st.extra.insert("rules", self.load.rules as f64);
-        st.extra
-            .insert("rule_evaluations_total", self.evaluations as f64);
-        st.extra
-            .insert("rule_evaluation_errors_total", self.eval_errors as f64);
-        st.extra
-            .insert("rule_evaluation_last_seconds", self.last_eval_ms / 1000.0);
-        st.extra.insert(
-            "rule_evaluations_on_ingest_total",
+        st.set(figure::RULE_GROUPS, self.load.groups as f64);
+        st.set(figure::RULES, self.load.rules as f64);
+        st.set(figure::RULE_EVALUATIONS_TOTAL, self.evaluations as f64);
+        st.set(
+            figure::RULE_EVALUATION_ERRORS_TOTAL,
+            self.eval_errors as f64,
+        );
+        st.set(
+            figure::RULE_EVALUATION_LAST_SECONDS,
+            self.last_eval_ms / 1000.0,
+        );
+        st.set(
+            figure::RULE_EVALUATIONS_ON_INGEST_TOTAL,
             self.ingest_evaluations as f64,
         );
-        st.extra
-            .insert("alert_history_entries", self.history.len() as f64);
+        st.set(figure::ALERT_HISTORY_ENTRIES, self.history.len() as f64);
         let counts = self.counts();
-        st.extra.insert("alerts_firing", counts.firing as f64);
-        st.extra.insert("alerts_pending", counts.pending as f64);
+        st.set(figure::ALERTS_FIRING, counts.firing as f64);
+        st.set(figure::ALERTS_PENDING, counts.pending as f64);
         st.reason = Some(format!(
             "{} groups, {} rules{}",
             self.load.groups,
@@ -38,8 +40,8 @@ impl Handler<GetStats> for RuleEngine {
                 .unwrap_or_default()
         ));
         if self.alert_store.is_some() {
-            st.extra.insert(
-                "alert_state_write_failures_total",
+            st.set(
+                figure::ALERT_STATE_WRITE_FAILURES_TOTAL,
                 self.persist_failures as f64,
             );
         }

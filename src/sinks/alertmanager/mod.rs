@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
 use config::{Destination, Protocol};
 pub use payload::OutgoingAlert;
@@ -197,9 +197,8 @@ impl Handler<GetStats> for AlertNotifier {
         st.received_total = self.received;
         st.emitted_total = self.delivered;
         st.dropped_total = self.dropped;
-        st.extra.insert("alerts_queued", self.queue.len() as f64);
-        st.extra
-            .insert("alert_posts_failed_total", self.failed_posts as f64);
+        st.set(figure::ALERTS_QUEUED, self.queue.len() as f64);
+        st.set(figure::ALERT_POSTS_FAILED_TOTAL, self.failed_posts as f64);
         if let Some(e) = &self.last_error {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!(

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::config::Destination;
 use super::payload::rfc3339;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
 
 /// One matcher of a silence, as Alertmanager's API writes it.
@@ -327,11 +327,9 @@ impl Handler<GetStats> for SilenceSync {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut st = ComponentStats::new(format!("silences {}", self.base), "sink");
         st.emitted_total = self.created;
-        st.extra
-            .insert("silences_removed_total", self.removed as f64);
-        st.extra.insert("silences_held", self.ours.len() as f64);
-        st.extra
-            .insert("silence_calls_failed_total", self.failed as f64);
+        st.set(figure::SILENCES_REMOVED_TOTAL, self.removed as f64);
+        st.set(figure::SILENCES_HELD, self.ours.len() as f64);
+        st.set(figure::SILENCE_CALLS_FAILED_TOTAL, self.failed as f64);
         if let Some(e) = &self.last_error {
             st.state = ComponentState::Degraded;
             st.reason = Some(format!("Alertmanager's silences API failed: {e}"));

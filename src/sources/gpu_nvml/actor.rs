@@ -13,7 +13,7 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{EventSet, Nvml};
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::model::series::{Sample, Series, SeriesKey};
 use crate::runtime::clock::Clock;
@@ -269,16 +269,15 @@ impl Handler<GetStats> for NvmlGpuSampler {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut st = ComponentStats::new("gpu_sampler", "source");
         self.counters.fill(&mut st);
-        st.extra.insert("gpus", self.gpus.len() as f64);
-        st.extra
-            .insert("read_errors_total", self.read_errors as f64);
+        st.set(figure::GPUS, self.gpus.len() as f64);
+        st.set(figure::READ_ERRORS_TOTAL, self.read_errors as f64);
         let lost: Vec<String> = self
             .gpus
             .iter()
             .filter(|g| g.lost)
             .map(|g| g.identity.index.to_string())
             .collect();
-        st.extra.insert("gpus_lost", lost.len() as f64);
+        st.set(figure::GPUS_LOST, lost.len() as f64);
         st.reason = Some(format!(
             "NVML, {} GPUs on {}",
             self.gpus.len(),

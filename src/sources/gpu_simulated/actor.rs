@@ -12,7 +12,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::actions::messages::{AckOutcome, CommandAck};
 use crate::messages::commands::Command;
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::Mailbox;
 use crate::sources::gpu_simulated::fleet::SimFleet;
@@ -154,10 +154,9 @@ impl Handler<GetStats> for SimulatedGpuSampler {
         let mut st = ComponentStats::new("gpu_sampler", "source");
         st.reason = Some(self.reason.clone());
         self.counters.fill(&mut st);
-        st.extra.insert("gpus", self.fleet.gpu_count() as f64);
-        st.extra.insert("cleanups_total", self.cleanups as f64);
-        st.extra
-            .insert("commands_missed_total", self.commands_missed as f64);
+        st.set(figure::GPUS, self.fleet.gpu_count() as f64);
+        st.set(figure::CLEANUPS_TOTAL, self.cleanups as f64);
+        st.set(figure::COMMANDS_MISSED_TOTAL, self.commands_missed as f64);
         MessageResult(st)
     }
 }
@@ -215,7 +214,7 @@ mod tests {
         assert_eq!(after.len(), 4);
         assert!(after[3].1 < before[2].1 - 10_000.0, "{after:?}");
         let stats = sampler.send(GetStats).await.unwrap();
-        assert_eq!(stats.extra["cleanups_total"], 1.0);
+        assert_eq!(stats.extra[&figure::CLEANUPS_TOTAL], 1.0);
         assert_eq!(stats.emitted_total, 4 * 2 * 17);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
+use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::{Mailbox, MailboxGauge};
 use crate::sources::requests::aggregate::{
@@ -154,11 +154,9 @@ impl Handler<GetStats> for RequestSampler {
         st.received_total = self.aggregator.recorded_total;
         st.dropped_total += self.own_dropped;
         st.mailbox_backlog = self.gauge.get();
-        st.extra.insert("batches_total", self.batches as f64);
-        st.extra
-            .insert("routes", self.aggregator.route_count() as f64);
-        st.extra
-            .insert("folded_total", self.aggregator.folded_total as f64);
+        st.set(figure::BATCHES_TOTAL, self.batches as f64);
+        st.set(figure::ROUTES, self.aggregator.route_count() as f64);
+        st.set(figure::FOLDED_TOTAL, self.aggregator.folded_total as f64);
         // A client exploding its routes is named for five minutes after its last fold.
         if let Some((service, at)) = &self.aggregator.last_folded {
             if self.clock.now_ms() - at < FOLD_REPORT_MS {
@@ -168,8 +166,8 @@ impl Handler<GetStats> for RequestSampler {
                 ));
             }
         }
-        st.extra.insert(
-            "evicted_early_total",
+        st.set(
+            figure::EVICTED_EARLY_TOTAL,
             self.aggregator.evicted_early_total as f64,
         );
         MessageResult(st)
