@@ -33,7 +33,8 @@
 //! - `redis` — the one Redis connection policy (lazy connection, round-trip deadline).
 //! - [`runtime`] — clock, mailboxes, allocator.
 //! - `fuzzing` — entry points of the fuzz targets under `fuzz/` (feature `fuzzing`, on for
-//!   the tests and `fuzz/`, off in the binary).
+//!   the tests and `fuzz/`, off in the binary); likewise `processors::anomaly::nab`, the NAB
+//!   replay (feature `nab`, on for the tests and examples).
 
 mod actions;
 mod api;

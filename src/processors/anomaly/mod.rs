@@ -10,6 +10,8 @@ mod detector_config;
 pub mod engine;
 pub mod jobs;
 pub mod messages;
+/// The NAB replay, for `examples/nab.rs` and `tests/nab.rs` (feature `nab`).
+#[cfg(feature = "nab")]
 pub mod nab;
 pub mod peers;
 pub mod record;
