@@ -174,6 +174,16 @@ pub fn hostname() -> String {
     ])
 }
 
+/// Pulse's URL for users (alerts' `generatorURL`) when `rules.external_url` is not set: the
+/// listening address, with this host's name where it names no host (`0.0.0.0`), as
+/// Prometheus derives its own.
+fn default_external_url(listen: std::net::SocketAddr) -> String {
+    match listen.ip().is_unspecified() {
+        true => format!("http://{}:{}", hostname(), listen.port()),
+        false => format!("http://{listen}"),
+    }
+}
+
 /// The first of `names` that is not blank, trimmed; `localhost` when none is.
 fn first_name(names: [Option<String>; 3]) -> String {
     names
@@ -390,7 +400,7 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
             .map_err(StartError::Alerting)?
     };
     let external_url = if service.rules.external_url.is_empty() {
-        format!("http://{}", service.server.listen)
+        default_external_url(service.server.listen)
     } else {
         service.rules.external_url.clone()
     };
@@ -669,7 +679,7 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_name;
+    use super::{default_external_url, first_name, hostname};
 
     #[test]
     fn the_hostname_is_the_first_name_given_that_is_not_blank() {
@@ -679,5 +689,8 @@ mod tests {
         assert_eq!(name(Some("node-7"), Some("pulse-x2k9f\n")), "node-7");
         assert_eq!(name(Some("  "), Some("pulse-x2k9f\n")), "pulse-x2k9f");
         assert_eq!(name(None, None), "localhost");
+        let url = |a: &str| default_external_url(a.parse().unwrap());
+        assert_eq!(url("127.0.0.1:9400"), "http://127.0.0.1:9400");
+        assert_eq!(url("0.0.0.0:9400"), format!("http://{}:9400", hostname()));
     }
 }

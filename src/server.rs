@@ -29,13 +29,15 @@ pub fn run_plan(plan: Plan) -> anyhow::Result<()> {
     system.block_on(serve(plan))
 }
 
-async fn serve(plan: Plan) -> anyhow::Result<()> {
-    let (role, service, pipeline_cfg) = (plan.role, &plan.service, &plan.pipeline);
-    let addr = service.server.listen;
+async fn serve(mut plan: Plan) -> anyhow::Result<()> {
+    let addr = plan.service.server.listen;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local: SocketAddr = listener.local_addr()?;
+    // The port bound where the configuration said 0 (any): alerts link to it.
+    plan.service.server.listen = local;
+    let (role, service, pipeline_cfg) = (plan.role, &plan.service, &plan.pipeline);
     let handles = pipeline::start_plan(&plan, Clock::system())?;
     let limits = ApiLimits {
         max_body_bytes: service.server.max_body_bytes.get(),

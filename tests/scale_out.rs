@@ -4,7 +4,8 @@
 //! by partition, with a real `redis-server`. When one aggregator is killed with SIGKILL the
 //! other takes its partitions over: every alert is still active, with its first
 //! `active_at_ms`, and none fires twice; the rule's action is decided once per alert,
-//! across both instances and the handover.
+//! across both instances and the handover; each alert goes to the webhook once per resend
+//! delay, by the instance that owns its host, through the split and the take-over.
 //!
 //! The brokers are librdkafka's mock cluster (`rdkafka::mocking::MockCluster`, 3 brokers,
 //! in this process, reached by the Pulse processes through its bootstrap address): the
@@ -15,8 +16,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use common::alertmanager::receiver;
 use common::free_port;
 use common::process::Pulse;
 use common::redis::{connection, RedisServer};
@@ -28,6 +30,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 const HOSTS: usize = 12;
+/// The alerts' resend delay (`alerting.resend_delay_ms`).
+const RESEND_MS: u64 = 4_000;
 
 const AGENT_PIPELINE: &str = r#"
 [sources.gpu]
@@ -117,6 +121,33 @@ fn consume_alerts(bootstrap: &str, stop: Arc<AtomicBool>) -> Events {
         }
     });
     events
+}
+
+/// The webhook's firing posts: alert id → [(when, the sender's externalURL)], in order.
+fn firing_sends(posts: &[(SystemTime, Value)]) -> BTreeMap<String, Vec<(SystemTime, String)>> {
+    let mut out: BTreeMap<String, Vec<(SystemTime, String)>> = BTreeMap::new();
+    for (at, body) in posts {
+        let who = body["externalURL"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        for a in body["alerts"].as_array().into_iter().flatten() {
+            if a["status"] == "firing" {
+                let id = a["fingerprint"].as_str().unwrap().to_string();
+                out.entry(id).or_default().push((*at, who.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The alert ids `who` sent after `since`.
+fn sent_by(posts: &[(SystemTime, Value)], who: &str, since: SystemTime) -> BTreeSet<String> {
+    firing_sends(posts)
+        .into_iter()
+        .filter(|(_, sends)| sends.iter().any(|(at, w)| w == who && *at > since))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Firing `HostHot` alerts of one instance: id → (host, active_at_ms).
@@ -211,12 +242,17 @@ fn two_aggregators_share_the_hosts_and_one_takes_over_when_the_other_is_killed()
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
     let stop = Arc::new(AtomicBool::new(false));
     let events = consume_alerts(&bootstrap, stop.clone());
+    let (hook_port, hook) = receiver();
+    let hook_url = format!("http://127.0.0.1:{hook_port}/");
+    let resend = RESEND_MS.to_string();
 
     let env = [
         ("PULSE_KAFKA_BROKERS", bootstrap.as_str()),
         ("PULSE_REDIS_URL", redis_url.as_str()),
         ("PULSE_RULES_BUILTIN_PACK", "false"),
         ("PULSE_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ("PULSE_ALERTING_WEBHOOK_URLS", hook_url.as_str()),
+        ("PULSE_ALERTING_RESEND_DELAY_MS", resend.as_str()),
     ];
     // The mock cluster does not answer CreateTopics: the topics exist already.
     let env: Vec<(&str, &str)> = env
@@ -281,6 +317,8 @@ fn two_aggregators_share_the_hosts_and_one_takes_over_when_the_other_is_killed()
 
     // A is killed: B takes every partition over; no alert is lost, none starts again.
     let a_actions = acted(&a);
+    let a_base = a.base.clone();
+    let killed_at = SystemTime::now();
     a.kill9();
     wait("B fires for every host", 60, || {
         let f = firing(&b);
@@ -321,6 +359,43 @@ fn two_aggregators_share_the_hosts_and_one_takes_over_when_the_other_is_killed()
             .map(|(_, k)| k.as_str())
             .collect();
         assert_eq!(kinds, ["pending", "firing"], "{id}");
+    }
+    // The webhook got each alert from one instance at a time, never twice within a resend
+    // delay (the sender's last send is in Redis beside the alert: the instance that takes
+    // its host over, at the split or after the kill, waits for the delay), and B sends
+    // every alert after A is gone.
+    let mut posts: Vec<(SystemTime, Value)> = Vec::new();
+    wait("B sends every alert to the webhook", 30, || {
+        posts.extend(hook.rx.try_iter());
+        let from_b = sent_by(&posts, &b.base, killed_at);
+        (from_b.len() != HOSTS).then(|| {
+            let senders: BTreeSet<&str> = posts
+                .iter()
+                .filter_map(|(_, p)| p["externalURL"].as_str())
+                .collect();
+            format!(
+                "{} of {HOSTS}; {} posts from {senders:?}",
+                from_b.len(),
+                posts.len()
+            )
+        })
+    });
+    let sent = firing_sends(&posts);
+    for id in before.keys() {
+        let sends = sent.get(id).map(Vec::as_slice).unwrap_or_default();
+        for w in sends.windows(2) {
+            let gap = w[1].0.duration_since(w[0].0).unwrap_or_default();
+            assert!(
+                gap >= Duration::from_millis(RESEND_MS * 3 / 4),
+                "{id} sent twice within {gap:?}: {sends:?}"
+            );
+        }
+        assert!(
+            sends
+                .iter()
+                .all(|(at, who)| *who != a_base || *at <= killed_at),
+            "{id} sent by A after its death: {sends:?}"
+        );
     }
     // A clean stop says what became of what the Redis sink held.
     let log = b.stop();

@@ -55,8 +55,8 @@ pub struct Alert {
     pub resolved_at_ms: Option<i64>,
     #[serde(skip)]
     keep_firing_since_ms: Option<i64>,
-    /// When it was last sent to Alertmanager / webhooks (not kept across restarts: a
-    /// restored alert is sent again at once).
+    /// When it was last sent to Alertmanager / webhooks (kept in Redis beside the alert, not
+    /// in its API view: `StoredAlert`).
     #[serde(skip)]
     pub last_sent_ms: Option<i64>,
     /// While firing, the `endsAt` last sent: Alertmanager resolves it then if no update comes.

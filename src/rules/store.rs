@@ -2,8 +2,9 @@
 //! active alerts (with their `for` timers), their acknowledgements and the history.
 //!
 //! Keys (`<p>` is `redis.key_prefix`):
-//! - `<p>alerts:active`: hash, alert id → `{"group","file","alert":{...}}`, written at every
-//!   transition (pending, firing) and removed when the alert resolves or is cancelled;
+//! - `<p>alerts:active`: hash, alert id → `{"group","file","alert":{...},"last_sent_ms",
+//!   "valid_until_ms"}`, written at every transition (pending, firing) and at every send to
+//!   Alertmanager or webhooks, and removed when the alert resolves or is cancelled;
 //! - `<p>alerts:acks`: hash, alert id → `{"by","comment","at_ms"}`, written before the API
 //!   answers the acknowledgement;
 //! - `<p>alerts:history`: list of resolved alerts as the history endpoint shows them,
@@ -21,12 +22,38 @@ use crate::rules::view::{Acknowledgement, AlertView};
 /// How long an acknowledgement may wait for Redis before the caller hears it was not kept.
 pub const ACK_WRITE_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// An active alert as stored: enough to put it back into its rule.
+/// An active alert as stored: enough to put it back into its rule, and when it was last
+/// sent, so that the instance that takes it over (`pulse aggregate`) or a restart sends it
+/// again when its resend delay is up, not at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredAlert {
     pub group: String,
     pub file: String,
     pub alert: Alert,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_ms: Option<i64>,
+    #[serde(default)]
+    pub valid_until_ms: i64,
+}
+
+impl StoredAlert {
+    pub fn new(group: &str, file: &str, alert: &Alert) -> Self {
+        StoredAlert {
+            group: group.to_string(),
+            file: file.to_string(),
+            alert: alert.clone(),
+            last_sent_ms: alert.last_sent_ms,
+            valid_until_ms: alert.valid_until_ms,
+        }
+    }
+
+    /// The alert as its rule holds it, with when it was last sent.
+    pub fn into_alert(self) -> Alert {
+        let mut a = self.alert;
+        a.last_sent_ms = self.last_sent_ms;
+        a.valid_until_ms = self.valid_until_ms;
+        a
+    }
 }
 
 /// What a restart gets back.

@@ -65,13 +65,7 @@ impl RuleEngine {
         ctx: &mut Context<Self>,
     ) {
         let mut changes = Vec::new();
-        let stored = |a: &Alert| {
-            Change::Active(StoredAlert {
-                group: g.group.name.clone(),
-                file: g.group.file.clone(),
-                alert: a.clone(),
-            })
-        };
+        let stored = |a: &Alert| Change::Active(StoredAlert::new(&g.group.name, &g.group.file, a));
         for t in transitions {
             let alert = match &t {
                 Transition::Pending(a)

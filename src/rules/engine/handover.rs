@@ -58,7 +58,8 @@ impl RuleEngine {
                 .find(|rule| rule.spec.name == name);
             match rule {
                 Some(rule) => {
-                    rule.alerts.insert(stored.alert.id.clone(), stored.alert);
+                    rule.alerts
+                        .insert(stored.alert.id.clone(), stored.into_alert());
                     placed += 1;
                 }
                 None if all_present => orphans.push(stored.alert.id),

@@ -288,6 +288,8 @@ impl Actor for RuleEngine {
 }
 
 #[cfg(test)]
+mod notify_tests;
+#[cfg(test)]
 mod on_ingest_tests;
 #[cfg(test)]
 mod tests;

@@ -2,13 +2,16 @@
 //! rule manager decides it (`sendAlerts`): firing and recently resolved alerts of the
 //! groups this instance owns, each at most once per resend delay, with `endsAt` four
 //! periods ahead while firing so that Alertmanager resolves an alert Pulse stopped sending.
+//! When a firing alert was sent is written to Redis with it, so the instance that takes its
+//! host over (`pulse aggregate`), or this one restarted, sends it when the delay is up, not
+//! at once: once per resend delay across rebalances.
 
 use actix::prelude::*;
 
 use super::RuleEngine;
 use crate::rules::alerting::Alert;
 use crate::rules::group::GroupState;
-use crate::rules::store::Change;
+use crate::rules::store::{Change, StoredAlert};
 use crate::rules::view::Acknowledgement;
 use crate::sinks::alertmanager::silences::{SilenceCommand, SilencesSeen};
 use crate::sinks::alertmanager::{NotifyAlerts, OutgoingAlert};
@@ -28,10 +31,11 @@ pub struct Notify {
 
 impl RuleEngine {
     /// Sends what is due from `g`, evaluated at `now`.
-    pub(super) fn notify(&mut self, g: &mut GroupState, now: i64) {
+    pub(super) fn notify(&mut self, g: &mut GroupState, now: i64, ctx: &mut Context<Self>) {
         let Some(notify) = &self.notify else {
             return;
         };
+        let mut sent = Vec::new();
         // Allow for two missed evaluations or sends, as Prometheus does.
         let delta = notify.resend_delay_ms.max(g.group.interval_ms);
         let external = g.template_env.external_labels.clone();
@@ -43,6 +47,14 @@ impl RuleEngine {
                 }
                 a.last_sent_ms = Some(now);
                 a.valid_until_ms = now + 4 * delta;
+                // A resolved alert is gone from the store; only a firing one is written.
+                if a.resolved_at_ms.is_none() {
+                    sent.push(Change::Active(StoredAlert::new(
+                        &g.group.name,
+                        &g.group.file,
+                        a,
+                    )));
+                }
                 out.push(OutgoingAlert {
                     labels: as_sent(&external, a),
                     annotations: a.annotations.clone(),
@@ -65,6 +77,7 @@ impl RuleEngine {
                 alerts: out.clone(),
             });
         }
+        self.persist(sent, ctx);
     }
 
     /// Delivers alerts to these destinations.

@@ -12,7 +12,7 @@ use crate::runtime::mailbox::MailboxGauge;
 use crate::store::actor::NotifyStored;
 use crate::store::window::Retention;
 
-const RULES: &str = "groups:
+pub(super) const RULES: &str = "groups:
   - name: temps
     interval: 60s
     rules:
@@ -25,7 +25,7 @@ const RULES: &str = "groups:
         expr: other > 1
 ";
 
-fn store(clock: &Clock) -> Addr<WindowStoreActor> {
+pub(super) fn store(clock: &Clock) -> Addr<WindowStoreActor> {
     let retention = Retention {
         max_points: 100,
         max_age_ms: 600_000,
@@ -34,7 +34,7 @@ fn store(clock: &Clock) -> Addr<WindowStoreActor> {
     WindowStoreActor::new(retention, vec![], clock.clone(), MailboxGauge::default()).start()
 }
 
-fn no_sources() -> RuleSources {
+pub(super) fn no_sources() -> RuleSources {
     RuleSources {
         builtin_pack: false,
         paths: vec![],
@@ -45,7 +45,7 @@ fn no_sources() -> RuleSources {
 }
 
 /// `temp{gpu}` at 90, now.
-fn hot(clock: &Clock, gpu: &str) -> SampleBatch {
+pub(super) fn hot(clock: &Clock, gpu: &str) -> SampleBatch {
     SampleBatch::new(vec![Sample::new(
         SeriesKey::shared("temp", [("gpu", gpu)]),
         clock.now_ms(),
@@ -134,11 +134,7 @@ async fn restored_alerts_outlive_the_first_samples_until_the_grace_is_over() {
     }))
     .unwrap();
     let restored = Restored {
-        active: vec![StoredAlert {
-            group: "temps".into(),
-            file: "r.yml".into(),
-            alert,
-        }],
+        active: vec![StoredAlert::new("temps", "r.yml", &alert)],
         ..Restored::default()
     };
     let groups = parse_file("r.yml", RULES).unwrap();

@@ -166,11 +166,10 @@ impl RuleEngine {
         let mut active = Vec::new();
         for g in self.slots.iter().filter_map(|s| s.state.as_ref()) {
             for rule in g.alerts.iter().flatten() {
-                active.extend(rule.active().map(|a| StoredAlert {
-                    group: g.group.name.clone(),
-                    file: g.group.file.clone(),
-                    alert: a.clone(),
-                }));
+                active.extend(
+                    rule.active()
+                        .map(|a| StoredAlert::new(&g.group.name, &g.group.file, a)),
+                );
             }
         }
         let acks = self.acks.clone().into_iter().collect();

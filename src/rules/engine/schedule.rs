@@ -108,7 +108,7 @@ impl RuleEngine {
                         act.apply(&g, outcome.transitions, now, ctx);
                         let mut g = g;
                         act.drop_unowned(&mut g);
-                        act.notify(&mut g, now);
+                        act.notify(&mut g, now, ctx);
                         act.act(&g, now);
                         let interval = g.group.interval_ms;
                         let s = &mut act.slots[i];
