@@ -385,7 +385,10 @@ fn records_and_cooldowns_survive_a_restart_with_redis() {
         Duration::from_secs(20),
         |v| v["count"].as_u64() > Some(0),
     );
-    assert_eq!(v["actions"][0]["refusal"]["last_ms"], first["at_ms"], "{v}");
+    assert_eq!(
+        v["actions"][0]["refusal"]["last_at_ms"], first["at_ms"],
+        "{v}"
+    );
     let executed = actions(&p, "?outcome=executed");
     assert_eq!(executed.len(), 1, "{executed:?}");
     assert_eq!(executed[0]["id"], first["id"]);

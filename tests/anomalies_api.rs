@@ -196,13 +196,13 @@ async fn workload_changes_are_listed_apart_from_anomalies() {
         )),
     )
     .await;
-    let first_ms = e["first_ms"].as_i64().unwrap();
+    let first_ms = e["first_at_ms"].as_i64().unwrap();
     assert!(
         anomalies["anomalies"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|a| a["first_ms"].as_i64() != Some(first_ms)),
+            .all(|a| a["first_at_ms"].as_i64() != Some(first_ms)),
         "{anomalies}"
     );
 

@@ -286,11 +286,11 @@ async fn bad_rule_file_keeps_the_old_rules() {
     );
     let (_, after) = call(&app, get("/api/phase4/rules")).await;
     // The same groups and rules; an evaluation between the two reads may move
-    // `last_eval_ms`, which says nothing of which rules run.
+    // `last_eval_at_ms`, which says nothing of which rules run.
     let without_eval_time = |v: &serde_json::Value| {
         let mut groups = v["groups"].clone();
         for g in groups.as_array_mut().unwrap() {
-            g.as_object_mut().unwrap().remove("last_eval_ms");
+            g.as_object_mut().unwrap().remove("last_eval_at_ms");
         }
         groups
     };

@@ -120,3 +120,71 @@ fn the_server_answers_as_the_document_says() {
     pulse.stop();
     assert!(out.status.success(), "{report}");
 }
+
+/// Durations in milliseconds the API names `<what>_ms`; every other `_ms` name must be an
+/// instant, `<event>_at_ms` (docs/api.md, "Times").
+const DURATIONS_MS: &[&str] = &[
+    "settle_ms",
+    "latency_ms",
+    "min_latency_ms",
+    "min_duration_ms",
+    "duration_ms",
+    "offset_ms",
+    "ttl_ms",
+    "refresh_ms",
+    "fit_ms",
+    "interval_ms",
+    "for_ms",
+    "keep_firing_for_ms",
+];
+/// The two query parameters that bound a list by time (instants, named for the bound).
+const BOUNDS_MS: &[&str] = &["since_ms", "until_ms"];
+
+/// Every property and parameter name in the document, with where it is.
+fn names(v: &serde_yaml::Value, at: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            for (k, v) in m {
+                let k = k.as_str().unwrap_or_default();
+                if k == "properties" {
+                    for name in v.as_mapping().into_iter().flat_map(|p| p.keys()) {
+                        out.push((name.as_str().unwrap().to_string(), at.to_string()));
+                    }
+                }
+                if k == "parameters" {
+                    for p in v.as_sequence().into_iter().flatten() {
+                        if let Some(name) = p["name"].as_str() {
+                            out.push((name.to_string(), at.to_string()));
+                        }
+                    }
+                }
+                names(v, &format!("{at}/{k}"), out);
+            }
+        }
+        serde_yaml::Value::Sequence(s) => s.iter().for_each(|v| names(v, at, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn times_are_named_by_one_rule() {
+    let mut all = Vec::new();
+    names(&document(), "", &mut all);
+    assert!(all.len() > 100, "{} names", all.len());
+    let off: Vec<&(String, String)> = all
+        .iter()
+        .filter(|(name, at)| {
+            let ms = name.ends_with("_ms")
+                && !name.ends_with("_at_ms")
+                && !DURATIONS_MS.contains(&name.as_str())
+                && !BOUNDS_MS.contains(&name.as_str());
+            // Request records keep the services' own `timestamp` (the one input format).
+            let timestamp = name == "timestamp" && !at.contains("/api/v1/requests");
+            ms || timestamp || name.starts_with("t_") || name == "time_ms"
+        })
+        .collect();
+    assert!(
+        off.is_empty(),
+        "instants are <event>_at_ms, durations <what>_ms: {off:#?}"
+    );
+}

@@ -197,7 +197,7 @@ async fn opened_anomalies_are_listed_in_redis() {
     let (status, api) = call(&app, get(&format!("/api/phase4/anomalies/{id}"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(api["series"], first["series"]);
-    assert_eq!(api["first_ms"], first["first_ms"]);
+    assert_eq!(api["first_at_ms"], first["first_at_ms"]);
     assert_eq!(api["reason"], first["reason"]);
 }
 

@@ -149,7 +149,7 @@ async fn a_request_batch_puts_its_trace_id_on_the_records_beside_the_gpu_samples
         .find(|s| s["metric"] == "DCGM_FI_DEV_GPU_UTIL")
         .unwrap_or_else(|| panic!("no utilisation beside the request: {slow}"));
     assert_eq!(util["labels"]["gpu"], "0");
-    assert!(util["t_ms"].as_i64() <= slow["timestamp"].as_i64());
+    assert!(util["at_ms"].as_i64() <= slow["timestamp"].as_i64());
     let embed = records.iter().find(|r| r["route"] == "/v1/embed").unwrap();
     assert!(embed.get("gpu_context").is_none());
 

@@ -46,7 +46,9 @@ pub enum Refusal {
     Silenced,
     /// The target was acted on at `last_ms`; no action before `until_ms`.
     Cooldown {
+        #[serde(rename = "last_at_ms", alias = "last_ms")]
         last_ms: i64,
+        #[serde(rename = "until_at_ms", alias = "until_ms")]
         until_ms: i64,
     },
     /// `max_per_hour` actions in the last hour.
@@ -59,6 +61,7 @@ pub enum Refusal {
     },
     /// The target's newest sample is older than `max_data_age_ms` (or there is none).
     StaleData {
+        #[serde(rename = "newest_at_ms", alias = "newest_ms")]
         newest_ms: Option<i64>,
     },
 }

@@ -112,6 +112,7 @@ struct RecordView {
 struct GpuSample {
     metric: String,
     labels: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "at_ms")]
     t_ms: i64,
     value: f64,
 }

@@ -219,6 +219,7 @@ pub struct GpuEntry {
     #[serde(rename = "modelName")]
     pub model_name: String,
     /// Newest sample time of this GPU.
+    #[serde(rename = "last_seen_at_ms")]
     pub last_seen_ms: i64,
     /// By dcgm-exporter metric name.
     pub metrics: BTreeMap<String, MetricFigures>,

@@ -2,8 +2,8 @@
 //! active alerts (with their `for` timers), their acknowledgements and the history.
 //!
 //! Keys (`<p>` is `redis.key_prefix`):
-//! - `<p>alerts:active`: hash, alert id → `{"group","file","alert":{...},"last_sent_ms",
-//!   "valid_until_ms"}`, written at every transition (pending, firing) and at every send to
+//! - `<p>alerts:active`: hash, alert id → `{"group","file","alert":{...},"last_sent_at_ms",
+//!   "valid_until_at_ms"}`, written at every transition (pending, firing) and at every send to
 //!   Alertmanager or webhooks, and removed when the alert resolves or is cancelled;
 //! - `<p>alerts:acks`: hash, alert id → `{"by","comment","at_ms"}`, written before the API
 //!   answers the acknowledgement;
@@ -30,9 +30,13 @@ pub struct StoredAlert {
     pub group: String,
     pub file: String,
     pub alert: Alert,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "last_sent_at_ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_sent_ms: Option<i64>,
-    #[serde(default)]
+    #[serde(rename = "valid_until_at_ms", default)]
     pub valid_until_ms: i64,
 }
 

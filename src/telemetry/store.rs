@@ -93,6 +93,7 @@ pub struct TraceSummary {
     pub root_name: String,
     /// Whether the root continues a trace from another service (`traceparent`).
     pub remote_parent: bool,
+    #[serde(rename = "started_at_ms")]
     pub start_ms: i64,
     pub duration_ms: f64,
     pub span_count: usize,
@@ -121,6 +122,7 @@ pub struct SpanView {
     pub depth: usize,
     pub name: String,
     pub kind: &'static str,
+    #[serde(rename = "started_at_ms")]
     pub start_ms: i64,
     /// Start, milliseconds after the trace's first span started.
     pub offset_ms: f64,

@@ -163,11 +163,11 @@ async function renderForecast(memory) {
   const actual = memory.find((m) => m.name === name);
   const ex = p.exhaustion ? ` – ${p.exhaustion.text}` : "";
   $("#forecast-gpu").textContent = `(${name}, ${p.model}${ex})`;
-  const level = (i, side) => p.forecast.map((f) => [f.t_ms, f.intervals[i][side]]);
+  const level = (i, side) => p.forecast.map((f) => [f.at_ms, f.intervals[i][side]]);
   const bands = p.levels.map((lv, i) => ({ name: `${lv * 100}%`, color: i === 0 ? "#88c0d0" : "#5e81ac", upper: level(i, 1), lower: level(i, 0) }));
   drawChart($("#forecast"), [
     { name: "actual", points: actual ? actual.points : [], color: "#a3be8c" },
-    { name: "forecast", points: p.forecast.map((f) => [f.t_ms, f.value]), color: "#ebcb8b", dashed: true },
+    { name: "forecast", points: p.forecast.map((f) => [f.at_ms, f.value]), color: "#ebcb8b", dashed: true },
   ], bands.reverse());
 }
 
@@ -227,7 +227,7 @@ function renderAnomalies(r) {
     const tr = document.createElement("tr");
     tr.innerHTML = `<td></td><td class="labels"></td><td></td><td></td><td></td><td></td>`;
     const td = tr.querySelectorAll("td");
-    td[0].textContent = time(a.last_ms);
+    td[0].textContent = time(a.last_at_ms);
     td[1].textContent = `${a.series.metric} ${gpuName(a.series.labels)}`;
     td[2].textContent = fmt(a.value);
     td[3].textContent = `${fmt(a.expected_low)} – ${fmt(a.expected_high)}`;

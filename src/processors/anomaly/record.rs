@@ -18,7 +18,9 @@ pub struct Anomaly {
     /// The watched series.
     pub series: Series,
     /// When it was first and last detected, Unix ms.
+    #[serde(rename = "first_at_ms")]
     pub first_ms: i64,
+    #[serde(rename = "last_at_ms")]
     pub last_ms: i64,
     /// The value that opened it (a rate, per second, for counters).
     #[serde(serialize_with = "crate::messages::figures::six")]

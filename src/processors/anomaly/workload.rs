@@ -82,7 +82,9 @@ pub struct WorkloadEvent {
     /// GPUs of this metric known on the host when it was decided.
     pub host_gpus: usize,
     /// First and last firing, Unix ms.
+    #[serde(rename = "first_at_ms")]
     pub first_ms: i64,
+    #[serde(rename = "last_at_ms")]
     pub last_ms: i64,
     /// Firings folded into it.
     pub firings: u32,

@@ -79,6 +79,7 @@ pub struct FitOutcome {
 /// One step of a forecast.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ForecastPoint {
+    #[serde(rename = "at_ms")]
     pub t_ms: i64,
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub value: f64,

@@ -72,6 +72,7 @@ pub struct GroupInfo {
     pub name: String,
     pub interval_ms: i64,
     /// When the group last ran (null before its first evaluation, or while it runs).
+    #[serde(rename = "last_eval_at_ms")]
     pub last_eval_ms: Option<i64>,
     pub rules: Vec<RuleInfo>,
 }
