@@ -448,7 +448,12 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
         None
     } else {
         let redis = redis_url.map(|u| (u.as_str(), service.redis.key_prefix.as_str()));
+        let tls = service
+            .alerting
+            .tls_client()
+            .map_err(StartError::Alerting)?;
         let runner = ActionRunner::new(service.actions.clone(), commands.clone(), window.clone())
+            .with_tls(&tls)
             .wired(
                 clock.clone(),
                 kafka.as_ref().map(|k| k.clone().recipient()),

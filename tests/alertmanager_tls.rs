@@ -1,12 +1,15 @@
 //! Alerts reach an Alertmanager that serves `https`, as Prometheus' `tls_config` would
 //! reach it: a CA to trust (`alerting.ca_file`) and a client certificate for one that
-//! asks (`alerting.cert_file`, `key_file`). The certificates are made by `openssl` for
-//! each test; `.ci/run` installs it with Alertmanager.
+//! asks (`alerting.cert_file`, `key_file`); the rules' action webhooks reach an `https`
+//! URL trusting the same CA. The certificates are made by `openssl` for each test;
+//! `.ci/run` installs it with Alertmanager.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use common::alertmanager::{am_component, from_alertmanager, now_s, receiver, rules, Alertmanager};
@@ -190,4 +193,96 @@ fn an_alertmanager_that_asks_for_a_client_certificate_gets_pulses() {
     assert_eq!(firing["alerts"][0]["labels"]["gpu"], "3");
     let (_, status) = pulse.get("/api/phase4/status");
     assert_eq!(am_component(&status)["state"], "operational", "{status}");
+}
+
+/// An `https` server (Python's standard library, on a free loopback port, serving
+/// `server.pem` from `dir`) that answers every POST 200 and passes its body on.
+fn https_receiver(dir: &Path) -> (Server, u16, mpsc::Receiver<String>) {
+    const SERVER: &str = r#"
+import http.server, ssl, sys
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        print(body.decode(), flush=True)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain("server.pem", "server.key")
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", SERVER])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Server(child), port, rx)
+}
+
+/// The receiver's process, stopped when the test ends, failed or not.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn action_webhooks_reach_https_urls_trusting_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = certificates(dir.path());
+    let ca = ca.to_str().unwrap();
+    let (_server, port, bodies) = https_receiver(dir.path());
+    let rules = format!(
+        "groups:\n  - name: act\n    interval: 1s\n    rules:\n      - alert: Drain\n        expr: DCGM_FI_DEV_GPU_UTIL{{gpu=\"0\"}} >= 0\n        annotations:\n          pulse_action: \"webhook:https://127.0.0.1:{port}/hook\"\n"
+    );
+    let pipeline = "[anomaly]\nenabled = false\n";
+    let env = [
+        ("PULSE_ACTIONS_DRY_RUN", "false"),
+        ("PULSE_RULES_BUILTIN_PACK", "false"),
+    ];
+    let actions = |outcome: &str| format!("/api/phase4/actions?rule=Drain&outcome={outcome}");
+    let done = |v: &serde_json::Value| v["count"].as_u64() > Some(0);
+
+    // Without the CA the server's certificate is refused: failed, and the record says why.
+    let untrusting = Pulse::start_with_files(dir.path(), pipeline, &rules, &env);
+    let v = untrusting.poll(&actions("failed"), Duration::from_secs(30), done);
+    let webhook = &v["actions"][0]["webhook"];
+    assert!(
+        webhook["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UnknownIssuer"),
+        "{v}"
+    );
+    drop(untrusting);
+    assert!(bodies.try_recv().is_err(), "nothing got through untrusted");
+
+    // Trusting `alerting.ca_file`, the record is posted.
+    let with_ca = [&env[..], &[("PULSE_ALERTING_CA_FILE", ca)]].concat();
+    let pulse = Pulse::start_with_files(dir.path(), pipeline, &rules, &with_ca);
+    let body = bodies
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a POST");
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sent["rule"], "Drain", "{sent}");
+    let v = pulse.poll(&actions("executed"), Duration::from_secs(10), done);
+    assert_eq!(v["actions"][0]["webhook"]["status"], 200, "{v}");
 }

@@ -25,6 +25,7 @@ use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::processors::predict::engine::PredictionFilter;
 use crate::processors::predict::messages::ListPredictions;
 use crate::runtime::clock::Clock;
+use crate::sinks::alertmanager::config::TlsClient;
 use crate::sinks::kafka::ActionTaken;
 use crate::store::actor::WindowStoreActor;
 use crate::store::messages::SelectLatest;
@@ -88,6 +89,17 @@ impl ActionRunner {
 
     /// As `pipeline` starts it: its clock, the Kafka sink for its records, and Redis (URL,
     /// key prefix) to keep them.
+    /// https webhooks trust `tls`'s roots and present its client certificate when asked.
+    pub fn with_tls(mut self, tls: &TlsClient) -> Self {
+        self.agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(
+                self.guard.config().webhook_timeout_ms.get(),
+            ))
+            .tls_config(tls.0.clone())
+            .build();
+        self
+    }
+
     pub fn wired(
         mut self,
         clock: Clock,

@@ -39,7 +39,7 @@ impl Action {
     /// Parses a `pulse_action` annotation; the error says what is accepted.
     pub fn parse(text: &str) -> Result<Action, String> {
         let text = text.trim();
-        let accepted = "accepted: `cleanup`, `command:NAME`, `webhook:http://HOST/PATH`";
+        let accepted = "accepted: `cleanup`, `command:NAME`, `webhook:http(s)://HOST/PATH`";
         if text == "cleanup" {
             return Ok(Action::Cleanup);
         }
@@ -60,11 +60,12 @@ impl Action {
         }
         if let Some(url) = text.strip_prefix("webhook:") {
             let url = url.trim();
-            let rest = url.strip_prefix("http://").ok_or_else(|| {
-                format!(
-                    "webhook URL {url:?}: must start with http:// (action webhooks are plain HTTP; alerts reach https through [alerting])"
-                )
-            })?;
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .ok_or_else(|| {
+                    format!("webhook URL {url:?}: must start with http:// or https://")
+                })?;
             let host = rest.split('/').next().unwrap_or("");
             if host.is_empty() || host.contains(char::is_whitespace) {
                 return Err(format!("webhook URL {url:?}: no host"));
@@ -112,8 +113,14 @@ mod tests {
         );
         assert!(Action::parse("command:").is_err());
         assert!(Action::parse("command:rm -rf").is_err());
-        let e = Action::parse("webhook:https://x/y").unwrap_err();
-        assert!(e.contains("http://"), "{e}");
+        assert_eq!(
+            Action::parse("webhook:https://hooks.example/pulse"),
+            Ok(Action::Webhook {
+                url: "https://hooks.example/pulse".into()
+            })
+        );
+        let e = Action::parse("webhook:ftp://x/y").unwrap_err();
+        assert!(e.contains("http:// or https://"), "{e}");
         assert!(Action::parse("webhook:http:///y").is_err());
     }
 }

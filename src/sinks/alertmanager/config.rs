@@ -235,20 +235,25 @@ fn is_http(url: &str) -> Result<(), String> {
 }
 
 impl AlertingConfig {
-    /// Every destination, checked: the error names the field and the value.
-    pub fn destinations(&self) -> Result<Vec<Destination>, String> {
-        let mut out = Vec::new();
-        let timeout_ms = AlertmanagerConfig::default().timeout_ms.get();
+    /// Pulse's TLS client for https calls: the public roots plus `ca_file`, presenting
+    /// `cert_file` / `key_file` when asked. The error names the field.
+    pub fn tls_client(&self) -> Result<TlsClient, String> {
         let client = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => Some((cert.as_str(), key.as_str())),
             (None, None) => None,
             (Some(_), None) => return Err("alerting.key_file: cert_file needs it".into()),
             (None, Some(_)) => return Err("alerting.cert_file: key_file needs it".into()),
         };
-        let tls = if self.ca_file.is_some() || client.is_some() {
-            let tls = TlsClient::new(self.ca_file.as_deref(), client)
-                .map_err(|(field, e)| format!("alerting.{field}: {e}"))?;
-            Some(tls)
+        TlsClient::new(self.ca_file.as_deref(), client)
+            .map_err(|(field, e)| format!("alerting.{field}: {e}"))
+    }
+
+    /// Every destination, checked: the error names the field and the value.
+    pub fn destinations(&self) -> Result<Vec<Destination>, String> {
+        let mut out = Vec::new();
+        let timeout_ms = AlertmanagerConfig::default().timeout_ms.get();
+        let tls = if self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some() {
+            Some(self.tls_client()?)
         } else {
             None
         };
