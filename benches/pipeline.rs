@@ -215,7 +215,7 @@ async fn everything_on(gpus: usize, rounds: usize, on_ingest: bool) -> (Duration
     // The pipeline's own sampler stays quiet: the bench feeds the store.
     pipeline.sources.gpu.interval_ms = NonZeroU64::new(3_600_000).unwrap();
     pipeline.sources.gpu.simulated.gpus = NonZeroUsize::new(1).unwrap();
-    let handles = pulse::pipeline::start(&service, &pipeline, Clock::system()).unwrap();
+    let handles = pulse::start_pipeline(&service, &pipeline, Clock::system()).unwrap();
     let mut fleet = bench_fleet(gpus);
     let t0 = Clock::system().now_ms() - rounds as i64 * 1000;
     let evaluations = |s: pulse::messages::stats::ComponentStats| {

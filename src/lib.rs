@@ -7,15 +7,15 @@
 //! downward: components import the shared layers below them, never each other's actors,
 //! except where one component's actor is another's downstream (see ARCHITECTURE.md).
 //! Modules nothing outside the crate uses (`actions`, `query`, `redis`) are private, and so
-//! are `api`, `server` and `telemetry`, whose few items the binary, tests and benches use
-//! are re-exported at the end of this file; the others are still public for the tests,
+//! are `api`, `pipeline`, `server` and `telemetry`, whose few items the binary, tests and
+//! benches use are re-exported at the end of this file; the others are still public for the tests,
 //! benches and examples that reach into them.
 //!
 //! - `main.rs` — the CLI (`pulse serve`, `pulse agent`, `pulse aggregate`,
 //!   `pulse check-config`, `pulse test rules`, `pulse probe gpu`).
 //! - [`config`] — service settings (`config/pulse.toml`) and the pipeline file
 //!   (`pipelines/default.toml`), both built in; errors name file, line and key.
-//! - [`pipeline`] — wires the actors from the configuration, in one place; `server` runs
+//! - `pipeline` — wires the actors from the configuration, in one place; `server` runs
 //!   the actix system and the HTTP server together.
 //! - [`sources`] — GPUs through NVML, the simulated fleet, request metrics, the Kafka source.
 //! - [`store`] — the window store: per-series rings, the actor that owns them, and what it receives.
@@ -43,7 +43,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod messages;
 pub mod model;
-pub mod pipeline;
+mod pipeline;
 pub mod processors;
 pub mod promql;
 mod query;
@@ -58,5 +58,6 @@ mod telemetry;
 
 // What the binary, tests and benches use of the private modules.
 pub use api::{router, ApiLimits, AppState};
+pub use pipeline::{start as start_pipeline, Handles, StartError};
 pub use server::{run, run_plan};
 pub use telemetry::Telemetry;

@@ -38,7 +38,7 @@ pub fn fast_simulated() -> (ServiceConfig, PipelineConfig) {
 
 /// Starts the pipeline and returns its router.
 pub fn app(service: &ServiceConfig, pipeline: &PipelineConfig) -> Router {
-    let handles = pulse::pipeline::start(service, pipeline, Clock::system()).unwrap();
+    let handles = pulse::start_pipeline(service, pipeline, Clock::system()).unwrap();
     router(AppState::new(
         handles,
         ApiLimits {
