@@ -4,13 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use super::notify::Notify;
-use super::on_ingest_tests::{hot, no_sources, store, RULES};
+use super::on_ingest_tests::{hot, restored_engine, store};
 use super::*;
 use crate::rules::alerting::{fingerprint, Alert};
-use crate::rules::parse_file;
 use crate::rules::store::Restored;
 use crate::sinks::alertmanager::NotifyAlerts;
-use crate::store::actor::NotifyStored;
 
 const RESEND_MS: i64 = 60_000;
 
@@ -51,25 +49,16 @@ async fn sends_after_restore(last_sent_ms: Option<i64>) -> Vec<i64> {
     };
     let sent = Arc::new(Mutex::new(Vec::new()));
     let inbox = Sent(clock.clone(), sent.clone()).start();
-    let groups = parse_file("r.yml", RULES).unwrap();
-    let (s, c) = (store.clone(), clock.clone());
-    let engine = RuleEngine::create(move |ctx| {
-        let mut engine = RuleEngine::new(groups, no_sources(), s, c, 10, vec![])
-            .evaluating_on_ingest(100)
-            .with_notify(Notify {
-                destinations: vec![inbox.recipient()],
-                resend_delay_ms: RESEND_MS,
-                external_url: "http://pulse".into(),
-                silences: vec![],
-                silence_max_ms: 0,
-            });
-        engine.restore(restored, ctx);
-        engine
-    });
-    store
-        .send(NotifyStored(engine.clone().recipient()))
-        .await
-        .unwrap();
+    let _engine = restored_engine(&store, &clock, restored, move |e| {
+        e.with_notify(Notify {
+            destinations: vec![inbox.recipient()],
+            resend_delay_ms: RESEND_MS,
+            external_url: "http://pulse".into(),
+            silences: vec![],
+            silence_max_ms: 0,
+        })
+    })
+    .await;
     for _ in 0..90 {
         store.send(hot(&clock, "0")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -53,6 +53,30 @@ pub(super) fn hot(clock: &Clock, gpu: &str) -> SampleBatch {
     )])
 }
 
+/// An engine of [`RULES`] evaluating on ingest from `store`, set up by `setup`, with
+/// `restored` put back as after a restart.
+pub(super) async fn restored_engine(
+    store: &Addr<WindowStoreActor>,
+    clock: &Clock,
+    restored: Restored,
+    setup: impl FnOnce(RuleEngine) -> RuleEngine + 'static,
+) -> Addr<RuleEngine> {
+    let groups = parse_file("r.yml", RULES).unwrap();
+    let (s, c) = (store.clone(), clock.clone());
+    let engine = RuleEngine::create(move |ctx| {
+        let mut engine = setup(
+            RuleEngine::new(groups, no_sources(), s, c, 10, vec![]).evaluating_on_ingest(100),
+        );
+        engine.restore(restored, ctx);
+        engine
+    });
+    store
+        .send(NotifyStored(engine.clone().recipient()))
+        .await
+        .unwrap();
+    engine
+}
+
 async fn active(engine: &Addr<RuleEngine>) -> Vec<String> {
     let mut gpus: Vec<String> = engine
         .send(GetActiveAlerts(AlertFilter::default()))
@@ -137,18 +161,7 @@ async fn restored_alerts_outlive_the_first_samples_until_the_grace_is_over() {
         active: vec![StoredAlert::new("temps", "r.yml", &alert)],
         ..Restored::default()
     };
-    let groups = parse_file("r.yml", RULES).unwrap();
-    let (s, c) = (store.clone(), clock.clone());
-    let engine = RuleEngine::create(move |ctx| {
-        let mut engine =
-            RuleEngine::new(groups, no_sources(), s, c, 10, vec![]).evaluating_on_ingest(100);
-        engine.restore(restored, ctx);
-        engine
-    });
-    store
-        .send(NotifyStored(engine.clone().recipient()))
-        .await
-        .unwrap();
+    let engine = restored_engine(&store, &clock, restored, |e| e).await;
 
     // Samples of another GPU: an evaluation now would resolve GPU 0's alert.
     let hot = |gpu: &str| hot(&clock, gpu);
