@@ -87,8 +87,6 @@ impl ActionRunner {
         }
     }
 
-    /// As `pipeline` starts it: its clock, the Kafka sink for its records, and Redis (URL,
-    /// key prefix) to keep them.
     /// https webhooks trust `tls`'s roots and present its client certificate when asked.
     pub fn with_tls(mut self, tls: &TlsClient) -> Self {
         self.agent = ureq::AgentBuilder::new()
@@ -100,6 +98,8 @@ impl ActionRunner {
         self
     }
 
+    /// As `pipeline` starts it: its clock, the Kafka sink for its records, and Redis (URL,
+    /// key prefix) to keep them.
     pub fn wired(
         mut self,
         clock: Clock,

@@ -145,7 +145,7 @@ pub mod figure {
         EVICTED_EARLY_TOTAL: Counter "evicted_early_total" "Request records that left the percentile window early.";
         // Kafka source (pulse aggregate)
         KAFKA_COMMITTED_BATCHES_TOTAL: Counter "kafka_committed_batches_total" "Batches stored and committed.";
-        KAFKA_UNCOMMITTED_BATCHES_TOTAL: Counter "kafka_uncommitted_batches_total" "Batches whose offsets could not be committed.";
+        KAFKA_UNCOMMITTED_BATCHES_TOTAL: Counter "kafka_uncommitted_batches_total" "Batches whose offsets were not committed (a sink did not confirm them, or the commit failed).";
         KAFKA_REBALANCES_TOTAL: Counter "kafka_rebalances_total" "Consumer group rebalances.";
         KAFKA_REBUILT_POINTS_TOTAL: Counter "kafka_rebuilt_points_total" "Points a take-over restored from Redis.";
         KAFKA_ADOPTED_ALERTS_TOTAL: Counter "kafka_adopted_alerts_total" "Alerts a take-over adopted from Redis.";
@@ -224,7 +224,7 @@ pub mod figure {
         KAFKA_REFUSED_RECORDS_TOTAL: Counter "kafka_refused_records_total" "Records the brokers refused.";
         ALERTS_QUEUED: Gauge "alerts_queued" "Alerts waiting to be sent.";
         ALERT_POSTS_FAILED_TOTAL: Counter "alert_posts_failed_total" "Posts to Alertmanager or a webhook that failed.";
-        SILENCES_HELD: Gauge "silences_held" "Silences Pulse made for acknowledgements and holds.";
+        SILENCES_HELD: Gauge "silences_held" "Silences Pulse made for acknowledgements, held now.";
         SILENCES_REMOVED_TOTAL: Counter "silences_removed_total" "Silences Pulse removed.";
         SILENCE_CALLS_FAILED_TOTAL: Counter "silence_calls_failed_total" "Calls to Alertmanager's silences API that failed.";
     }

@@ -27,8 +27,9 @@ impl Handler<NotifyAlerts> for Sent {
     }
 }
 
-/// GPU 0's `Hot` alert, firing since `at`, stored as sent at `last_sent_ms`; restored into
-/// an engine fed hot samples every second for 90 s. When was it sent, from the restore?
+/// GPU 0's `Hot` alert, firing for two minutes, stored as last sent at `last_sent_ms`;
+/// restored into an engine fed hot samples every second for 90 s. When was it sent, in ms
+/// from the restore?
 async fn sends_after_restore(last_sent_ms: Option<i64>) -> Vec<i64> {
     tokio::time::pause();
     let clock = Clock::tokio_anchored(2_000_000);
