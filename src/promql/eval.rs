@@ -279,7 +279,7 @@ impl<'a, S: Storage + ?Sized> Evaluator<'a, S> {
                 Some(ms) => self.cached(e, ms.vs.name.as_deref(), || functions::call(self, c)),
                 None => functions::call(self, c),
             },
-            Expr::Aggregate(a) => super::aggregate::aggregate(self, a),
+            Expr::Aggregate(a) => self.aggregate(a),
             Expr::Binary(b) => self.binary(b),
             Expr::Subquery(sq) => Ok(self.subquery(sq)?.into_value()),
             Expr::Extension(_) => err("not supported"),
