@@ -174,9 +174,8 @@ pub fn hostname() -> String {
     ])
 }
 
-/// Pulse's URL for users (alerts' `generatorURL`) when `rules.external_url` is not set: the
-/// listening address, with this host's name where it names no host (`0.0.0.0`), as
-/// Prometheus derives its own.
+/// Pulse's URL for users without `rules.external_url`: the listening address, with this
+/// host's name where it names no host (`0.0.0.0`), as Prometheus derives its own.
 fn default_external_url(listen: std::net::SocketAddr) -> String {
     match listen.ip().is_unspecified() {
         true => format!("http://{}:{}", hostname(), listen.port()),
@@ -251,12 +250,17 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
             )));
         }
     }
+    // Templates' `$externalURL`, and where alerts' `generatorURL` starts.
+    let external_url = match service.rules.external_url.as_str() {
+        "" => default_external_url(service.server.listen),
+        set => set.to_string(),
+    };
     let rule_sources = RuleSources {
         builtin_pack: service.rules.builtin_pack,
         paths: service.rules.paths.clone(),
         template_env: crate::rules::alerting::TemplateEnv {
             external_labels: std::sync::Arc::new(service.rules.external_labels.clone()),
-            external_url: service.rules.external_url.clone(),
+            external_url: external_url.clone(),
         },
         alert_series_names: crate::rules::group::AlertSeriesNames {
             alerts: service.rules.alerts_series.clone(),
@@ -398,11 +402,6 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
             .alerting
             .destinations()
             .map_err(StartError::Alerting)?
-    };
-    let external_url = if service.rules.external_url.is_empty() {
-        default_external_url(service.server.listen)
-    } else {
-        service.rules.external_url.clone()
     };
     let mut notifiers = Vec::new();
     let mut silences = Vec::new();

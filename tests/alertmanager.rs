@@ -37,11 +37,13 @@ fn firing_and_resolved_alerts_reach_alertmanager_and_a_webhook() {
     assert_eq!(alert["labels"]["team"], "gpu");
     assert_eq!(alert["labels"]["gpu"], "3");
     assert_eq!(alert["annotations"]["summary"], "Delivery test for GPU 3");
+    // Without rules.external_url, templates and links name the address Pulse bound.
+    assert_eq!(alert["annotations"]["link"], pulse.base.as_str(), "{alert}");
     assert!(
         alert["generatorURL"]
             .as_str()
             .unwrap()
-            .contains("/api/phase4/alerts/active#alert-"),
+            .starts_with(&format!("{}/api/phase4/alerts/active#alert-", pulse.base)),
         "{alert}"
     );
     let starts = alert["startsAt"].as_str().unwrap().to_string();

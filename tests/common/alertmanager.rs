@@ -130,7 +130,7 @@ pub fn rules(dir: &Path, end_s: u64) -> String {
     std::fs::write(
         &path,
         format!(
-            "groups:\n  - name: delivery\n    interval: 1s\n    rules:\n      - alert: PulseDeliveryTest\n        expr: label_replace(vector(time()), \"gpu\", \"3\", \"\", \"\") < {end_s}\n        labels:\n          severity: page\n          team: gpu\n        annotations:\n          summary: 'Delivery test for GPU {{{{ $labels.gpu }}}}'\n"
+            "groups:\n  - name: delivery\n    interval: 1s\n    rules:\n      - alert: PulseDeliveryTest\n        expr: label_replace(vector(time()), \"gpu\", \"3\", \"\", \"\") < {end_s}\n        labels:\n          severity: page\n          team: gpu\n        annotations:\n          summary: 'Delivery test for GPU {{{{ $labels.gpu }}}}'\n          link: '{{{{ $externalURL }}}}'\n"
         ),
     )
     .unwrap();
