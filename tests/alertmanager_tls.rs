@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::alertmanager::{am_component, from_alertmanager, now_s, receiver, rules, Alertmanager};
+use common::alertmanager::{
+    am_component, from_alertmanager, now_s, receiver, rules, Alertmanager, Inbox,
+};
 use common::process::Pulse;
 use pulse::sinks::alertmanager::config::TlsClient;
 
@@ -103,18 +105,28 @@ fn certificates(dir: &Path) -> (PathBuf, String) {
     (dir.join("ca.pem"), server)
 }
 
+/// Alertmanager serving `https` with `server` (its `tls_server_config`), routing to a
+/// receiver, reached by the test through `tls`; its URL and a rule file firing at once.
+fn https_alertmanager(
+    dir: &Path,
+    server: String,
+    tls: TlsClient,
+) -> (Alertmanager, Inbox, String, String) {
+    let agent = ureq::AgentBuilder::new().tls_config(tls.0).build();
+    let (receiver_port, inbox) = receiver();
+    let port = common::free_port();
+    let am = Alertmanager::start_with(dir, port, receiver_port, Some((server, agent)));
+    let rule_file = rules(dir, now_s() + 600);
+    (am, inbox, format!("https://127.0.0.1:{port}"), rule_file)
+}
+
 #[test]
 fn alerts_reach_an_alertmanager_over_https_that_trusts_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, server) = certificates(dir.path());
     let ca = ca.to_str().unwrap();
     let tls = TlsClient::new(Some(ca), None).unwrap();
-    let agent = ureq::AgentBuilder::new().tls_config(tls.0).build();
-    let (receiver_port, mut inbox) = receiver();
-    let port = common::free_port();
-    let _am = Alertmanager::start_with(dir.path(), port, receiver_port, Some((server, agent)));
-    let am_url = format!("https://127.0.0.1:{port}");
-    let rule_file = rules(dir.path(), now_s() + 600);
+    let (_am, mut inbox, am_url, rule_file) = https_alertmanager(dir.path(), server, tls);
 
     // Without the CA, the certificate is refused, and status says why.
     let untrusting = Pulse::start(&[
@@ -159,12 +171,7 @@ fn an_alertmanager_that_asks_for_a_client_certificate_gets_pulses() {
     let server =
         format!("{server}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca}\n");
     let tls = TlsClient::new(Some(ca), Some((cert.as_str(), key.as_str()))).unwrap();
-    let agent = ureq::AgentBuilder::new().tls_config(tls.0).build();
-    let (receiver_port, mut inbox) = receiver();
-    let port = common::free_port();
-    let _am = Alertmanager::start_with(dir.path(), port, receiver_port, Some((server, agent)));
-    let am_url = format!("https://127.0.0.1:{port}");
-    let rule_file = rules(dir.path(), now_s() + 600);
+    let (_am, mut inbox, am_url, rule_file) = https_alertmanager(dir.path(), server, tls);
     let env = [
         ("PULSE_RULES_BUILTIN_PACK", "false"),
         ("PULSE_RULE_PATHS", rule_file.as_str()),

@@ -25,7 +25,7 @@ use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::processors::predict::engine::PredictionFilter;
 use crate::processors::predict::messages::ListPredictions;
 use crate::runtime::clock::Clock;
-use crate::sinks::alertmanager::config::TlsClient;
+use crate::sinks::alertmanager::config::{http_agent, TlsClient};
 use crate::sinks::kafka::ActionTaken;
 use crate::store::actor::WindowStoreActor;
 use crate::store::messages::SelectLatest;
@@ -64,9 +64,7 @@ impl ActionRunner {
         commands: broadcast::Sender<Command>,
         window: Addr<WindowStoreActor>,
     ) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_millis(cfg.webhook_timeout_ms.get()))
-            .build();
+        let agent = http_agent(cfg.webhook_timeout_ms.get(), None);
         ActionRunner {
             guard: Guard::new(cfg),
             commands,
@@ -89,12 +87,7 @@ impl ActionRunner {
 
     /// https webhooks trust `tls`'s roots and present its client certificate when asked.
     pub fn with_tls(mut self, tls: &TlsClient) -> Self {
-        self.agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_millis(
-                self.guard.config().webhook_timeout_ms.get(),
-            ))
-            .tls_config(tls.0.clone())
-            .build();
+        self.agent = http_agent(self.guard.config().webhook_timeout_ms.get(), Some(tls));
         self
     }
 

@@ -209,12 +209,7 @@ impl Destination {
     /// An HTTP client with this destination's timeout, kept for all its calls (it pools
     /// connections).
     pub fn agent(&self) -> ureq::Agent {
-        let agent =
-            ureq::AgentBuilder::new().timeout(std::time::Duration::from_millis(self.timeout_ms));
-        match &self.tls {
-            Some(tls) => agent.tls_config(tls.0.clone()).build(),
-            None => agent.build(),
-        }
+        http_agent(self.timeout_ms, self.tls.as_ref())
     }
 
     /// The name in status and `/metrics`: the URL without credentials.
@@ -223,6 +218,16 @@ impl Destination {
             Protocol::AlertmanagerV2 => format!("alertmanager {}", self.url),
             Protocol::Webhook => format!("webhook {}", self.url),
         }
+    }
+}
+
+/// An HTTP client that gives up after `timeout_ms`, reaching `https` through `tls` where
+/// given (else ureq's own TLS with the public roots).
+pub fn http_agent(timeout_ms: u64, tls: Option<&TlsClient>) -> ureq::Agent {
+    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_millis(timeout_ms));
+    match tls {
+        Some(tls) => agent.tls_config(tls.0.clone()).build(),
+        None => agent.build(),
     }
 }
 
