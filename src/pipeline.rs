@@ -424,7 +424,7 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
             .tls_client()
             .map_err(StartError::Alerting)?;
         let runner = ActionRunner::new(service.actions.clone(), commands.clone(), window.clone())
-            .with_tls(&tls)
+            .with_tls(tls.as_ref())
             .wired(
                 clock.clone(),
                 kafka.as_ref().map(|k| k.clone().recipient()),

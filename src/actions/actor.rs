@@ -85,9 +85,10 @@ impl ActionRunner {
         }
     }
 
-    /// https webhooks trust `tls`'s roots and present its client certificate when asked.
-    pub fn with_tls(mut self, tls: &TlsClient) -> Self {
-        self.agent = http_agent(self.guard.config().webhook_timeout_ms.get(), Some(tls));
+    /// https webhooks trust `tls`'s roots and present its client certificate when asked
+    /// (`None`: the public roots).
+    pub fn with_tls(mut self, tls: Option<&TlsClient>) -> Self {
+        self.agent = http_agent(self.guard.config().webhook_timeout_ms.get(), tls);
         self
     }
 

@@ -240,16 +240,19 @@ fn is_http(url: &str) -> Result<(), String> {
 }
 
 impl AlertingConfig {
-    /// Pulse's TLS client for https calls: the public roots plus `ca_file`, presenting
-    /// `cert_file` / `key_file` when asked. The error names the field.
-    pub fn tls_client(&self) -> Result<TlsClient, String> {
+    /// Pulse's TLS client for https calls where any of its settings is given: the public
+    /// roots plus `ca_file`, presenting `cert_file` / `key_file` when asked (`None`: ureq's
+    /// own, with the public roots). The error names the field.
+    pub fn tls_client(&self) -> Result<Option<TlsClient>, String> {
         let client = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => Some((cert.as_str(), key.as_str())),
+            (None, None) if self.ca_file.is_none() => return Ok(None),
             (None, None) => None,
             (Some(_), None) => return Err("alerting.key_file: cert_file needs it".into()),
             (None, Some(_)) => return Err("alerting.cert_file: key_file needs it".into()),
         };
         TlsClient::new(self.ca_file.as_deref(), client)
+            .map(Some)
             .map_err(|(field, e)| format!("alerting.{field}: {e}"))
     }
 
@@ -257,11 +260,7 @@ impl AlertingConfig {
     pub fn destinations(&self) -> Result<Vec<Destination>, String> {
         let mut out = Vec::new();
         let timeout_ms = AlertmanagerConfig::default().timeout_ms.get();
-        let tls = if self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some() {
-            Some(self.tls_client()?)
-        } else {
-            None
-        };
+        let tls = self.tls_client()?;
         for base in &self.alertmanager_urls {
             is_http(base).map_err(|e| format!("alerting.alertmanager_urls: {e}"))?;
             out.push(Destination {
