@@ -23,6 +23,15 @@
 //! better (`PARSIMONY`), and in the shortest band of horizons only the level methods that
 //! follow the latest values compete ([`competes`]).
 //!
+//! A level method is not shipped alone where another level method beat the baseline too:
+//! the band's forecast is the mean of the two with the least backtest error (the chosen
+//! one and the runner-up), and its intervals the mean of their bounds. Picking one of
+//! several near-equal methods on a short backtest is partly luck, and the mean of two
+//! forecasts errs less than the worse and often less than the better (forecast
+//! combination; docs/perf/2026-12-04-forecast.md). An extrapolating method is shipped
+//! alone: averaged with a level it would carry half its trend (a leak's exhaustion twice
+//! as far off).
+//!
 //! The simple candidates' intervals are Gaussian: the spread of naive and drift is a random
 //! walk's, growing with the square root of the steps; the window's mean has the window's
 //! spread; the local level and the seasonal mean have the spread of their own h-step errors
@@ -149,6 +158,25 @@ fn normal_quantile(p: f64) -> f64 {
         (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
             / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
+}
+
+/// Per step, the mean absolute error over the origins (rows) of a backtest's errors.
+fn mean_abs(rows: &[Vec<f64>]) -> Vec<f64> {
+    let steps = rows.first().map_or(0, Vec::len);
+    (0..steps)
+        .map(|k| rows.iter().map(|r| r[k].abs()).sum::<f64>() / rows.len() as f64)
+        .collect()
+}
+
+/// Per step, the mean absolute error of the mean of two forecasts from the same origins,
+/// given each one's errors.
+fn mean_abs_of_mean(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<f64> {
+    let rows: Vec<Vec<f64>> = a
+        .iter()
+        .zip(b)
+        .map(|(ra, rb)| ra.iter().zip(rb).map(|(x, y)| (x + y) / 2.0).collect())
+        .collect();
+    mean_abs(&rows)
 }
 
 fn rms(values: impl Iterator<Item = f64>) -> f64 {
@@ -424,19 +452,23 @@ pub fn best(
     } else {
         simple_origins
     };
-    // Mean absolute errors per step of `c` from every origin of `os`, `None` where it
-    // cannot be backtested.
-    let errors_from = |c: Candidate, os: &[usize]| -> Option<Vec<f64>> {
-        let mut e = vec![0.0; held];
-        for &o in os {
-            // Only the points are scored: the simple methods skip their intervals.
-            let lv = if c == Candidate::Model { levels } else { &[] };
-            let f = candidate(c, &values[..o], period, held, lv)?;
-            for (k, (p, a)) in f.point.iter().zip(&values[o..o + held]).enumerate() {
-                e[k] += (p - a).abs() / os.len() as f64;
-            }
-        }
-        Some(e)
+    // The errors (forecast less actual) of `c` from every origin of `os`, one row per
+    // origin, `None` where it cannot be backtested.
+    let errors_from = |c: Candidate, os: &[usize]| -> Option<Vec<Vec<f64>>> {
+        os.iter()
+            .map(|&o| {
+                // Only the points are scored: the simple methods skip their intervals.
+                let lv = if c == Candidate::Model { levels } else { &[] };
+                let f = candidate(c, &values[..o], period, held, lv)?;
+                Some(
+                    f.point
+                        .iter()
+                        .zip(&values[o..o + held])
+                        .map(|(p, a)| p - a)
+                        .collect(),
+                )
+            })
+            .collect()
     };
     let origin_sets = [&simple_origins, &origins];
     let set_of = |c: Candidate| usize::from(!c.is_level());
@@ -449,14 +481,16 @@ pub fn best(
                 Candidate::Naive => naive.clone(),
                 b => errors_from(b, os).expect("the baseline is always backtested"),
             };
-            (base, naive)
+            (mean_abs(&base), mean_abs(&naive))
         })
         .collect();
-    let errors: Vec<(Candidate, Vec<f64>)> = candidates[1..]
+    let signed: Vec<(Candidate, Vec<Vec<f64>>)> = candidates[1..]
         .iter()
         .filter_map(|&c| Some((c, errors_from(c, origin_sets[set_of(c)])?)))
         .collect();
-    let mut shipped: Vec<(usize, Candidate, f64, f64)> = Vec::new();
+    let errors: Vec<(Candidate, Vec<f64>)> =
+        signed.iter().map(|(c, e)| (*c, mean_abs(e))).collect();
+    let mut shipped: Vec<(usize, Vec<Candidate>, f64, f64)> = Vec::new();
     let mut from = 0;
     for to in bands(held) {
         let mae = |e: &[f64]| e[from..to].iter().sum::<f64>() / (to - from) as f64;
@@ -465,6 +499,8 @@ pub fn best(
         // origins; a candidate that beat it yields only to a clearly better one.
         let (base, naive) = &reference[0];
         let mut best = (candidates[0], 1.0, mae(base), mae(naive));
+        // Every candidate that beat the baseline by its own rule, with its error ratio.
+        let mut beat: Vec<(Candidate, f64)> = Vec::new();
         for (c, e) in errors.iter().filter(|(c, _)| competes(*c, from, to)) {
             let (base, naive) = &reference[set_of(*c)];
             let (err, base_err) = (mae(e), mae(base));
@@ -476,6 +512,9 @@ pub fn best(
                 1.0
             };
             let margin = if c.is_level() { 1.0 } else { SWITCH_MARGIN };
+            if ratio < margin {
+                beat.push((*c, ratio));
+            }
             let to_beat = if best.0 == candidates[0] || !c.is_level() {
                 best.1
             } else {
@@ -485,13 +524,29 @@ pub fn best(
                 best = (*c, ratio, err, mae(naive));
             }
         }
-        shipped.push((to, best.0, best.2, best.3));
+        // A level method is shipped with the runner-up among the level methods that beat the
+        // baseline, as their mean (see the module doc). Both were backtested from the same
+        // origins, where their mean's error is at most the mean of their errors: it beats
+        // the baseline too. (Something beat the baseline whenever `beat` has an entry.)
+        let partner = beat
+            .iter()
+            .filter(|(c, _)| *c != best.0 && c.is_level() && best.0.is_level())
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(c, _)| *c);
+        let of = |c: Candidate| &signed.iter().find(|(s, _)| *s == c).expect("backtested").1;
+        match partner {
+            Some(p) => {
+                let err = mae(&mean_abs_of_mean(of(best.0), of(p)));
+                shipped.push((to, vec![best.0, p], err, best.3));
+            }
+            None => shipped.push((to, vec![best.0], best.2, best.3)),
+        }
         from = to;
     }
 
     // The shipped methods, fitted on the whole window.
     let mut forecasts: Vec<(Candidate, Forecast)> = Vec::new();
-    for (_, c, _, _) in &shipped {
+    for c in shipped.iter().flat_map(|s| &s.1) {
         if forecasts.iter().all(|(f, _)| f != c) {
             let f = candidate(*c, values, period, horizon, levels)
                 .or_else(|| candidate(Candidate::Naive, values, period, horizon, levels))
@@ -499,39 +554,43 @@ pub fn best(
             forecasts.push((*c, f));
         }
     }
-    let for_step = |k: usize| {
-        let c = shipped
+    let fitted = |c: &Candidate| &forecasts.iter().find(|(f, _)| f == c).expect("fitted").1;
+    // Step `k` of the shipped forecast: the mean of what its band's methods say there.
+    let at_step = |k: usize, of: &dyn Fn(&Forecast) -> f64| {
+        let members = &shipped
             .iter()
             .find(|(to, ..)| k < *to)
             .unwrap_or(shipped.last().expect("a band"))
             .1;
-        &forecasts.iter().find(|(f, _)| *f == c).expect("fitted").1
+        members.iter().map(|c| of(fitted(c))).sum::<f64>() / members.len() as f64
     };
-    let point = (0..horizon).map(|k| for_step(k).point[k]).collect();
+    let point = (0..horizon).map(|k| at_step(k, &|f| f.point[k])).collect();
     let intervals = levels
         .iter()
         .enumerate()
         .map(|(i, &level)| Interval {
             level,
             lower: (0..horizon)
-                .map(|k| for_step(k).intervals[i].lower[k])
+                .map(|k| at_step(k, &|f| f.intervals[i].lower[k]))
                 .collect(),
             upper: (0..horizon)
-                .map(|k| for_step(k).intervals[i].upper[k])
+                .map(|k| at_step(k, &|f| f.intervals[i].upper[k]))
                 .collect(),
         })
         .collect();
     let backtest: Vec<BacktestBand> = shipped
         .iter()
-        .map(|(to, c, mae, naive_mae)| BacktestBand {
-            to_step: *to,
-            model: forecasts
-                .iter()
-                .find(|(f, _)| f == c)
-                .map(|(_, f)| f.model.clone())
-                .unwrap_or_else(|| c.name()),
-            mae: *mae,
-            naive_mae: *naive_mae,
+        .map(|(to, members, mae, naive_mae)| {
+            let names: Vec<&str> = members.iter().map(|c| fitted(c).model.as_str()).collect();
+            BacktestBand {
+                to_step: *to,
+                model: match names.as_slice() {
+                    [one] => one.to_string(),
+                    _ => format!("combined({})", names.join(", ")),
+                },
+                mae: *mae,
+                naive_mae: *naive_mae,
+            }
         })
         .collect();
     let mut names: Vec<String> = Vec::new();

@@ -55,7 +55,8 @@ fn jitter(i: usize) -> f64 {
 #[test]
 fn a_climb_is_extrapolated_past_the_shortest_horizons_only() {
     // A steady climb: the first band (6 steps) follows the latest values, the later
-    // ones carry the climb on.
+    // ones carry the climb on, by one method (never averaged with another: half of a
+    // leak's trend would put its exhaustion twice as far off).
     let values: Vec<f64> = (0..180)
         .map(|i| 100.0 + 2.0 * i as f64 + jitter(i))
         .collect();
@@ -73,6 +74,13 @@ fn a_climb_is_extrapolated_past_the_shortest_horizons_only() {
         f.point[59],
         f.backtest
     );
+    assert!(
+        f.backtest[1..]
+            .iter()
+            .all(|b| !b.model.starts_with("combined(")),
+        "{:?}",
+        f.backtest
+    );
 }
 
 #[test]
@@ -85,11 +93,18 @@ fn noise_around_a_moving_level_gets_a_local_level() {
         .map(|i| if i < 100 { 20.0 } else { 60.0 } + 5.0 * jitter(i))
         .collect();
     let f = best(&values, None, 60, &[0.8]).unwrap();
-    assert!(f.model.starts_with("level("), "{}", f.model);
+    // A local level, alone or averaged with smoothing (another level method).
+    assert!(
+        f.model.starts_with("level(") || f.model.starts_with("combined(level("),
+        "{}",
+        f.model
+    );
     let first = &f.backtest[0];
     assert!(first.mae < first.naive_mae, "{:?}", f.backtest);
+    // Within the noise's spread (±5 uniform: 2.9) of the level; the last value is 55.3
+    // and the window's mean 38.
     assert!(
-        (f.point[29] - 60.0).abs() < 2.0,
+        (f.point[29] - 60.0).abs() < 2.9,
         "{} {:?}",
         f.point[29],
         f.backtest
@@ -156,4 +171,32 @@ fn smoothing_weighs_the_newest_value_as_the_series_asks() {
     assert!(f.point.iter().all(|p| *p == f.point[0]));
     let width = |h: usize| f.intervals[0].upper[h] - f.intervals[0].lower[h];
     assert!(width(4) >= width(0));
+}
+
+#[test]
+fn two_level_methods_that_beat_the_baseline_are_shipped_as_their_mean() {
+    // The stepped noisy level of `noise_around_a_moving_level_gets_a_local_level`: at 30
+    // steps both the 4-value level and smoothing beat naive, and their mean is shipped.
+    let values: Vec<f64> = (0..180)
+        .map(|i| if i < 100 { 20.0 } else { 60.0 } + 5.0 * jitter(i))
+        .collect();
+    let f = best(&values, None, 60, &[0.8]).unwrap();
+    let band = &f.backtest[1];
+    assert_eq!(
+        band.model, "combined(level(4), smoothed)",
+        "{:?}",
+        f.backtest
+    );
+    // The pair's own backtest error, from the origins both were judged from, beats naive's.
+    assert!(band.mae < band.naive_mae, "{band:?}");
+    // Each step of the band is the mean of the two methods' forecasts, bounds included.
+    let (a, b) = (
+        simple(Candidate::Level(4), &values, 60, &[0.8]),
+        simple(Candidate::Smoothed, &values, 60, &[0.8]),
+    );
+    for k in 6..30 {
+        assert!((f.point[k] - (a.point[k] + b.point[k]) / 2.0).abs() < 1e-9);
+        let lower = (a.intervals[0].lower[k] + b.intervals[0].lower[k]) / 2.0;
+        assert!((f.intervals[0].lower[k] - lower).abs() < 1e-9);
+    }
 }
