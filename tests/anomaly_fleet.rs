@@ -5,6 +5,7 @@
 //! printed here are the ones in docs/anomaly-detection.md.
 
 use pulse::config::pipeline::AnomalyConfig;
+use pulse::processors::anomaly::workload::WorkloadCause;
 use pulse::processors::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter};
 use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
 
@@ -173,6 +174,33 @@ fn the_life_of_a_training_job_is_not_an_anomaly() {
             changes > 0,
             "the jobs' starts, checkpoints and stops are workload changes"
         );
+        // Each job checkpoints every 6 minutes (four times): its rhythm is reported once
+        // per job and metric, for the whole host, when the fourth checkpoint ends.
+        let rhythms: Vec<_> = engine
+            .workload_events()
+            .filter(|w| w.cause == WorkloadCause::Rhythm)
+            .collect();
+        for r in &rhythms {
+            println!(
+                "seed {seed}: {} {} {:?}: {}",
+                r.last_ms, r.metric, r.gpus, r.detail
+            );
+        }
+        for metric in ["DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE"] {
+            let at: Vec<i64> = rhythms
+                .iter()
+                .filter(|r| r.metric == metric)
+                .map(|r| r.last_ms / 1000)
+                .collect();
+            assert_eq!(at.len(), 2, "{metric}: one per job: {rhythms:#?}");
+            assert!(
+                at.iter().all(|t| t % 1800 >= 1590 && t % 1800 < 1600),
+                "{at:?}"
+            );
+        }
+        assert!(rhythms.iter().all(|r| r.gpus.len() == 4
+            && r.detail
+                .starts_with("drops below half its level every ~6 min")));
         total += anomalies.len();
     }
     // The target is none. Measured: none in three hours (one, a temperature 2 °C above
@@ -229,7 +257,6 @@ fn a_straggler_is_flagged_as_unlike_its_peers() {
 
 #[test]
 fn a_single_gpu_host_s_jobs_starting_and_stopping_are_workload_changes() {
-    use pulse::processors::anomaly::workload::WorkloadCause;
     // One GPU, no peers to compare with: its job's start and stop are told by its
     // framebuffer going from idle to in use and back, its checkpoints by utilisation and
     // power dropping together (two jobs an hour). Measured: none in 75 597 samples; 2

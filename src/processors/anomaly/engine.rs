@@ -11,6 +11,7 @@ use super::detector::{Detector, DetectorConfig, Reason};
 use super::jobs::JobTracker;
 use super::peers::{MemberRef, PeerMonitor, PeerSettings};
 pub use super::record::{Anomaly, AnomalyFilter, PeerContext};
+use super::rhythm::{DipTracker, Rhythm, Rhythms};
 use super::slight::{departs_enough, is_back};
 use super::workload::{gpu_of, OwnSignals, WorkloadCoalescer, WorkloadEvent};
 use crate::messages::page::Page;
@@ -57,6 +58,9 @@ pub struct EngineSettings {
 pub const WORKLOAD_EPISODE_MS: i64 = 60 * 1000;
 /// The metric whose moves between idle and in use are a GPU's jobs (see [`super::jobs`]).
 pub const JOB_METRIC: &str = catalog::FB_USED;
+/// The metrics whose moves are a GPU's job changing phase (and its rhythm, see
+/// [`super::rhythm`]).
+const ACTIVITY_METRICS: [&str; 2] = [catalog::GPU_UTIL, catalog::POWER_USAGE];
 
 /// Counts for stats and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -108,6 +112,8 @@ struct Watched {
     peer: Option<MemberRef>,
     /// Jobs starting and stopping (a GPU's framebuffer use only).
     job: Option<JobTracker>,
+    /// Its job's rhythm (a GPU's utilisation and power only).
+    dips: Option<DipTracker>,
 }
 
 enum Slot {
@@ -141,6 +147,10 @@ pub struct AnomalyEngine {
     workload: WorkloadCoalescer,
     /// GPUs compared with the other GPUs of their host.
     peers: PeerMonitor,
+    /// Hosts' checkpoint rhythms, reported as workload events, and the hosts and metrics
+    /// with a rhythm completed in the batch under way.
+    rhythms: Rhythms,
+    rhythm_hosts: Vec<(String, String)>,
 }
 
 impl AnomalyEngine {
@@ -151,12 +161,14 @@ impl AnomalyEngine {
             settings.max_anomalies,
             Some(OwnSignals {
                 job: JOB_METRIC.to_string(),
-                activity: vec![catalog::GPU_UTIL.into(), catalog::POWER_USAGE.into()],
+                activity: ACTIVITY_METRICS.map(String::from).to_vec(),
             }),
         );
         AnomalyEngine {
             workload,
             peers: PeerMonitor::new(settings.peers.clone()),
+            rhythms: Rhythms::default(),
+            rhythm_hosts: Vec::new(),
             settings,
             series: hashbrown::HashMap::default(),
             watched: 0,
@@ -212,6 +224,7 @@ impl AnomalyEngine {
                 scores.push(score);
             }
         }
+        self.report_rhythms();
         let series = &self.series;
         let latest = |s: &Series| latest_raw(series, s);
         let job = |s: &Series| match series.get(s) {
@@ -273,6 +286,9 @@ impl AnomalyEngine {
                         }
                         if metric == JOB_METRIC {
                             watched.job = Some(JobTracker::new());
+                        }
+                        if ACTIVITY_METRICS.contains(&metric.as_str()) {
+                            watched.dips = Some(DipTracker::default());
                         }
                     }
                     Slot::Watched(Box::new(watched))
@@ -344,6 +360,7 @@ impl AnomalyEngine {
         if let Some(job) = &mut w.job {
             job.observe(t, value);
         }
+        let rhythm = w.dips.as_mut().and_then(|d| d.observe(t, value));
         w.since_fire = w.since_fire.saturating_add(1);
         let peer = w.peer;
         let score_series = w.score_series.clone();
@@ -364,6 +381,9 @@ impl AnomalyEngine {
 
         if let Some(peer) = peer {
             self.peers.observe(peer, t, value);
+        }
+        if let Some(rhythm) = rhythm {
+            self.rhythm_found(&sample.series, rhythm, t);
         }
         self.counts.scored += 1;
         self.counts.gaps += gap as u64;
@@ -414,6 +434,29 @@ impl AnomalyEngine {
             }
         }
         Some(Sample::new(score_series, t, verdict.score))
+    }
+
+    /// A GPU series completed a rhythm: noted for its host, reported after the batch.
+    fn rhythm_found(&mut self, series: &Series, rhythm: Rhythm, t: i64) {
+        if let Some((host, metric, gpu)) = gpu_of(series) {
+            self.rhythms.found(&host, &metric, &gpu, rhythm, t);
+            self.rhythm_hosts.push((host, metric));
+        }
+    }
+
+    /// The hosts whose GPUs completed a rhythm in this batch: a new one is reported once,
+    /// with every GPU of the sampling round that shares it ([`super::rhythm`]).
+    fn report_rhythms(&mut self) {
+        let mut hosts = std::mem::take(&mut self.rhythm_hosts);
+        hosts.sort();
+        hosts.dedup();
+        for (host, metric) in hosts {
+            let host_gpus = self.workload.host_gpus(&host, &metric);
+            let t = self.latest_ms;
+            if let Some(event) = self.rhythms.report(&host, &metric, t, host_gpus) {
+                self.workload.keep(event);
+            }
+        }
     }
 
     /// Opens a detector's firing as an anomaly where it departs enough ([`super::slight`]).
@@ -489,6 +532,7 @@ impl Watched {
             open: None,
             peer: None,
             job: None,
+            dips: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Streaming anomaly detection: the per-series [`detector`] (scored on NAB by
 //! `examples/nab.rs`), the [`engine`] the anomaly-detector actor runs, and the engine's
 //! comparisons across a host's GPUs: [`workload`] changes (with a GPU's [`jobs`] starting
-//! and stopping) and [`peers`] divergence.
+//! and stopping, and its [`rhythm`] of checkpoints) and [`peers`] divergence.
 
 pub mod actor;
 mod context_table;
@@ -15,6 +15,7 @@ pub mod messages;
 pub mod nab;
 pub mod peers;
 pub mod record;
+mod rhythm;
 pub mod slight;
 pub mod workload;
 

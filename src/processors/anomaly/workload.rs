@@ -70,6 +70,9 @@ pub enum WorkloadCause {
     JobStopped,
     /// A GPU with no peers: its utilisation and power moved together.
     Phase,
+    /// The GPUs' values drop at a steady interval (checkpoints, evaluation; read from
+    /// the values, no firing: see [`super::rhythm`]).
+    Rhythm,
 }
 
 /// Several GPUs of one host changing together on one metric.
@@ -320,10 +323,22 @@ impl WorkloadCoalescer {
         open
     }
 
+    /// GPUs of `metric` known on `host`.
+    pub fn host_gpus(&self, host: &str, metric: &str) -> usize {
+        self.gpus
+            .get(&(host.to_string(), metric.to_string()))
+            .map_or(0, Vec::len)
+    }
+
     /// A new workload event: counted, with its firings, and kept (the oldest fall out).
     fn record(&mut self, event: WorkloadEvent) {
         self.decided += 1;
         self.folded += u64::from(event.firings);
+        self.keep(event);
+    }
+
+    /// A host's rhythm ([`super::rhythm`]): kept with the events, not counted as a change.
+    pub fn keep(&mut self, event: WorkloadEvent) {
         self.events.push_back(event);
         while self.events.len() > self.max_events {
             self.events.pop_front();
