@@ -1,6 +1,6 @@
 //! The API's contract, `docs/openapi.yaml`, served at `GET /api/openapi.json`:
 //!
-//! - it is a valid OpenAPI 3.0 document (`openapi-spec-validator` from PyPI);
+//! - it is a valid OpenAPI 3.1 document (`openapi-spec-validator` from PyPI);
 //! - it describes every route the router serves, with its methods, and no other;
 //! - Schemathesis (PyPI) generates requests from it against the real binary and finds no
 //!   server error, no undocumented status code or content type, and no answer off its

@@ -223,7 +223,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// The API's OpenAPI document (`docs/openapi.yaml`), checked by `tests/openapi.rs`.
 const OPENAPI_YAML: &str = include_str!("../../docs/openapi.yaml");
 
-/// `GET /api/openapi.json`: the API's OpenAPI 3.0 document, as JSON.
+/// `GET /api/openapi.json`: the API's OpenAPI 3.1 document, as JSON.
 pub async fn openapi() -> Json<serde_json::Value> {
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     Json(
