@@ -19,16 +19,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use pulse::config::service::TracingConfig;
-use pulse::messages::samples::SampleBatch;
-use pulse::messages::stats::{figure, GetStats};
 use pulse::model::series::{Sample, Series, SeriesKey};
 use pulse::processors::anomaly::actor::AnomalyDetector;
-use pulse::runtime::clock::Clock;
-use pulse::runtime::mailbox::{Mailbox, MailboxGauge};
-use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
-use pulse::store::actor::{ProcessingDone, WindowStoreActor};
-use pulse::store::window::Retention;
+use pulse::Clock;
+use pulse::Retention;
+use pulse::SampleBatch;
 use pulse::Telemetry;
+use pulse::{figure, GetStats};
+use pulse::{Mailbox, MailboxGauge};
+use pulse::{ProcessingDone, WindowStoreActor};
+use pulse::{Scenario, SimFleet};
 
 /// Samples per batch on the stream (a sampler's tick on a big host).
 const BATCH: usize = 1000;
@@ -218,7 +218,7 @@ async fn everything_on(gpus: usize, rounds: usize, on_ingest: bool) -> (Duration
     let handles = pulse::start_pipeline(&service, &pipeline, Clock::system()).unwrap();
     let mut fleet = bench_fleet(gpus);
     let t0 = Clock::system().now_ms() - rounds as i64 * 1000;
-    let evaluations = |s: pulse::messages::stats::ComponentStats| {
+    let evaluations = |s: pulse::ComponentStats| {
         s.extra
             .get(&figure::RULE_EVALUATIONS_TOTAL)
             .copied()

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use pulse::model::selector::Selector;
 use pulse::rules::group::GroupState;
 use pulse::rules::parse_file;
-use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
-use pulse::store::window::{Retention, WindowStore};
+use pulse::{Retention, WindowStore};
+use pulse::{Scenario, SimFleet};
 
 /// The pack's GPU conditions; each becomes several rules with different thresholds.
 const CONDITIONS: &[(&str, f64)] = &[

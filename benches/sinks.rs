@@ -10,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use pulse::messages::samples::SampleBatch;
-use pulse::messages::stats::{ComponentStats, GetStats};
 use pulse::model::series::{Sample, Series, SeriesKey};
-use pulse::runtime::mailbox::MailboxGauge;
-use pulse::sinks::kafka::{KafkaSink, KafkaSinkSettings};
-use pulse::sinks::redis::{RedisSink, RedisSinkSettings};
+use pulse::MailboxGauge;
+use pulse::SampleBatch;
+use pulse::{ComponentStats, GetStats};
+use pulse::{KafkaSink, KafkaSinkSettings};
+use pulse::{RedisSink, RedisSinkSettings};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 

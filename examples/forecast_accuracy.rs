@@ -22,7 +22,7 @@ use pulse::processors::anomaly::nab;
 use pulse::processors::predict::calibration::Calibration;
 use pulse::processors::predict::model::{detect_period, resample};
 use pulse::processors::predict::select::forecast;
-use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
+use pulse::{Scenario, SimFleet};
 
 /// Points a model is fitted on (the predictor's default: 30 minutes at 10-second steps).
 const WINDOW: usize = 180;

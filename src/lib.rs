@@ -7,9 +7,11 @@
 //! downward: components import the shared layers below them, never each other's actors,
 //! except where one component's actor is another's downstream (see ARCHITECTURE.md).
 //! Modules nothing outside the crate uses (`actions`, `query`, `redis`) are private, and so
-//! are `api`, `pipeline`, `server` and `telemetry`, whose few items the binary, tests and
-//! benches use are re-exported at the end of this file; the others are still public for the tests,
-//! benches and examples that reach into them.
+//! are `api`, `pipeline`, `server`, `telemetry`, `messages`, `runtime`, `sinks`, `sources`
+//! and `store`, whose few items the binary, tests, benches and examples use are re-exported
+//! at the end of this file. Public are the configuration ([`config`]), the sample model
+//! ([`model`]), the PromQL evaluator ([`promql`], which keeps its own parts private), and
+//! [`processors`] and [`rules`], whose engines the tests and examples drive piece by piece.
 //!
 //! - `main.rs` — the CLI (`pulse serve`, `pulse agent`, `pulse aggregate`,
 //!   `pulse check-config`, `pulse test rules`, `pulse probe gpu`).
@@ -17,21 +19,21 @@
 //!   (`pipelines/default.toml`), both built in; errors name file, line and key.
 //! - `pipeline` — wires the actors from the configuration, in one place; `server` runs
 //!   the actix system and the HTTP server together.
-//! - [`sources`] — GPUs through NVML, the simulated fleet, request metrics, the Kafka source.
-//! - [`store`] — the window store: per-series rings, the actor that owns them, and what it receives.
+//! - `sources` — GPUs through NVML, the simulated fleet, request metrics, the Kafka source.
+//! - `store` — the window store: per-series rings, the actor that owns them, and what it receives.
 //! - [`processors`] — the anomaly detector and the predictor.
 //! - [`rules`] — Prometheus rule files, their groups, templates, `pulse test rules`, and the
 //!   rule [`rules::engine`]; [`promql`] — the PromQL evaluator the rules and the API use.
-//! - [`sinks`] — JSON lines, Kafka, Redis, Alertmanager.
+//! - `sinks` — JSON lines, Kafka, Redis, Alertmanager.
 //! - `actions` — what alerting rules do when they fire (`pulse_action`), with guardrails.
 //! - `query` — the query actor, its views, cache and cleanup reports.
 //! - `api` — the axum router and handlers, and the `/metrics` exposition.
 //! - `telemetry` — OpenTelemetry tracing of Pulse's own work.
-//! - [`messages`] — data several components share: samples, commands, stats, alert events.
+//! - `messages` — data several components share: samples, commands, stats, alert events.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog
 //!   of metric names (dcgm-exporter's for GPUs).
 //! - `redis` — the one Redis connection policy (lazy connection, round-trip deadline).
-//! - [`runtime`] — clock, mailboxes, allocator.
+//! - `runtime` — clock, mailboxes, allocator.
 //! - `fuzzing` — entry points of the fuzz targets under `fuzz/` (feature `fuzzing`, on for
 //!   the tests and `fuzz/`, off in the binary); likewise `processors::anomaly::nab`, the NAB
 //!   replay (feature `nab`, on for the tests and examples).
@@ -41,7 +43,7 @@ mod api;
 pub mod config;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod messages;
+mod messages;
 pub mod model;
 mod pipeline;
 pub mod processors;
@@ -49,11 +51,11 @@ pub mod promql;
 mod query;
 mod redis;
 pub mod rules;
-pub mod runtime;
+mod runtime;
 mod server;
-pub mod sinks;
-pub mod sources;
-pub mod store;
+mod sinks;
+mod sources;
+mod store;
 mod telemetry;
 
 // What the binary, tests and benches use of the private modules.
@@ -61,3 +63,15 @@ pub use api::{router, ApiLimits, AppState};
 pub use pipeline::{start as start_pipeline, Handles, StartError};
 pub use server::{run, run_plan};
 pub use telemetry::Telemetry;
+// Of the components below the pipeline, what tests, benches and examples drive directly.
+pub use messages::samples::SampleBatch;
+pub use messages::stats::{figure, ComponentStats, GetStats};
+pub use runtime::clock::Clock;
+pub use runtime::mailbox::{Mailbox, MailboxGauge};
+pub use sinks::alertmanager::config::TlsClient;
+pub use sinks::kafka::{KafkaSink, KafkaSinkSettings};
+pub use sinks::redis::{Drain, RedisSink, RedisSinkSettings};
+pub use sources::gpu_nvml::device::probe as probe_gpus;
+pub use sources::gpu_simulated::fleet::{Scenario, SimFleet};
+pub use store::actor::{ProcessingDone, WindowStoreActor};
+pub use store::window::{Retention, WindowStore, SERIES_BYTES};

@@ -207,7 +207,7 @@ fn main() -> ExitCode {
         Command::Probe {
             what: ProbeWhat::Gpu,
         } => {
-            let probe = pulse::sources::gpu_nvml::device::probe();
+            let probe = pulse::probe_gpus();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&probe).expect("probe serialises")

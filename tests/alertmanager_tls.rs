@@ -16,7 +16,7 @@ use common::alertmanager::{
     am_component, from_alertmanager, now_s, receiver, rules, Alertmanager, Inbox,
 };
 use common::process::Pulse;
-use pulse::sinks::alertmanager::config::TlsClient;
+use pulse::TlsClient;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, made
 /// with `openssl` in `dir`: the path of the CA's certificate, and Alertmanager's

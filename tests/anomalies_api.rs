@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 
 use axum::http::StatusCode;
 use common::{call, get, poll_until as poll, urlencode};
-use pulse::sources::gpu_simulated::fleet::Scenario;
+use pulse::Scenario;
 
 const RULE: &str = r#"
 groups:

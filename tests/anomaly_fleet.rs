@@ -7,7 +7,7 @@
 use pulse::config::pipeline::AnomalyConfig;
 use pulse::processors::anomaly::workload::WorkloadCause;
 use pulse::processors::anomaly::{Anomaly, AnomalyEngine, AnomalyFilter};
-use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
+use pulse::{Scenario, SimFleet};
 
 /// Steady steps before a scenario's fault starts: well past the detector's warm-up.
 const ONSET: i64 = 600;

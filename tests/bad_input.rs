@@ -11,7 +11,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use common::{call, get, post_json, urlencode};
 use pulse::model::series::{Sample, SeriesKey};
-use pulse::store::window::{Retention, WindowStore};
+use pulse::{Retention, WindowStore};
 use serde_json::{json, Value};
 
 fn now_ms() -> i64 {

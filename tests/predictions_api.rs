@@ -10,7 +10,7 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use axum::http::StatusCode;
 use common::{call, get, poll_until as poll};
 use pulse::config::pipeline::WatchSelector;
-use pulse::sources::gpu_simulated::fleet::Scenario;
+use pulse::Scenario;
 
 const RULE: &str = r#"
 groups:

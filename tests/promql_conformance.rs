@@ -11,7 +11,7 @@ use pulse::model::series::Sample;
 use pulse::promql::{self, Evaluator, Labels, Value};
 use pulse::rules::parse_duration_ms;
 use pulse::rules::promtool::{expand_values, parse_series_labels, series_key};
-use pulse::store::window::{Retention, WindowStore};
+use pulse::{Retention, WindowStore};
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/promql-testdata")

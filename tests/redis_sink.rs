@@ -176,8 +176,7 @@ async fn opened_anomalies_are_listed_in_redis() {
     let _server = RedisServer::start(port);
     let (mut service, mut pipeline) = common::fast_simulated();
     service.redis.url = Some(RedisUrl(format!("redis://127.0.0.1:{port}")));
-    pipeline.sources.gpu.simulated.scenarios =
-        vec![pulse::sources::gpu_simulated::fleet::Scenario::LoadSpike];
+    pipeline.sources.gpu.simulated.scenarios = vec![pulse::Scenario::LoadSpike];
     pipeline.anomaly.detector.warmup_samples = 20;
     pipeline.anomaly.detector.rest_samples = 20;
     // Every GPU bursts at once, a workload change: here every firing opens an anomaly.
@@ -204,9 +203,9 @@ async fn opened_anomalies_are_listed_in_redis() {
 #[actix::test]
 async fn drain_writes_everything_buffered_before_it_answers() {
     use actix::Actor;
-    use pulse::messages::samples::SampleBatch;
     use pulse::model::series::{Sample, SeriesKey};
-    use pulse::sinks::redis::{Drain, RedisSink, RedisSinkSettings};
+    use pulse::SampleBatch;
+    use pulse::{Drain, RedisSink, RedisSinkSettings};
 
     let port = free_port();
     let _server = RedisServer::start(port);
@@ -219,7 +218,7 @@ async fn drain_writes_everything_buffered_before_it_answers() {
             buffer_max_samples: 1_000_000,
             write_batch_samples: 100,
         },
-        pulse::runtime::mailbox::MailboxGauge::default(),
+        pulse::MailboxGauge::default(),
     )
     .unwrap()
     .start();

@@ -9,8 +9,8 @@ use pulse::config::pipeline::WindowConfig;
 use pulse::rules::alerting::Transition;
 use pulse::rules::group::GroupState;
 use pulse::rules::{parse_file, BUILTIN_PACK, BUILTIN_PACK_NAME};
-use pulse::sources::gpu_simulated::fleet::{Scenario, SimFleet};
-use pulse::store::window::WindowStore;
+use pulse::WindowStore;
+use pulse::{Scenario, SimFleet};
 
 const HOUR_S: i64 = 3600;
 const START_MS: i64 = 1_800_000_000_000;

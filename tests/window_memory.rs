@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use pulse::model::series::{Sample, SeriesKey};
-use pulse::store::window::{Retention, WindowStore};
+use pulse::{Retention, WindowStore};
 
 struct Counting;
 
@@ -86,7 +86,7 @@ fn the_window_store_s_memory_estimate_is_within_a_fifth_of_what_it_allocates() {
             "{points} points per series: allocated {:.1} MiB, estimated {:.1} MiB ({:.0} bytes a series besides its points)",
             allocated / 1048576.0,
             estimated / 1048576.0,
-            (allocated - (estimated - 24_000.0 * pulse::store::window::SERIES_BYTES as f64)) / 24_000.0
+            (allocated - (estimated - 24_000.0 * pulse::SERIES_BYTES as f64)) / 24_000.0
         );
         let ratio = estimated / allocated;
         assert!(

@@ -16,7 +16,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use pulse::config::pipeline::{GpuMode, PipelineConfig};
 use pulse::config::service::ServiceConfig;
-use pulse::runtime::clock::Clock;
+use pulse::Clock;
 use pulse::{router, ApiLimits, AppState};
 use serde_json::Value;
 use tower::ServiceExt;

@@ -15,7 +15,7 @@ pub mod messages;
 pub mod nab;
 pub mod peers;
 pub mod record;
-mod rhythm;
+pub mod rhythm;
 pub mod slight;
 pub mod workload;
 
