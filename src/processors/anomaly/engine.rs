@@ -245,6 +245,7 @@ impl AnomalyEngine {
         if self.latest_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {
             self.swept_ms = self.latest_ms;
             self.evict_idle(self.latest_ms - IDLE_MS);
+            self.rhythms.forget_old(self.latest_ms);
         }
         (scores, opened)
     }

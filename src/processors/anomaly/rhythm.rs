@@ -33,6 +33,9 @@ pub const DIPS: usize = 4;
 pub const TOLERANCE: f64 = 0.25;
 /// Weight of a new value in the level (a slow average).
 const LEVEL_WEIGHT: f64 = 0.02;
+/// A host and metric with no rhythm confirmed for this long is forgotten (hosts come and
+/// go; a checkpoint every hour is still remembered between two).
+pub const FORGET_MS: i64 = 6 * 60 * 60 * 1000;
 
 /// A rhythm found on a series: its period and when its first counted dip started.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -158,6 +161,15 @@ impl Rhythms {
             .or_default()
             .gpus
             .insert(gpu.to_string(), (rhythm, t_ms));
+    }
+
+    /// Forgets the hosts and metrics with nothing confirmed since `FORGET_MS` before `t_ms`.
+    pub fn forget_old(&mut self, t_ms: i64) {
+        let before = t_ms - FORGET_MS;
+        self.hosts.retain(|_, h| {
+            h.gpus.values().any(|(_, seen)| *seen >= before)
+                || h.reported.is_some_and(|(_, seen)| seen >= before)
+        });
     }
 
     /// The event to report for `host`'s rhythm on `metric` at `t_ms`, if there is a new

@@ -116,4 +116,10 @@ fn a_host_reports_its_rhythm_once_when_most_of_its_gpus_share_it() {
     book.found("solo", "power", "0", r, MIN);
     assert!(book.report("solo", "power", MIN, 1).is_some());
     assert!(book.report("other", "power", MIN, 1).is_none());
+    // Hosts gone for longer than `FORGET_MS` are forgotten.
+    assert_eq!(book.hosts.len(), 2);
+    book.forget_old(50 * MIN + FORGET_MS);
+    assert_eq!(book.hosts.len(), 1, "h confirmed at 50 min stays");
+    book.forget_old(50 * MIN + FORGET_MS + 1);
+    assert_eq!(book.hosts.len(), 0);
 }

@@ -83,15 +83,20 @@ fn a_climb_is_extrapolated_past_the_shortest_horizons_only() {
     );
 }
 
+/// Noise (±5) around a level that steps from 20 to 60 at step 100 of 180.
+fn stepped_level() -> Vec<f64> {
+    (0..180)
+        .map(|i| if i < 100 { 20.0 } else { 60.0 } + 5.0 * jitter(i))
+        .collect()
+}
+
 #[test]
 fn noise_around_a_moving_level_gets_a_local_level() {
     // Noise around a level that stepped up 80 points ago: the window's mean is far off,
     // the last value carries the noise, the mean of the last 16 does neither. (60 steps
     // ahead, the predictor's default: the first band reaches 6 steps, far enough for a
     // local level of 4 to compete there.)
-    let values: Vec<f64> = (0..180)
-        .map(|i| if i < 100 { 20.0 } else { 60.0 } + 5.0 * jitter(i))
-        .collect();
+    let values = stepped_level();
     let f = best(&values, None, 60, &[0.8]).unwrap();
     // A local level, alone or averaged with smoothing (another level method).
     assert!(
@@ -175,11 +180,9 @@ fn smoothing_weighs_the_newest_value_as_the_series_asks() {
 
 #[test]
 fn two_level_methods_that_beat_the_baseline_are_shipped_as_their_mean() {
-    // The stepped noisy level of `noise_around_a_moving_level_gets_a_local_level`: at 30
-    // steps both the 4-value level and smoothing beat naive, and their mean is shipped.
-    let values: Vec<f64> = (0..180)
-        .map(|i| if i < 100 { 20.0 } else { 60.0 } + 5.0 * jitter(i))
-        .collect();
+    // The stepped noisy level: at 30 steps both the 4-value level and smoothing beat
+    // naive, and their mean is shipped.
+    let values = stepped_level();
     let f = best(&values, None, 60, &[0.8]).unwrap();
     let band = &f.backtest[1];
     assert_eq!(
