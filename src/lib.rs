@@ -29,11 +29,11 @@
 //! - `query` — the query actor, its views, cache and cleanup reports.
 //! - `api` — the axum router and handlers, and the `/metrics` exposition.
 //! - `telemetry` — OpenTelemetry tracing of Pulse's own work.
-//! - `messages` — data several components share: samples, commands, stats, alert events.
+//! - `messages` — data several components share: samples, commands, alert events.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog
 //!   of metric names (dcgm-exporter's for GPUs).
 //! - `redis` — the one Redis connection policy (lazy connection, round-trip deadline).
-//! - `runtime` — clock, mailboxes, allocator.
+//! - `runtime` — clock, mailboxes, allocator, shutdown, each actor's stats (`GetStats`).
 //! - `fuzzing` — entry points of the fuzz targets under `fuzz/` (feature `fuzzing`, on for
 //!   the tests and `fuzz/`, off in the binary); likewise `processors::anomaly::nab`, the NAB
 //!   replay (feature `nab`, on for the tests and examples).
@@ -65,9 +65,9 @@ pub use server::{run, run_plan};
 pub use telemetry::Telemetry;
 // Of the components below the pipeline, what tests, benches and examples drive directly.
 pub use messages::samples::SampleBatch;
-pub use messages::stats::{figure, ComponentStats, GetStats};
 pub use runtime::clock::Clock;
 pub use runtime::mailbox::{Mailbox, MailboxGauge};
+pub use runtime::stats::{figure, ComponentStats, GetStats};
 pub use sinks::alertmanager::config::TlsClient;
 pub use sinks::kafka::{KafkaSink, KafkaSinkSettings};
 pub use sinks::redis::{Drain, RedisSink, RedisSinkSettings};

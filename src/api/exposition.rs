@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::messages::stats::{ComponentState, ComponentStats, Figure};
 use crate::model::catalog::family_of;
 use crate::model::series::{escape_label_value, Series};
+use crate::runtime::stats::{ComponentState, ComponentStats, Figure};
 
 /// Formats a value as Prometheus expects (`NaN`, `+Inf`, `-Inf`).
 fn fmt_value(v: f64) -> String {

@@ -12,9 +12,9 @@ use axum::Json;
 use serde::Serialize;
 
 use super::AppState;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::pipeline::Component;
 use crate::query::views::GpuSourceInfo;
+use crate::runtime::stats::{ComponentState, ComponentStats, GetStats};
 
 /// How long a component has to answer before it counts as down.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);

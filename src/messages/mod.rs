@@ -1,4 +1,4 @@
-//! What several components share: sample batches, stats, commands, alert events. A
+//! What several components share: sample batches, commands, alert events. A
 //! message that one actor receives lives with that actor (`store::messages`,
 //! `processors::anomaly::messages`, ...).
 
@@ -7,4 +7,6 @@ pub mod commands;
 pub mod figures;
 pub mod page;
 pub mod samples;
-pub mod stats;
+/// A recording actor that stands in for any downstream of sample batches (tests only).
+#[cfg(test)]
+pub mod testing;

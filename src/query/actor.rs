@@ -14,7 +14,6 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::messages::commands::Command;
-use crate::messages::stats::{figure, ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::query::cache::{CacheStats, Cleared, View, ViewCache, ViewKey};
@@ -24,6 +23,7 @@ use crate::query::views::{
 };
 use crate::rules::engine::{GetAlertCounts, RuleEngine};
 use crate::runtime::clock::Clock;
+use crate::runtime::stats::{figure, ComponentStats, GetStats};
 use crate::sources::requests::actor::{GetRequestSummary, RequestSampler};
 use crate::store::actor::WindowStoreActor;
 use crate::store::messages::{SelectLatest, SelectStats};
@@ -474,9 +474,9 @@ impl Handler<GetStats> for QueryActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::testing::Recorder;
     use crate::rules::engine::RuleSources;
     use crate::runtime::mailbox::MailboxGauge;
-    use crate::runtime::testing::Recorder;
     use crate::sources::requests::aggregate::{
         AggregatorLimits, RequestAggregator, SelfMetricsBuffer,
     };

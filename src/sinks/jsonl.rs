@@ -10,8 +10,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{ComponentState, ComponentStats, GetStats};
 use crate::runtime::mailbox::MailboxGauge;
+use crate::runtime::stats::{ComponentState, ComponentStats, GetStats};
 
 /// Batches that may wait before the window store waits.
 pub const MAILBOX_CAPACITY: usize = 64;

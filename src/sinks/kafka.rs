@@ -33,10 +33,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use crate::actions::messages::ActionRecord;
 use crate::messages::alerts::AlertEvent;
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::processors::anomaly::Anomaly;
 use crate::runtime::mailbox::MailboxGauge;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 
 /// Batches that may wait before the window store waits.
 pub const MAILBOX_CAPACITY: usize = 64;

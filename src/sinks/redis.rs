@@ -23,10 +23,10 @@ use actix::prelude::*;
 use redis::aio::ConnectionManager;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::redis::{lazy_connection, timed};
 use crate::runtime::mailbox::MailboxGauge;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 
 /// Batches that may wait before the window store waits.
 pub const MAILBOX_CAPACITY: usize = 64;

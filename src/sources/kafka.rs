@@ -34,11 +34,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::catalog::HOSTNAME;
 use crate::model::series::{Sample, SeriesKey};
 use crate::rules::engine::{AdoptAlerts, ReleaseAlerts, RuleEngine};
 use crate::runtime::mailbox::Mailbox;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::sinks::kafka::{Flush, KafkaSink};
 use crate::sinks::redis::{Drain, RedisSink};
 use crate::store::actor::{ProcessingDone, ReleaseHosts, WindowStoreActor};

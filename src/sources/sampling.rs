@@ -10,8 +10,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentStats};
 use crate::runtime::mailbox::Mailbox;
+use crate::runtime::stats::{figure, ComponentStats};
 
 /// Private tick message of a sampler.
 #[derive(Debug, Clone, Copy, Message)]

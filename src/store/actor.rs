@@ -15,10 +15,10 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::messages::samples::{ProcessBatch, SampleBatch};
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::{Mailbox, MailboxGauge};
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::store::messages::{
     Backfill, ReadStore, SelectLatest, SelectPoints, SelectStats, Stored, WriteStore, Written,
 };

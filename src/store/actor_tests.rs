@@ -1,9 +1,9 @@
 //! Tests of `actor.rs`.
 
 use super::*;
+use crate::messages::testing::Recorder;
 use crate::model::selector::Selector;
 use crate::model::series::{Sample, SeriesKey};
-use crate::runtime::testing::Recorder;
 
 fn retention() -> Retention {
     Retention {

@@ -3,7 +3,7 @@
 
 use actix::prelude::*;
 
-use crate::messages::stats::GetStats;
+use crate::runtime::stats::GetStats;
 use crate::telemetry::Telemetry;
 
 pub struct TracerStats(pub Telemetry);

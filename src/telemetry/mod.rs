@@ -9,6 +9,7 @@
 //! batch is done with it.
 
 pub mod actor;
+pub mod config;
 pub mod sampler;
 pub mod store;
 
@@ -29,8 +30,8 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
-use crate::config::service::TracingConfig;
-use crate::messages::stats::{figure, ComponentState, ComponentStats};
+use crate::runtime::stats::{figure, ComponentState, ComponentStats};
+pub use config::TracingConfig;
 pub use sampler::PulseSampler;
 pub use store::{StoreLimits, TraceStore};
 

@@ -1,8 +1,8 @@
 use std::num::NonZeroUsize;
 
+use super::config::{SamplingRatio, TracingConfig};
 use super::store::{TraceFilter, TraceStatus};
 use super::*;
-use crate::config::service::{SamplingRatio, TracingConfig};
 
 fn config(max_traces: usize, max_bytes: usize, max_spans: usize) -> TracingConfig {
     TracingConfig {

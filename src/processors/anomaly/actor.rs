@@ -9,12 +9,12 @@ use actix::prelude::*;
 
 use crate::messages::page::Page;
 use crate::messages::samples::ProcessBatch;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::series::Sample;
 use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::workload::WorkloadEvent;
 use crate::processors::anomaly::{Anomaly, AnomalyEngine, EngineSettings};
 use crate::runtime::mailbox::MailboxGauge;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::sinks::kafka::AnomalyOpened;
 
 /// Batches that may wait in the detector's mailbox before the window store waits.

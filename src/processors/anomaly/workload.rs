@@ -71,7 +71,7 @@ pub enum WorkloadCause {
     /// A GPU with no peers: its utilisation and power moved together.
     Phase,
     /// The GPUs' values drop at a steady interval (checkpoints, evaluation; read from
-    /// the values, no firing: see [`super::rhythm`]).
+    /// the values, no firing: see `rhythm.rs`).
     Rhythm,
 }
 
@@ -337,7 +337,7 @@ impl WorkloadCoalescer {
         self.keep(event);
     }
 
-    /// A host's rhythm ([`super::rhythm`]): kept with the events, not counted as a change.
+    /// A host's rhythm (`rhythm.rs`): kept with the events, not counted as a change.
     pub fn keep(&mut self, event: WorkloadEvent) {
         self.events.push_back(event);
         while self.events.len() > self.max_events {

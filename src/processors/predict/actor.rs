@@ -11,13 +11,13 @@ use actix::prelude::*;
 use opentelemetry::trace::SpanKind;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::selector::{MatchOp, Matcher, Selector};
 use crate::processors::predict::engine::{PredictorEngine, PredictorSettings};
 use crate::processors::predict::messages::ListPredictions;
 use crate::processors::predict::model::SeriesGrid;
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::Mailbox;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::store::actor::WindowStoreActor;
 use crate::store::messages::SelectLatest;
 

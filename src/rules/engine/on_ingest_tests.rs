@@ -2,13 +2,13 @@
 
 use super::*;
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, GetStats};
 use crate::model::series::{Sample, SeriesKey};
 use crate::rules::alerting::Alert;
 use crate::rules::parse_file;
 use crate::rules::store::Restored;
 use crate::rules::view::AlertFilter;
 use crate::runtime::mailbox::MailboxGauge;
+use crate::runtime::stats::{figure, GetStats};
 use crate::store::actor::NotifyStored;
 use crate::store::window::Retention;
 

@@ -3,7 +3,7 @@
 use actix::prelude::*;
 
 use super::RuleEngine;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 
 impl Handler<GetStats> for RuleEngine {
     type Result = MessageResult<GetStats>;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 use config::{Destination, Protocol};
 pub use payload::OutgoingAlert;
 

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::config::Destination;
 use super::payload::rfc3339;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 
 /// One matcher of a silence, as Alertmanager's API writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,11 +13,11 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{EventSet, Nvml};
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::model::catalog as m;
 use crate::model::series::{Sample, Series, SeriesKey};
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::Mailbox;
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::sources::gpu_nvml::device::{
     describe, identity, read_device, DeviceIdentity, ProcessMemory,
 };

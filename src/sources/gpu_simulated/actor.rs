@@ -12,9 +12,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::actions::messages::{AckOutcome, CommandAck};
 use crate::messages::commands::Command;
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::Mailbox;
+use crate::runtime::stats::{figure, ComponentStats, GetStats};
 use crate::sources::gpu_simulated::fleet::SimFleet;
 use crate::sources::sampling::{emit_and_reschedule, Sampler, SamplerCounters, Tick};
 
@@ -164,8 +164,8 @@ impl Handler<GetStats> for SimulatedGpuSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::testing::Recorder;
     use crate::model::catalog as m;
-    use crate::runtime::testing::Recorder;
     use crate::sources::gpu_simulated::fleet::Scenario;
 
     #[actix::test]

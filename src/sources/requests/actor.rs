@@ -8,9 +8,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::messages::samples::SampleBatch;
-use crate::messages::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::runtime::clock::Clock;
 use crate::runtime::mailbox::{Mailbox, MailboxGauge};
+use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 use crate::sources::requests::aggregate::{
     RequestAggregator, RequestRecord, RequestSummary, SelfMetricsBuffer,
 };
@@ -177,7 +177,7 @@ impl Handler<GetStats> for RequestSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::testing::Recorder;
+    use crate::messages::testing::Recorder;
     use crate::sources::requests::aggregate::AggregatorLimits;
 
     #[actix::test]

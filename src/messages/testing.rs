@@ -1,4 +1,4 @@
-//! Test helpers: a recording actor that stands in for any downstream.
+//! Test helpers: a recording actor that stands in for any downstream of sample batches.
 
 use actix::prelude::*;
 
