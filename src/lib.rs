@@ -29,7 +29,7 @@
 //! - `query` — the query actor, its views, cache and cleanup reports.
 //! - `api` — the axum router and handlers, and the `/metrics` exposition.
 //! - `telemetry` — OpenTelemetry tracing of Pulse's own work.
-//! - `messages` — data several components share: samples, commands, alert events.
+//! - `messages` — data several components share: samples, commands, pages of lists.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog
 //!   of metric names (dcgm-exporter's for GPUs).
 //! - `redis` — the one Redis connection policy (lazy connection, round-trip deadline).

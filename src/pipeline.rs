@@ -443,7 +443,7 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
         service.rules.history_max.get(),
         kafka
             .iter()
-            .map(|k| k.clone().recipient::<crate::messages::alerts::AlertEvent>())
+            .map(|k| k.clone().recipient::<crate::rules::alerting::AlertEvent>())
             .collect(),
     )
     .with_telemetry(telemetry.clone())

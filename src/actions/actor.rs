@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 use super::config::ActionsConfig;
 use super::guard::{Firing, Guard, Refusal, Verdict};
+use super::messages::ActionTaken;
 use super::messages::{
     AckEntry, AckOutcome, ActOn, ActionList, ActionRecord, CommandAck, Effect, ForecastAfter,
     GetAction, ListActions, SetPaused, UsePredictor, WebhookOutcome,
@@ -26,7 +27,6 @@ use crate::processors::predict::messages::ListPredictions;
 use crate::runtime::clock::Clock;
 use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats, LabelledFigure};
 use crate::sinks::alertmanager::config::{http_agent, TlsClient};
-use crate::sinks::kafka::ActionTaken;
 use crate::store::actor::WindowStoreActor;
 use crate::store::messages::SelectLatest;
 

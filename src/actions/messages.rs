@@ -164,3 +164,9 @@ pub struct WebhookOutcome {
     pub tries: u32,
     pub error: Option<String>,
 }
+
+/// News the action runner publishes: an action record made or changed (the Kafka sink's
+/// actions topic).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ActionTaken(pub ActionRecord);

@@ -1,8 +1,7 @@
-//! What several components share: sample batches, commands, alert events. A
+//! What several components share: sample batches, commands, pages of lists. A
 //! message that one actor receives lives with that actor (`store::messages`,
 //! `processors::anomaly::messages`, ...).
 
-pub mod alerts;
 pub mod commands;
 pub mod figures;
 pub mod page;

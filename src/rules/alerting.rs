@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use actix::Message;
 use serde::{Deserialize, Serialize};
 
 use super::template::{Data, QueryFn};
@@ -286,6 +287,26 @@ impl AlertRuleState {
             .values()
             .filter(|a| a.state != AlertState::Inactive)
     }
+}
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEventKind {
+    Pending,
+    Firing,
+    Resolved,
+    Cancelled,
+    Acknowledged,
+}
+
+/// A state change of an alert, as it goes on the stream.
+#[derive(Debug, Clone, Serialize, Message)]
+#[rtype(result = "()")]
+pub struct AlertEvent {
+    pub kind: AlertEventKind,
+    pub at_ms: i64,
+    pub alert: Alert,
 }
 
 #[cfg(test)]

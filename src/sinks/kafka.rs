@@ -30,11 +30,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::actions::messages::ActionRecord;
-use crate::messages::alerts::AlertEvent;
+use crate::actions::messages::ActionTaken;
 use crate::messages::samples::SampleBatch;
 use crate::model::catalog as m;
-use crate::processors::anomaly::Anomaly;
+use crate::processors::anomaly::messages::AnomalyOpened;
+use crate::rules::alerting::AlertEvent;
 use crate::runtime::mailbox::MailboxGauge;
 use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
 
@@ -61,16 +61,6 @@ pub struct KafkaSinkSettings {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct Flush(pub Duration);
-
-/// An opened anomaly, for the anomalies topic.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct AnomalyOpened(pub Anomaly);
-
-/// An action record, made or changed, for the actions topic.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct ActionTaken(pub ActionRecord);
 
 /// Delivery reports and client errors, counted on librdkafka's thread.
 #[derive(Default)]

@@ -7,6 +7,7 @@
 use actix::dev::SendError;
 use actix::prelude::*;
 
+use super::messages::AnomalyOpened;
 use crate::messages::page::Page;
 use crate::messages::samples::ProcessBatch;
 use crate::model::series::Sample;
@@ -15,7 +16,6 @@ use crate::processors::anomaly::workload::WorkloadEvent;
 use crate::processors::anomaly::{Anomaly, AnomalyEngine, EngineSettings};
 use crate::runtime::mailbox::MailboxGauge;
 use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats};
-use crate::sinks::kafka::AnomalyOpened;
 
 /// Batches that may wait in the detector's mailbox before the window store waits.
 pub const MAILBOX_CAPACITY: usize = 64;

@@ -29,3 +29,8 @@ pub struct ListWorkloadEvents {
     pub offset: usize,
     pub limit: usize,
 }
+
+/// News the detector publishes: an anomaly opened (the Kafka sink's anomalies topic).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AnomalyOpened(pub Anomaly);

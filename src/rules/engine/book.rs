@@ -5,8 +5,8 @@ use actix::dev::SendError;
 use actix::prelude::*;
 
 use super::{AckError, Acknowledge, GetActiveAlerts, GetAlertCounts, GetAlertHistory, RuleEngine};
-use crate::messages::alerts::{AlertEvent, AlertEventKind};
 use crate::rules::alerting::{Alert, AlertState, Transition};
+use crate::rules::alerting::{AlertEvent, AlertEventKind};
 use crate::rules::group::GroupState;
 use crate::rules::store::{Change, StoredAlert};
 use crate::rules::view::{Acknowledgement, AlertCounts, AlertView};

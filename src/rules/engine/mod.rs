@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::messages::alerts::AlertEvent;
+use crate::rules::alerting::AlertEvent;
 use crate::rules::group::GroupState;
 use crate::rules::store::{AlertStore, StoredAlert};
 use crate::rules::view::{Acknowledgement, AlertView};

@@ -1,9 +1,9 @@
 //! Tests of the rule engine actor.
 
 use super::*;
-use crate::messages::alerts::AlertEventKind;
 use crate::messages::samples::SampleBatch;
 use crate::model::series::{Sample, SeriesKey};
+use crate::rules::alerting::AlertEventKind;
 use crate::rules::parse_file;
 use crate::rules::view::AlertFilter;
 use crate::runtime::mailbox::MailboxGauge;
