@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::workload::{WorkloadCause, WorkloadEvent};
+use super::workload::{most_of_host, WorkloadCause, WorkloadEvent};
 
 /// A value below this share of its level is in a dip.
 pub const DIP_SHARE: f64 = 0.5;
@@ -200,11 +200,6 @@ impl Rhythms {
             .map(|(r, _)| r)
             .max_by_key(|r| share(r.period_ms).len())?;
         let mut sharing = share(rhythm.period_ms);
-        let needed = if host_gpus <= 1 {
-            1
-        } else {
-            host_gpus.div_ceil(2).max(2)
-        };
         if let Some((period, seen)) = h.reported {
             if alike(period, rhythm.period_ms) && t_ms - seen <= 2 * period {
                 // Reported and still under way: confirmed, not reported again.
@@ -212,7 +207,13 @@ impl Rhythms {
                 return None;
             }
         }
-        if sharing.len() < needed {
+        // A GPU alone on its host has its own rhythm; with peers, most of them must share it.
+        let enough = if host_gpus <= 1 {
+            !sharing.is_empty()
+        } else {
+            most_of_host(sharing.len(), host_gpus)
+        };
+        if !enough {
             return None;
         }
         h.reported = Some((rhythm.period_ms, t_ms));

@@ -132,6 +132,11 @@ fn gpu_label(anomaly: &Anomaly) -> Option<&str> {
     anomaly.series.label(GPU_LABEL)
 }
 
+/// Whether `gpus` GPUs of a host with `host_gpus` are most of it: at least half, and two.
+pub fn most_of_host(gpus: usize, host_gpus: usize) -> bool {
+    gpus >= 2 && 2 * gpus >= host_gpus
+}
+
 /// Host and metric of a series the coalescer may hold, and its GPU.
 pub fn gpu_of(series: &crate::model::series::SeriesKey) -> Option<(String, String, String)> {
     let host = series.label(HOSTNAME)?;
@@ -289,7 +294,7 @@ impl WorkloadCoalescer {
             gpus.dedup();
             let known = self.gpus.get(&key).map_or(0, Vec::len);
             let host_gpus = known.max(gpus.len());
-            let together = gpus.len() >= 2 && 2 * gpus.len() >= host_gpus;
+            let together = most_of_host(gpus.len(), host_gpus);
             if !together && known >= 2 && group.went_idle && now_ms - group.first_ms < STAGGER_MS {
                 // Not yet: the rest of the host may be winding down a step behind.
                 self.groups.insert(key, group);
