@@ -6,7 +6,8 @@
 //! folder holds several) beside the logic it runs and that logic's tests. Imports point
 //! downward: components import the shared layers below them, never each other's actors,
 //! except where one component's actor is another's downstream (see ARCHITECTURE.md).
-//! Modules nothing outside the crate uses (`actions`, `query`, `redis`) are private, and so
+//! Modules nothing outside the crate uses (`actions`, `alertmanager`, `query`, `redis`) are
+//! private, and so
 //! are `api`, `pipeline`, `server`, `telemetry`, `messages`, `runtime`, `sinks`, `sources`
 //! and `store`, whose few items the binary, tests, benches and examples use are re-exported
 //! at the end of this file. Public are the configuration ([`config`]), the sample model
@@ -24,7 +25,10 @@
 //! - [`processors`] — the anomaly detector and the predictor.
 //! - [`rules`] — Prometheus rule files, their groups, templates, `pulse test rules`, and the
 //!   rule [`rules::engine`]; [`promql`] — the PromQL evaluator the rules and the API use.
-//! - `sinks` — JSON lines, Kafka, Redis, Alertmanager.
+//! - `sinks` — JSON lines, Kafka, Redis.
+//! - `alertmanager` — the notifier that sends alerts to Alertmanager and webhooks, its
+//!   destinations' settings (and the TLS client the action runner shares), and the silence
+//!   sync.
 //! - `actions` — what alerting rules do when they fire (`pulse_action`), with guardrails.
 //! - `query` — the query actor, its views, cache and cleanup reports.
 //! - `api` — the axum router and handlers, and the `/metrics` exposition.
@@ -39,6 +43,7 @@
 //!   replay (feature `nab`, on for the tests and examples).
 
 mod actions;
+mod alertmanager;
 mod api;
 pub mod config;
 #[cfg(feature = "fuzzing")]
@@ -64,11 +69,11 @@ pub use pipeline::{start as start_pipeline, Handles, StartError};
 pub use server::{run, run_plan};
 pub use telemetry::Telemetry;
 // Of the components below the pipeline, what tests, benches and examples drive directly.
+pub use alertmanager::config::TlsClient;
 pub use messages::samples::SampleBatch;
 pub use runtime::clock::Clock;
 pub use runtime::mailbox::{Mailbox, MailboxGauge};
 pub use runtime::stats::{figure, ComponentStats, GetStats};
-pub use sinks::alertmanager::config::TlsClient;
 pub use sinks::kafka::{KafkaSink, KafkaSinkSettings};
 pub use sinks::redis::{Drain, RedisSink, RedisSinkSettings};
 pub use sources::gpu_nvml::device::probe as probe_gpus;

@@ -378,8 +378,8 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
     let mut notifiers = Vec::new();
     let mut silences = Vec::new();
     for d in destinations {
-        if d.protocol == crate::sinks::alertmanager::config::Protocol::AlertmanagerV2 {
-            let sync = crate::sinks::alertmanager::silences::SilenceSync::new(
+        if d.protocol == crate::alertmanager::config::Protocol::AlertmanagerV2 {
+            let sync = crate::alertmanager::silences::SilenceSync::new(
                 &d,
                 std::time::Duration::from_millis(service.alerting.silence_sync_ms.get()),
                 service.alerting.silence_on_ack,
@@ -395,7 +395,7 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
             silences.push(sync);
         }
         let name = d.name();
-        let notifier = crate::sinks::alertmanager::AlertNotifier::new(
+        let notifier = crate::alertmanager::AlertNotifier::new(
             d,
             external_url.clone(),
             service.alerting.queue_capacity.get(),
@@ -476,11 +476,9 @@ pub fn start_plan(plan: &Plan, clock: Clock) -> Result<Handles, StartError> {
     .start();
     component("rule_engine", "processor", false, rules.clone().recipient());
     for s in &silences {
-        s.do_send(
-            crate::sinks::alertmanager::silences::SilenceCommand::Subscribe(
-                rules.clone().recipient(),
-            ),
-        );
+        s.do_send(crate::alertmanager::silences::SilenceCommand::Subscribe(
+            rules.clone().recipient(),
+        ));
     }
     // An agent has no rules to run.
     if service.rules.evaluate_on_ingest && !agent {

@@ -18,6 +18,7 @@ use super::messages::{
 };
 use super::store::ActionStore;
 use super::Action;
+use crate::alertmanager::config::{http_agent, TlsClient};
 use crate::messages::commands::Command;
 use crate::messages::page::Page;
 use crate::model::catalog::{FB_USED, HOSTNAME};
@@ -26,7 +27,6 @@ use crate::processors::predict::engine::PredictionFilter;
 use crate::processors::predict::messages::ListPredictions;
 use crate::runtime::clock::Clock;
 use crate::runtime::stats::{figure, ComponentState, ComponentStats, GetStats, LabelledFigure};
-use crate::sinks::alertmanager::config::{http_agent, TlsClient};
 use crate::store::actor::WindowStoreActor;
 use crate::store::messages::SelectLatest;
 

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 
 use super::prom::{bad_data, PromError};
 use super::AppState;
+use crate::alertmanager::payload::rfc3339;
 use crate::rules::alerting::{Alert, AlertState};
 use crate::rules::engine::{GetRules, GroupInfo, RuleInfo};
-use crate::sinks::alertmanager::payload::rfc3339;
 
 /// What Prometheus shows for a time never reached (Go's zero time).
 const NEVER: &str = "0001-01-01T00:00:00Z";

@@ -107,7 +107,7 @@ pub struct ServiceConfig {
     pub redis: RedisConfig,
     pub kafka: KafkaConfig,
     /// Where firing and resolved alerts are sent (Alertmanager, webhooks).
-    pub alerting: crate::sinks::alertmanager::config::AlertingConfig,
+    pub alerting: crate::alertmanager::config::AlertingConfig,
     /// The guardrails of the actions alerting rules take (`pulse_action`).
     pub actions: crate::actions::config::ActionsConfig,
 }

@@ -185,3 +185,24 @@ mod tests {
         assert_eq!(l.without("a").len(), 2);
     }
 }
+
+/// FNV-1a over the labels, given sorted by name: the id of an alert (and of the
+/// Alertmanager silences that match it).
+pub fn fingerprint<K: AsRef<str>, V: AsRef<str>>(
+    labels: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k
+            .as_ref()
+            .bytes()
+            .chain([0xff])
+            .chain(v.as_ref().bytes())
+            .chain([0xff])
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::template::{Data, QueryFn};
 use super::AlertSpec;
+use crate::model::labels::fingerprint;
 use crate::promql::{VecSample, NAME};
 
 /// What every template of a rule group sees besides the alert: Prometheus'
@@ -92,26 +93,6 @@ pub enum Transition {
     Resolved(Alert),
     /// A pending alert went away before firing.
     Cancelled(Alert),
-}
-
-/// FNV-1a over the labels, sorted by name: the alert id.
-pub fn fingerprint<K: AsRef<str>, V: AsRef<str>>(
-    labels: impl IntoIterator<Item = (K, V)>,
-) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (k, v) in labels {
-        for b in k
-            .as_ref()
-            .bytes()
-            .chain([0xff])
-            .chain(v.as_ref().bytes())
-            .chain([0xff])
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
 }
 
 /// The alerts of one rule.

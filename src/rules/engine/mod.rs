@@ -103,7 +103,7 @@ pub struct RuleEngine {
     /// Where firing alerts of rules with an action go.
     actions: Option<Recipient<crate::actions::messages::ActOn>>,
     /// Active silences by Alertmanager (base URL), as last read.
-    silenced: HashMap<String, Vec<crate::sinks::alertmanager::silences::ActiveSilence>>,
+    silenced: HashMap<String, Vec<crate::alertmanager::silences::ActiveSilence>>,
     /// By alert id.
     acks: HashMap<String, Acknowledgement>,
     /// Resolved alerts, newest at the back.

@@ -9,12 +9,12 @@
 use actix::prelude::*;
 
 use super::RuleEngine;
+use crate::alertmanager::silences::{SilenceCommand, SilencesSeen};
+use crate::alertmanager::{NotifyAlerts, OutgoingAlert};
 use crate::rules::alerting::Alert;
 use crate::rules::group::GroupState;
 use crate::rules::store::{Change, StoredAlert};
 use crate::rules::view::Acknowledgement;
-use crate::sinks::alertmanager::silences::{SilenceCommand, SilencesSeen};
-use crate::sinks::alertmanager::{NotifyAlerts, OutgoingAlert};
 
 /// Where alerts go and how.
 pub struct Notify {

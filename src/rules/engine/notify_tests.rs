@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use super::notify::Notify;
 use super::on_ingest_tests::{hot, restored_engine, store};
 use super::*;
-use crate::rules::alerting::{fingerprint, Alert};
+use crate::alertmanager::NotifyAlerts;
+use crate::model::labels::fingerprint;
+use crate::rules::alerting::Alert;
 use crate::rules::store::Restored;
-use crate::sinks::alertmanager::NotifyAlerts;
 
 const RESEND_MS: i64 = 60_000;
 

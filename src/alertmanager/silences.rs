@@ -236,7 +236,7 @@ impl SilenceSync {
                 .iter()
                 .map(|m| (m.name.as_str(), m.value.as_str()))
                 .collect();
-            let alert_id = crate::rules::alerting::fingerprint(labels);
+            let alert_id = crate::model::labels::fingerprint(labels);
             if !self.ours.values().any(|held| held == id) {
                 self.ours.entry(alert_id).or_insert_with(|| id.to_string());
             }
