@@ -169,23 +169,6 @@ impl fmt::Debug for Labels {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sorted_last_wins_and_name_dropped_once() {
-        let l = Labels::from_pairs([("b", "1"), (NAME, "m"), ("a", "2"), ("b", "3")]);
-        assert_eq!(format!("{l:?}"), r#"{"__name__": "m", "a": "2", "b": "3"}"#);
-        let n1 = l.without_name();
-        let n2 = l.without_name();
-        assert!(Arc::ptr_eq(&n1.0, &n2.0), "built once");
-        assert!(!n1.contains_key(NAME));
-        assert_eq!(&*l.with("c", "9".into())["c"], "9");
-        assert_eq!(l.without("a").len(), 2);
-    }
-}
-
 /// FNV-1a over the labels, given sorted by name: the id of an alert (and of the
 /// Alertmanager silences that match it).
 pub fn fingerprint<K: AsRef<str>, V: AsRef<str>>(
@@ -205,4 +188,21 @@ pub fn fingerprint<K: AsRef<str>, V: AsRef<str>>(
         }
     }
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_last_wins_and_name_dropped_once() {
+        let l = Labels::from_pairs([("b", "1"), (NAME, "m"), ("a", "2"), ("b", "3")]);
+        assert_eq!(format!("{l:?}"), r#"{"__name__": "m", "a": "2", "b": "3"}"#);
+        let n1 = l.without_name();
+        let n2 = l.without_name();
+        assert!(Arc::ptr_eq(&n1.0, &n2.0), "built once");
+        assert!(!n1.contains_key(NAME));
+        assert_eq!(&*l.with("c", "9".into())["c"], "9");
+        assert_eq!(l.without("a").len(), 2);
+    }
 }
