@@ -17,7 +17,9 @@
 //! ones average the noise that the last value carries. One of them replaces the baseline
 //! whenever its backtest error is lower. The others extrapolate (drift, model) or reach
 //! back over the whole window (mean), and lose badly when the backtest misjudges them: they
-//! replace the baseline only when their error is below `SWITCH_MARGIN` of its own. A method
+//! replace the baseline only when their error is below `SWITCH_MARGIN` of its own, and the
+//! two that extrapolate only when that holds from each backtest origin on its own
+//! ([`worst_origin_ratio`]): a trend younger than the backtest is not carried on. A method
 //! that loses to the baseline on its own backtest is never shipped. Among those that beat
 //! it, a later candidate (longer memory, or extrapolating) takes over only when clearly
 //! better (`PARSIMONY`), and in the shortest band of horizons only the level methods that
@@ -99,6 +101,11 @@ impl Candidate {
         }
     }
 
+    /// Whether the method extrapolates past the values the series has shown (a trend).
+    fn extrapolates(self) -> bool {
+        matches!(self, Candidate::Drift | Candidate::Model)
+    }
+
     /// Whether the method forecasts values the series has just shown (see the module doc).
     fn is_level(self) -> bool {
         matches!(
@@ -177,6 +184,30 @@ fn mean_abs_of_mean(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<f64> {
         .map(|(ra, rb)| ra.iter().zip(rb).map(|(x, y)| (x + y) / 2.0).collect())
         .collect();
     mean_abs(&rows)
+}
+
+/// A candidate's backtest error as a share of the baseline's: below 1 it did better.
+fn error_ratio(err: f64, base_err: f64) -> f64 {
+    if base_err > 0.0 {
+        err / base_err
+    } else if err > 0.0 {
+        f64::INFINITY
+    } else {
+        1.0
+    }
+}
+
+/// The largest error ratio to the baseline (rows: one per origin, the same origins) over
+/// the steps `from..to`, origin by origin. An extrapolating method must beat the baseline
+/// by the margin from every origin, not only on average: a line that one origin's data
+/// bore out and the other's did not was a change of level, not a trend, and out of sample
+/// such picks lost to naive (docs/perf/2026-12-04-forecast.md).
+fn worst_origin_ratio(rows: &[Vec<f64>], base_rows: &[Vec<f64>], from: usize, to: usize) -> f64 {
+    let err = |r: &[f64]| r[from..to].iter().map(|e| e.abs()).sum::<f64>();
+    rows.iter()
+        .zip(base_rows)
+        .map(|(r, b)| error_ratio(err(r), err(b)))
+        .fold(0.0, f64::max)
 }
 
 fn rms(values: impl Iterator<Item = f64>) -> f64 {
@@ -472,8 +503,10 @@ pub fn best(
     };
     let origin_sets = [&simple_origins, &origins];
     let set_of = |c: Candidate| usize::from(!c.is_level());
-    // Per origin set: the baseline's and naive's errors.
-    let reference: Vec<(Vec<f64>, Vec<f64>)> = origin_sets
+    // Per origin set: the baseline's errors (one row per origin), its and naive's mean
+    // absolute errors.
+    type Reference = (Vec<Vec<f64>>, Vec<f64>, Vec<f64>);
+    let reference: Vec<Reference> = origin_sets
         .iter()
         .map(|os| {
             let naive = errors_from(Candidate::Naive, os).expect("naive is always backtested");
@@ -481,7 +514,8 @@ pub fn best(
                 Candidate::Naive => naive.clone(),
                 b => errors_from(b, os).expect("the baseline is always backtested"),
             };
-            (mean_abs(&base), mean_abs(&naive))
+            let (base_mae, naive_mae) = (mean_abs(&base), mean_abs(&naive));
+            (base, base_mae, naive_mae)
         })
         .collect();
     let signed: Vec<(Candidate, Vec<Vec<f64>>)> = candidates[1..]
@@ -490,6 +524,7 @@ pub fn best(
         .collect();
     let errors: Vec<(Candidate, Vec<f64>)> =
         signed.iter().map(|(c, e)| (*c, mean_abs(e))).collect();
+    let of = |c: Candidate| &signed.iter().find(|(s, _)| *s == c).expect("backtested").1;
     let mut shipped: Vec<(usize, Vec<Candidate>, f64, f64)> = Vec::new();
     let mut from = 0;
     for to in bands(held) {
@@ -497,20 +532,18 @@ pub fn best(
         // The baseline stays unless a level method does better, or another method beats it
         // by `SWITCH_MARGIN` (see the module doc), each against the baseline from the same
         // origins; a candidate that beat it yields only to a clearly better one.
-        let (base, naive) = &reference[0];
+        let (_, base, naive) = &reference[0];
         let mut best = (candidates[0], 1.0, mae(base), mae(naive));
         // Every candidate that beat the baseline by its own rule, with its error ratio.
         let mut beat: Vec<(Candidate, f64)> = Vec::new();
         for (c, e) in errors.iter().filter(|(c, _)| competes(*c, from, to)) {
-            let (base, naive) = &reference[set_of(*c)];
-            let (err, base_err) = (mae(e), mae(base));
-            let ratio = if base_err > 0.0 {
-                err / base_err
-            } else if err > 0.0 {
-                f64::INFINITY
-            } else {
-                1.0
-            };
+            let (base_rows, base, naive) = &reference[set_of(*c)];
+            let err = mae(e);
+            let mut ratio = error_ratio(err, mae(base));
+            if c.extrapolates() {
+                // Judged by its worst origin (see `worst_origin_ratio`).
+                ratio = ratio.max(worst_origin_ratio(of(*c), base_rows, from, to));
+            }
             let margin = if c.is_level() { 1.0 } else { SWITCH_MARGIN };
             if ratio < margin {
                 beat.push((*c, ratio));
@@ -533,7 +566,6 @@ pub fn best(
             .filter(|(c, _)| *c != best.0 && c.is_level() && best.0.is_level())
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(c, _)| *c);
-        let of = |c: Candidate| &signed.iter().find(|(s, _)| *s == c).expect("backtested").1;
         match partner {
             Some(p) => {
                 let err = mae(&mean_abs_of_mean(of(best.0), of(p)));

@@ -83,6 +83,38 @@ fn a_climb_is_extrapolated_past_the_shortest_horizons_only() {
     );
 }
 
+/// Noise (±1) around 1000, then a climb of 0.5 a step over the last `climbing` steps.
+fn late_climb(climbing: usize) -> Vec<f64> {
+    (0..180)
+        .map(|i| 1000.0 + jitter(i) + 0.5 * (i + climbing).saturating_sub(180) as f64)
+        .collect()
+}
+
+#[test]
+fn a_climb_is_carried_on_once_every_backtest_origin_saw_it() {
+    // A climb younger than the backtest: from the latest origin the trend won, from the
+    // one before it the series was still flat. A trend one origin bore out and the other
+    // did not is more often a level that moved than a trend that lasts: the forecast
+    // stays at the latest level.
+    let f = best(&late_climb(90), None, 60, &[0.8]).unwrap();
+    assert!(
+        f.point[59] < f.point[0] + 5.0,
+        "{} {} {:?}",
+        f.point[0],
+        f.point[59],
+        f.backtest
+    );
+    // Once the climb is older than both origins' held-out steps, it is carried on.
+    let values = late_climb(150);
+    let f = best(&values, None, 60, &[0.8]).unwrap();
+    assert!(
+        f.point[59] > values[179] + 15.0,
+        "{} {:?}",
+        f.point[59],
+        f.backtest
+    );
+}
+
 /// Noise (±5) around a level that steps from 20 to 60 at step 100 of 180.
 fn stepped_level() -> Vec<f64> {
     (0..180)
