@@ -74,7 +74,7 @@ pub struct AlertSpec {
     pub keep_firing_for_ms: i64,
     pub labels: Vec<(String, Template)>,
     pub annotations: Vec<(String, Template)>,
-    /// What it does when it fires (its `pulse_action` annotation), see [`crate::actions`].
+    /// What it does when it fires (its `pulse_action` annotation), see `crate::actions`.
     pub action: Option<crate::actions::Action>,
 }
 

@@ -125,7 +125,7 @@ impl WindowStoreActor {
     }
 
     /// Adds processors, which see every sampler batch after it is stored and passed to the
-    /// sinks (see [`process_in_order`]).
+    /// sinks (see `process_in_order`).
     pub fn with_processors(mut self, processors: Vec<Mailbox<ProcessBatch>>) -> Self {
         self.processors = processors;
         self

@@ -250,7 +250,7 @@ impl WindowStore {
     }
 
     /// The memory the windows take, estimated: every ring's buffer and each series' own
-    /// cost ([`POINT_BYTES`], [`SERIES_BYTES`]).
+    /// cost (`POINT_BYTES`, [`SERIES_BYTES`]).
     pub fn bytes(&self) -> usize {
         self.buffered * POINT_BYTES + self.series.len() * SERIES_BYTES
     }

@@ -1,5 +1,5 @@
 //! Anomaly detector actor: receives every stored batch from the window store
-//! ([`ProcessBatch`]), scores the watched series one sample at a time (see
+//! (`ProcessBatch`), scores the watched series one sample at a time (see
 //! `engine.rs`), and answers with the score samples (`pulse_anomaly_score`), which the
 //! store keeps and passes to the sinks, so rules and `/metrics` see them. It keeps the recent
 //! anomalies for `GET /api/phase4/anomalies` and logs each one it opens.

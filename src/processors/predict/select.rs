@@ -19,11 +19,11 @@
 //! back over the whole window (mean), and lose badly when the backtest misjudges them: they
 //! replace the baseline only when their error is below `SWITCH_MARGIN` of its own, and the
 //! two that extrapolate only when that holds from each backtest origin on its own
-//! ([`worst_origin_ratio`]): a trend younger than the backtest is not carried on. A method
+//! (`worst_origin_ratio`): a trend younger than the backtest is not carried on. A method
 //! that loses to the baseline on its own backtest is never shipped. Among those that beat
 //! it, a later candidate (longer memory, or extrapolating) takes over only when clearly
 //! better (`PARSIMONY`), and in the shortest band of horizons only the level methods that
-//! follow the latest values compete ([`competes`]).
+//! follow the latest values compete (`competes`).
 //!
 //! A level method is not shipped alone where another level method beat the baseline too:
 //! the band's forecast is the mean of the two with the least backtest error (the chosen

@@ -5,10 +5,10 @@
 //! request (SIGHUP, `POST /api/v1/rules/reload`): a bad file keeps the old rules running.
 //! Each state change goes to its downstream as an [`AlertEvent`].
 //!
-//! The engine's parts, one concern per file: [`schedule`] (which groups are due, sending
-//! them to the window store), [`book`] (alert transitions, acknowledgements, history, the
-//! API's reads), [`persistence`] (alert state in Redis), [`handover`] (hosts adopted and
-//! released in `pulse aggregate`), [`reload`] (rule files and their health), [`stats`].
+//! The engine's parts, one concern per file: `schedule` (which groups are due, sending
+//! them to the window store), `book` (alert transitions, acknowledgements, history, the
+//! API's reads), `persistence` (alert state in Redis), `handover` (hosts adopted and
+//! released in `pulse aggregate`), `reload` (rule files and their health), `stats`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -219,7 +219,7 @@ impl RuleEngine {
     }
 
     /// Evaluates a group as soon as samples it reads are stored (the window store must be
-    /// told to send [`Stored`] here), at most once per `min_gap_ms`; the interval still runs
+    /// told to send `Stored` here), at most once per `min_gap_ms`; the interval still runs
     /// it when no such samples come.
     pub fn evaluating_on_ingest(mut self, min_gap_ms: u64) -> Self {
         self.ingest_gap_ms = Some(min_gap_ms as i64);
