@@ -200,8 +200,9 @@ fn error_ratio(err: f64, base_err: f64) -> f64 {
 /// The largest error ratio to the baseline (rows: one per origin, the same origins) over
 /// the steps `from..to`, origin by origin. An extrapolating method must beat the baseline
 /// by the margin from every origin, not only on average: a line that one origin's data
-/// bore out and the other's did not was a change of level, not a trend, and out of sample
-/// such picks lost to naive (docs/perf/2026-12-04-forecast.md).
+/// bore out and the other's did not was, on real series, more often a level that moved
+/// than a trend that lasted, and out of sample such picks lost to naive
+/// (docs/perf/2026-12-04-forecast.md).
 fn worst_origin_ratio(rows: &[Vec<f64>], base_rows: &[Vec<f64>], from: usize, to: usize) -> f64 {
     let err = |r: &[f64]| r[from..to].iter().map(|e| e.abs()).sum::<f64>();
     rows.iter()
