@@ -64,6 +64,7 @@ mod store;
 mod telemetry;
 
 // What the binary, tests and benches use of the private modules.
+pub use api::openapi::document as openapi_document;
 pub use api::{router, ApiLimits, AppState};
 pub use pipeline::{start as start_pipeline, Handles, StartError};
 pub use server::{run, run_plan};

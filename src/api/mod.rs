@@ -11,6 +11,7 @@ mod extract;
 mod ingest;
 pub mod listener;
 mod metrics;
+pub mod openapi;
 mod predictions;
 mod prom;
 mod prom_meta;

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{window_param, OptionalJsonBody};
 use super::AppState;
 use crate::query::actor::{CleanupError, ClearCache, GetCacheStats, RunCleanup};
@@ -94,6 +94,11 @@ pub async fn gpu_cleanup(
 }
 
 /// `GET /api/phase4/cache/stats`
+#[utoipa::path(get, path = "/api/phase4/cache/stats", tag = "phase4", summary = "the view cache",
+    responses(
+        (status = 200, description = "counts", body = CacheStats),
+        (status = 401, description = "an error, named", body = ErrorBody),
+    ))]
 pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStats>, ApiError> {
     let stats = state
         .handles
@@ -105,6 +110,12 @@ pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStat
 }
 
 /// `POST /api/phase4/cache/clear`
+#[utoipa::path(post, path = "/api/phase4/cache/clear", tag = "phase4", summary = "empty the view cache",
+    responses(
+        (status = 200, description = "what was cleared", body = Cleared),
+        (status = 401, description = "an error, named", body = ErrorBody),
+        (status = 503, description = "the Redis tier could not be cleared", body = ErrorBody),
+    ))]
 pub async fn cache_clear(State(state): State<AppState>) -> Result<Json<Cleared>, ApiError> {
     let cleared = state
         .handles

@@ -220,19 +220,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "alive"}))
 }
 
-/// The API's OpenAPI document (`docs/openapi.yaml`), checked by `tests/openapi.rs`.
-const OPENAPI_YAML: &str = include_str!("../../docs/openapi.yaml");
-
 /// `GET /api/openapi.json`: the API's OpenAPI 3.1 document, as JSON.
 pub async fn openapi() -> Json<serde_json::Value> {
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    Json(
-        DOCUMENT
-            .get_or_init(|| {
-                serde_yaml::from_str(OPENAPI_YAML).expect("docs/openapi.yaml is valid YAML")
-            })
-            .clone(),
-    )
+    Json(DOCUMENT.get_or_init(super::openapi::document).clone())
 }
 
 /// `GET /readyz`: 200 when no required component is down, 503 naming those that are.

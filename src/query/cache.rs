@@ -44,7 +44,7 @@ impl ViewKey {
 }
 
 /// The second tier's figures.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SecondTierStats {
     /// Where (`redis://...`).
     pub redis: String,
@@ -204,7 +204,7 @@ impl SecondTier {
 }
 
 /// `GET /api/phase4/cache/stats`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct CacheStats {
     /// Lookups answered from the cache, `stale_hits` included.
     pub hits: u64,
@@ -225,7 +225,7 @@ pub struct CacheStats {
 }
 
 /// What `POST /api/phase4/cache/clear` removed.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Cleared {
     /// Entries of this process's cache.
     pub cleared: u64,
