@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{limit_param, match_param, page, JsonBody};
 use super::AppState;
 use crate::rules::alerting::AlertState;
@@ -159,6 +159,13 @@ pub async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 }
 
 /// `POST /api/v1/rules/reload`
+#[utoipa::path(post, path = "/api/v1/rules/reload", tag = "phase4", summary = "read the rule files again",
+    responses(
+        (status = 200, description = "loaded", body = LoadStatus),
+        (status = 401, description = "an error, named", body = ErrorBody),
+        (status = 422, description = "the rule files do not load; the previous rules keep running", body = ErrorBody),
+        (status = 503, description = "the rule engine is down", body = ErrorBody),
+    ))]
 pub async fn reload(State(state): State<AppState>) -> Result<Json<LoadStatus>, ApiError> {
     match state.handles.rules.send(ReloadRules).await.map_err(down)? {
         Ok(status) => Ok(Json(status)),

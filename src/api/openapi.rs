@@ -12,7 +12,11 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
 
 /// The generated operations and the schemas they name.
 #[derive(OpenApi)]
-#[openapi(paths(super::query::cache_stats, super::query::cache_clear))]
+#[openapi(paths(
+    super::query::cache_stats,
+    super::query::cache_clear,
+    super::alerts::reload
+))]
 struct Generated;
 
 fn hand_written() -> Value {

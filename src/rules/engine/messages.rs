@@ -7,10 +7,13 @@ use serde::Serialize;
 
 use crate::rules::view::{AlertCounts, AlertFilter, AlertView};
 /// Result of loading the rule files.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoadStatus {
+    /// When the rule files were last read, Unix ms.
     pub loaded_at_ms: i64,
+    /// Rule groups running.
     pub groups: usize,
+    /// Rules running, in all groups.
     pub rules: usize,
     /// The last reload's error; the rules loaded before it keep running.
     pub last_error: Option<String>,
