@@ -4,10 +4,10 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{id_param, limit_param, JsonBody, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::actions::actor::ActionRunner;
@@ -72,22 +72,46 @@ pub async fn one(
     }
 }
 
+/// The kill switch's position.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KillSwitch {
+    /// Whether every action is refused (as `paused`) from now on.
+    paused: bool,
+    /// Whether they were before this request.
+    was_paused: bool,
+}
+
 /// `POST /api/phase4/actions/pause`: the kill switch; every action is refused (`paused`)
 /// until `POST /api/phase4/actions/resume`.
-pub async fn pause(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/phase4/actions/pause", tag = "phase4", summary = "the kill switch on",
+    responses(
+        (status = 200, description = "the kill switch", body = KillSwitch),
+        (status = 401, description = "an error, named", body = ErrorBody),
+        (status = 404, description = "this role runs no actions (`pulse agent`)", body = ErrorBody),
+        (status = 503, description = "the action runner is not running", body = ErrorBody),
+    ))]
+pub async fn pause(State(state): State<AppState>) -> Result<Json<KillSwitch>, ApiError> {
     set_paused(state, true).await
 }
 
-pub async fn resume(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `POST /api/phase4/actions/resume`: the kill switch off.
+#[utoipa::path(post, path = "/api/phase4/actions/resume", tag = "phase4", summary = "the kill switch off",
+    responses(
+        (status = 200, description = "the kill switch", body = KillSwitch),
+        (status = 401, description = "an error, named", body = ErrorBody),
+        (status = 404, description = "this role runs no actions (`pulse agent`)", body = ErrorBody),
+        (status = 503, description = "the action runner is not running", body = ErrorBody),
+    ))]
+pub async fn resume(State(state): State<AppState>) -> Result<Json<KillSwitch>, ApiError> {
     set_paused(state, false).await
 }
 
-async fn set_paused(state: AppState, paused: bool) -> Result<Json<Value>, ApiError> {
-    let was = runner(&state)?
+async fn set_paused(state: AppState, paused: bool) -> Result<Json<KillSwitch>, ApiError> {
+    let was_paused = runner(&state)?
         .send(SetPaused(paused))
         .await
         .map_err(down)?;
-    Ok(Json(json!({"paused": paused, "was_paused": was})))
+    Ok(Json(KillSwitch { paused, was_paused }))
 }
 
 /// Body of a worker's acknowledgement.

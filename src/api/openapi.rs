@@ -15,7 +15,9 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
 #[openapi(paths(
     super::query::cache_stats,
     super::query::cache_clear,
-    super::alerts::reload
+    super::alerts::reload,
+    super::actions::pause,
+    super::actions::resume
 ))]
 struct Generated;
 
