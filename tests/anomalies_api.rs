@@ -59,6 +59,7 @@ async fn anomalies_are_listed_filtered_fetched_and_alerted_on() {
     )
     .await;
     assert_eq!(list["enabled"], true);
+    common::schema::assert_conforms(&list, "AnomalyPage");
     // The spike to 100 % is above everything the light load showed before.
     let spikes: Vec<_> = list["anomalies"]
         .as_array()
@@ -118,6 +119,7 @@ async fn anomalies_are_listed_filtered_fetched_and_alerted_on() {
     let (status, same) = call(&app, get(&format!("/api/phase4/anomalies/{id}"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(same["id"], id);
+    common::schema::assert_conforms(&same, "Anomaly");
     let (status, body) = call(&app, get("/api/phase4/anomalies/999999")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["detail"].as_str().unwrap().contains("999999"));
@@ -165,9 +167,11 @@ async fn a_disabled_detector_says_so() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["enabled"], false);
     assert_eq!(body["count"], 0);
+    common::schema::assert_conforms(&body, "AnomalyPage");
     let (status, body) = call(&app, get("/api/v1/workload-events")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["enabled"], false);
+    common::schema::assert_conforms(&body, "WorkloadEventPage");
     let (_, metrics) = call(&app, get("/metrics")).await;
     assert!(!metrics.as_str().unwrap().contains("pulse_anomaly_score{"));
 }
@@ -180,6 +184,7 @@ async fn workload_changes_are_listed_apart_from_anomalies() {
     let uri = "/api/v1/workload-events?metric=DCGM_FI_DEV_GPU_UTIL";
     let list = poll(&app, uri, |v| v["count"].as_u64().is_some_and(|n| n >= 1)).await;
     assert_eq!(list["enabled"], true);
+    common::schema::assert_conforms(&list, "WorkloadEventPage");
     let e = &list["events"][0];
     assert_eq!(e["metric"], "DCGM_FI_DEV_GPU_UTIL");
     assert_eq!(e["gpus"], serde_json::json!(["0", "1"]), "{e}");

@@ -192,3 +192,26 @@ fn times_are_named_by_one_rule() {
         "instants are <event>_at_ms, durations <what>_ms: {off:#?}"
     );
 }
+
+#[test]
+fn the_tests_schema_check_finds_what_is_off() {
+    use common::schema::problems;
+    let good = serde_json::json!({"enabled": false, "total": 0, "offset": 0, "limit": 100,
+        "count": 0, "anomalies": []});
+    assert_eq!(problems(&good, "AnomalyPage"), Vec::<String>::new());
+    let mut bad = good.clone();
+    bad["total"] = "0".into();
+    bad.as_object_mut().unwrap().remove("count");
+    bad["colour"] = "red".into();
+    bad["anomalies"] = serde_json::json!([{"id": 1, "reason": "bored"}]);
+    let found = problems(&bad, "AnomalyPage").join("\n");
+    for expected in [
+        "$.total: \"0\" is not",
+        "$: `count` is missing",
+        "$.colour: not in the schema",
+        "$.anomalies[0]: `series` is missing",
+        "$.anomalies[0].reason: \"bored\" is not one of",
+    ] {
+        assert!(found.contains(expected), "{expected} not in:\n{found}");
+    }
+}

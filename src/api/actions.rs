@@ -86,7 +86,6 @@ pub struct KillSwitch {
 #[utoipa::path(post, path = "/api/phase4/actions/pause", tag = "phase4", summary = "the kill switch on",
     responses(
         (status = 200, description = "the kill switch", body = KillSwitch),
-        (status = 401, description = "an error, named", body = ErrorBody),
         (status = 404, description = "this role runs no actions (`pulse agent`)", body = ErrorBody),
         (status = 503, description = "the action runner is not running", body = ErrorBody),
     ))]
@@ -98,7 +97,6 @@ pub async fn pause(State(state): State<AppState>) -> Result<Json<KillSwitch>, Ap
 #[utoipa::path(post, path = "/api/phase4/actions/resume", tag = "phase4", summary = "the kill switch off",
     responses(
         (status = 200, description = "the kill switch", body = KillSwitch),
-        (status = 401, description = "an error, named", body = ErrorBody),
         (status = 404, description = "this role runs no actions (`pulse agent`)", body = ErrorBody),
         (status = 503, description = "the action runner is not running", body = ErrorBody),
     ))]

@@ -162,7 +162,6 @@ pub async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 #[utoipa::path(post, path = "/api/v1/rules/reload", tag = "phase4", summary = "read the rule files again",
     responses(
         (status = 200, description = "loaded", body = LoadStatus),
-        (status = 401, description = "an error, named", body = ErrorBody),
         (status = 422, description = "the rule files do not load; the previous rules keep running", body = ErrorBody),
         (status = 503, description = "the rule engine is down", body = ErrorBody),
     ))]

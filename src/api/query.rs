@@ -97,7 +97,6 @@ pub async fn gpu_cleanup(
 #[utoipa::path(get, path = "/api/phase4/cache/stats", tag = "phase4", summary = "the view cache",
     responses(
         (status = 200, description = "counts", body = CacheStats),
-        (status = 401, description = "an error, named", body = ErrorBody),
     ))]
 pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStats>, ApiError> {
     let stats = state
@@ -113,7 +112,6 @@ pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStat
 #[utoipa::path(post, path = "/api/phase4/cache/clear", tag = "phase4", summary = "empty the view cache",
     responses(
         (status = 200, description = "what was cleared", body = Cleared),
-        (status = 401, description = "an error, named", body = ErrorBody),
         (status = 503, description = "the Redis tier could not be cleared", body = ErrorBody),
     ))]
 pub async fn cache_clear(State(state): State<AppState>) -> Result<Json<Cleared>, ApiError> {

@@ -245,6 +245,17 @@ impl Serialize for SeriesKey {
     }
 }
 
+/// A series as the API shows it: its metric name and its other labels (the schema of how a
+/// `SeriesKey` serialises).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Series)]
+pub struct SeriesShape {
+    /// The metric name.
+    pub metric: String,
+    /// The other labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
 struct LabelMap<'a>(&'a [(LabelStr, LabelStr)]);
 
 impl Serialize for LabelMap<'_> {

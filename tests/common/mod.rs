@@ -6,6 +6,7 @@ pub mod alertmanager;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod schema;
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;

@@ -27,7 +27,7 @@ const RING: usize = 1024;
 const STEP_MEMORY: f64 = 128.0;
 
 /// Why a score is what it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Still learning (during the settle period, only new highs and lows are scored).

@@ -11,28 +11,32 @@ use crate::model::series::Series;
 /// One anomaly: a series that scored at or above the threshold. Later firings of the same
 /// series for the same reason, each within `2 × rest_samples` samples of the last, are
 /// merged into it (a leak that keeps setting new highs is one anomaly, not a storm).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Anomaly {
     /// Unique within this process, increasing.
     pub id: u64,
     /// The watched series.
+    #[schema(value_type = crate::model::series::SeriesShape)]
     pub series: Series,
-    /// When it was first and last detected, Unix ms.
+    /// When it was first detected, Unix ms.
     #[serde(rename = "first_at_ms")]
     pub first_ms: i64,
+    /// When it was last detected (a firing merged into it), Unix ms.
     #[serde(rename = "last_at_ms")]
     pub last_ms: i64,
     /// The value that opened it (a rate, per second, for counters).
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub value: f64,
-    /// Where the detector expected that value.
+    /// Where the detector expected that value: the low end.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub expected_low: f64,
+    /// Where the detector expected that value: the high end.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub expected_high: f64,
-    /// The opening score, and the highest since.
+    /// The opening score, 0 to 1.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub score: f64,
+    /// The highest score since.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub peak_score: f64,
     /// Firings merged into this anomaly.
@@ -44,6 +48,7 @@ pub struct Anomaly {
     pub is_rate: bool,
     /// The peers the GPU was compared with, for a peer divergence.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub peers: Option<PeerContext>,
 }
 
@@ -57,13 +62,17 @@ impl Anomaly {
 }
 
 /// The peers of a GPU that diverged from them: how many, and their smoothed values.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PeerContext {
+    /// The other GPUs of the host on this metric.
     pub count: usize,
+    /// Their median value.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub median: f64,
+    /// Their lowest value.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub low: f64,
+    /// Their highest value.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub high: f64,
 }

@@ -59,7 +59,7 @@ pub struct OwnSignals {
 }
 
 /// What made firings a workload change.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadCause {
     /// Most GPUs of the host moved together.
@@ -75,18 +75,21 @@ pub enum WorkloadCause {
     Rhythm,
 }
 
-/// Several GPUs of one host changing together on one metric.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A host's GPUs (or one GPU's own job) changing workload on one metric.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct WorkloadEvent {
+    /// The host (its `Hostname` label).
     pub host: String,
+    /// The metric that moved, e.g. `DCGM_FI_DEV_GPU_UTIL`.
     pub metric: String,
     /// The GPUs that fired, sorted.
     pub gpus: Vec<String>,
     /// GPUs of this metric known on the host when it was decided.
     pub host_gpus: usize,
-    /// First and last firing, Unix ms.
+    /// First firing, Unix ms.
     #[serde(rename = "first_at_ms")]
     pub first_ms: i64,
+    /// Last firing folded in, Unix ms.
     #[serde(rename = "last_at_ms")]
     pub last_ms: i64,
     /// Firings folded into it.
