@@ -3,11 +3,12 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{limit_param, match_param, page, JsonBody};
+use super::extract::{limit_param, match_param, page, JsonBody, Paging};
 use super::AppState;
 use crate::rules::alerting::AlertState;
 use crate::rules::engine::GetRules;
@@ -24,23 +25,36 @@ fn down(e: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("rule engine is not running: {e}"))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FilterParams {
-    /// `pending` or `firing` (active list only).
+    /// `pending` or `firing` (the active alerts only).
     state: Option<String>,
+    /// The `severity` label.
     severity: Option<String>,
-    /// Alert name.
+    /// The alert's name.
     name: Option<String>,
-    /// Label matchers, e.g. `{gpu="0", Hostname=~"node-.*"}`.
+    /// A PromQL series selector on the alert's labels, e.g. `{gpu="0",Hostname=~"node-.*"}`.
     #[serde(rename = "match")]
     matchers: Option<String>,
-    /// History only: resolved at or after / before, Unix ms.
+    /// Resolved at or after, Unix ms (the history only).
     since_ms: Option<i64>,
+    /// Resolved at or before, Unix ms (the history only).
     until_ms: Option<i64>,
-    /// History only: paging.
+    /// Items on the page (the active alerts: every one when absent; the history: 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Items to skip (`total` counts them all).
     offset: Option<usize>,
+}
+
+/// A page of alerts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertPage {
+    #[serde(flatten)]
+    paging: Paging,
+    alerts: Vec<AlertView>,
 }
 
 fn filter(p: &FilterParams) -> Result<AlertFilter, ApiError> {
@@ -71,10 +85,18 @@ fn params(q: Result<Query<FilterParams>, QueryRejection>) -> Result<FilterParams
 }
 
 /// `GET /api/phase4/alerts/active?state=firing&severity=critical&match={gpu="0"}`
+#[utoipa::path(get, path = "/api/phase4/alerts/active", operation_id = "list_active_alerts",
+    tag = "phase4", summary = "pending and firing alerts",
+    params(FilterParams),
+    responses(
+        (status = 200, description = "the alerts", body = AlertPage),
+        (status = 400, description = "a parameter out of range, a bad selector, or a history-only filter, named", body = ErrorBody),
+        (status = 503, description = "the rule engine is not running", body = ErrorBody),
+    ))]
 pub async fn active(
     State(state): State<AppState>,
     q: Result<Query<FilterParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertPage>, ApiError> {
     let p = params(q)?;
     if p.since_ms.is_some() || p.until_ms.is_some() {
         return Err(ApiError::BadRequest(
@@ -87,17 +109,23 @@ pub async fn active(
         .send(GetActiveAlerts(filter(&p)?))
         .await
         .map_err(down)?;
-    let (alerts, mut answer) = page(alerts, p.offset, p.limit, HISTORY_PAGE_MAX)?;
-    answer["count"] = json!(alerts.len());
-    answer["alerts"] = json!(alerts);
-    Ok(Json(answer))
+    let (alerts, paging) = page(alerts, p.offset, p.limit, HISTORY_PAGE_MAX)?;
+    Ok(Json(AlertPage { paging, alerts }))
 }
 
 /// `GET /api/phase4/alerts/history?name=GpuHot&since_ms=...&limit=50&offset=0`
+#[utoipa::path(get, path = "/api/phase4/alerts/history", operation_id = "list_alert_history",
+    tag = "phase4", summary = "resolved alerts, newest first",
+    params(FilterParams),
+    responses(
+        (status = 200, description = "a page of the history", body = AlertPage),
+        (status = 400, description = "a parameter out of range, a bad selector, or `state`, named", body = ErrorBody),
+        (status = 503, description = "the rule engine is not running", body = ErrorBody),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
     q: Result<Query<FilterParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertPage>, ApiError> {
     let p = params(q)?;
     if p.state.is_some() {
         return Err(ApiError::BadRequest(
@@ -106,7 +134,7 @@ pub async fn history(
     }
     let limit = limit_param(p.limit, HISTORY_PAGE, HISTORY_PAGE_MAX)?;
     let offset = p.offset.unwrap_or(0);
-    let (total, alerts) = state
+    let (total, alerts): (usize, Vec<AlertView>) = state
         .handles
         .rules
         .send(GetAlertHistory {
@@ -116,24 +144,45 @@ pub async fn history(
         })
         .await
         .map_err(down)?;
-    Ok(Json(
-        json!({ "total": total, "offset": offset, "limit": limit, "alerts": alerts }),
-    ))
+    let paging = Paging {
+        total,
+        offset,
+        limit: Some(limit),
+        count: alerts.len(),
+    };
+    Ok(Json(AlertPage { paging, alerts }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Who acknowledges an alert, and why.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AckBody {
+pub struct AcknowledgeBody {
+    /// Who acknowledges it (not blank).
+    #[schema(min_length = 1)]
     by: String,
+    /// Why, or what is being done.
     #[serde(default)]
     comment: String,
 }
 
 /// `POST /api/phase4/alerts/{id}/acknowledge` with `{"by": "...", "comment": "..."}`
+#[utoipa::path(post, path = "/api/phase4/alerts/{id}/acknowledge", operation_id = "acknowledge_alert",
+    tag = "phase4", summary = "acknowledge a pending or firing alert",
+    params(("id" = String, Path, description = "the alert's id")),
+    request_body = AcknowledgeBody,
+    responses(
+        (status = 200, description = "the alert, acknowledged", body = AlertView),
+        (status = 400, description = "a bad body or a blank `by`, named", body = ErrorBody),
+        (status = 404, description = "no pending or firing alert has this id", body = ErrorBody),
+        (status = 409, description = "the alert has resolved", body = ErrorBody),
+        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "the rule engine is not running, or the acknowledgement could not be stored", body = ErrorBody),
+    ))]
 pub async fn acknowledge(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<AckBody>,
+    JsonBody(body): JsonBody<AcknowledgeBody>,
 ) -> Result<Json<AlertView>, ApiError> {
     if body.by.trim().is_empty() {
         return Err(ApiError::BadRequest("by: say who acknowledges".to_string()));

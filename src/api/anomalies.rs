@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{id_param, limit_param, match_param, PAGE, PAGE_MAX};
+use super::extract::{id_param, limit_param, match_param, Paging, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::processors::anomaly::messages::{GetAnomaly, ListAnomalies, ListWorkloadEvents};
 use crate::processors::anomaly::workload::WorkloadEvent;
@@ -42,14 +42,8 @@ pub struct Params {
 pub struct AnomalyPage {
     /// Whether the anomaly detector runs (`anomaly.enabled`).
     enabled: bool,
-    /// Anomalies that pass the filters, on every page.
-    total: usize,
-    /// Items skipped.
-    offset: usize,
-    /// Items at most on this page.
-    limit: usize,
-    /// Items on this page.
-    count: usize,
+    #[serde(flatten)]
+    paging: Paging,
     anomalies: Vec<Anomaly>,
 }
 
@@ -58,14 +52,8 @@ pub struct AnomalyPage {
 pub struct WorkloadEventPage {
     /// Whether the anomaly detector runs (`anomaly.enabled`).
     enabled: bool,
-    /// Events that pass the filters, on every page.
-    total: usize,
-    /// Items skipped.
-    offset: usize,
-    /// Items at most on this page.
-    limit: usize,
-    /// Items on this page.
-    count: usize,
+    #[serde(flatten)]
+    paging: Paging,
     events: Vec<WorkloadEvent>,
 }
 
@@ -94,10 +82,7 @@ pub async fn list(
     let Some(detector) = &state.handles.anomalies else {
         return Ok(Json(AnomalyPage {
             enabled: false,
-            total: 0,
-            offset,
-            limit,
-            count: 0,
+            paging: Paging::empty(offset, Some(limit)),
             anomalies: Vec::new(),
         }));
     };
@@ -111,10 +96,7 @@ pub async fn list(
     let page = detector.send(ListAnomalies(filter)).await.map_err(down)?;
     Ok(Json(AnomalyPage {
         enabled: true,
-        total: page.total,
-        offset,
-        limit,
-        count: page.items.len(),
+        paging: Paging::of(&page, offset, Some(limit)),
         anomalies: page.items,
     }))
 }
@@ -178,10 +160,7 @@ pub async fn workload_events(
     let Some(detector) = &state.handles.anomalies else {
         return Ok(Json(WorkloadEventPage {
             enabled: false,
-            total: 0,
-            offset,
-            limit,
-            count: 0,
+            paging: Paging::empty(offset, Some(limit)),
             events: Vec::new(),
         }));
     };
@@ -197,10 +176,7 @@ pub async fn workload_events(
         .map_err(down)?;
     Ok(Json(WorkloadEventPage {
         enabled: true,
-        total: page.total,
-        offset,
-        limit,
-        count: page.items.len(),
+        paging: Paging::of(&page, offset, Some(limit)),
         events: page.items,
     }))
 }

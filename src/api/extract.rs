@@ -10,11 +10,11 @@ use super::error::ApiError;
 use super::AppState;
 use crate::messages::page::Page;
 
-/// A JSON body that must be present.
 /// The default and the largest page of a list endpoint (`limit`).
 pub const PAGE: usize = 100;
 pub const PAGE_MAX: usize = 1000;
 
+/// A JSON body that must be present.
 pub struct JsonBody<T>(pub T);
 
 /// A JSON body that may be empty (then `T::default()`).
@@ -139,21 +139,56 @@ pub fn limit_param(limit: Option<usize>, default: usize, max: usize) -> Result<u
     Ok(limit)
 }
 
+/// The paging fields every list answer shows, beside its items.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Paging {
+    /// Items that pass the filters, on every page.
+    pub total: usize,
+    /// Items skipped.
+    pub offset: usize,
+    /// Items at most on a page; null: every item.
+    pub limit: Option<usize>,
+    /// Items on this page.
+    pub count: usize,
+}
+
+impl Paging {
+    /// The paging of `page`, `offset` items in, at most `limit`.
+    pub fn of<T>(page: &Page<T>, offset: usize, limit: Option<usize>) -> Self {
+        Paging {
+            total: page.total,
+            offset,
+            limit,
+            count: page.items.len(),
+        }
+    }
+
+    /// An empty list's (a component that does not run).
+    pub fn empty(offset: usize, limit: Option<usize>) -> Self {
+        Paging {
+            total: 0,
+            offset,
+            limit,
+            count: 0,
+        }
+    }
+}
+
 /// One page of a whole list: `offset` items skipped, at most `limit` (1 to `max`; every
-/// item when absent) kept. Answers the page and the paging fields every list endpoint
-/// shows: `total` (before paging), `offset`, `limit` (null for all).
+/// item when absent) kept. Answers the page and its paging.
 pub fn page<T>(
     items: Vec<T>,
     offset: Option<usize>,
     limit: Option<usize>,
     max: usize,
-) -> Result<(Vec<T>, serde_json::Value), ApiError> {
+) -> Result<(Vec<T>, Paging), ApiError> {
     if let Some(l) = limit {
         limit_param(Some(l), l, max)?;
     }
     let offset = offset.unwrap_or(0);
     let page = Page::of(items.into_iter(), offset, limit.unwrap_or(usize::MAX));
-    Ok((page.items, paging(page.total, offset, limit)))
+    let paging = Paging::of(&page, offset, limit);
+    Ok((page.items, paging))
 }
 
 /// The paging fields of a list answer: `total` (before paging), `offset`, `limit` (null:
@@ -189,12 +224,13 @@ mod tests {
         let (items, fields) = page(vec![1, 2, 3, 4], Some(1), Some(2), 10).unwrap();
         assert_eq!(items, [2, 3]);
         assert_eq!(
-            fields,
-            serde_json::json!({"total": 4, "offset": 1, "limit": 2})
+            serde_json::to_value(fields).unwrap(),
+            serde_json::json!({"total": 4, "offset": 1, "limit": 2, "count": 2})
         );
         let (items, fields) = page(vec![1, 2], Some(5), None, 10).unwrap();
         assert!(items.is_empty());
-        assert_eq!(fields["limit"], serde_json::Value::Null);
+        assert_eq!(fields.limit, None);
+        assert_eq!(fields.count, 0);
         assert!(page(vec![1], None, Some(11), 10).is_err());
         assert!(page(vec![1], None, Some(0), 10).is_err());
     }

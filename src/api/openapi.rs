@@ -24,7 +24,10 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::actions::resume,
         super::anomalies::list,
         super::anomalies::one,
-        super::anomalies::workload_events
+        super::anomalies::workload_events,
+        super::alerts::active,
+        super::alerts::history,
+        super::alerts::acknowledge
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)

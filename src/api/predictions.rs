@@ -56,9 +56,9 @@ pub async fn list(
         .send(ListPredictions(filter))
         .await
         .map_err(|e| ApiError::Unavailable(format!("predictor is not running: {e}")))?;
-    let (predictions, mut answer) = page(predictions, p.offset, p.limit, PAGE_MAX)?;
+    let (predictions, paging) = page(predictions, p.offset, p.limit, PAGE_MAX)?;
+    let mut answer = json!(paging);
     answer["enabled"] = json!(true);
-    answer["count"] = json!(predictions.len());
     answer["predictions"] = json!(predictions);
     answer["failures"] = json!(failures);
     Ok(Json(answer))

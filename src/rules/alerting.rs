@@ -23,10 +23,24 @@ pub struct TemplateEnv {
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
 
 /// An alert's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    Hash,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
+    /// Its expression holds, for less than the rule's `for` so far.
     Pending,
+    /// Its expression has held for the rule's `for`.
     Firing,
     /// Resolved (kept for `RESOLVED_RETENTION_MS`).
     Inactive,
@@ -43,17 +57,23 @@ impl AlertState {
 }
 
 /// One alert: a rule's result series with the rule's labels.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Alert {
     /// Stable id: a hash of the labels (the same alert gets the same id after a restart).
     pub id: String,
     /// Labels, `alertname` included.
     pub labels: BTreeMap<String, String>,
+    /// The rule's annotations, templates expanded.
     pub annotations: BTreeMap<String, String>,
     pub state: AlertState,
+    /// The expression's value when last evaluated (null when it was not a number).
+    #[schema(value_type = Option<f64>)]
     pub value: f64,
+    /// When its expression started to hold, Unix ms.
     pub active_at_ms: i64,
+    /// When it started firing, Unix ms.
     pub fired_at_ms: Option<i64>,
+    /// When it resolved, Unix ms.
     pub resolved_at_ms: Option<i64>,
     #[serde(skip)]
     keep_firing_since_ms: Option<i64>,

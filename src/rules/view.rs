@@ -7,24 +7,31 @@ use crate::model::selector::Selector;
 use crate::rules::alerting::{Alert, AlertState};
 
 /// An acknowledgement: someone has seen the alert. Not a silence: the alert keeps firing.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Acknowledgement {
+    /// Who acknowledged it.
     pub by: String,
+    /// What they said.
     pub comment: String,
+    /// When, Unix ms.
     pub at_ms: i64,
 }
 
 /// An alert as the API shows it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AlertView {
     #[serde(flatten)]
     pub alert: Alert,
+    /// The rule's name (`alertname`).
     pub name: String,
+    /// The rule's group.
     pub group: String,
+    /// The rule file.
     pub file: String,
     pub acknowledgement: Option<Acknowledgement>,
     /// Ids of the Alertmanager silences that match it now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub silenced_by: Vec<String>,
 }
 

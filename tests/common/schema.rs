@@ -2,7 +2,8 @@
 //! Schemathesis cannot provoke (anomalies, workload events: they need the detector to have
 //! learnt and fired). Covers what the document uses: `$ref`, `type` (one or a list),
 //! `required`, `properties` (no other keys unless `additionalProperties`), `items`, `enum`,
-//! `minimum`/`maximum`, `oneOf`/`anyOf` (as "one of them"), `allOf`.
+//! `minimum`/`maximum`, `oneOf`/`anyOf` (as "one of them"), `allOf` (an object's parts are
+//! merged first: a flattened struct's fields are one object's).
 
 use serde_json::Value;
 
@@ -44,13 +45,27 @@ fn type_of(v: &Value) -> &'static [&'static str] {
     }
 }
 
-fn check(doc: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
-    let s = resolve(doc, schema);
-    if let Some(all) = s["allOf"].as_array() {
-        for part in all {
-            check(doc, part, v, at, out);
+/// An object schema with its `allOf` parts' properties and required names merged in.
+fn merged(doc: &Value, s: &Value) -> Value {
+    let mut out = s.clone();
+    out.as_object_mut().map(|o| o.remove("allOf"));
+    for part in s["allOf"].as_array().into_iter().flatten() {
+        let part = merged(doc, resolve(doc, part));
+        for (k, p) in part["properties"].as_object().into_iter().flatten() {
+            out["properties"][k] = p.clone();
+        }
+        for r in part["required"].as_array().into_iter().flatten() {
+            if !out["required"].is_array() {
+                out["required"] = Value::Array(Vec::new());
+            }
+            out["required"].as_array_mut().unwrap().push(r.clone());
         }
     }
+    out
+}
+
+fn check(doc: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
+    let s = &merged(doc, resolve(doc, schema));
     for key in ["oneOf", "anyOf"] {
         if let Some(options) = s[key].as_array() {
             let fits = options.iter().any(|o| {
