@@ -178,8 +178,10 @@ fn times_are_named_by_one_rule() {
     let off: Vec<&(String, String)> = all
         .iter()
         .filter(|(name, at)| {
+            // `at_ms` alone: the object is the event (an acknowledgement, a forecast point).
             let ms = name.ends_with("_ms")
                 && !name.ends_with("_at_ms")
+                && name != "at_ms"
                 && !DURATIONS_MS.contains(&name.as_str())
                 && !BOUNDS_MS.contains(&name.as_str());
             // Request records keep the services' own `timestamp` (the one input format).

@@ -57,6 +57,7 @@ async fn a_leak_is_forecast_and_its_exhaustion_shown_listed_and_alerted_on() {
     })
     .await;
     assert_eq!(body["enabled"], true);
+    common::schema::assert_conforms(&body, "PredictionPage");
     let memory = body["predictions"]
         .as_array()
         .unwrap()
@@ -160,6 +161,7 @@ async fn a_disabled_predictor_says_so() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["enabled"], false);
     assert_eq!(body["count"], 0);
+    common::schema::assert_conforms(&body, "PredictionPage");
 }
 
 #[actix::test]

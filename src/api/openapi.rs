@@ -27,7 +27,8 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::anomalies::workload_events,
         super::alerts::active,
         super::alerts::history,
-        super::alerts::acknowledge
+        super::alerts::acknowledge,
+        super::predictions::list
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)

@@ -77,27 +77,35 @@ pub struct FitOutcome {
 }
 
 /// One step of a forecast.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ForecastPoint {
+    /// The step's time, Unix ms.
     #[serde(rename = "at_ms")]
     pub t_ms: i64,
+    /// The forecast value.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub value: f64,
     /// `[lower, upper]` per level, in the order of `levels`.
     #[serde(serialize_with = "crate::messages::figures::six_pairs")]
+    #[schema(value_type = Vec<Vec<f64>>)]
     pub intervals: Vec<[f64; 2]>,
 }
 
 /// When a resource runs out, as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ExhaustionView {
+    /// The resource's name (`[[predictor.limits]]`), e.g. `memory`.
     pub resource: String,
+    /// The value at which it runs out.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub limit: f64,
+    /// Seconds until the forecast reaches the limit.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub seconds: f64,
+    /// Seconds until the first level's upper bound reaches it.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub earliest_seconds: f64,
+    /// Seconds until the first level's lower bound reaches it.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub latest_seconds: f64,
     /// e.g. "GPU 3 runs out of memory in 7–12 minutes".
@@ -105,23 +113,34 @@ pub struct ExhaustionView {
 }
 
 /// The newest forecast of one series.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Prediction {
+    /// The forecast series.
+    #[schema(value_type = crate::model::series::SeriesShape)]
     pub series: Series,
+    /// What was fitted, e.g. `AutoETS(A,Ad,N)` or `MSTL(30)+AutoETS(A,N,N)` (`backtest` says
+    /// which method each band of horizons ships).
     pub model: String,
+    /// The season found, seconds (null: none).
     pub period_s: Option<f64>,
+    /// How long the fit took.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub fit_ms: f64,
+    /// When it was fitted, Unix ms.
     pub fitted_at_ms: i64,
+    /// Seconds between forecast steps.
     pub step_s: f64,
     /// Whether the values are a counter's per-second rate.
     pub is_rate: bool,
+    /// The intervals' levels, e.g. `[0.8, 0.95]`.
     pub levels: Vec<f64>,
     /// How much the model's intervals were widened (> 1) or narrowed (< 1) at the last
     /// step, per level, by this series' calibration (each step has its own factor).
     #[serde(serialize_with = "crate::messages::figures::six_vec")]
     pub interval_scale: Vec<f64>,
+    /// The forecast, one point per step.
     pub forecast: Vec<ForecastPoint>,
+    /// When the resource runs out, for a bounded resource heading to its limit.
     pub exhaustion: Option<ExhaustionView>,
     /// Why this method: per band of horizons (in steps), its backtest error on the series'
     /// own window beside the naive forecast's (see `predict::select`).
@@ -129,10 +148,14 @@ pub struct Prediction {
 }
 
 /// A series whose last fit failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FitFailure {
+    /// The series.
+    #[schema(value_type = crate::model::series::SeriesShape)]
     pub series: Series,
+    /// When the fit failed, Unix ms.
     pub at_ms: i64,
+    /// Why.
     pub error: String,
     /// Refit cycles skipped before the next try.
     pub retry_in_cycles: u32,

@@ -59,14 +59,16 @@ pub struct Grid {
 
 /// How one band of horizons was decided: the backtest's mean absolute error of the shipped
 /// method and of the naive forecast, over the band's steps.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BacktestBand {
     /// Steps ahead the band ends at (it starts after the previous band).
     pub to_step: usize,
     /// The method shipped for these steps.
     pub model: String,
+    /// The shipped method's mean absolute error in the backtest.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub mae: f64,
+    /// The naive forecast's.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub naive_mae: f64,
 }
