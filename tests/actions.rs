@@ -89,6 +89,7 @@ fn the_remediation_example_cleans_up_before_the_gpu_runs_out_of_memory() {
     );
     // The predictor's first forecast after the cleanup is recorded with it.
     let (_, again) = acting.get(&format!("/api/phase4/actions/{}", first["id"]));
+    common::schema::assert_conforms(&again, "ActionRecord");
     let after = &again["effect"]["forecast_after"];
     println!("forecast after the cleanup: {after}");
     assert!(
@@ -170,7 +171,9 @@ fn commands_are_acknowledged_and_the_kill_switch_refuses_every_action() {
         r#"{"outcome": "done", "detail": "drained in 2 s"}"#,
     );
     assert_eq!(status, 200, "{body}");
+    common::schema::assert_conforms(&body, "CommandAcknowledged");
     let (_, one) = p.get(&format!("/api/phase4/actions/{}", a["id"]));
+    common::schema::assert_conforms(&one, "ActionRecord");
     assert_eq!(one["ack"], "done", "{one}");
     assert_eq!(one["acks"][1]["detail"], "drained in 2 s", "{one}");
     // Unknown commands and bad bodies are clear errors.
@@ -200,6 +203,7 @@ fn commands_are_acknowledged_and_the_kill_switch_refuses_every_action() {
         |v| v["count"].as_u64() > Some(0),
     );
     assert_eq!(v["actions"][0]["refusal"]["reason"], "cooldown");
+    common::schema::assert_conforms(&v, "ActionList");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         actions(&p, "?outcome=cooldown").len(),
@@ -332,6 +336,7 @@ fn webhook_actions_post_the_record_and_failures_are_recorded() {
         Duration::from_secs(20),
         |v| v["count"].as_u64() > Some(0),
     );
+    common::schema::assert_conforms(&v, "ActionList");
     let w = &v["actions"][0]["webhook"];
     assert_eq!(
         (w["status"].as_u64(), w["tries"].as_u64()),

@@ -37,12 +37,14 @@ impl Firing {
 }
 
 /// Why an action was not taken.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Refusal {
     /// The kill switch is on (`POST /api/phase4/actions/pause`).
     Paused,
+    /// Someone acknowledged the alert.
     Acknowledged,
+    /// An Alertmanager silence matches the alert.
     Silenced,
     /// The target was acted on at `last_ms`; no action before `until_ms`.
     Cooldown {
@@ -52,13 +54,9 @@ pub enum Refusal {
         until_ms: i64,
     },
     /// `max_per_hour` actions in the last hour.
-    RateLimited {
-        in_last_hour: usize,
-    },
+    RateLimited { in_last_hour: usize },
     /// `max_concurrent` actions await their outcome.
-    MaxConcurrent {
-        awaiting: usize,
-    },
+    MaxConcurrent { awaiting: usize },
     /// The target's newest sample is older than `max_data_age_ms` (or there is none).
     StaleData {
         #[serde(rename = "newest_at_ms", alias = "newest_ms")]

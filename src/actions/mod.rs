@@ -27,11 +27,14 @@ use serde::{Deserialize, Serialize};
 pub const ACTION_ANNOTATION: &str = "pulse_action";
 
 /// What an alerting rule does when it fires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
+    /// `cleanup`: the GPU's workers release cached memory.
     Cleanup,
+    /// `command:NAME`: a named command on the command stream.
     Command { name: String },
+    /// `webhook:URL`: the record POSTed to a URL.
     Webhook { url: String },
 }
 

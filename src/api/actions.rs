@@ -5,14 +5,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{id_param, limit_param, JsonBody, PAGE, PAGE_MAX};
 use super::AppState;
 use crate::actions::actor::ActionRunner;
 use crate::actions::messages::{
-    AckOutcome, ActionList, CommandAck, GetAction, ListActions, SetPaused,
+    AckOutcome, ActionList, ActionRecord, CommandAck, GetAction, ListActions, SetPaused,
 };
 
 fn runner(state: &AppState) -> Result<&actix::Addr<ActionRunner>, ApiError> {
@@ -27,21 +27,34 @@ fn down(e: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("the action runner is not running: {e}"))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     /// Only this rule's (alert name).
     rule: Option<String>,
     /// `executed`, `dry_run`, `failed`, or a refusal: `cooldown`, `rate_limited`,
     /// `max_concurrent`, `stale_data`, `acknowledged`, `silenced`, `paused`.
     outcome: Option<String>,
-    /// At or after, Unix ms.
+    /// Decided at or after, Unix ms.
     since_ms: Option<i64>,
+    /// Records on the page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Records to skip (`total` counts them all).
     offset: Option<usize>,
 }
 
 /// `GET /api/phase4/actions?rule=...&outcome=...&since_ms=...&limit=...`, newest first.
+#[utoipa::path(get, path = "/api/phase4/actions", operation_id = "list_actions", tag = "phase4",
+    summary = "what alerting rules did, newest first",
+    params(Params),
+    responses(
+        (status = 200, description = "a page of action records", body = ActionList),
+        (status = 400, description = "a parameter out of range, named", body = ErrorBody),
+        (status = 404, description = "this role runs no actions (`pulse agent`)", body = ErrorBody),
+        (status = 503, description = "the action runner is not running", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     q: Result<Query<Params>, QueryRejection>,
@@ -59,13 +72,22 @@ pub async fn list(
 }
 
 /// `GET /api/phase4/actions/{id}`
+#[utoipa::path(get, path = "/api/phase4/actions/{id}", operation_id = "get_action", tag = "phase4",
+    summary = "one action record",
+    params(("id" = u64, Path, description = "the record's id")),
+    responses(
+        (status = 200, description = "the record", body = ActionRecord),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such record (it may have aged out), or this role runs no actions", body = ErrorBody),
+        (status = 503, description = "the action runner is not running", body = ErrorBody),
+    ))]
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionRecord>, ApiError> {
     let id = id_param(&id, "an action")?;
     match runner(&state)?.send(GetAction(id)).await.map_err(down)? {
-        Some(r) => Ok(Json(serde_json::to_value(r).map_err(anyhow::Error::from)?)),
+        Some(r) => Ok(Json(r)),
         None => Err(ApiError::NotFound(format!(
             "no action {id} (it may have aged out)"
         ))),
@@ -113,30 +135,54 @@ async fn set_paused(state: AppState, paused: bool) -> Result<Json<KillSwitch>, A
 }
 
 /// Body of a worker's acknowledgement.
-#[derive(Debug, Deserialize)]
+/// A worker's acknowledgement of a command.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AckBody {
-    /// `done` or `failed`.
+pub struct CommandAckBody {
     outcome: AckOutcome,
     /// What the worker did or why it failed.
     #[serde(default)]
     detail: Option<String>,
 }
 
+/// The acknowledgement, taken.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandAcknowledged {
+    /// The command's id.
+    command_id: String,
+    /// Always true: the action's record has it (`GET /api/phase4/actions/{id}`).
+    acknowledged: bool,
+}
+
 /// `POST /api/v1/commands/{id}/ack` with `{"outcome": "done"|"failed", "detail": "..."}`:
 /// a worker acknowledges a command an action sent.
+#[utoipa::path(post, path = "/api/v1/commands/{id}/ack", operation_id = "acknowledge_command",
+    tag = "ingest", summary = "a worker's acknowledgement of a command an action sent",
+    params(("id" = String, Path, description = "the command's id (`action-N`)")),
+    request_body = CommandAckBody,
+    responses(
+        (status = 200, description = "taken", body = CommandAcknowledged),
+        (status = 400, description = "a bad body, named", body = ErrorBody),
+        (status = 404, description = "no command of an action awaits this acknowledgement, or this role runs no actions", body = ErrorBody),
+        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "the action runner is not running", body = ErrorBody),
+    ))]
 pub async fn ack(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<AckBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<CommandAckBody>,
+) -> Result<Json<CommandAcknowledged>, ApiError> {
     let msg = CommandAck {
         command_id: id.clone(),
         outcome: body.outcome,
         detail: body.detail,
     };
     if runner(&state)?.send(msg).await.map_err(down)? {
-        Ok(Json(json!({"command_id": id, "acknowledged": true})))
+        Ok(Json(CommandAcknowledged {
+            command_id: id,
+            acknowledged: true,
+        }))
     } else {
         Err(ApiError::NotFound(format!(
             "no command {id:?} awaits an acknowledgement (commands of actions are named action-N)"

@@ -28,7 +28,10 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::alerts::active,
         super::alerts::history,
         super::alerts::acknowledge,
-        super::predictions::list
+        super::predictions::list,
+        super::actions::list,
+        super::actions::one,
+        super::actions::ack
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)

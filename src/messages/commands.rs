@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A command for the workers that own GPU memory.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// Release cached GPU memory (for PyTorch workers: `torch.cuda.empty_cache()`).
@@ -24,10 +24,13 @@ pub enum Command {
     /// A named command an alerting rule's action sends (`pulse_action: command:NAME`):
     /// workers decide what it means (drain this GPU, shrink the batch, restart).
     Action {
+        /// Unique id (`action-N`), the one a worker acknowledges.
         id: String,
+        /// The action's name (`command:NAME`).
         name: String,
         /// The alert's labels (`Hostname` and `gpu` name the target).
         labels: BTreeMap<String, String>,
+        /// Unix ms when the command was issued.
         issued_at_ms: i64,
     },
 }
