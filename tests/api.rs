@@ -238,6 +238,7 @@ async fn status_metrics_and_cache_endpoints() {
     let (status, v) = call(&app, get("/api/phase4/status")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "operational");
+    common::schema::assert_conforms(&v, "StatusReport");
     let names: Vec<&str> = v["components"]
         .as_array()
         .unwrap()
@@ -261,6 +262,7 @@ async fn status_metrics_and_cache_endpoints() {
     // The status shape of the system Pulse replaces, tiers and all.
     let (status, v) = call(&app, get("/api/phase4/status?format=phase4")).await;
     assert_eq!(status, StatusCode::OK);
+    common::schema::assert_conforms(&v, "Phase4Status");
     assert_eq!(
         v,
         serde_json::json!({
@@ -325,7 +327,9 @@ async fn the_probes_say_alive_and_ready() {
     let (status, v) = call(&app, get("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "alive");
+    common::schema::assert_conforms(&v, "Alive");
     let v = poll_until(&app, "/readyz", |v| v["ready"] == true).await;
+    common::schema::assert_conforms(&v, "Readiness");
     assert_eq!(v["down"], json!([]));
     assert_ne!(v["status"], "down");
 }

@@ -18,6 +18,13 @@ use crate::store::messages::SelectLatest;
 /// Series written once per refit, held in `/metrics` until the next one is due.
 const PER_REFIT: [&str; 2] = [catalog::FORECAST, catalog::EXHAUSTION_SECONDS];
 
+/// `GET /metrics`: the Prometheus text exposition (docs/metrics.md).
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    summary = "Prometheus text exposition (docs/metrics.md)",
+    responses(
+        (status = 200, description = "the exposition", content_type = "text/plain", body = String),
+        (status = 503, description = "the window store is not running", body = super::error::ErrorBody),
+    ))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let now = state.handles.clock.now_ms();
     let select = |selector: Selector, since_ms: i64| {

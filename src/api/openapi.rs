@@ -31,7 +31,13 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::predictions::list,
         super::actions::list,
         super::actions::one,
-        super::actions::ack
+        super::actions::ack,
+        super::status::status,
+        super::status::healthz,
+        super::status::readyz,
+        super::status::openapi,
+        super::web::index,
+        super::metrics::metrics
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)
@@ -39,9 +45,14 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
 struct Generated;
 
 /// Every generated operation may answer 401: every POST once `auth.token` is set, every GET
-/// too with `auth.protect_reads` (the probes and the page are never generated here). Said
-/// once here rather than in each handler's annotation.
+/// too with `auth.protect_reads`; not those open to all (`security(())`: the probes, the
+/// page, this document). Said once here rather than in each handler's annotation.
 struct Unauthorized;
+
+/// Whether an operation needs no token (its only security requirement is the empty one).
+fn open_to_all(op: &utoipa::openapi::path::Operation) -> bool {
+    serde_json::to_value(&op.security).ok() == Some(serde_json::json!([{}]))
+}
 
 impl utoipa::Modify for Unauthorized {
     fn modify(&self, doc: &mut Document) {
@@ -51,7 +62,8 @@ impl utoipa::Modify for Unauthorized {
             .content("application/json", error)
             .build();
         for item in doc.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            let ops = [&mut item.get, &mut item.post].into_iter().flatten();
+            for op in ops.filter(|op| !open_to_all(op)) {
                 op.responses
                     .responses
                     .insert("401".to_string(), response.clone().into());
@@ -124,18 +136,26 @@ mod tests {
     }
 
     #[test]
-    fn every_generated_operation_may_answer_401_with_the_error_body() {
+    fn every_generated_operation_may_answer_401_with_the_error_body_but_the_open_ones() {
         let generated = generated();
         let paths = generated["paths"].as_object().expect("paths");
+        let mut open = Vec::new();
         for (path, item) in paths {
             for (method, op) in item.as_object().expect("a path item") {
                 let schema = &op["responses"]["401"]["content"]["application/json"]["schema"];
-                assert_eq!(
-                    schema["$ref"], "#/components/schemas/Error",
-                    "{method} {path}"
-                );
+                if op["security"] == serde_json::json!([{}]) {
+                    assert!(schema.is_null(), "{method} {path} is open to all");
+                    open.push(path.as_str());
+                } else {
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/Error",
+                        "{method} {path}"
+                    );
+                }
             }
         }
+        open.sort();
+        assert_eq!(open, ["/", "/api/openapi.json", "/healthz", "/readyz"]);
         assert!(generated["components"]["schemas"]["Error"].is_object());
     }
 

@@ -6,11 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::pipeline::Component;
 use crate::query::views::GpuSourceInfo;
@@ -23,24 +27,68 @@ pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);
 pub const STATUS_MAX_AGE: Duration = Duration::from_millis(100);
 
 /// One component in the status report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ComponentReport {
+    /// Whether Pulse is down while it is.
     pub required: bool,
     #[serde(flatten)]
     pub stats: ComponentStats,
 }
 
 /// The status report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatusReport {
     /// The worst state among required components (a degraded optional one degrades).
     pub status: ComponentState,
+    /// Pulse's version.
+    #[schema(value_type = String)]
     pub version: &'static str,
+    /// Seconds since the start.
     pub uptime_s: u64,
     /// When the components were asked (reports are reused for up to 100 ms).
     pub generated_at_ms: i64,
     pub gpu_source: GpuSourceInfo,
     pub components: Vec<ComponentReport>,
+}
+
+/// The status in the shape of the system Pulse replaces (`?format=phase4`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Phase4Status {
+    /// `success`, or `error` (with 503) when a required component is down.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    /// Always true.
+    pub phase4_enabled: bool,
+    /// Per tier (`tier1` to `tier3`), each part's state: the worst state of the Pulse
+    /// components behind it (`operational`, `degraded`, `down`), or `disabled` when none runs.
+    pub components: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// What `GET /api/phase4/status` answers: Pulse's report, or the replaced system's shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum StatusAnswer {
+    Pulse(StatusReport),
+    Phase4(Phase4Status),
+}
+
+/// Readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// No required component is down.
+    pub ready: bool,
+    /// The overall state.
+    pub status: ComponentState,
+    /// The required components that are down.
+    pub down: Vec<String>,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    /// Always `alive`.
+    #[schema(value_type = String, pattern = "^alive$")]
+    pub status: &'static str,
 }
 
 /// Asks one component for its stats; no answer in time means down.
@@ -119,9 +167,12 @@ pub fn overall(components: &[ComponentReport]) -> ComponentState {
 }
 
 /// `?format=phase4`: the status shape of the system Pulse replaces.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
+    /// `phase4`: the replaced system's shape (tiers); `pulse` (the default): Pulse's report.
+    #[param(pattern = "^(pulse|phase4)$")]
     format: Option<String>,
 }
 
@@ -157,10 +208,10 @@ const PHASE4_TIERS: &[(&str, &[Part])] = &[
 /// The original system's status: `status` (`success`, or `error` with 503 when a required
 /// component is down), `phase4_enabled`, and per tier each part's state, the worst of the
 /// Pulse components behind it (`disabled` when none runs).
-fn phase4_shape(components: &[ComponentReport]) -> serde_json::Value {
-    let mut tiers = serde_json::Map::new();
+fn phase4_shape(components: &[ComponentReport]) -> Phase4Status {
+    let mut tiers = BTreeMap::new();
     for (tier, parts) in PHASE4_TIERS {
-        let mut entries = serde_json::Map::new();
+        let mut entries = BTreeMap::new();
         for (part, behind) in *parts {
             let state = components
                 .iter()
@@ -168,23 +219,32 @@ fn phase4_shape(components: &[ComponentReport]) -> serde_json::Value {
                 .map(|c| c.stats.state)
                 .max()
                 .map_or("disabled", ComponentState::as_str);
-            entries.insert(part.to_string(), state.into());
+            entries.insert(part.to_string(), state.to_string());
         }
-        tiers.insert(tier.to_string(), entries.into());
+        tiers.insert(tier.to_string(), entries);
     }
     let down = overall(components) == ComponentState::Down;
-    serde_json::json!({
-        "status": if down { "error" } else { "success" },
-        "phase4_enabled": true,
-        "components": tiers,
-    })
+    Phase4Status {
+        status: if down { "error" } else { "success" },
+        phase4_enabled: true,
+        components: tiers,
+    }
 }
 
+/// `GET /api/phase4/status[?format=phase4]`
+#[utoipa::path(get, path = "/api/phase4/status", operation_id = "get_status", tag = "phase4",
+    summary = "every component's state",
+    params(StatusQuery),
+    responses(
+        (status = 200, description = "operational or degraded", body = StatusAnswer),
+        (status = 400, description = "an unknown `format`, named", body = ErrorBody),
+        (status = 503, description = "a required component is down", body = StatusAnswer),
+    ))]
 pub async fn status(
     State(state): State<AppState>,
     q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), super::error::ApiError> {
-    let Query(q) = q.map_err(|e| super::error::ApiError::BadRequest(e.body_text()))?;
+) -> Result<(StatusCode, Json<StatusAnswer>), ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (generated_at_ms, components) = gather(&state).await;
     let status = overall(&components);
     let code = if status == ComponentState::Down {
@@ -194,9 +254,9 @@ pub async fn status(
     };
     match q.format.as_deref() {
         None | Some("pulse") => {}
-        Some("phase4") => return Ok((code, Json(phase4_shape(&components)))),
+        Some("phase4") => return Ok((code, Json(StatusAnswer::Phase4(phase4_shape(&components))))),
         Some(other) => {
-            return Err(super::error::ApiError::BadRequest(format!(
+            return Err(ApiError::BadRequest(format!(
                 "format: {other:?} is not a status format (pulse, phase4)"
             )))
         }
@@ -209,47 +269,58 @@ pub async fn status(
         gpu_source: state.handles.gpu_source.clone(),
         components: components.to_vec(),
     };
-    Ok((
-        code,
-        Json(serde_json::to_value(report).expect("the report serialises")),
-    ))
+    Ok((code, Json(StatusAnswer::Pulse(report))))
 }
 
 /// `GET /healthz`: the process is alive and its HTTP server answers.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "alive"}))
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    summary = "the process serves HTTP", security(()),
+    responses((status = 200, description = "alive", body = Alive)))]
+pub async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "alive" })
 }
 
 /// `GET /api/openapi.json`: the API's OpenAPI 3.1 document, as JSON.
+#[utoipa::path(get, path = "/api/openapi.json", operation_id = "openapi", tag = "operations",
+    summary = "this document", security(()),
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
 pub async fn openapi() -> Json<serde_json::Value> {
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     Json(DOCUMENT.get_or_init(super::openapi::document).clone())
 }
 
 /// `GET /readyz`: 200 when no required component is down, 503 naming those that are.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    summary = "no required component is down", security(()),
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "a required component is down", body = Readiness),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let (_, components) = gather(&state).await;
-    readiness(&components)
+    let (code, body) = readiness(&components);
+    (code, Json(body))
 }
 
-fn readiness(components: &[ComponentReport]) -> (StatusCode, Json<serde_json::Value>) {
-    let down: Vec<&str> = components
+fn readiness(components: &[ComponentReport]) -> (StatusCode, Readiness) {
+    let down: Vec<String> = components
         .iter()
         .filter(|c| c.required && c.stats.state == ComponentState::Down)
-        .map(|c| c.stats.name.as_str())
+        .map(|c| c.stats.name.clone())
         .collect();
     let code = if down.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let status = overall(components);
     (
         code,
-        Json(serde_json::json!({
-            "ready": down.is_empty(),
-            "status": overall(components),
-            "down": down,
-        })),
+        Readiness {
+            ready: down.is_empty(),
+            status,
+            down,
+        },
     )
 }
 
@@ -278,15 +349,15 @@ mod tests {
             report(false, ComponentState::Down),
         ]);
         assert_eq!(code, StatusCode::OK);
-        assert_eq!(body["ready"], true);
-        assert_eq!(body["status"], "degraded");
+        assert!(body.ready);
+        assert_eq!(body.status, ComponentState::Degraded);
         let (code, body) = readiness(&[
             report(true, ComponentState::Down),
             report(true, ComponentState::Operational),
         ]);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body["ready"], false);
-        assert_eq!(body["down"], serde_json::json!(["x"]));
+        assert!(!body.ready);
+        assert_eq!(body.down, ["x"]);
     }
 
     fn report(required: bool, state: ComponentState) -> ComponentReport {
@@ -307,10 +378,10 @@ mod tests {
             named("window_store", true, ComponentState::Down),
             named("rule_engine", false, ComponentState::Degraded),
         ]);
-        assert_eq!(v["status"], "error");
-        assert_eq!(v["components"]["tier1"]["gpu_optimizer"], "down");
-        assert_eq!(v["components"]["tier2"]["alerting_system"], "degraded");
-        assert_eq!(v["components"]["tier3"]["tracing_system"], "disabled");
+        assert_eq!(v.status, "error");
+        assert_eq!(v.components["tier1"]["gpu_optimizer"], "down");
+        assert_eq!(v.components["tier2"]["alerting_system"], "degraded");
+        assert_eq!(v.components["tier3"]["tracing_system"], "disabled");
     }
 
     #[test]

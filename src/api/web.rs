@@ -22,6 +22,10 @@ const PULSE_CSS: &str = include_str!("../web/pulse.css");
 /// Most series one `/api/v1/series` call returns; a broader match gets 400.
 pub const MAX_SERIES: usize = 500;
 
+/// `GET /`: the live page.
+#[utoipa::path(get, path = "/", operation_id = "live_page", tag = "operations",
+    summary = "the live page", security(()),
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
 pub async fn index() -> impl IntoResponse {
     (
         [

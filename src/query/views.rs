@@ -13,9 +13,11 @@ use crate::sources::requests::aggregate::RequestSummary;
 use crate::store::window::SeriesStats;
 
 /// Which GPU source runs, and why.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = GpuSource)]
 pub struct GpuSourceInfo {
     /// `nvml` or `simulated`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// Why this source was chosen (e.g. why NVML could not be used).
     pub detail: String,

@@ -6,11 +6,14 @@ use actix::Message;
 use serde::Serialize;
 
 /// A component's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentState {
+    /// Working.
     Operational,
+    /// Working in part (a lost GPU, a failing sink, a rule file that did not reload).
     Degraded,
+    /// Not answering, or stopped.
     Down,
 }
 
@@ -30,11 +33,12 @@ impl ComponentState {
 pub struct GetStats;
 
 /// What one component reports about itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ComponentStats {
     /// Component name, e.g. `window_store`.
     pub name: String,
-    /// `source`, `store`, `sink`, `query`.
+    /// `source`, `store`, `processor`, `sink`, `query`, `tracer`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     pub state: ComponentState,
     /// Why the component is not operational, or what it is doing (e.g. "simulated fleet").
@@ -47,17 +51,22 @@ pub struct ComponentStats {
     pub dropped_total: u64,
     /// Messages sent to this actor and not yet answered.
     pub mailbox_backlog: i64,
-    /// Component-specific figures (series held, cache entries...).
+    /// Component-specific figures (series held, cache entries...), by name.
+    #[schema(value_type = BTreeMap<String, f64>)]
     pub extra: BTreeMap<Figure, f64>,
     /// Component-specific figures with labels of their own (`pulse_<key>{component, ...}`).
     pub labelled: Vec<LabelledFigure>,
 }
 
 /// One labelled figure: `pulse_<key>{component="...", <labels>} value`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LabelledFigure {
+    /// The figure's name.
     #[serde(rename = "key")]
+    #[schema(value_type = String)]
     pub figure: Figure,
+    /// Its own labels, `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub labels: Vec<(&'static str, String)>,
     pub value: f64,
 }
