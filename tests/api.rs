@@ -33,6 +33,7 @@ async fn summary_and_profile_show_the_simulated_fleet() {
     })
     .await;
     assert_eq!(summary["gpu_source"]["kind"], "simulated");
+    common::schema::assert_conforms(&summary, "DashboardSummary");
     assert!(summary["gpus"]["utilization_pct"]["avg"].as_f64().unwrap() > 0.0);
     assert_eq!(summary["gpus"]["memory"]["total_mib"], 3.0 * 81559.0);
 
@@ -40,6 +41,7 @@ async fn summary_and_profile_show_the_simulated_fleet() {
         v["gpus"].as_array().map_or(0, |g| g.len()) == 3
     })
     .await;
+    common::schema::assert_conforms(&profile, "GpuProfile");
     let gpu0 = &profile["gpus"][0];
     assert_eq!(gpu0["Hostname"], "sim-host");
     assert!(gpu0["UUID"].as_str().unwrap().starts_with("GPU-"), "{gpu0}");
@@ -181,6 +183,7 @@ async fn cleanup_reports_memory_before_and_after_as_measured() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{report}");
+    common::schema::assert_conforms(&report, "CleanupReport");
     assert_eq!(report["delivered_to"], 1, "the simulator subscribes");
     let gpus = report["gpus"].as_array().unwrap();
     assert_eq!(
@@ -194,6 +197,10 @@ async fn cleanup_reports_memory_before_and_after_as_measured() {
         assert!(g["released_mib"].as_f64().unwrap() > 5000.0, "{g}");
     }
     assert_eq!(report["not_measured"], 0);
+    // A `null` body is no body: every GPU.
+    let (status, every) = call(&app, post_json("/api/phase4/gpu/cleanup", "null")).await;
+    assert_eq!(status, StatusCode::OK, "{every}");
+    assert_eq!(every["gpus"].as_array().map(Vec::len), Some(3), "{every}");
 }
 
 #[actix::test]

@@ -17,7 +17,7 @@ pub const PAGE_MAX: usize = 1000;
 /// A JSON body that must be present.
 pub struct JsonBody<T>(pub T);
 
-/// A JSON body that may be empty (then `T::default()`).
+/// A JSON body that may be empty or `null` (then `T::default()`).
 pub struct OptionalJsonBody<T>(pub T);
 
 fn check_content_type(req: &Request) -> Result<(), ApiError> {
@@ -114,7 +114,8 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
                 "missing Content-Type: expected application/json".to_string(),
             ));
         }
-        Ok(OptionalJsonBody(parse_json(&bytes)?))
+        let body: Option<T> = parse_json(&bytes)?;
+        Ok(OptionalJsonBody(body.unwrap_or_default()))
     }
 }
 

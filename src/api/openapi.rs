@@ -37,7 +37,10 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::status::readyz,
         super::status::openapi,
         super::web::index,
-        super::metrics::metrics
+        super::metrics::metrics,
+        super::query::dashboard_summary,
+        super::query::gpu_profile,
+        super::query::gpu_cleanup
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)

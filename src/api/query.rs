@@ -14,6 +14,7 @@ use super::AppState;
 use crate::query::actor::{CleanupError, ClearCache, GetCacheStats, RunCleanup};
 use crate::query::cache::{CacheStats, Cleared, View};
 use crate::query::cleanup::{CleanupReport, CleanupRequest};
+use crate::query::views::{DashboardSummary, GpuProfile};
 
 /// Default range of the profile's min/avg/max.
 pub const DEFAULT_PROFILE_WINDOW_S: u64 = 300;
@@ -36,19 +37,35 @@ async fn view(state: &AppState, view: View) -> Result<Response, ApiError> {
     Ok(json_bytes(bytes))
 }
 
-/// `GET /api/phase4/dashboard/summary`
+/// `GET /api/phase4/dashboard/summary` (the cached view's bytes: a [`DashboardSummary`]).
+#[utoipa::path(get, path = "/api/phase4/dashboard/summary", operation_id = "dashboard_summary",
+    tag = "phase4", summary = "the fleet in one view",
+    responses(
+        (status = 200, description = "the summary", body = DashboardSummary),
+        (status = 503, description = "the query actor is not running", body = ErrorBody),
+    ))]
 pub async fn dashboard_summary(State(state): State<AppState>) -> Result<Response, ApiError> {
     view(&state, View::Summary).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ProfileParams {
-    /// Range of min/avg/max, seconds.
+    /// Range of min/avg/max, seconds (default 300, at most the window store's retention).
+    #[param(minimum = 1)]
     window_s: Option<u64>,
 }
 
-/// `GET /api/phase4/gpu/profile?window_s=300`
+/// `GET /api/phase4/gpu/profile?window_s=300` (the cached view's bytes: a [`GpuProfile`]).
+#[utoipa::path(get, path = "/api/phase4/gpu/profile", operation_id = "gpu_profile",
+    tag = "phase4", summary = "every GPU: labels, each metric's latest, min, avg and max, processes",
+    params(ProfileParams),
+    responses(
+        (status = 200, description = "the profile", body = GpuProfile),
+        (status = 400, description = "`window_s` out of range, named", body = ErrorBody),
+        (status = 503, description = "the query actor is not running", body = ErrorBody),
+    ))]
 pub async fn gpu_profile(
     State(state): State<AppState>,
     params: Result<Query<ProfileParams>, QueryRejection>,
@@ -63,6 +80,17 @@ pub async fn gpu_profile(
 }
 
 /// `POST /api/phase4/gpu/cleanup` with an optional body `{"gpus": ["0"], "settle_ms": 3000}`.
+#[utoipa::path(post, path = "/api/phase4/gpu/cleanup", operation_id = "gpu_cleanup", tag = "phase4",
+    summary = "ask workers to release cached GPU memory, and measure what was released",
+    request_body = Option<CleanupRequest>,
+    responses(
+        (status = 200, description = "before and after, as measured", body = CleanupReport),
+        (status = 400, description = "a bad body, an empty `gpus` or a `settle_ms` over its limit, named", body = ErrorBody),
+        (status = 404, description = "a GPU asked for has not reported (named with those that have); nothing sent", body = ErrorBody),
+        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "the query actor or the command stream is not running", body = ErrorBody),
+    ))]
 pub async fn gpu_cleanup(
     State(state): State<AppState>,
     OptionalJsonBody(req): OptionalJsonBody<CleanupRequest>,
@@ -97,6 +125,7 @@ pub async fn gpu_cleanup(
 #[utoipa::path(get, path = "/api/phase4/cache/stats", tag = "phase4", summary = "the view cache",
     responses(
         (status = 200, description = "counts", body = CacheStats),
+        (status = 503, description = "the query actor is not running", body = ErrorBody),
     ))]
 pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStats>, ApiError> {
     let stats = state

@@ -7,6 +7,26 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuId(pub String);
 
+/// In the API's schema: a string, or a non-negative integer.
+impl utoipa::PartialSchema for GpuId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .description(Some(
+                "a `gpu` label: a string (`\"0\"`) or a non-negative integer (`0`)",
+            ))
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for GpuId {}
+
 impl<'de> Deserialize<'de> for GpuId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::model::series::Series;
 
 /// Body of `POST /api/phase4/gpu/cleanup` (all optional).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupRequest {
     /// `gpu` labels to clean (strings or integers); all GPUs when absent.
     #[serde(default, deserialize_with = "crate::model::gpu_id::optional_list")]
+    #[schema(value_type = Option<Vec<crate::model::gpu_id::GpuId>>, min_items = 1)]
     pub gpus: Option<Vec<String>>,
     /// Wait before measuring again, ms; the configured default when absent.
     #[serde(default)]
@@ -21,13 +22,17 @@ pub struct CleanupRequest {
 }
 
 /// The answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CleanupReport {
+    /// The command's id on the command stream.
     pub command_id: String,
+    /// When it was sent, Unix ms.
     pub issued_at_ms: i64,
+    /// How long Pulse waited before measuring again.
     pub settle_ms: u64,
     /// Subscribers the command was delivered to (the simulator and `/api/v1/commands` clients).
     pub delivered_to: usize,
+    /// Each GPU cleaned, before and after.
     pub gpus: Vec<GpuCleanup>,
     /// Sum of `released_mib` over measured GPUs (negative if usage grew).
     pub released_mib_total: f64,
@@ -36,15 +41,20 @@ pub struct CleanupReport {
 }
 
 /// One GPU's before and after.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GpuCleanup {
-    /// dcgm-exporter's label name, as everywhere in the API.
+    /// The host (dcgm-exporter's label name, as everywhere in the API).
     #[serde(rename = "Hostname")]
     pub hostname: String,
+    /// The GPU (its `gpu` label).
     pub gpu: String,
+    /// Memory used before the command.
     pub before_mib: f64,
+    /// When that was read, Unix ms.
     pub before_at_ms: i64,
+    /// Memory used after the settle period; null when no newer sample came.
     pub after_mib: Option<f64>,
+    /// When that was read, Unix ms.
     pub after_at_ms: Option<i64>,
     /// before − after; negative when usage grew; null when not measured.
     pub released_mib: Option<f64>,

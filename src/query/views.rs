@@ -24,9 +24,11 @@ pub struct GpuSourceInfo {
 }
 
 /// `GET /api/phase4/dashboard/summary`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DashboardSummary {
+    /// When it was computed, Unix ms (views are recomputed at most every `refresh_ms`).
     pub generated_at_ms: i64,
+    /// `dashboard.refresh_ms`.
     pub refresh_ms: u64,
     pub gpu_source: GpuSourceInfo,
     pub gpus: GpuFleetSummary,
@@ -39,20 +41,24 @@ pub struct DashboardSummary {
 }
 
 /// The soonest predicted exhaustion in the fleet.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct NearestExhaustion {
-    /// dcgm-exporter's label name, as everywhere in the API.
+    /// The host (dcgm-exporter's label name, as everywhere in the API).
     #[serde(rename = "Hostname")]
     pub hostname: String,
+    /// The GPU (its `gpu` label).
     pub gpu: String,
     /// The metric that runs out, e.g. `DCGM_FI_DEV_FB_USED`.
     pub metric: String,
     /// e.g. `memory`.
     pub resource: String,
+    /// Seconds until the forecast reaches the limit.
     #[serde(serialize_with = "figures::six")]
     pub seconds: f64,
+    /// The range's early end (the first level's upper bound).
     #[serde(serialize_with = "figures::six_opt")]
     pub earliest_seconds: Option<f64>,
+    /// The range's late end (its lower bound).
     #[serde(serialize_with = "figures::six_opt")]
     pub latest_seconds: Option<f64>,
     /// As of, Unix ms.
@@ -96,29 +102,35 @@ pub fn nearest_exhaustion(latest: &[(Series, i64, f64)]) -> Option<NearestExhaus
 }
 
 /// Fleet-wide GPU figures from each GPU's newest samples.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct GpuFleetSummary {
     /// GPUs with a recent utilisation sample.
     pub count: usize,
+    /// Utilisation, percent, over those GPUs.
     pub utilization_pct: AvgMax,
     pub memory: MemorySummary,
+    /// The hottest GPU (null: no temperature).
     pub hottest: Option<HottestGpu>,
 }
 
 /// Average and maximum, null when there is no data.
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Default, PartialEq, utoipa::ToSchema)]
 pub struct AvgMax {
+    /// The average.
     #[serde(serialize_with = "figures::six_opt")]
     pub avg: Option<f64>,
+    /// The maximum.
     #[serde(serialize_with = "figures::six_opt")]
     pub max: Option<f64>,
 }
 
 /// Framebuffer memory across the fleet.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct MemorySummary {
+    /// Used, all GPUs together.
     #[serde(serialize_with = "figures::six")]
     pub used_mib: f64,
+    /// Total, all GPUs together.
     #[serde(serialize_with = "figures::six")]
     pub total_mib: f64,
     /// Per-GPU used/total, in %.
@@ -126,12 +138,14 @@ pub struct MemorySummary {
 }
 
 /// The GPU with the highest temperature.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HottestGpu {
-    /// dcgm-exporter's label name, as everywhere in the API.
+    /// The host (dcgm-exporter's label name, as everywhere in the API).
     #[serde(rename = "Hostname")]
     pub hostname: String,
+    /// The GPU (its `gpu` label).
     pub gpu: String,
+    /// Its temperature, °C.
     #[serde(serialize_with = "figures::six")]
     pub temperature_c: f64,
 }
@@ -200,24 +214,29 @@ pub fn gpu_fleet_summary(latest: &[(Series, i64, f64)]) -> GpuFleetSummary {
 }
 
 /// `GET /api/phase4/gpu/profile`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GpuProfile {
+    /// When it was computed, Unix ms.
     pub generated_at_ms: i64,
     /// The range min/avg/max cover.
     pub window_s: u64,
     pub gpu_source: GpuSourceInfo,
+    /// Every GPU seen within `dashboard.stale_after_ms`.
     pub gpus: Vec<GpuEntry>,
 }
 
 /// One GPU in the profile.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GpuEntry {
-    /// dcgm-exporter's label name, as everywhere in the API.
+    /// The host (dcgm-exporter's label name, as everywhere in the API).
     #[serde(rename = "Hostname")]
     pub hostname: String,
+    /// The GPU (its `gpu` label).
     pub gpu: String,
+    /// The GPU's UUID.
     #[serde(rename = "UUID")]
     pub uuid: String,
+    /// The GPU's model, e.g. `NVIDIA H200`.
     #[serde(rename = "modelName")]
     pub model_name: String,
     /// Newest sample time of this GPU.
@@ -225,31 +244,44 @@ pub struct GpuEntry {
     pub last_seen_ms: i64,
     /// By dcgm-exporter metric name.
     pub metrics: BTreeMap<String, MetricFigures>,
+    /// The processes holding its memory, seen within `dashboard.stale_after_ms`.
     pub processes: Vec<ProcessEntry>,
 }
 
 /// Latest and min/avg/max of one metric over the window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MetricFigures {
+    /// A word: `percent`, `mebibytes`, `celsius`, `watts`, `megahertz`,
+    /// `kilobytes_per_second`, `code`, `bitmask`, `errors`, `boolean`.
+    #[schema(value_type = String)]
     pub unit: &'static str,
+    /// The newest value.
     #[serde(serialize_with = "figures::six")]
     pub latest: f64,
+    /// Over the window: the lowest.
     #[serde(serialize_with = "figures::six")]
     pub min: f64,
+    /// Over the window: the mean.
     #[serde(serialize_with = "figures::six")]
     pub avg: f64,
+    /// Over the window: the highest.
     #[serde(serialize_with = "figures::six")]
     pub max: f64,
+    /// Samples in the window.
     pub samples: usize,
 }
 
 /// A process holding GPU memory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProcessEntry {
+    /// Its process id (on the GPU's host).
     pub pid: u32,
+    /// Its command name (`unknown` when it could not be read).
     pub name: String,
+    /// GPU memory it holds now.
     #[serde(serialize_with = "figures::six")]
     pub memory_used_mib: f64,
+    /// The most it held within the window.
     #[serde(serialize_with = "figures::six")]
     pub memory_max_mib: f64,
 }

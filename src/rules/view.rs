@@ -62,9 +62,12 @@ impl AlertFilter {
 }
 
 /// Counts for the dashboard summary.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertCounts {
+    /// Alerts firing.
     pub firing: usize,
+    /// Alerts pending.
     pub pending: usize,
+    /// Of the active alerts, those acknowledged.
     pub acknowledged: usize,
 }

@@ -145,26 +145,32 @@ impl RequestRecord {
 }
 
 /// Fleet request figures over the trailing window.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RequestSummary {
+    /// The trailing window (`sources.requests.window_s`).
     pub window_s: u64,
     /// Requests in the window.
     pub count: u64,
+    /// Requests per second over the window.
     #[serde(serialize_with = "crate::messages::figures::six")]
     pub rate_per_s: f64,
     /// Share of 5xx responses, 0..1; null when there were no requests.
     #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub error_rate: Option<f64>,
+    /// Latency percentiles, ms.
     pub latency_ms: Percentiles,
 }
 
 /// Latency percentiles, null when there were no requests.
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct Percentiles {
+    /// The median.
     #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub p50: Option<f64>,
+    /// The 95th percentile.
     #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub p95: Option<f64>,
+    /// The 99th percentile.
     #[serde(serialize_with = "crate::messages::figures::six_opt")]
     pub p99: Option<f64>,
 }
