@@ -185,7 +185,9 @@ fn times_are_named_by_one_rule() {
                 && !DURATIONS_MS.contains(&name.as_str())
                 && !BOUNDS_MS.contains(&name.as_str());
             // Request records keep the services' own `timestamp` (the one input format).
-            let timestamp = name == "timestamp" && !at.contains("/api/v1/requests");
+            let request_record =
+                at.contains("/api/v1/requests") || at == "/components/schemas/RequestRecord";
+            let timestamp = name == "timestamp" && !request_record;
             ms || timestamp || name.starts_with("t_") || name == "time_ms"
         })
         .collect();

@@ -64,6 +64,7 @@ async fn a_rest_call_continues_the_callers_trace_and_comes_back_as_a_span_tree()
 
     let (status, trace) = call(&app, get(&format!("/api/phase4/traces/{T1}"))).await;
     assert_eq!(status, StatusCode::OK, "{trace}");
+    common::schema::assert_conforms(&trace, "TraceAnswer");
     assert_eq!(trace["root_name"], "GET /api/phase4/dashboard/summary");
     assert_eq!(trace["remote_parent"], true);
     let root = &trace["spans"][0];
@@ -94,6 +95,7 @@ async fn a_rest_call_continues_the_callers_trace_and_comes_back_as_a_span_tree()
     )
     .await;
     assert_eq!(list["traces"][0]["trace_id"], T1, "{list}");
+    common::schema::assert_conforms(&list, "TracePage");
     assert_eq!(list["traces"][0]["status"], "ok");
     let (_, none) = call(
         &app,
@@ -126,6 +128,7 @@ async fn a_request_batch_puts_its_trace_id_on_the_records_beside_the_gpu_samples
     let (status, _, body) = send(&app, req).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body, json!({"accepted": 3, "traced": 3, "trace_id": T2}));
+    common::schema::assert_conforms(&body, "Accepted");
 
     // The batch's trace: Pulse's handler and its hand-off to the request sampler, and the
     // two records that took the batch's trace id, each with its GPU's samples.
@@ -139,6 +142,7 @@ async fn a_request_batch_puts_its_trace_id_on_the_records_beside_the_gpu_samples
         ]
     );
     assert_eq!(trace["spans"][1]["attributes"]["pulse.records"], 3);
+    common::schema::assert_conforms(&trace, "TraceAnswer");
     let records = trace["requests"].as_array().unwrap();
     assert_eq!(records.len(), 2, "{trace}");
     let slow = records.iter().find(|r| r["latency_ms"] == 950.0).unwrap();
@@ -158,11 +162,13 @@ async fn a_request_batch_puts_its_trace_id_on_the_records_beside_the_gpu_samples
     let (status, own) = call(&app, get(&format!("/api/phase4/traces/{T3}"))).await;
     assert_eq!(status, StatusCode::OK, "{own}");
     assert_eq!(own["spans"], json!([]));
+    common::schema::assert_conforms(&own, "TraceAnswer");
     assert_eq!(own["requests"][0]["gpu"], "1");
 
     // Slow traced requests, newest first.
     let (_, slow) = call(&app, get("/api/v1/requests/traced?min_latency_ms=500")).await;
     assert_eq!(slow["count"], 1);
+    common::schema::assert_conforms(&slow, "TracedPage");
     assert_eq!(slow["requests"][0]["trace_id"], T2);
 
     // A malformed traceparent is ignored, and the answer says so.
@@ -285,6 +291,7 @@ async fn tracing_can_be_switched_off_and_bad_requests_name_the_parameter() {
     assert!(headers.get("traceresponse").is_none());
     let (status, v) = call(&app, get("/api/phase4/traces")).await;
     assert_eq!((status, &v["enabled"]), (StatusCode::OK, &json!(false)));
+    common::schema::assert_conforms(&v, "TracePage");
     let (status, _) = call(&app, get(&format!("/api/phase4/traces/{T1}"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

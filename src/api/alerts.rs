@@ -144,12 +144,7 @@ pub async fn history(
         })
         .await
         .map_err(down)?;
-    let paging = Paging {
-        total,
-        offset,
-        limit: Some(limit),
-        count: alerts.len(),
-    };
+    let paging = Paging::new(total, offset, Some(limit), alerts.len());
     Ok(Json(AlertPage { paging, alerts }))
 }
 

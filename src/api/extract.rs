@@ -154,24 +154,24 @@ pub struct Paging {
 }
 
 impl Paging {
-    /// The paging of `page`, `offset` items in, at most `limit`.
-    pub fn of<T>(page: &Page<T>, offset: usize, limit: Option<usize>) -> Self {
+    /// `count` items of `total`, `offset` items in, at most `limit`.
+    pub fn new(total: usize, offset: usize, limit: Option<usize>, count: usize) -> Self {
         Paging {
-            total: page.total,
+            total,
             offset,
             limit,
-            count: page.items.len(),
+            count,
         }
+    }
+
+    /// The paging of `page`, `offset` items in, at most `limit`.
+    pub fn of<T>(page: &Page<T>, offset: usize, limit: Option<usize>) -> Self {
+        Paging::new(page.total, offset, limit, page.items.len())
     }
 
     /// An empty list's (a component that does not run).
     pub fn empty(offset: usize, limit: Option<usize>) -> Self {
-        Paging {
-            total: 0,
-            offset,
-            limit,
-            count: 0,
-        }
+        Paging::new(0, offset, limit, 0)
     }
 }
 
@@ -190,12 +190,6 @@ pub fn page<T>(
     let page = Page::of(items.into_iter(), offset, limit.unwrap_or(usize::MAX));
     let paging = Paging::of(&page, offset, limit);
     Ok((page.items, paging))
-}
-
-/// The paging fields of a list answer: `total` (before paging), `offset`, `limit` (null:
-/// every item).
-pub fn paging(total: usize, offset: usize, limit: Option<usize>) -> serde_json::Value {
-    serde_json::json!({"total": total, "offset": offset, "limit": limit})
 }
 
 /// `window_s`: `default` (at most `max`) when absent, else 1 to `max`, the window store's

@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use opentelemetry::trace::SpanKind;
-use serde_json::json;
+use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::AppState;
 use crate::sources::requests::actor::IngestRequests;
@@ -23,12 +23,42 @@ use crate::telemetry::SpanCx;
 /// How long a batch may wait for room in the request sampler's mailbox.
 pub const INGEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A batch, counted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Records counted (all of the batch).
+    accepted: usize,
+    /// Of them, those that carry a trace id (kept for `GET /api/v1/requests/traced`).
+    traced: usize,
+    /// The `traceparent`'s trace id, which records without their own took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    trace_id: Option<String>,
+    /// Why the `traceparent` header was ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    warning: Option<String>,
+}
+
+/// `POST /api/v1/requests` with a JSON array of records.
+#[utoipa::path(post, path = "/api/v1/requests", operation_id = "ingest_requests", tag = "ingest",
+    summary = "request records from inference services",
+    params(("traceparent" = Option<String>, Header,
+        description = "W3C trace context; records without a trace id take its trace id")),
+    request_body = Vec<RequestRecord>,
+    responses(
+        (status = 202, description = "every record counted", body = Accepted),
+        (status = 400, description = "a bad record, named by its index and field; none of the batch counted", body = ErrorBody),
+        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "the request sampler is busy or down; none of the batch counted, retry", body = ErrorBody),
+    ))]
 pub async fn ingest_requests(
     State(state): State<AppState>,
     span: Option<Extension<SpanCx>>,
     headers: HeaderMap,
     JsonBody(mut records): JsonBody<Vec<RequestRecord>>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let now = state.handles.clock.now_ms();
     for (i, r) in records.iter().enumerate() {
         r.validate_at(now)
@@ -66,15 +96,13 @@ pub async fn ingest_requests(
     drop(child);
     match outcome {
         Ok(Ok(accepted)) => {
-            let traced_n = traced.len();
+            let body = Accepted {
+                accepted,
+                traced: traced.len(),
+                trace_id: batch_trace,
+                warning: ignored,
+            };
             state.handles.traced_requests.extend(traced);
-            let mut body = json!({ "accepted": accepted, "traced": traced_n });
-            if let Some(t) = batch_trace {
-                body["trace_id"] = json!(t);
-            }
-            if let Some(w) = ignored {
-                body["warning"] = json!(w);
-            }
             Ok((StatusCode::ACCEPTED, Json(body)))
         }
         Ok(Err(e)) => Err(ApiError::Unavailable(format!(

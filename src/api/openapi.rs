@@ -40,7 +40,11 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::metrics::metrics,
         super::query::dashboard_summary,
         super::query::gpu_profile,
-        super::query::gpu_cleanup
+        super::query::gpu_cleanup,
+        super::traces::list,
+        super::traces::one,
+        super::traces::traced_requests,
+        super::ingest::ingest_requests
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)

@@ -78,24 +78,30 @@ pub struct TraceFilter {
 }
 
 /// A trace's status: `error` when any of its spans ended with an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TraceStatus {
+    /// No span ended with an error.
     Ok,
+    /// A span ended with an error.
     Error,
 }
 
 /// One line of the listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TraceSummary {
+    /// 32 hex digits.
     pub trace_id: String,
     /// Name of the root span: the one without a parent in this trace.
     pub root_name: String,
     /// Whether the root continues a trace from another service (`traceparent`).
     pub remote_parent: bool,
+    /// When its first span started, Unix ms.
     #[serde(rename = "started_at_ms")]
     pub start_ms: i64,
+    /// From the first span's start to the last one's end.
     pub duration_ms: f64,
+    /// Spans kept.
     pub span_count: usize,
     pub status: TraceStatus,
     /// The exact start, for ordering traces that began in the same millisecond.
@@ -112,32 +118,51 @@ pub struct TraceDetail {
 }
 
 /// One span as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SpanView {
+    /// 16 hex digits.
     pub span_id: String,
     /// `null` for a root span of this process.
     pub parent_span_id: Option<String>,
+    /// Whether the parent is in another service (`traceparent`).
     pub parent_is_remote: bool,
     /// 0 for roots.
     pub depth: usize,
+    /// What it timed, e.g. `pipeline.batch`.
     pub name: String,
+    /// OpenTelemetry's span kind: `internal`, `server`, `client`, `producer`, `consumer`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
+    /// When it started, Unix ms.
     #[serde(rename = "started_at_ms")]
     pub start_ms: i64,
     /// Start, milliseconds after the trace's first span started.
     pub offset_ms: f64,
+    /// How long it took.
     pub duration_ms: f64,
+    /// `ok`, `error` or `unset`.
+    #[schema(value_type = String)]
     pub status: &'static str,
+    /// The error's message.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub status_message: Option<String>,
+    /// Its attributes (docs/tracing.md).
+    #[schema(value_type = Object)]
     pub attributes: Map<String, Json>,
+    /// Its events, in order.
     pub events: Vec<EventView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Something a span noted while it ran.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventView {
+    /// What happened, e.g. `anomaly opened`.
     pub name: String,
+    /// When, milliseconds after the trace's first span started.
     pub offset_ms: f64,
+    /// Its attributes.
+    #[schema(value_type = Object)]
     pub attributes: Map<String, Json>,
 }
 

@@ -29,25 +29,31 @@ pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
 pub const MAX_AGE_MS: i64 = 24 * 3_600_000;
 
 /// One request, as an inference service reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestRecord {
-    /// When the request finished, Unix ms; arrival time when absent.
+    /// When the request finished, Unix ms (within a day before and 5 minutes after
+    /// Pulse's clock); arrival time when absent.
     #[serde(default)]
     pub timestamp: Option<i64>,
-    /// Route or endpoint, e.g. `/v1/generate`.
+    /// Route or endpoint, e.g. `/v1/generate` (1 to 256 bytes, no control characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub route: String,
     /// HTTP status code.
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
-    /// Latency in milliseconds.
+    /// Latency in milliseconds (at most a day).
+    #[schema(minimum = 0, maximum = 86400000)]
     pub latency_ms: f64,
     /// GPU that served it (string or number), when known.
     #[serde(default, deserialize_with = "crate::model::gpu_id::optional")]
+    #[schema(value_type = Option<crate::model::gpu_id::GpuId>)]
     pub gpu: Option<String>,
-    /// W3C trace id (32 hex digits), when traced.
+    /// W3C trace id (32 hex digits, not all zero), when traced.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     pub trace_id: Option<String>,
-    /// Service name; `unknown` when absent.
+    /// Service name (1 to 256 bytes); `unknown` when absent.
     #[serde(default)]
     pub service: Option<String>,
 }
