@@ -62,6 +62,7 @@ async fn alerts_fire_are_acknowledged_resolve_and_land_in_the_history() {
     // The rules as loaded, with their active alerts.
     let (status, rules) = call(&app, get("/api/phase4/rules")).await;
     assert_eq!(status, StatusCode::OK);
+    common::schema::assert_conforms(&rules, "RuleGroups");
     let rule = &rules["groups"][0]["rules"][0];
     assert_eq!(
         (rule["kind"].as_str(), rule["name"].as_str()),

@@ -128,6 +128,9 @@ fn rules_and_alerts_answer_as_prometheus_does() {
         };
         assert_eq!(labels(oa), labels(ta));
     }
+    // Both answers fit the schema Pulse documents.
+    common::schema::assert_conforms(&ours, "PromSuccess_RuleDiscovery");
+    common::schema::assert_conforms(&theirs, "PromSuccess_RuleDiscovery");
     // A filter by type, as Prometheus takes it.
     let (_, recording) = pulse.get("/api/v1/rules?type=record");
     let only: Vec<&Value> = recording["data"]["groups"][0]["rules"]
@@ -139,10 +142,13 @@ fn rules_and_alerts_answer_as_prometheus_does() {
     assert_eq!(only[0]["type"], "recording");
     let (code, bad) = pulse.get("/api/v1/rules?type=both");
     assert_eq!(code, 400, "{bad}");
+    common::schema::assert_conforms(&bad, "PromErrorBody");
     assert_eq!(bad["errorType"], "bad_data");
 
     let (_, our_alerts) = pulse.get("/api/v1/alerts");
     let their_alerts = prometheus.get("/api/v1/alerts");
+    common::schema::assert_conforms(&our_alerts, "PromSuccess_AlertDiscovery");
+    common::schema::assert_conforms(&their_alerts, "PromSuccess_AlertDiscovery");
     assert_eq!(keys(&our_alerts["data"]), keys(&their_alerts["data"]));
     let (oa, ta) = (
         our_alerts["data"]["alerts"].as_array().unwrap(),

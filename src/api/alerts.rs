@@ -4,17 +4,16 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{limit_param, match_param, page, JsonBody, Paging};
 use super::AppState;
 use crate::rules::alerting::AlertState;
-use crate::rules::engine::GetRules;
 use crate::rules::engine::{
     AckError, Acknowledge, GetActiveAlerts, GetAlertHistory, LoadStatus, ReloadRules,
 };
+use crate::rules::engine::{GetRules, GroupInfo};
 use crate::rules::view::{AlertFilter, AlertView};
 
 /// Default and largest page of the history.
@@ -195,11 +194,23 @@ pub async fn acknowledge(
     }
 }
 
+/// The rule groups as loaded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleGroups {
+    groups: Vec<GroupInfo>,
+}
+
 /// `GET /api/phase4/rules`: the loaded groups and rules, with their last error and active
 /// alerts (Prometheus' shape is `GET /api/v1/rules`).
-pub async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/phase4/rules", operation_id = "list_rules", tag = "phase4",
+    summary = "the rule groups and rules as loaded, with their last error and active alerts",
+    responses(
+        (status = 200, description = "the groups", body = RuleGroups),
+        (status = 503, description = "the rule engine is not running", body = ErrorBody),
+    ))]
+pub async fn rules(State(state): State<AppState>) -> Result<Json<RuleGroups>, ApiError> {
     let groups = state.handles.rules.send(GetRules).await.map_err(down)?;
-    Ok(Json(json!({ "groups": groups })))
+    Ok(Json(RuleGroups { groups }))
 }
 
 /// `POST /api/v1/rules/reload`

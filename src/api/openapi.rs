@@ -44,7 +44,10 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::traces::list,
         super::traces::one,
         super::traces::traced_requests,
-        super::ingest::ingest_requests
+        super::ingest::ingest_requests,
+        super::alerts::rules,
+        super::prom_rules::rules,
+        super::prom_rules::alerts
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)

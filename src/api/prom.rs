@@ -40,14 +40,47 @@ pub struct Params {
 /// A Prometheus API error: status, `errorType`, `error`.
 pub(super) struct PromError(pub StatusCode, pub &'static str, pub String);
 
+/// Prometheus' error envelope.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PromErrorBody {
+    /// Always `error`.
+    #[schema(value_type = String, pattern = "^error$")]
+    status: &'static str,
+    /// `bad_data`, `execution` or `unavailable`.
+    #[serde(rename = "errorType")]
+    #[schema(value_type = String)]
+    error_type: &'static str,
+    /// What went wrong.
+    error: String,
+}
+
+/// Prometheus' success envelope around `data`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PromSuccess<T> {
+    /// Always `success`.
+    #[schema(value_type = String, pattern = "^success$")]
+    status: &'static str,
+    data: T,
+}
+
+impl<T> PromSuccess<T> {
+    pub fn new(data: T) -> Self {
+        PromSuccess {
+            status: "success",
+            data,
+        }
+    }
+}
+
 impl IntoResponse for PromError {
     fn into_response(self) -> Response {
-        let PromError(status, kind, message) = self;
-        (
-            status,
-            Json(json!({"status": "error", "errorType": kind, "error": message})),
-        )
-            .into_response()
+        let PromError(status, error_type, error) = self;
+        let body = PromErrorBody {
+            status: "error",
+            error_type,
+            error,
+        };
+        (status, Json(body)).into_response()
     }
 }
 

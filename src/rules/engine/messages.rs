@@ -68,11 +68,14 @@ pub struct GetAlertCounts;
 #[rtype(result = "Vec<GroupInfo>")]
 pub struct GetRules;
 
-/// One group in `GET /api/v1/rules`.
-#[derive(Debug, Clone, Serialize)]
+/// One group as loaded (`GET /api/phase4/rules`; Prometheus' shape is `GET /api/v1/rules`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GroupInfo {
+    /// The rule file.
     pub file: String,
+    /// The group's name.
     pub name: String,
+    /// How often it is evaluated.
     pub interval_ms: i64,
     /// When the group last ran (null before its first evaluation, or while it runs).
     #[serde(rename = "last_eval_at_ms")]
@@ -80,22 +83,27 @@ pub struct GroupInfo {
     pub rules: Vec<RuleInfo>,
 }
 
-/// One rule in `GET /api/v1/rules`.
-#[derive(Debug, Clone, Serialize)]
+/// One rule as loaded.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RuleInfo {
     /// `alert` or `record`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
+    /// The alert's or the recorded series' name.
     pub name: String,
+    /// The PromQL expression.
     pub expr: String,
     /// The last evaluation's error, if it failed.
     pub last_error: Option<String>,
     /// Pending and firing alerts of an alerting rule.
     pub active_alerts: usize,
-    /// An alerting rule's `for` and `keep_firing_for`, ms (0 for a recording rule).
+    /// An alerting rule's `for` (0 for a recording rule).
     pub for_ms: i64,
+    /// An alerting rule's `keep_firing_for` (0 for a recording rule).
     pub keep_firing_for_ms: i64,
-    /// Labels and annotations as written (templates unexpanded).
+    /// Labels as written (templates unexpanded).
     pub labels: BTreeMap<String, String>,
+    /// Annotations as written (templates unexpanded).
     pub annotations: BTreeMap<String, String>,
     /// The pending and firing alerts, for Prometheus' rules API (`GET /api/v1/rules`).
     #[serde(skip)]
