@@ -112,6 +112,10 @@ fn same_series(pulse: &str, expr: &str, prometheus: &[Value]) -> Result<(), Stri
     if status != 200 || v["status"] != "success" {
         return Err(format!("HTTP {status}: {v}"));
     }
+    let off = common::schema::problems(&v, "PromSuccess_QueryData");
+    if !off.is_empty() {
+        return Err(format!("off the documented schema: {off:?}"));
+    }
     let labels = |r: &Value| -> BTreeMap<String, String> {
         r["metric"]
             .as_object()

@@ -26,6 +26,7 @@ async fn instant_and_range_queries_answer_in_prometheus_shapes() {
     .await;
     assert_eq!(v["status"], "success");
     assert_eq!(v["data"]["resultType"], "vector");
+    common::schema::assert_conforms(&v, "PromSuccess_QueryData");
     let first = &v["data"]["result"][0];
     assert_eq!(first["metric"]["__name__"], "DCGM_FI_DEV_GPU_TEMP");
     assert!(first["value"][0].is_f64(), "{first}");
@@ -45,6 +46,7 @@ async fn instant_and_range_queries_answer_in_prometheus_shapes() {
         v["data"],
         serde_json::json!({"resultType": "scalar", "result": [1700000000.0, "2"]})
     );
+    common::schema::assert_conforms(&v, "PromSuccess_QueryData");
 
     // A range over the last 2 s at 0.5 s: one series per GPU, points at each step.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -57,6 +59,7 @@ async fn instant_and_range_queries_answer_in_prometheus_shapes() {
     let (status, v) = call(&app, get(&uri)).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["resultType"], "matrix");
+    common::schema::assert_conforms(&v, "PromSuccess_QueryData");
     let series = v["data"]["result"].as_array().unwrap();
     assert_eq!(series.len(), 3, "{v}");
     let values = series[0]["values"].as_array().unwrap();
@@ -133,6 +136,7 @@ async fn bad_queries_get_prometheus_errors() {
         assert_eq!(got, status, "{uri}: {v}");
         assert_eq!(v["status"], "error", "{uri}: {v}");
         assert_eq!(v["errorType"], kind, "{uri}: {v}");
+        common::schema::assert_conforms(&v, "PromErrorBody");
         assert!(
             v["error"].as_str().unwrap().contains(mentions),
             "{uri}: {v}"

@@ -47,7 +47,11 @@ const HAND_WRITTEN: &str = include_str!("../../docs/openapi.yaml");
         super::ingest::ingest_requests,
         super::alerts::rules,
         super::prom_rules::rules,
-        super::prom_rules::alerts
+        super::prom_rules::alerts,
+        super::prom::query_get,
+        super::prom::query_post,
+        super::prom::query_range_get,
+        super::prom::query_range_post
     ),
     components(schemas(ErrorBody)),
     modifiers(&Unauthorized)

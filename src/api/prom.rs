@@ -13,8 +13,8 @@ use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value as Json_};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use crate::promql::{self, EvalError, Evaluator, Labels, SampleBudget, Value};
@@ -25,16 +25,103 @@ pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 /// Steps evaluated per read of the store.
 const STEPS_PER_READ: usize = 32;
 
-#[derive(Debug, Default, Deserialize)]
-pub struct Params {
+/// An instant query's parameters, in the query string or a form body.
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct InstantParams {
+    /// The PromQL expression.
+    #[param(required = true)]
+    #[schema(required = true)]
     query: Option<String>,
+    /// When: Unix seconds or RFC 3339 (default: now).
     time: Option<String>,
+    /// Accepted and ignored (Prometheus' per-query timeout).
+    #[allow(dead_code)]
+    timeout: Option<String>,
+}
+
+/// A range query's parameters, in the query string or a form body.
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct RangeParams {
+    /// The PromQL expression (a scalar or an instant vector).
+    #[param(required = true)]
+    #[schema(required = true)]
+    query: Option<String>,
+    /// The first step: Unix seconds or RFC 3339.
+    #[param(required = true)]
+    #[schema(required = true)]
     start: Option<String>,
+    /// The last step at most: Unix seconds or RFC 3339.
+    #[param(required = true)]
+    #[schema(required = true)]
     end: Option<String>,
+    /// Between steps: a duration (`15s`) or seconds (`15`); at most 11 000 steps.
+    #[param(required = true)]
+    #[schema(required = true)]
     step: Option<String>,
     /// Accepted and ignored (Prometheus' per-query timeout).
     #[allow(dead_code)]
     timeout: Option<String>,
+}
+
+/// A sample as Prometheus writes one: `[Unix seconds, "value"]`, the value a string
+/// (shortest digits, `NaN`, `+Inf`), or a string result's text.
+#[derive(Debug, Serialize)]
+pub struct SamplePair(f64, String);
+
+impl SamplePair {
+    fn new(t_ms: i64, v: f64) -> Self {
+        SamplePair(t_ms as f64 / 1000.0, value_text(v))
+    }
+}
+
+impl utoipa::PartialSchema for SamplePair {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Type};
+        ArrayBuilder::new()
+            .description(Some("`[Unix seconds, \"value\"]`"))
+            .prefix_items([
+                ObjectBuilder::new().schema_type(Type::Number),
+                ObjectBuilder::new().schema_type(Type::String),
+            ])
+            .items(ArrayItems::False)
+            .min_items(Some(2))
+            .into()
+    }
+}
+
+impl ToSchema for SamplePair {}
+
+/// One series of an instant vector.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstantSample {
+    /// Its labels, `__name__` among them unless a function dropped it.
+    metric: BTreeMap<String, String>,
+    value: SamplePair,
+}
+
+/// One series of a range query's matrix.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RangeSeries {
+    /// Its labels.
+    metric: BTreeMap<String, String>,
+    /// Its points, oldest first.
+    values: Vec<SamplePair>,
+}
+
+/// `data` of a query: the result's type and the result.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+pub enum QueryData {
+    /// A number.
+    Scalar(SamplePair),
+    /// A string.
+    String(SamplePair),
+    /// One sample per series.
+    Vector(Vec<InstantSample>),
+    /// Points per series (a range query's result, or a range selector's).
+    Matrix(Vec<RangeSeries>),
 }
 
 /// A Prometheus API error: status, `errorType`, `error`.
@@ -179,13 +266,8 @@ fn metric(labels: &Labels) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn seconds(t_ms: i64) -> Json_ {
-    json!(t_ms as f64 / 1000.0)
-}
-
-fn query_text(p: &Params) -> Result<promql::Query, PromError> {
-    let text = p
-        .query
+fn query_text(query: &Option<String>) -> Result<promql::Query, PromError> {
+    let text = query
         .as_deref()
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| bad_data("invalid parameter \"query\": no query given"))?;
@@ -194,68 +276,94 @@ fn query_text(p: &Params) -> Result<promql::Query, PromError> {
 
 /// The parameters, or the Prometheus-shaped error of a request axum could not read (a body
 /// that is not a form, bad percent-encoding): `bad_data`, with axum's status (400 or 415).
-fn params<R>(read: Result<impl Into<Params>, R>) -> Result<Params, PromError>
+fn params<P, R>(read: Result<P, R>) -> Result<P, PromError>
 where
     R: IntoResponse + std::fmt::Display,
 {
-    read.map(Into::into).map_err(|rejection| {
+    read.map_err(|rejection| {
         let message = rejection.to_string();
         PromError(rejection.into_response().status(), "bad_data", message)
     })
 }
 
-impl From<Query<Params>> for Params {
-    fn from(Query(p): Query<Params>) -> Params {
-        p
-    }
-}
-
-impl From<Form<Params>> for Params {
-    fn from(Form(p): Form<Params>) -> Params {
-        p
-    }
-}
-
 /// `GET /api/v1/query`.
+#[utoipa::path(get, path = "/api/v1/query", operation_id = "prometheus_query", tag = "prometheus",
+    summary = "an instant query, as Prometheus answers it",
+    params(InstantParams),
+    responses(
+        (status = 200, description = "the result", body = PromSuccess<QueryData>),
+        (status = 400, description = "a bad or missing parameter", body = PromErrorBody),
+        (status = 422, description = "the evaluation failed (too many samples, a bad operation)", body = PromErrorBody),
+        (status = 503, description = "the window store is not running", body = PromErrorBody),
+    ))]
 pub async fn query_get(
     State(state): State<AppState>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<InstantParams>, QueryRejection>,
 ) -> Response {
     match params(p) {
-        Ok(p) => query(state, p).await,
+        Ok(Query(p)) => query(state, p).await,
         Err(e) => e.into_response(),
     }
 }
 
 /// `POST /api/v1/query` (form-encoded, as Grafana sends it).
+#[utoipa::path(post, path = "/api/v1/query", operation_id = "prometheus_query_form", tag = "prometheus",
+    summary = "the same, the parameters in a form body (Grafana's default)",
+    request_body(content = InstantParams, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the result", body = PromSuccess<QueryData>),
+        (status = 400, description = "a bad or missing parameter", body = PromErrorBody),
+        (status = 415, description = "the body is not a form", body = PromErrorBody),
+        (status = 422, description = "the evaluation failed (too many samples, a bad operation)", body = PromErrorBody),
+        (status = 503, description = "the window store is not running", body = PromErrorBody),
+    ))]
 pub async fn query_post(
     State(state): State<AppState>,
-    p: Result<Form<Params>, FormRejection>,
+    p: Result<Form<InstantParams>, FormRejection>,
 ) -> Response {
     match params(p) {
-        Ok(p) => query(state, p).await,
+        Ok(Form(p)) => query(state, p).await,
         Err(e) => e.into_response(),
     }
 }
 
 /// `GET /api/v1/query_range`.
+#[utoipa::path(get, path = "/api/v1/query_range", operation_id = "prometheus_query_range",
+    tag = "prometheus", summary = "a range query, as Prometheus answers it",
+    params(RangeParams),
+    responses(
+        (status = 200, description = "the result (a matrix)", body = PromSuccess<QueryData>),
+        (status = 400, description = "a bad or missing parameter, or too many steps", body = PromErrorBody),
+        (status = 422, description = "the evaluation failed (too many samples, a bad operation)", body = PromErrorBody),
+        (status = 503, description = "the window store is not running", body = PromErrorBody),
+    ))]
 pub async fn query_range_get(
     State(state): State<AppState>,
-    p: Result<Query<Params>, QueryRejection>,
+    p: Result<Query<RangeParams>, QueryRejection>,
 ) -> Response {
     match params(p) {
-        Ok(p) => query_range(state, p).await,
+        Ok(Query(p)) => query_range(state, p).await,
         Err(e) => e.into_response(),
     }
 }
 
 /// `POST /api/v1/query_range`.
+#[utoipa::path(post, path = "/api/v1/query_range", operation_id = "prometheus_query_range_form",
+    tag = "prometheus", summary = "the same, the parameters in a form body",
+    request_body(content = RangeParams, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the result (a matrix)", body = PromSuccess<QueryData>),
+        (status = 400, description = "a bad or missing parameter, or too many steps", body = PromErrorBody),
+        (status = 415, description = "the body is not a form", body = PromErrorBody),
+        (status = 422, description = "the evaluation failed (too many samples, a bad operation)", body = PromErrorBody),
+        (status = 503, description = "the window store is not running", body = PromErrorBody),
+    ))]
 pub async fn query_range_post(
     State(state): State<AppState>,
-    p: Result<Form<Params>, FormRejection>,
+    p: Result<Form<RangeParams>, FormRejection>,
 ) -> Response {
     match params(p) {
-        Ok(p) => query_range(state, p).await,
+        Ok(Form(p)) => query_range(state, p).await,
         Err(e) => e.into_response(),
     }
 }
@@ -273,8 +381,8 @@ fn evaluate(
         .eval(expr)
 }
 
-async fn query(state: AppState, p: Params) -> Response {
-    let q = match query_text(&p) {
+async fn query(state: AppState, p: InstantParams) -> Response {
+    let q = match query_text(&p.query) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
@@ -294,27 +402,37 @@ async fn query(state: AppState, p: Params) -> Response {
         Err(e) => return e.into_response(),
     };
     let data = match value {
-        Value::Scalar(v) => {
-            json!({"resultType": "scalar", "result": [seconds(t_ms), value_text(v)]})
-        }
-        Value::String(s) => json!({"resultType": "string", "result": [seconds(t_ms), s]}),
-        Value::Vector(v) => json!({
-            "resultType": "vector",
-            "result": v.iter().map(|s| json!({"metric": metric(&s.labels), "value": [seconds(t_ms), value_text(s.value)]})).collect::<Vec<_>>(),
-        }),
-        Value::Matrix(m) => json!({
-            "resultType": "matrix",
-            "result": m.iter().map(|s| json!({
-                "metric": metric(&s.labels),
-                "values": s.points.iter().map(|(t, v)| json!([seconds(*t), value_text(*v)])).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
+        Value::Scalar(v) => QueryData::Scalar(SamplePair::new(t_ms, v)),
+        Value::String(s) => QueryData::String(SamplePair(t_ms as f64 / 1000.0, s)),
+        Value::Vector(v) => QueryData::Vector(
+            v.iter()
+                .map(|s| InstantSample {
+                    metric: metric(&s.labels),
+                    value: SamplePair::new(t_ms, s.value),
+                })
+                .collect(),
+        ),
+        Value::Matrix(m) => QueryData::Matrix(
+            m.iter()
+                .map(|s| range_series(&s.labels, &s.points))
+                .collect(),
+        ),
     };
-    Json(json!({"status": "success", "data": data})).into_response()
+    Json(PromSuccess::new(data)).into_response()
 }
 
-async fn query_range(state: AppState, p: Params) -> Response {
-    let q = match query_text(&p) {
+fn range_series(labels: &Labels, points: &[(i64, f64)]) -> RangeSeries {
+    RangeSeries {
+        metric: metric(labels),
+        values: points
+            .iter()
+            .map(|(t, v)| SamplePair::new(*t, *v))
+            .collect(),
+    }
+}
+
+async fn query_range(state: AppState, p: RangeParams) -> Response {
+    let q = match query_text(&p.query) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
@@ -391,17 +509,11 @@ async fn query_range(state: AppState, p: Params) -> Response {
             }
         }
     }
-    let result: Vec<Json_> = series
+    let result = series
         .iter()
-        .map(|(labels, points)| {
-            json!({
-                "metric": metric(labels),
-                "values": points.iter().map(|(t, v)| json!([seconds(*t), value_text(*v)])).collect::<Vec<_>>(),
-            })
-        })
+        .map(|(labels, points)| range_series(labels, points))
         .collect();
-    Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
-        .into_response()
+    Json(PromSuccess::new(QueryData::Matrix(result))).into_response()
 }
 
 #[cfg(test)]
