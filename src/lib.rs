@@ -32,7 +32,7 @@
 //! - `actions` — what alerting rules do when they fire (`pulse_action`), with guardrails.
 //! - `query` — the query actor, its views, cache and cleanup reports.
 //! - `api` — the axum router and handlers, the `/metrics` exposition, and the OpenAPI
-//!   document (generated from the typed handlers, the rest `docs/openapi.yaml`).
+//!   document (generated from the handlers and their types).
 //! - `telemetry` — OpenTelemetry tracing of Pulse's own work.
 //! - `messages` — data several components share: samples, commands, pages of lists.
 //! - [`model`] — the sample model (series = name + sorted labels), selectors, the catalog

@@ -1,7 +1,8 @@
-//! The API's contract, served at `GET /api/openapi.json`: `docs/openapi.yaml` with the
-//! operations generated from the typed handlers (`src/api/openapi.rs`):
+//! The API's contract, served at `GET /api/openapi.json` and generated from the typed
+//! handlers (`src/api/openapi.rs`):
 //!
 //! - it is a valid OpenAPI 3.1 document (`openapi-spec-validator` from PyPI);
+//! - `docs/openapi.json`, the copy for readers, is the served document;
 //! - it describes every route the router serves, with its methods, and no other;
 //! - Schemathesis (PyPI) generates requests from it against the real binary and finds no
 //!   server error, no undocumented status code or content type, and no answer off its
@@ -22,7 +23,7 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The whole document, as served: `docs/openapi.yaml` with the generated operations.
+/// The whole document, as served.
 fn document() -> serde_yaml::Value {
     serde_yaml::to_value(pulse::openapi_document()).unwrap()
 }
@@ -53,6 +54,21 @@ fn the_document_is_valid_openapi() {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `UPDATE_OPENAPI=1 cargo test --test openapi` writes it after a change of the API.
+#[test]
+fn docs_openapi_json_is_the_served_document() {
+    let file = root().join("docs/openapi.json");
+    let served = serde_json::to_string_pretty(&pulse::openapi_document()).unwrap() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&file, &served).unwrap();
+    }
+    let written = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        written == served,
+        "docs/openapi.json is not the served document: UPDATE_OPENAPI=1 cargo test --test openapi"
     );
 }
 

@@ -203,6 +203,14 @@ fn labels_values_and_series_answer_as_prometheus_does() {
         assert_eq!(code, 200, "{path}: {ours}");
         let theirs = prometheus.get(path);
         assert_eq!(ours["status"], "success", "{path}: {ours}");
+        // Both answers fit the schema Pulse documents.
+        let schema = if path.contains("series") {
+            "SeriesAnswer"
+        } else {
+            "PromSuccess_Vec_String"
+        };
+        common::schema::assert_conforms(&ours, schema);
+        common::schema::assert_conforms(&theirs, schema);
         let mut ours = ours["data"].clone();
         let mut theirs = without_scrape_labels(&theirs["data"]);
         // Series come in no particular order.
@@ -220,6 +228,7 @@ fn labels_values_and_series_answer_as_prometheus_does() {
     // Without `match[]` the same path answers in Pulse's shape, with the points.
     let (_, own) = pulse.get("/api/v1/series?match=DCGM_FI_DEV_GPU_UTIL&window_s=10");
     assert!(own["series"][0]["points"].is_array(), "{own}");
+    common::schema::assert_conforms(&own, "SeriesAnswer");
     let (code, bad) = pulse.get("/api/v1/labels?match%5B%5D=%7Bgpu%3D");
     assert_eq!(code, 400, "{bad}");
     assert_eq!(bad["errorType"], "bad_data");

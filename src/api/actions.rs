@@ -105,7 +105,7 @@ pub struct KillSwitch {
 
 /// `POST /api/phase4/actions/pause`: the kill switch; every action is refused (`paused`)
 /// until `POST /api/phase4/actions/resume`.
-#[utoipa::path(post, path = "/api/phase4/actions/pause", tag = "phase4", summary = "the kill switch on",
+#[utoipa::path(post, path = "/api/phase4/actions/pause", operation_id = "pause_actions", tag = "phase4", summary = "the kill switch on",
     responses(
         (status = 200, description = "the kill switch", body = KillSwitch),
         (status = 404, description = "this role runs no actions (`pulse agent`)", body = ErrorBody),
@@ -116,7 +116,7 @@ pub async fn pause(State(state): State<AppState>) -> Result<Json<KillSwitch>, Ap
 }
 
 /// `POST /api/phase4/actions/resume`: the kill switch off.
-#[utoipa::path(post, path = "/api/phase4/actions/resume", tag = "phase4", summary = "the kill switch off",
+#[utoipa::path(post, path = "/api/phase4/actions/resume", operation_id = "resume_actions", tag = "phase4", summary = "the kill switch off",
     responses(
         (status = 200, description = "the kill switch", body = KillSwitch),
         (status = 404, description = "this role runs no actions (`pulse agent`)", body = ErrorBody),

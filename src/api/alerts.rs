@@ -214,7 +214,7 @@ pub async fn rules(State(state): State<AppState>) -> Result<Json<RuleGroups>, Ap
 }
 
 /// `POST /api/v1/rules/reload`
-#[utoipa::path(post, path = "/api/v1/rules/reload", tag = "phase4", summary = "read the rule files again",
+#[utoipa::path(post, path = "/api/v1/rules/reload", operation_id = "reload_rules", tag = "phase4", summary = "read the rule files again",
     responses(
         (status = 200, description = "loaded", body = LoadStatus),
         (status = 422, description = "the rule files do not load; the previous rules keep running", body = ErrorBody),

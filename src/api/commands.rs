@@ -13,6 +13,12 @@ use tokio_stream::StreamExt;
 
 use super::AppState;
 
+/// `GET /api/v1/commands`: the command stream (never ends while Pulse runs).
+#[utoipa::path(get, path = "/api/v1/commands", operation_id = "command_stream", tag = "ingest",
+    summary = "the command stream for workers (server-sent events, never ends)",
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "events `cleanup` and `action` (data: a Command as JSON, id: its id), \
+            `lagged` (commands this subscriber missed), `shutdown` (the last one)")))]
 pub async fn subscribe(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

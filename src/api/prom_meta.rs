@@ -10,9 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
-use super::prom::{bad_data, parse_time, PromError};
+use super::prom::{bad_data, parse_time, PromError, PromErrorBody, PromSuccess};
 use super::AppState;
 use crate::model::selector::Selector;
 use crate::model::series::Series;
@@ -89,22 +88,36 @@ fn label_set(s: &Series) -> BTreeMap<String, String> {
     set
 }
 
-fn success(data: serde_json::Value) -> Response {
-    Json(json!({"status": "success", "data": data})).into_response()
-}
+/// The label sets of series, as Prometheus lists them.
+pub type LabelSets = PromSuccess<Vec<BTreeMap<String, String>>>;
+/// Label names or values, as Prometheus lists them.
+pub type Strings = PromSuccess<Vec<String>>;
 
 /// `GET /api/v1/series?match[]=...`: the label sets of matching series.
 pub async fn series(state: AppState, uri: Uri) -> Response {
     match matching(&state, &uri).await {
         Ok(found) => {
             let sets: Vec<BTreeMap<String, String>> = found.iter().map(label_set).collect();
-            success(json!(sets))
+            Json(super::web::SeriesAnswer::Prometheus(LabelSets::new(sets))).into_response()
         }
         Err(e) => e.into_response(),
     }
 }
 
 /// `GET /api/v1/labels`: the label names of matching series, `__name__` included.
+#[utoipa::path(get, path = "/api/v1/labels", operation_id = "prometheus_labels", tag = "prometheus",
+    summary = "label names of matching series, as Prometheus answers",
+    params(
+        ("match[]" = Option<Vec<String>>, Query, style = Form, explode,
+            description = "a series selector (repeatable), as Prometheus takes it"),
+        ("start" = Option<String>, Query,
+            description = "series with a point since then (Unix seconds or RFC 3339)"),
+    ),
+    responses(
+        (status = 200, description = "the names, sorted", body = PromSuccess<Vec<String>>),
+        (status = 400, description = "a bad selector or time, or too many series", body = PromErrorBody),
+        (status = 503, description = "the window store did not answer", body = PromErrorBody),
+    ))]
 pub async fn labels(State(state): State<AppState>, uri: Uri) -> Response {
     match matching(&state, &uri).await {
         Ok(found) => {
@@ -112,13 +125,27 @@ pub async fn labels(State(state): State<AppState>, uri: Uri) -> Response {
                 .iter()
                 .flat_map(|s| label_set(s).into_keys())
                 .collect();
-            success(json!(names))
+            Json(Strings::new(names.into_iter().collect())).into_response()
         }
         Err(e) => e.into_response(),
     }
 }
 
 /// `GET /api/v1/label/{name}/values`: the values `name` takes in matching series.
+#[utoipa::path(get, path = "/api/v1/label/{name}/values", operation_id = "prometheus_label_values",
+    tag = "prometheus", summary = "values of one label in matching series, as Prometheus answers",
+    params(
+        ("name" = String, Path, description = "the label, e.g. `gpu` or `__name__`"),
+        ("match[]" = Option<Vec<String>>, Query, style = Form, explode,
+            description = "a series selector (repeatable), as Prometheus takes it"),
+        ("start" = Option<String>, Query,
+            description = "series with a point since then (Unix seconds or RFC 3339)"),
+    ),
+    responses(
+        (status = 200, description = "the values, sorted", body = PromSuccess<Vec<String>>),
+        (status = 400, description = "a bad selector or time, or too many series", body = PromErrorBody),
+        (status = 503, description = "the window store did not answer", body = PromErrorBody),
+    ))]
 pub async fn label_values(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -130,7 +157,7 @@ pub async fn label_values(
                 .iter()
                 .filter_map(|s| label_set(s).remove(&name))
                 .collect();
-            success(json!(values))
+            Json(Strings::new(values.into_iter().collect())).into_response()
         }
         Err(e) => e.into_response(),
     }

@@ -8,7 +8,6 @@ use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::{match_param, window_param};
@@ -66,14 +65,72 @@ pub struct SeriesParams {
     window_s: Option<u64>,
 }
 
+/// Matching series and their points over a trailing window (Pulse's shape of
+/// `GET /api/v1/series`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SeriesWindow {
+    /// The window, seconds.
+    window_s: u64,
+    /// Series matched.
+    count: usize,
+    series: Vec<SeriesPoints>,
+}
+
+/// One series and its points.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SeriesPoints {
+    /// The metric name.
+    metric: String,
+    /// The other labels.
+    labels: std::collections::BTreeMap<String, String>,
+    /// `[Unix ms, value]` pairs, oldest first.
+    #[schema(value_type = Vec<Vec<f64>>)]
+    points: Vec<(i64, f64)>,
+}
+
+/// What `GET /api/v1/series` answers: Pulse's shape, or Prometheus' with `match[]`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum SeriesAnswer {
+    Pulse(SeriesWindow),
+    Prometheus(super::prom::PromSuccess<Vec<std::collections::BTreeMap<String, String>>>),
+}
+
+/// An error of `GET /api/v1/series`, in the shape of the API asked. Only its schema is
+/// used: `ApiError` and `PromError` build the bodies.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SeriesError {
+    Pulse(super::error::ErrorBody),
+    Prometheus(super::prom::PromErrorBody),
+}
+
 /// `GET /api/v1/series?match={__name__="DCGM_FI_DEV_GPU_UTIL"}&window_s=300`; with
 /// Prometheus' `match[]`, Prometheus' answer instead (`prom_meta::series`).
+#[utoipa::path(get, path = "/api/v1/series", operation_id = "series", tag = "phase4",
+    summary = "with `match`: matching series and their points (Pulse); with `match[]`: their label sets (Prometheus)",
+    params(
+        ("match" = Option<String>, Query,
+            description = "Pulse's shape: a PromQL series selector, e.g. `{__name__=\"DCGM_FI_DEV_GPU_UTIL\",gpu=\"0\"}`"),
+        ("window_s" = Option<u64>, Query, minimum = 1,
+            description = "Pulse's shape: the trailing window, seconds (default 300)"),
+        ("match[]" = Option<Vec<String>>, Query, style = Form, explode,
+            description = "Prometheus' shape: a series selector (repeatable)"),
+        ("start" = Option<String>, Query,
+            description = "Prometheus' shape: series with a point since then (Unix seconds or RFC 3339)"),
+    ),
+    responses(
+        (status = 200, description = "the series, in the shape of the API asked", body = SeriesAnswer),
+        (status = 400, description = "a bad parameter, in the shape of the API asked", body = SeriesError),
+        (status = 503, description = "the window store is down", body = SeriesError),
+    ))]
 pub async fn series(State(state): State<AppState>, uri: Uri) -> Response {
     if super::prom_meta::is_prometheus(&uri) {
         return super::prom_meta::series(state, uri).await;
     }
     match own_series(state, Query::try_from_uri(&uri)).await {
-        Ok(answer) => answer.into_response(),
+        Ok(Json(answer)) => Json(SeriesAnswer::Pulse(answer)).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -81,7 +138,7 @@ pub async fn series(State(state): State<AppState>, uri: Uri) -> Response {
 async fn own_series(
     state: AppState,
     q: Result<Query<SeriesParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SeriesWindow>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let Some(text) = p.matchers.as_deref() else {
         return Err(ApiError::BadRequest(
@@ -111,22 +168,23 @@ async fn own_series(
             found.len()
         )));
     }
-    let series: Vec<Value> = found
+    let series: Vec<SeriesPoints> = found
         .into_iter()
-        .map(|s| {
-            let labels: serde_json::Map<String, Value> = s
+        .map(|s| SeriesPoints {
+            metric: s.series.name().to_string(),
+            labels: s
                 .series
                 .labels()
                 .iter()
                 .filter(|(k, _)| &**k != "__name__")
-                .map(|(k, v)| (k.to_string(), Value::from(v.to_string())))
-                .collect();
-            json!({"metric": s.series.name(), "labels": labels, "points": s.points})
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            points: s.points,
         })
         .collect();
-    Ok(Json(json!({
-        "window_s": window_s,
-        "count": series.len(),
-        "series": series,
-    })))
+    Ok(Json(SeriesWindow {
+        window_s,
+        count: series.len(),
+        series,
+    }))
 }
