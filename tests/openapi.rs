@@ -235,3 +235,22 @@ fn the_tests_schema_check_finds_what_is_off() {
         assert!(found.contains(expected), "{expected} not in:\n{found}");
     }
 }
+
+#[test]
+fn every_example_fits_its_schema() {
+    let doc = pulse::openapi_document();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut checked = 0;
+    for (name, schema) in schemas {
+        let many = schema["examples"].as_array().into_iter().flatten();
+        for example in schema.get("example").into_iter().chain(many) {
+            let off = common::schema::problems(example, name);
+            assert!(
+                off.is_empty(),
+                "{name}'s example is off its schema: {off:#?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked} examples");
+}

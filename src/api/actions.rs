@@ -96,6 +96,7 @@ pub async fn one(
 
 /// The kill switch's position.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"paused": true, "was_paused": false}))]
 pub struct KillSwitch {
     /// Whether every action is refused (as `paused`) from now on.
     paused: bool,
@@ -138,6 +139,7 @@ async fn set_paused(state: AppState, paused: bool) -> Result<Json<KillSwitch>, A
 /// A worker's acknowledgement of a command.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"outcome": "done", "detail": "drained in 2 s"}))]
 pub struct CommandAckBody {
     outcome: AckOutcome,
     /// What the worker did or why it failed.

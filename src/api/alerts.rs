@@ -36,6 +36,7 @@ pub struct FilterParams {
     name: Option<String>,
     /// A PromQL series selector on the alert's labels, e.g. `{gpu="0",Hostname=~"node-.*"}`.
     #[serde(rename = "match")]
+    #[param(example = "{gpu=\"0\"}")]
     matchers: Option<String>,
     /// Resolved at or after, Unix ms (the history only).
     since_ms: Option<i64>,
@@ -150,6 +151,7 @@ pub async fn history(
 /// Who acknowledges an alert, and why.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"by": "ana", "comment": "expected: batch job"}))]
 pub struct AcknowledgeBody {
     /// Who acknowledges it (not blank).
     #[schema(min_length = 1)]

@@ -24,6 +24,7 @@ pub struct Params {
     /// A PromQL series selector on the watched series, e.g.
     /// `{__name__="DCGM_FI_DEV_GPU_TEMP",gpu="0"}`.
     #[serde(rename = "match")]
+    #[param(example = "{__name__=\"DCGM_FI_DEV_GPU_UTIL\",gpu=\"0\"}")]
     matchers: Option<String>,
     /// Detected (last) at or after, Unix ms.
     since_ms: Option<i64>,

@@ -7,7 +7,8 @@ use axum::Json;
 
 /// Every error's body.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-#[schema(as = Error)]
+#[schema(as = Error, example = json!(
+    {"error": "bad request", "detail": "limit: 0 is out of range (1-1000)"}))]
 pub struct ErrorBody {
     /// What kind of error: `bad request`, `not found`, `unavailable`, ...
     pub error: &'static str,

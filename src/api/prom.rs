@@ -30,7 +30,7 @@ const STEPS_PER_READ: usize = 32;
 #[into_params(parameter_in = Query)]
 pub struct InstantParams {
     /// The PromQL expression.
-    #[param(required = true)]
+    #[param(required = true, example = "avg by (gpu) (DCGM_FI_DEV_GPU_UTIL)")]
     #[schema(required = true)]
     query: Option<String>,
     /// When: Unix seconds or RFC 3339 (default: now).
@@ -45,19 +45,19 @@ pub struct InstantParams {
 #[into_params(parameter_in = Query)]
 pub struct RangeParams {
     /// The PromQL expression (a scalar or an instant vector).
-    #[param(required = true)]
+    #[param(required = true, example = "max_over_time(DCGM_FI_DEV_GPU_TEMP[1m])")]
     #[schema(required = true)]
     query: Option<String>,
     /// The first step: Unix seconds or RFC 3339.
-    #[param(required = true)]
+    #[param(required = true, example = "2026-12-04T10:00:00Z")]
     #[schema(required = true)]
     start: Option<String>,
     /// The last step at most: Unix seconds or RFC 3339.
-    #[param(required = true)]
+    #[param(required = true, example = "2026-12-04T10:30:00Z")]
     #[schema(required = true)]
     end: Option<String>,
     /// Between steps: a duration (`15s`) or seconds (`15`); at most 11 000 steps.
-    #[param(required = true)]
+    #[param(required = true, example = "15s")]
     #[schema(required = true)]
     step: Option<String>,
     /// Accepted and ignored (Prometheus' per-query timeout).

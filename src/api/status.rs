@@ -74,6 +74,7 @@ pub enum StatusAnswer {
 
 /// Readiness.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"ready": true, "status": "operational", "down": []}))]
 pub struct Readiness {
     /// No required component is down.
     pub ready: bool,

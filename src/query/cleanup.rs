@@ -11,6 +11,7 @@ use crate::model::series::Series;
 /// Body of `POST /api/phase4/gpu/cleanup` (all optional).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"gpus": ["0", 1], "settle_ms": 3000}))]
 pub struct CleanupRequest {
     /// `gpu` labels to clean (strings or integers); all GPUs when absent.
     #[serde(default, deserialize_with = "crate::model::gpu_id::optional_list")]

@@ -12,6 +12,11 @@ use crate::model::series::Series;
 /// series for the same reason, each within `2 × rest_samples` samples of the last, are
 /// merged into it (a leak that keeps setting new highs is one anomaly, not a storm).
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({"id": 9,
+    "series": {"metric": "DCGM_FI_DEV_XID_ERRORS", "labels": {"gpu": "4", "Hostname": "sim-host"}},
+    "first_at_ms": 1795844263129_i64, "last_at_ms": 1795844263129_i64, "value": 79.0,
+    "expected_low": 0.0, "expected_high": 0.0, "score": 1.0, "peak_score": 1.0, "count": 1,
+    "reason": "new_high", "detail": "above every value seen so far", "is_rate": false}))]
 pub struct Anomaly {
     /// Unique within this process, increasing.
     pub id: u64,

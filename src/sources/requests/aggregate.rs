@@ -31,6 +31,8 @@ pub const MAX_AGE_MS: i64 = 24 * 3_600_000;
 /// One request, as an inference service reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!(
+    {"route": "/v1/generate", "status": 200, "latency_ms": 182.5, "gpu": "0", "service": "llm"}))]
 pub struct RequestRecord {
     /// When the request finished, Unix ms (within a day before and 5 minutes after
     /// Pulse's clock); arrival time when absent.
