@@ -189,7 +189,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/phase4/status", get(status::status))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
-        .route("/api/openapi.json", get(status::openapi))
+        .route("/api/openapi.json", get(openapi::openapi))
         .route("/api/phase4/predictions", get(predictions::list))
         .route("/api/phase4/anomalies", get(anomalies::list))
         .route("/api/phase4/anomalies/{id}", get(anomalies::one))

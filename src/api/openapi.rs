@@ -1,9 +1,10 @@
-//! The API's OpenAPI 3.1 document, served at `GET /api/openapi.json`, generated from the
-//! handlers (each one's `#[utoipa::path]`) and the types they read and answer (`ToSchema`,
-//! `IntoParams`, their doc comments). `tests/openapi.rs` validates it, checks that it
-//! describes every route the router serves, runs Schemathesis on it, and keeps
-//! `docs/openapi.json`, the copy for readers, equal to it.
+//! The API's OpenAPI 3.1 document and its handler, `GET /api/openapi.json`. The document is
+//! generated from the handlers (each one's `#[utoipa::path]`) and the types they read and
+//! answer (`ToSchema`, `IntoParams`, their doc comments). `tests/openapi.rs` validates it,
+//! checks that it describes every route the router serves, runs Schemathesis on it, and
+//! keeps `docs/openapi.json`, the copy for readers, equal to it.
 
+use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::OpenApi;
@@ -50,7 +51,7 @@ use super::error::ErrorBody;
         super::status::status,
         super::status::healthz,
         super::status::readyz,
-        super::status::openapi,
+        openapi,
         super::web::index,
         super::metrics::metrics,
         super::query::dashboard_summary,
@@ -121,6 +122,15 @@ impl utoipa::Modify for Unauthorized {
 /// The whole document, as JSON.
 pub fn document() -> serde_json::Value {
     serde_json::to_value(Api::openapi()).expect("the document serialises")
+}
+
+/// `GET /api/openapi.json`: the API's OpenAPI 3.1 document, as JSON.
+#[utoipa::path(get, path = "/api/openapi.json", operation_id = "openapi", tag = "operations",
+    summary = "this document", security(()),
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+pub async fn openapi() -> Json<serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
 }
 
 #[cfg(test)]

@@ -94,13 +94,10 @@ pub type LabelSets = PromSuccess<Vec<BTreeMap<String, String>>>;
 pub type Strings = PromSuccess<Vec<String>>;
 
 /// `GET /api/v1/series?match[]=...`: the label sets of matching series.
-pub async fn series(state: AppState, uri: Uri) -> Response {
+pub async fn series(state: AppState, uri: Uri) -> Result<LabelSets, Response> {
     match matching(&state, &uri).await {
-        Ok(found) => {
-            let sets: Vec<BTreeMap<String, String>> = found.iter().map(label_set).collect();
-            Json(super::web::SeriesAnswer::Prometheus(LabelSets::new(sets))).into_response()
-        }
-        Err(e) => e.into_response(),
+        Ok(found) => Ok(LabelSets::new(found.iter().map(label_set).collect())),
+        Err(e) => Err(e.into_response()),
     }
 }
 

@@ -281,15 +281,6 @@ pub async fn healthz() -> Json<Alive> {
     Json(Alive { status: "alive" })
 }
 
-/// `GET /api/openapi.json`: the API's OpenAPI 3.1 document, as JSON.
-#[utoipa::path(get, path = "/api/openapi.json", operation_id = "openapi", tag = "operations",
-    summary = "this document", security(()),
-    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
-pub async fn openapi() -> Json<serde_json::Value> {
-    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    Json(DOCUMENT.get_or_init(super::openapi::document).clone())
-}
-
 /// `GET /readyz`: 200 when no required component is down, 503 naming those that are.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     summary = "no required component is down", security(()),

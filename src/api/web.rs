@@ -127,7 +127,10 @@ pub enum SeriesError {
     ))]
 pub async fn series(State(state): State<AppState>, uri: Uri) -> Response {
     if super::prom_meta::is_prometheus(&uri) {
-        return super::prom_meta::series(state, uri).await;
+        return match super::prom_meta::series(state, uri).await {
+            Ok(sets) => Json(SeriesAnswer::Prometheus(sets)).into_response(),
+            Err(e) => e,
+        };
     }
     match own_series(state, Query::try_from_uri(&uri)).await {
         Ok(Json(answer)) => Json(SeriesAnswer::Pulse(answer)).into_response(),
