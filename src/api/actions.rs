@@ -166,8 +166,6 @@ pub struct CommandAcknowledged {
         (status = 200, description = "taken", body = CommandAcknowledged),
         (status = 400, description = "a bad body, named", body = ErrorBody),
         (status = 404, description = "no command of an action awaits this acknowledgement, or this role runs no actions", body = ErrorBody),
-        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
         (status = 503, description = "the action runner is not running", body = ErrorBody),
     ))]
 pub async fn ack(

@@ -171,8 +171,6 @@ pub struct AcknowledgeBody {
         (status = 400, description = "a bad body or a blank `by`, named", body = ErrorBody),
         (status = 404, description = "no pending or firing alert has this id", body = ErrorBody),
         (status = 409, description = "the alert has resolved", body = ErrorBody),
-        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
         (status = 503, description = "the rule engine is not running, or the acknowledgement could not be stored", body = ErrorBody),
     ))]
 pub async fn acknowledge(

@@ -49,8 +49,6 @@ pub struct Accepted {
     responses(
         (status = 202, description = "every record counted", body = Accepted),
         (status = 400, description = "a bad record, named by its index and field; none of the batch counted", body = ErrorBody),
-        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
         (status = 503, description = "the request sampler is busy or down; none of the batch counted, retry", body = ErrorBody),
     ))]
 pub async fn ingest_requests(

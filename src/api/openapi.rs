@@ -74,7 +74,7 @@ use super::error::ErrorBody;
         super::commands::subscribe
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Bearer, &Unauthorized)
+    modifiers(&Bearer, &Unauthorized, &JsonBodies)
 )]
 struct Api;
 
@@ -95,6 +95,38 @@ impl utoipa::Modify for Bearer {
 /// too with `auth.protect_reads`; not those open to all (`security(())`: the probes, the
 /// page, this document). Said once here rather than in each handler's annotation.
 struct Unauthorized;
+
+/// Every operation that reads a JSON body may answer 413 (over `server.max_body_bytes`)
+/// and 415 (not `application/json`): the body extractor's errors, said once here.
+struct JsonBodies;
+
+impl utoipa::Modify for JsonBodies {
+    fn modify(&self, doc: &mut Document) {
+        let error = |description: &str| {
+            let body = Content::new(Some(Ref::from_schema_name("Error")));
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body)
+                .build()
+        };
+        let too_large = error("the body is over `server.max_body_bytes`");
+        let not_json = error("the body is not `application/json`");
+        for item in doc.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.post].into_iter().flatten();
+            for op in ops {
+                let json = op
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
+                if json {
+                    let responses = &mut op.responses.responses;
+                    responses.insert("413".to_string(), too_large.clone().into());
+                    responses.insert("415".to_string(), not_json.clone().into());
+                }
+            }
+        }
+    }
+}
 
 /// Whether an operation needs no token (its only security requirement is the empty one).
 fn open_to_all(op: &utoipa::openapi::path::Operation) -> bool {
@@ -195,6 +227,28 @@ mod tests {
         open.sort();
         assert_eq!(open, ["/", "/api/openapi.json", "/healthz", "/readyz"]);
         assert!(doc["components"]["schemas"]["Error"].is_object());
+    }
+
+    #[test]
+    fn every_operation_with_a_json_body_may_answer_413_and_415() {
+        let doc = document();
+        let mut with_body = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("a path item") {
+                if op["requestBody"]["content"]["application/json"].is_object() {
+                    for code in ["413", "415"] {
+                        let schema =
+                            &op["responses"][code]["content"]["application/json"]["schema"];
+                        assert_eq!(
+                            schema["$ref"], "#/components/schemas/Error",
+                            "{method} {path} {code}"
+                        );
+                    }
+                    with_body.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert_eq!(with_body.len(), 4, "{with_body:?}");
     }
 
     #[test]

@@ -87,8 +87,6 @@ pub async fn gpu_profile(
         (status = 200, description = "before and after, as measured", body = CleanupReport),
         (status = 400, description = "a bad body, an empty `gpus` or a `settle_ms` over its limit, named", body = ErrorBody),
         (status = 404, description = "a GPU asked for has not reported (named with those that have); nothing sent", body = ErrorBody),
-        (status = 413, description = "the body is over `server.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
         (status = 503, description = "the query actor or the command stream is not running", body = ErrorBody),
     ))]
 pub async fn gpu_cleanup(
