@@ -91,10 +91,38 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-/// Every generated operation may answer 401: every POST once `auth.token` is set, every GET
-/// too with `auth.protect_reads`; not those open to all (`security(())`: the probes, the
-/// page, this document). Said once here rather than in each handler's annotation.
+/// A response whose body is the error body.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    let body = Content::new(Some(Ref::from_schema_name("Error")));
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", body)
+        .build()
+}
+
+/// Every operation may answer 401: every POST once `auth.token` is set, every GET too with
+/// `auth.protect_reads`; not those open to all (`security(())`: the probes, the page, this
+/// document). Said once here rather than in each handler's annotation.
 struct Unauthorized;
+
+/// Whether an operation needs no token (its only security requirement is the empty one).
+fn open_to_all(op: &utoipa::openapi::path::Operation) -> bool {
+    serde_json::to_value(&op.security).ok() == Some(serde_json::json!([{}]))
+}
+
+impl utoipa::Modify for Unauthorized {
+    fn modify(&self, doc: &mut Document) {
+        let response = error_response("no or a wrong bearer token (`auth.token`)");
+        for item in doc.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.post].into_iter().flatten();
+            for op in ops.filter(|op| !open_to_all(op)) {
+                op.responses
+                    .responses
+                    .insert("401".to_string(), response.clone().into());
+            }
+        }
+    }
+}
 
 /// Every operation that reads a JSON body may answer 413 (over `server.max_body_bytes`)
 /// and 415 (not `application/json`): the body extractor's errors, said once here.
@@ -102,15 +130,8 @@ struct JsonBodies;
 
 impl utoipa::Modify for JsonBodies {
     fn modify(&self, doc: &mut Document) {
-        let error = |description: &str| {
-            let body = Content::new(Some(Ref::from_schema_name("Error")));
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/json", body)
-                .build()
-        };
-        let too_large = error("the body is over `server.max_body_bytes`");
-        let not_json = error("the body is not `application/json`");
+        let too_large = error_response("the body is over `server.max_body_bytes`");
+        let not_json = error_response("the body is not `application/json`");
         for item in doc.paths.paths.values_mut() {
             let ops = [&mut item.get, &mut item.post].into_iter().flatten();
             for op in ops {
@@ -123,29 +144,6 @@ impl utoipa::Modify for JsonBodies {
                     responses.insert("413".to_string(), too_large.clone().into());
                     responses.insert("415".to_string(), not_json.clone().into());
                 }
-            }
-        }
-    }
-}
-
-/// Whether an operation needs no token (its only security requirement is the empty one).
-fn open_to_all(op: &utoipa::openapi::path::Operation) -> bool {
-    serde_json::to_value(&op.security).ok() == Some(serde_json::json!([{}]))
-}
-
-impl utoipa::Modify for Unauthorized {
-    fn modify(&self, doc: &mut Document) {
-        let error = Content::new(Some(Ref::from_schema_name("Error")));
-        let response = ResponseBuilder::new()
-            .description("no or a wrong bearer token (`auth.token`)")
-            .content("application/json", error)
-            .build();
-        for item in doc.paths.paths.values_mut() {
-            let ops = [&mut item.get, &mut item.post].into_iter().flatten();
-            for op in ops.filter(|op| !open_to_all(op)) {
-                op.responses
-                    .responses
-                    .insert("401".to_string(), response.clone().into());
             }
         }
     }
