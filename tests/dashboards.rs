@@ -3,7 +3,9 @@
 //! the way Grafana fills them (`label_values` through Prometheus' API), returns data from a
 //! real Prometheus (Debian's `prometheus`) scraping the real `pulse` binary on loopback.
 //! Each query of the stream dashboards is also put to Pulse's own `/api/v1/query`, which must
-//! answer the same series (Grafana can use Pulse itself as a Prometheus data source).
+//! answer the same series (Grafana can use Pulse itself as a Prometheus data source), and
+//! Grafana-style range queries put to both over the same window agree point by point,
+//! within one scrape interval of skew.
 
 mod common;
 
@@ -143,6 +145,83 @@ fn same_series(pulse: &str, expr: &str, prometheus: &[Value]) -> Result<(), Stri
 }
 
 /// `$name` and `${name}` in a query.
+/// `expr` over the last 10 s from Prometheus (a point per second) and from Pulse (a point
+/// per 50 ms, 1.1 s further back): every point of Prometheus, a value Pulse's window held
+/// when Prometheus scraped it, must be among Pulse's values (to 1e-9 relative) from one
+/// scrape interval (1 s, and the sampling's 0.1 s) before it to just after it. Answers
+/// (points compared, points that matched).
+fn range_agrees(pulse: &str, prom: &Prometheus, expr: &str) -> Result<(usize, usize), String> {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .floor()
+        - 2.0;
+    let start = end - 10.0;
+    let range = |from: f64, step: f64| {
+        format!(
+            "/api/v1/query_range?query={}&start={from}&end={end}&step={step}",
+            common::urlencode(expr)
+        )
+    };
+    let theirs = prom.get(&range(start, 1.0));
+    let (status, ours) =
+        response(ureq::get(&format!("{pulse}{}", range(start - 1.1, 0.05))).call());
+    if status != 200 {
+        return Err(format!("Pulse: HTTP {status}: {ours}"));
+    }
+    let off = common::schema::problems(&ours, "PromSuccess_QueryData");
+    if !off.is_empty() {
+        return Err(format!("Pulse: off the documented schema: {off:?}"));
+    }
+    let labels = |s: &Value| -> BTreeMap<String, String> {
+        let m = s["metric"].as_object().unwrap();
+        m.iter()
+            .filter(|(k, _)| *k != "job" && *k != "instance")
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect()
+    };
+    let points = |s: &Value| -> Vec<(f64, f64)> {
+        s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_f64().unwrap(),
+                    p[1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let ours: BTreeMap<_, _> = ours["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (labels(s), points(s)))
+        .collect();
+    let (mut compared, mut matched) = (0, 0);
+    for series in theirs["data"]["result"].as_array().unwrap() {
+        let key = labels(series);
+        let Some(pulse_points) = ours.get(&key) else {
+            return Err(format!("Pulse has no series {key:?}"));
+        };
+        for (t, v) in points(series) {
+            compared += 1;
+            let near = pulse_points
+                .iter()
+                .filter(|(tp, _)| *tp >= t - 1.1 && *tp <= t + 0.05);
+            // Equal but for the last bits: an average's rounding depends on its algorithm.
+            let same = |vp: &f64| (vp - v).abs() <= 1e-9 * v.abs().max(1.0);
+            matched += usize::from(near.clone().any(|(_, vp)| same(vp)));
+        }
+    }
+    if compared == 0 {
+        return Err("Prometheus answered no point".to_string());
+    }
+    Ok((compared, matched))
+}
+
 fn variables_in(expr: &str) -> Vec<String> {
     let re = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?").unwrap();
     re.captures_iter(expr).map(|c| c[1].to_string()).collect()
@@ -293,6 +372,40 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_pulse() {
                     Ok(_) => {}
                 }
             }
+        }
+    }
+    // Grafana-style range queries, to Pulse and to Prometheus over the same window, once
+    // Prometheus has scraped for its length.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prom
+        .query("count_over_time(DCGM_FI_DEV_GPU_TEMP[13s]) >= 12")
+        .map_or(true, |r| r.is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus scraped less than 13 s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for expr in [
+        "DCGM_FI_DEV_GPU_TEMP",
+        "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)",
+        "DCGM_FI_DEV_FB_USED / DCGM_FI_DEV_FB_TOTAL",
+        "max by (gpu) (DCGM_FI_DEV_POWER_USAGE)",
+    ] {
+        match range_agrees(&pulse.base, &prom, expr) {
+            Ok((compared, matched)) => {
+                eprintln!(
+                    "range {expr}: {matched} of {compared} Prometheus points matched by Pulse"
+                );
+                if matched < compared {
+                    failures.push(format!(
+                        "range {expr}: {} of {compared} points unlike Pulse's",
+                        compared - matched
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("range {expr}: {e}")),
         }
     }
     stop.store(true, Ordering::Relaxed);
