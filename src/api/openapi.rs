@@ -5,7 +5,8 @@
 //! keeps `docs/openapi.json`, the copy for readers, equal to it.
 
 use axum::Json;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 
@@ -105,21 +106,31 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
 /// document). Said once here rather than in each handler's annotation.
 struct Unauthorized;
 
+/// Every operation of the document, whatever its method.
+fn operations(doc: &mut Document) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|i| {
+        let methods = [&mut i.get, &mut i.put, &mut i.post, &mut i.delete];
+        let more = [&mut i.options, &mut i.head, &mut i.patch, &mut i.trace];
+        methods.into_iter().chain(more).flatten()
+    })
+}
+
+/// Adds `response` to `op` under `status`.
+fn answers(op: &mut Operation, status: &str, response: &utoipa::openapi::Response) {
+    let responses = &mut op.responses.responses;
+    responses.insert(status.to_string(), response.clone().into());
+}
+
 /// Whether an operation needs no token (its only security requirement is the empty one).
-fn open_to_all(op: &utoipa::openapi::path::Operation) -> bool {
-    serde_json::to_value(&op.security).ok() == Some(serde_json::json!([{}]))
+fn open_to_all(op: &Operation) -> bool {
+    op.security.as_deref() == Some(&[SecurityRequirement::default()][..])
 }
 
 impl utoipa::Modify for Unauthorized {
     fn modify(&self, doc: &mut Document) {
         let response = error_response("no or a wrong bearer token (`auth.token`)");
-        for item in doc.paths.paths.values_mut() {
-            let ops = [&mut item.get, &mut item.post].into_iter().flatten();
-            for op in ops.filter(|op| !open_to_all(op)) {
-                op.responses
-                    .responses
-                    .insert("401".to_string(), response.clone().into());
-            }
+        for op in operations(doc).filter(|op| !open_to_all(op)) {
+            answers(op, "401", &response);
         }
     }
 }
@@ -132,19 +143,13 @@ impl utoipa::Modify for JsonBodies {
     fn modify(&self, doc: &mut Document) {
         let too_large = error_response("the body is over `server.max_body_bytes`");
         let not_json = error_response("the body is not `application/json`");
-        for item in doc.paths.paths.values_mut() {
-            let ops = [&mut item.get, &mut item.post].into_iter().flatten();
-            for op in ops {
-                let json = op
-                    .request_body
-                    .as_ref()
-                    .is_some_and(|b| b.content.contains_key("application/json"));
-                if json {
-                    let responses = &mut op.responses.responses;
-                    responses.insert("413".to_string(), too_large.clone().into());
-                    responses.insert("415".to_string(), not_json.clone().into());
-                }
-            }
+        let reads_json = |op: &&mut Operation| {
+            let body = op.request_body.as_ref();
+            body.is_some_and(|b| b.content.contains_key("application/json"))
+        };
+        for op in operations(doc).filter(reads_json) {
+            answers(op, "413", &too_large);
+            answers(op, "415", &not_json);
         }
     }
 }
