@@ -103,6 +103,17 @@ fn every_panel_has_a_datasource_a_unit_and_a_query() {
     }
 }
 
+/// A result series' labels, but for the `job` and `instance` Prometheus adds when it scrapes.
+fn series_labels(r: &Value) -> BTreeMap<String, String> {
+    r["metric"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "job" && *k != "instance")
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
 /// Pulse's own `/api/v1/query` gives the series Prometheus gives (its `job` and `instance`
 /// scrape labels aside); values differ by the scrape's skew and are not compared.
 fn same_series(pulse: &str, expr: &str, prometheus: &[Value]) -> Result<(), String> {
@@ -118,22 +129,13 @@ fn same_series(pulse: &str, expr: &str, prometheus: &[Value]) -> Result<(), Stri
     if !off.is_empty() {
         return Err(format!("off the documented schema: {off:?}"));
     }
-    let labels = |r: &Value| -> BTreeMap<String, String> {
-        r["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| *k != "job" && *k != "instance")
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect()
-    };
     let mut ours: Vec<_> = v["data"]["result"]
         .as_array()
         .unwrap()
         .iter()
-        .map(labels)
+        .map(series_labels)
         .collect();
-    let mut theirs: Vec<_> = prometheus.iter().map(labels).collect();
+    let mut theirs: Vec<_> = prometheus.iter().map(series_labels).collect();
     ours.sort();
     theirs.sort();
     if ours != theirs {
@@ -174,13 +176,6 @@ fn range_agrees(pulse: &str, prom: &Prometheus, expr: &str) -> Result<(usize, us
     if !off.is_empty() {
         return Err(format!("Pulse: off the documented schema: {off:?}"));
     }
-    let labels = |s: &Value| -> BTreeMap<String, String> {
-        let m = s["metric"].as_object().unwrap();
-        m.iter()
-            .filter(|(k, _)| *k != "job" && *k != "instance")
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect()
-    };
     let points = |s: &Value| -> Vec<(f64, f64)> {
         s["values"]
             .as_array()
@@ -198,11 +193,11 @@ fn range_agrees(pulse: &str, prom: &Prometheus, expr: &str) -> Result<(usize, us
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (labels(s), points(s)))
+        .map(|s| (series_labels(s), points(s)))
         .collect();
     let (mut compared, mut matched) = (0, 0);
     for series in theirs["data"]["result"].as_array().unwrap() {
-        let key = labels(series);
+        let key = series_labels(series);
         let Some(pulse_points) = ours.get(&key) else {
             return Err(format!("Pulse has no series {key:?}"));
         };
@@ -339,6 +334,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_pulse() {
         "service_route:http_request_duration_seconds:p95_5m",
         r#"ALERTS{alertstate="firing"}"#,
         "rate(http_requests_total[5s]) > 0",
+        // The range queries below compare the last 12 s.
+        "count_over_time(DCGM_FI_DEV_GPU_TEMP[13s]) >= 12",
     ] {
         while prom.query(needed).map_or(true, |r| r.is_empty()) {
             assert!(Instant::now() < deadline, "Prometheus never had {needed}");
@@ -374,19 +371,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_pulse() {
             }
         }
     }
-    // Grafana-style range queries, to Pulse and to Prometheus over the same window, once
-    // Prometheus has scraped for its length.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while prom
-        .query("count_over_time(DCGM_FI_DEV_GPU_TEMP[13s]) >= 12")
-        .map_or(true, |r| r.is_empty())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus scraped less than 13 s"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    // Grafana-style range queries, to Pulse and to Prometheus over the same window.
     for expr in [
         "DCGM_FI_DEV_GPU_TEMP",
         "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)",
